@@ -1,0 +1,450 @@
+//! config.toml: what the user wrote, checked, then resolved into values the
+//! rest of the code trusts.
+//!
+//! Two stages, as in ripgrep: [`RawConfig`] mirrors the file (unknown keys are
+//! an error that names them), and [`Config`] is the resolved form (paths made
+//! absolute against the config file's folder, URLs checked, timeouts as
+//! durations). Nothing here touches the network or the stores.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::core::avatar::CommandAvatars;
+use crate::core::model::{PlanMode, Policy};
+use crate::core::rules::parse_relay_url;
+
+/// A config that cannot be used, with what to do about it (one line).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error(
+        "cannot read the config file {path}: {source}; pass --config PATH or create config.toml"
+    )]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a wrong type.
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value that parses but cannot be used.
+    #[error("{path}: {message}")]
+    Value {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+/// The file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[store]`
+    #[serde(default)]
+    pub store: RawStore,
+    /// `[plans]`
+    #[serde(default)]
+    pub plans: RawPlans,
+    /// `[relay]`
+    #[serde(default)]
+    pub relay: RawRelay,
+    /// `[avatars]`: command to default avatar URL, over the built-in table.
+    #[serde(default)]
+    pub avatars: BTreeMap<String, String>,
+    /// `[profile]`
+    #[serde(default)]
+    pub profile: RawProfile,
+}
+
+/// `[store]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// The agent store (the app's `managed-agents.json`).
+    #[serde(default = "default_agents")]
+    pub agents: PathBuf,
+    /// The persona store; optional.
+    pub personas: Option<PathBuf>,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            agents: default_agents(),
+            personas: None,
+        }
+    }
+}
+
+fn default_agents() -> PathBuf {
+    PathBuf::from("managed-agents.json")
+}
+
+/// `[plans]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlans {
+    /// Where plans (and later their journals) are written.
+    #[serde(default = "default_plans_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for RawPlans {
+    fn default() -> Self {
+        Self {
+            dir: default_plans_dir(),
+        }
+    }
+}
+
+fn default_plans_dir() -> PathBuf {
+    PathBuf::from("plans")
+}
+
+/// `[relay]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRelay {
+    /// Seconds to wait for a relay connection.
+    #[serde(default = "default_connect")]
+    pub connect_timeout_secs: u64,
+    /// Seconds to wait for a query's EOSE.
+    #[serde(default = "default_query")]
+    pub query_timeout_secs: u64,
+    /// Seconds to wait for a publish's OK.
+    #[serde(default = "default_publish")]
+    pub publish_timeout_secs: u64,
+    /// Relays read at once.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrent_relays: usize,
+    /// Authors per REQ filter (at most 100).
+    #[serde(default = "default_authors_per_filter")]
+    pub authors_per_filter: usize,
+    /// Relay URL to relay URL, applied to reads and writes alike.
+    #[serde(default)]
+    pub rewrite: BTreeMap<String, String>,
+}
+
+impl Default for RawRelay {
+    fn default() -> Self {
+        Self {
+            connect_timeout_secs: default_connect(),
+            query_timeout_secs: default_query(),
+            publish_timeout_secs: default_publish(),
+            max_concurrent_relays: default_concurrency(),
+            authors_per_filter: default_authors_per_filter(),
+            rewrite: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_connect() -> u64 {
+    10
+}
+fn default_query() -> u64 {
+    15
+}
+fn default_publish() -> u64 {
+    15
+}
+fn default_concurrency() -> usize {
+    8
+}
+fn default_authors_per_filter() -> usize {
+    100
+}
+
+/// `[profile]`: knobs of the rules.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfile {
+    /// Rule D3: how far ahead of now a new event may be dated.
+    #[serde(default = "default_tolerance")]
+    pub future_tolerance_secs: u64,
+    /// Rule D4: publish without the record's invalid `auth_tag` instead of skipping.
+    #[serde(default)]
+    pub publish_without_invalid_auth_tag: bool,
+}
+
+impl Default for RawProfile {
+    fn default() -> Self {
+        Self {
+            future_tolerance_secs: default_tolerance(),
+            publish_without_invalid_auth_tag: false,
+        }
+    }
+}
+
+fn default_tolerance() -> u64 {
+    15 * 60
+}
+
+/// Relay settings, resolved.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// Connection timeout.
+    pub connect_timeout: Duration,
+    /// Query (EOSE) timeout.
+    pub query_timeout: Duration,
+    /// Publish (OK) timeout.
+    pub publish_timeout: Duration,
+    /// Relays read at once.
+    pub max_concurrent_relays: usize,
+    /// Authors per REQ filter.
+    pub authors_per_filter: usize,
+    /// Relay URL rewrites (both sides normalized).
+    pub rewrite: BTreeMap<String, String>,
+}
+
+/// The resolved config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file (absolute), or `None` when defaults were used.
+    pub source: Option<PathBuf>,
+    /// The agent store.
+    pub agents: PathBuf,
+    /// The persona store, when configured.
+    pub personas: Option<PathBuf>,
+    /// The plans folder.
+    pub plans_dir: PathBuf,
+    /// Relay settings.
+    pub relay: RelaySettings,
+    /// The planner's policy (mode `Full`; commands switch it).
+    pub policy: Policy,
+}
+
+impl Config {
+    /// The relay an agent's record points at, after the configured rewrite.
+    pub fn effective_relay(&self, relay_url: &str) -> String {
+        rewrite_relay_url(relay_url, &self.relay.rewrite)
+    }
+}
+
+/// A URL as used for rewrite matching: trimmed, without trailing slashes.
+fn rewrite_key(url: &str) -> &str {
+    url.trim().trim_end_matches('/')
+}
+
+/// Applies the rewrite table to a relay URL (exact match, ignoring trailing
+/// slashes); a URL not in the table is returned normalized.
+pub fn rewrite_relay_url(url: &str, rewrite: &BTreeMap<String, String>) -> String {
+    let key = rewrite_key(url);
+    match rewrite.get(key) {
+        Some(target) => target.clone(),
+        None => parse_relay_url(url).unwrap_or_else(|_| url.to_string()),
+    }
+}
+
+/// Reads and resolves the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let base = absolute
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    parse(&text, &absolute, &base)
+}
+
+/// Parses config text; `path` is for messages, `base` resolves relative paths.
+pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|err| {
+        let (line, column) = err
+            .span()
+            .map(|span| line_column(text, span.start))
+            .unwrap_or((1, 1));
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: err.message().trim().replace('\n', " "),
+        }
+    })?;
+    resolve(raw, Some(path), base)
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |p| p + 1) + 1;
+    (line, column)
+}
+
+/// Resolves a raw config: checks values and makes paths absolute.
+pub fn resolve(raw: RawConfig, path: Option<&Path>, base: &Path) -> Result<Config, ConfigError> {
+    let shown = path
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("config.toml"));
+    let value_error = |message: String| ConfigError::Value {
+        path: shown.clone(),
+        message,
+    };
+    for (key, value) in [
+        ("connect_timeout_secs", raw.relay.connect_timeout_secs),
+        ("query_timeout_secs", raw.relay.query_timeout_secs),
+        ("publish_timeout_secs", raw.relay.publish_timeout_secs),
+    ] {
+        if value == 0 || value > 3600 {
+            return Err(value_error(format!(
+                "[relay] {key} = {value} is out of range; use a number of seconds from 1 to 3600"
+            )));
+        }
+    }
+    if raw.relay.max_concurrent_relays == 0 {
+        return Err(value_error(
+            "[relay] max_concurrent_relays must be at least 1".to_string(),
+        ));
+    }
+    if !(1..=100).contains(&raw.relay.authors_per_filter) {
+        return Err(value_error(format!(
+            "[relay] authors_per_filter = {} is out of range; use 1 to 100",
+            raw.relay.authors_per_filter
+        )));
+    }
+    let mut rewrite = BTreeMap::new();
+    for (from, to) in &raw.relay.rewrite {
+        parse_relay_url(from)
+            .map_err(|problem| value_error(format!("[relay.rewrite] key {from:?}: {problem}")))?;
+        let target = parse_relay_url(to).map_err(|problem| {
+            value_error(format!("[relay.rewrite] {from:?} = {to:?}: {problem}"))
+        })?;
+        rewrite.insert(rewrite_key(from).to_string(), target);
+    }
+    let mut command_avatars = CommandAvatars::builtin();
+    for (command, url) in &raw.avatars {
+        let trimmed = url.trim();
+        let is_url = trimmed.starts_with("https://") || trimmed.starts_with("http://");
+        if !trimmed.is_empty() && !is_url {
+            return Err(value_error(format!(
+                "[avatars] {command:?} = {url:?} is not an http(s) URL; use a full URL, or \"\" to turn the default off"
+            )));
+        }
+        command_avatars.set(command, trimmed);
+    }
+    let absolute = |p: &Path| -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+    Ok(Config {
+        source: path.map(Path::to_path_buf),
+        agents: absolute(&raw.store.agents),
+        personas: raw.store.personas.as_deref().map(absolute),
+        plans_dir: absolute(&raw.plans.dir),
+        relay: RelaySettings {
+            connect_timeout: Duration::from_secs(raw.relay.connect_timeout_secs),
+            query_timeout: Duration::from_secs(raw.relay.query_timeout_secs),
+            publish_timeout: Duration::from_secs(raw.relay.publish_timeout_secs),
+            max_concurrent_relays: raw.relay.max_concurrent_relays,
+            authors_per_filter: raw.relay.authors_per_filter,
+            rewrite,
+        },
+        policy: Policy {
+            command_avatars,
+            future_tolerance_secs: raw.profile.future_tolerance_secs,
+            publish_without_invalid_auth_tag: raw.profile.publish_without_invalid_auth_tag,
+            mode: PlanMode::Full,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Config, ConfigError> {
+        parse(
+            text,
+            Path::new("/etc/reprofile/config.toml"),
+            Path::new("/etc/reprofile"),
+        )
+    }
+
+    #[test]
+    fn defaults_resolve_against_the_config_folder() {
+        let config = parse_str("").unwrap();
+        assert_eq!(
+            config.agents,
+            PathBuf::from("/etc/reprofile/managed-agents.json")
+        );
+        assert_eq!(config.plans_dir, PathBuf::from("/etc/reprofile/plans"));
+        assert_eq!(config.relay.connect_timeout, Duration::from_secs(10));
+        assert_eq!(config.relay.query_timeout, Duration::from_secs(15));
+        assert_eq!(config.relay.publish_timeout, Duration::from_secs(15));
+        assert_eq!(config.policy.future_tolerance_secs, 900);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let err = parse_str("[store]\nagents = \"a.json\"\nagentz = \"b\"\n").unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("agentz"), "{message}");
+        assert!(message.contains(":3:"), "{message}");
+        assert!(!message.contains('\n'));
+        let err = parse_str("[relays]\n").unwrap_err();
+        assert!(err.to_string().contains("relays"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_what_to_do() {
+        assert!(parse_str("[relay]\nquery_timeout_secs = -1\n").is_err());
+        assert!(parse_str("[relay]\nquery_timeout_secs = 0\n")
+            .unwrap_err()
+            .to_string()
+            .contains("1 to 3600"));
+        let err = parse_str("[relay.rewrite]\n\"ws://a:1\" = \"http://b\"\n").unwrap_err();
+        assert!(err.to_string().contains("ws:// or wss://"), "{err}");
+        assert!(parse_str("[avatars]\nbot = \"ftp://x\"\n").is_err());
+    }
+
+    #[test]
+    fn rewrite_matches_with_or_without_trailing_slash() {
+        let config =
+            parse_str("[relay.rewrite]\n\"ws://127.0.0.1:7777\" = \"ws://127.0.0.1:4000\"\n")
+                .unwrap();
+        assert_eq!(
+            config.effective_relay("ws://127.0.0.1:7777/"),
+            "ws://127.0.0.1:4000"
+        );
+        assert_eq!(
+            config.effective_relay("ws://127.0.0.1:7777"),
+            "ws://127.0.0.1:4000"
+        );
+        assert_eq!(
+            config.effective_relay("wss://other.example"),
+            "wss://other.example"
+        );
+    }
+
+    #[test]
+    fn avatars_table_overrides_defaults() {
+        let config =
+            parse_str("[avatars]\n\"my-own-bot\" = \"https://x/bot.png\"\ngoose = \"\"\n").unwrap();
+        assert_eq!(
+            config.policy.command_avatars.lookup("My_Own_Bot"),
+            Some("https://x/bot.png")
+        );
+        assert_eq!(config.policy.command_avatars.lookup("goose"), None);
+    }
+}

@@ -1,0 +1,13 @@
+//! The pure core: the rules of RECONCILE.md, from a snapshot to a plan.
+//!
+//! Nothing in here does I/O, reads a clock or touches tokio: time comes in as
+//! an argument and effects leave as data (the [`plan::Plan`]). The edges
+//! (store, relay, config, CLI) gather the snapshot and carry out the plan; any
+//! decision about what *should* happen belongs here.
+
+pub mod avatar;
+pub mod content;
+pub mod model;
+pub mod nip_oa;
+pub mod plan;
+pub mod rules;

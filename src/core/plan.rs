@@ -1,0 +1,345 @@
+//! The plan: what the planner decided, as plain data.
+//!
+//! One plan value serves every use: `plan` prints it, `apply` executes it and
+//! the plan file stores it (through its own serialization types in
+//! `crate::planfile`, so the file format can stay stable while these evolve).
+
+use std::fmt;
+
+/// Where a backfilled avatar came from (rule B2), in the order they are tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AvatarSource {
+    /// The persona's `avatar_url`.
+    Persona,
+    /// The `picture` of the agent's current kind:0 on its relay.
+    Relay,
+    /// The default avatar of the agent's runtime command.
+    Command,
+}
+
+impl AvatarSource {
+    /// The name used in plan files and renderings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AvatarSource::Persona => "persona",
+            AvatarSource::Relay => "relay",
+            AvatarSource::Command => "command",
+        }
+    }
+
+    /// Parses the plan-file name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "persona" => Some(AvatarSource::Persona),
+            "relay" => Some(AvatarSource::Relay),
+            "command" => Some(AvatarSource::Command),
+            _ => None,
+        }
+    }
+}
+
+/// Why a profile is republished (rules C1 to C3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RepublishReason {
+    /// C1: the relay answered and holds no kind:0 for the agent.
+    Missing,
+    /// C2: the newest kind:0's content is not a JSON object.
+    Malformed,
+    /// C3: `display_name` is not the record's `name`.
+    NameChanged,
+    /// C3: `picture` is not the expected avatar.
+    PictureChanged,
+}
+
+impl RepublishReason {
+    /// The name used in plan files and renderings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepublishReason::Missing => "missing",
+            RepublishReason::Malformed => "malformed",
+            RepublishReason::NameChanged => "name_changed",
+            RepublishReason::PictureChanged => "picture_changed",
+        }
+    }
+
+    /// Parses the plan-file name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "missing" => Some(RepublishReason::Missing),
+            "malformed" => Some(RepublishReason::Malformed),
+            "name_changed" => Some(RepublishReason::NameChanged),
+            "picture_changed" => Some(RepublishReason::PictureChanged),
+            _ => None,
+        }
+    }
+}
+
+/// Why an agent gets no action at all (sections A to D).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SkipReason {
+    /// A1, A3, or a field of the wrong type.
+    InvalidRecord,
+    /// A2: the pubkey appears more than once in the store.
+    DuplicateRecord,
+    /// A4: `relay_url` is not a ws:// or wss:// URL.
+    InvalidRelayUrl,
+    /// A5: `private_key_nsec` does not parse.
+    InvalidKey,
+    /// A5: the key parses but belongs to another pubkey.
+    KeyMismatch,
+    /// B3 and C5: the relay could not be read.
+    RelayUnreachable,
+    /// B4: no source yields an avatar.
+    NoAvatar,
+    /// D3: the new `created_at` would be too far in the future.
+    ClockSkew,
+    /// D4: the record's `auth_tag` is not valid for the new event.
+    AuthTagInvalid,
+}
+
+impl SkipReason {
+    /// Every reason, in the order renderings group them.
+    pub const ALL: [SkipReason; 9] = [
+        SkipReason::InvalidRecord,
+        SkipReason::DuplicateRecord,
+        SkipReason::InvalidRelayUrl,
+        SkipReason::InvalidKey,
+        SkipReason::KeyMismatch,
+        SkipReason::RelayUnreachable,
+        SkipReason::NoAvatar,
+        SkipReason::ClockSkew,
+        SkipReason::AuthTagInvalid,
+    ];
+
+    /// The name used in plan files, renderings and RECONCILE.md.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::InvalidRecord => "invalid_record",
+            SkipReason::DuplicateRecord => "duplicate_record",
+            SkipReason::InvalidRelayUrl => "invalid_relay_url",
+            SkipReason::InvalidKey => "invalid_key",
+            SkipReason::KeyMismatch => "key_mismatch",
+            SkipReason::RelayUnreachable => "relay_unreachable",
+            SkipReason::NoAvatar => "no_avatar",
+            SkipReason::ClockSkew => "clock_skew",
+            SkipReason::AuthTagInvalid => "auth_tag_invalid",
+        }
+    }
+
+    /// Parses the plan-file name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|reason| reason.as_str() == text)
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Store an avatar URL in a legacy record (rule B2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillAvatar {
+    /// The agent's pubkey (64 hex).
+    pub agent: String,
+    /// The agent's name, for people reading the plan.
+    pub name: String,
+    /// The record's position in the store when planned (informative: apply
+    /// finds the record by pubkey).
+    pub index: usize,
+    /// Which source won.
+    pub source: AvatarSource,
+    /// The avatar to store.
+    pub avatar_url: String,
+    /// Precondition: the record's `avatar_url` when planned (`None` when absent
+    /// or null, the blank text when blank). Apply acts only while the record is
+    /// still legacy.
+    pub before: Option<String>,
+}
+
+/// The kind:0 that was on the relay when planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventBefore {
+    /// Its id: apply's precondition is that it is still the newest.
+    pub id: String,
+    /// Its `created_at`: the new event must be later.
+    pub created_at: u64,
+    /// Its content, verbatim.
+    pub content: String,
+}
+
+/// The kind:0 to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventAfter {
+    /// The content to publish, as JSON text (rule D2).
+    pub content: String,
+    /// The tags to publish (rule D4).
+    pub tags: Vec<Vec<String>>,
+    /// The new event's `created_at` must be greater than this (rule D3); 0
+    /// when nothing was on the relay.
+    pub created_at_above: u64,
+    /// The `created_at` computed at planning time (apply recomputes it with its
+    /// own clock, by the same rule).
+    pub planned_created_at: u64,
+}
+
+/// Sign and publish a fresh kind:0 for the agent (rules C and D).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepublishProfile {
+    /// The agent's pubkey (64 hex).
+    pub agent: String,
+    /// The agent's name (the `display_name` to publish).
+    pub name: String,
+    /// The expected picture (after any backfill of the same plan, rule E1).
+    pub picture: String,
+    /// The relay to publish to (after URL rewrite).
+    pub relay: String,
+    /// Why, in a stable order.
+    pub reasons: Vec<RepublishReason>,
+    /// The newest kind:0 when planned, `None` when missing.
+    pub before: Option<EventBefore>,
+    /// What to publish.
+    pub after: EventAfter,
+    /// Where the auth tag came from, for people: `record`, `relay` or `none`.
+    pub auth_tag_source: AuthTagSource,
+}
+
+/// Where the published event's `auth` tag came from (rule D4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthTagSource {
+    /// The record's `auth_tag`.
+    Record,
+    /// The existing event's `auth` tag, still valid for the new event.
+    Relay,
+    /// No auth tag.
+    None,
+    /// The record's tag was invalid and config says to publish without it.
+    DroppedInvalid,
+}
+
+impl AuthTagSource {
+    /// The name used in plan files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthTagSource::Record => "record",
+            AuthTagSource::Relay => "relay",
+            AuthTagSource::None => "none",
+            AuthTagSource::DroppedInvalid => "dropped_invalid",
+        }
+    }
+
+    /// Parses the plan-file name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "record" => Some(AuthTagSource::Record),
+            "relay" => Some(AuthTagSource::Relay),
+            "none" => Some(AuthTagSource::None),
+            "dropped_invalid" => Some(AuthTagSource::DroppedInvalid),
+            _ => None,
+        }
+    }
+}
+
+/// One action of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Rule B2.
+    BackfillAvatar(BackfillAvatar),
+    /// Rules C and D.
+    RepublishProfile(RepublishProfile),
+}
+
+impl Action {
+    /// The agent's pubkey.
+    pub fn agent(&self) -> &str {
+        match self {
+            Action::BackfillAvatar(action) => &action.agent,
+            Action::RepublishProfile(action) => &action.agent,
+        }
+    }
+
+    /// The action's type name in plan files.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Action::BackfillAvatar(_) => "backfill_avatar",
+            Action::RepublishProfile(_) => "republish_profile",
+        }
+    }
+
+    /// A stable id, unique within a plan: the type and the agent.
+    pub fn id(&self) -> String {
+        format!("{}:{}", self.type_name(), self.agent())
+    }
+}
+
+/// An agent that gets no action, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    /// The agent's pubkey, or `record #N` when the pubkey itself is unusable
+    /// (never the raw text, which could be anything, even a key).
+    pub agent: String,
+    /// The agent's name when it is known.
+    pub name: String,
+    /// The record's position in the store.
+    pub index: usize,
+    /// The rule's reason.
+    pub reason: SkipReason,
+    /// A sentence for people (never a key).
+    pub detail: String,
+    /// The relay concerned, when there is one.
+    pub relay: Option<String>,
+}
+
+/// What the planner decided for every agent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// The actions, ordered by agent pubkey; for one agent the backfill first.
+    pub actions: Vec<Action>,
+    /// The skipped agents, ordered by agent then store position.
+    pub skipped: Vec<Skip>,
+    /// Pubkeys of agents whose profile and record are already right.
+    pub unchanged: Vec<String>,
+    /// False when any agent's relay could not be read.
+    pub complete: bool,
+    /// How many records the store holds.
+    pub agents: usize,
+}
+
+/// Counts for the plan's summary line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    /// Records in the store.
+    pub agents: usize,
+    /// Republish actions.
+    pub republish: usize,
+    /// Backfill actions.
+    pub backfill: usize,
+    /// Agents with nothing to do.
+    pub unchanged: usize,
+    /// Skipped agents.
+    pub skipped: usize,
+}
+
+impl Plan {
+    /// The counts of this plan.
+    pub fn summary(&self) -> Summary {
+        let republish = self
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::RepublishProfile(_)))
+            .count();
+        Summary {
+            agents: self.agents,
+            republish,
+            backfill: self.actions.len() - republish,
+            unchanged: self.unchanged.len(),
+            skipped: self.skipped.len(),
+        }
+    }
+
+    /// True when there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+}

@@ -1,0 +1,453 @@
+//! The planner: RECONCILE.md sections A to D, agent by agent.
+//!
+//! [`plan`] is a pure function of the snapshot, the policy and `now`. Each
+//! agent gets exactly one outcome: unchanged, a set of actions (at most one
+//! backfill and one republish), or one skip. The order of the checks follows
+//! the spec: record validity (A), the expected avatar (B), whether the profile
+//! needs a republish (C), then what the new event must be (D).
+
+use std::collections::HashMap;
+
+use nostr::nips::nip19::FromBech32;
+use nostr::{Keys, RelayUrl, SecretKey};
+
+use super::content::{merge_content, ProfileContent};
+use super::model::{AgentRecord, AgentSnapshot, PlanMode, Policy, RelayObservation, Snapshot};
+use super::nip_oa;
+use super::plan::{
+    Action, AuthTagSource, AvatarSource, BackfillAvatar, EventAfter, EventBefore, Plan,
+    RepublishProfile, RepublishReason, Skip, SkipReason,
+};
+
+/// The kind of a profile event.
+const METADATA_KIND: u16 = 0;
+
+/// The relay state of one agent (RECONCILE.md, Inputs), classified from what
+/// the relay gave.
+#[derive(Debug, Clone)]
+pub enum ProfileState<'a> {
+    /// The relay answered and holds no kind:0.
+    Missing,
+    /// The newest kind:0's content is a JSON object.
+    Present {
+        /// The event as read.
+        event: &'a super::model::ExistingEvent,
+        /// Its parsed content.
+        content: ProfileContent,
+    },
+    /// The newest kind:0's content is not a JSON object.
+    Malformed {
+        /// The event as read.
+        event: &'a super::model::ExistingEvent,
+    },
+    /// The relay could not be read.
+    Unknown {
+        /// Why, for people.
+        reason: &'a str,
+    },
+}
+
+impl<'a> ProfileState<'a> {
+    /// Classifies a relay observation.
+    pub fn classify(observation: &'a RelayObservation) -> Self {
+        match observation {
+            RelayObservation::NoProfile => ProfileState::Missing,
+            RelayObservation::Unreadable(reason) => ProfileState::Unknown { reason },
+            RelayObservation::Newest(event) => match ProfileContent::parse(&event.content) {
+                Some(content) => ProfileState::Present { event, content },
+                None => ProfileState::Malformed { event },
+            },
+        }
+    }
+
+    fn event(&self) -> Option<&'a super::model::ExistingEvent> {
+        match self {
+            ProfileState::Present { event, .. } | ProfileState::Malformed { event } => Some(event),
+            _ => None,
+        }
+    }
+}
+
+/// True when `text` is 64 lower-case hex digits (rule A1).
+pub fn is_pubkey_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Checks a relay URL (rule A4): it must parse as a ws:// or wss:// URL.
+/// Returns the URL as nostr writes it, or why it is not usable.
+pub fn parse_relay_url(text: &str) -> Result<String, String> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err("relay_url is empty".to_string());
+    }
+    match RelayUrl::parse(trimmed) {
+        Ok(url) => Ok(url.to_string()),
+        Err(err) => Err(format!("relay_url is not a ws:// or wss:// URL ({err})")),
+    }
+}
+
+/// The `created_at` of a republish (rule D3): `now`, or one second after the
+/// event it replaces when that is later.
+pub fn next_created_at(now: u64, replaces_created_at: Option<u64>) -> u64 {
+    match replaces_created_at {
+        Some(previous) => now.max(previous.saturating_add(1)),
+        None => now,
+    }
+}
+
+/// True when a profile already shows `name` and `picture` (rule C4); used by
+/// the planner and by apply to recognize work that is already done.
+pub fn profile_matches(observation: &RelayObservation, name: &str, picture: &str) -> bool {
+    match ProfileState::classify(observation) {
+        ProfileState::Present { content, .. } => {
+            content.get_str("display_name").as_deref() == Some(name)
+                && content.get_str("picture").as_deref() == Some(picture)
+        }
+        _ => false,
+    }
+}
+
+/// A short form of a pubkey for people: the first and last 8 digits.
+pub fn short_pubkey(pubkey: &str) -> String {
+    if pubkey.len() == 64 {
+        format!("{}…{}", &pubkey[..8], &pubkey[56..])
+    } else {
+        pubkey.to_string()
+    }
+}
+
+/// What the rules decided for one agent.
+enum Outcome {
+    Unchanged,
+    Actions(Vec<Action>),
+    Skip(SkipReason, String),
+}
+
+/// Plans every agent of the snapshot (RECONCILE.md A to D).
+///
+/// Actions come ordered by pubkey, the backfill before the republish of the
+/// same agent (E1, E4); skips by pubkey then store position; `complete` is
+/// false when any agent's relay could not be read.
+pub fn plan(snapshot: &Snapshot, policy: &Policy, now: u64) -> Plan {
+    let mut copies: HashMap<&str, Vec<usize>> = HashMap::with_capacity(snapshot.agents.len());
+    for agent in &snapshot.agents {
+        if is_pubkey_hex(&agent.record.pubkey) {
+            copies
+                .entry(agent.record.pubkey.as_str())
+                .or_default()
+                .push(agent.record.index);
+        }
+    }
+
+    let mut result = Plan {
+        complete: true,
+        agents: snapshot.agents.len(),
+        ..Plan::default()
+    };
+    for agent in &snapshot.agents {
+        if matches!(agent.observation, RelayObservation::Unreadable(_)) {
+            result.complete = false;
+        }
+        let record = &agent.record;
+        let label = if is_pubkey_hex(&record.pubkey) {
+            record.pubkey.clone()
+        } else {
+            format!("record #{}", record.index)
+        };
+        match decide(agent, snapshot, policy, now, &copies) {
+            Outcome::Unchanged => result.unchanged.push(label),
+            Outcome::Actions(actions) => result.actions.extend(actions),
+            Outcome::Skip(reason, detail) => result.skipped.push(Skip {
+                agent: label,
+                name: record.name.clone(),
+                index: record.index,
+                reason,
+                detail,
+                relay: agent.relay.clone(),
+            }),
+        }
+    }
+    // A stable sort keeps each agent's backfill before its republish.
+    result.actions.sort_by(|a, b| a.agent().cmp(b.agent()));
+    result
+        .skipped
+        .sort_by(|a, b| (&a.agent, a.index).cmp(&(&b.agent, b.index)));
+    result.unchanged.sort();
+    result
+}
+
+fn decide(
+    agent: &AgentSnapshot,
+    snapshot: &Snapshot,
+    policy: &Policy,
+    now: u64,
+    copies: &HashMap<&str, Vec<usize>>,
+) -> Outcome {
+    let record = &agent.record;
+
+    // A. Record validity.
+    if !record.field_errors.is_empty() {
+        return Outcome::Skip(SkipReason::InvalidRecord, record.field_errors.join("; "));
+    }
+    if !is_pubkey_hex(&record.pubkey) {
+        return Outcome::Skip(
+            SkipReason::InvalidRecord,
+            "pubkey is not 64 lower-case hex digits; fix the record's pubkey".to_string(),
+        );
+    }
+    if let Some(positions) = copies.get(record.pubkey.as_str()).filter(|p| p.len() > 1) {
+        let list: Vec<String> = positions.iter().map(|i| format!("#{i}")).collect();
+        return Outcome::Skip(
+            SkipReason::DuplicateRecord,
+            format!(
+                "pubkey appears {} times in the store (records {}); keep one",
+                positions.len(),
+                list.join(", ")
+            ),
+        );
+    }
+    if record.name.trim().is_empty() {
+        return Outcome::Skip(
+            SkipReason::InvalidRecord,
+            "name is empty; a profile is never published without a name".to_string(),
+        );
+    }
+    if let Err(problem) = parse_relay_url(&record.relay_url) {
+        return Outcome::Skip(SkipReason::InvalidRelayUrl, problem);
+    }
+    let relay = agent
+        .relay
+        .clone()
+        .unwrap_or_else(|| record.relay_url.clone());
+
+    let state = ProfileState::classify(&agent.observation);
+
+    // B. Expected avatar.
+    let mut actions = Vec::with_capacity(2);
+    let expected = match record.avatar_url.usable() {
+        Some(avatar) => avatar.to_string(),
+        None => match choose_backfill(record, &state, snapshot, policy) {
+            Ok((source, avatar)) => {
+                actions.push(Action::BackfillAvatar(BackfillAvatar {
+                    agent: record.pubkey.clone(),
+                    name: record.name.clone(),
+                    index: record.index,
+                    source,
+                    avatar_url: avatar.clone(),
+                    before: record
+                        .avatar_url
+                        .as_json_value()
+                        .flatten()
+                        .map(str::to_string),
+                }));
+                avatar
+            }
+            Err((reason, detail)) => return Outcome::Skip(reason, detail),
+        },
+    };
+
+    if policy.mode == PlanMode::BackfillOnly {
+        return finish(actions);
+    }
+
+    // C. Does the profile need a republish?
+    let reasons = match &state {
+        ProfileState::Unknown { reason } => {
+            return Outcome::Skip(
+                SkipReason::RelayUnreachable,
+                format!("{relay} could not be read: {reason}"),
+            )
+        }
+        ProfileState::Missing => vec![RepublishReason::Missing],
+        ProfileState::Malformed { .. } => vec![RepublishReason::Malformed],
+        ProfileState::Present { content, .. } => {
+            let mut reasons = Vec::new();
+            if content.get_str("display_name").as_deref() != Some(record.name.as_str()) {
+                reasons.push(RepublishReason::NameChanged);
+            }
+            if content.get_str("picture").as_deref() != Some(expected.as_str()) {
+                reasons.push(RepublishReason::PictureChanged);
+            }
+            reasons
+        }
+    };
+    if reasons.is_empty() {
+        return finish(actions);
+    }
+
+    // A5. The agent's own key must sign the new event.
+    if let Err((reason, detail)) = check_key(record) {
+        return Outcome::Skip(reason, detail);
+    }
+
+    // D3. created_at and the future tolerance.
+    let before_event = state.event();
+    let created_at = next_created_at(now, before_event.map(|e| e.created_at));
+    let limit = now.saturating_add(policy.future_tolerance_secs);
+    if created_at > limit {
+        let previous = before_event.map(|e| e.created_at).unwrap_or_default();
+        return Outcome::Skip(
+            SkipReason::ClockSkew,
+            format!(
+                "the newest kind:0 on {relay} is dated {previous}, {} s ahead of now; a new event \
+                 would be dated {created_at}, beyond the {} s future tolerance",
+                previous.saturating_sub(now),
+                policy.future_tolerance_secs
+            ),
+        );
+    }
+
+    // D4. Tags.
+    let (tags, auth_tag_source) = match choose_auth_tag(record, before_event, created_at, policy) {
+        Ok(chosen) => chosen,
+        Err(detail) => return Outcome::Skip(SkipReason::AuthTagInvalid, detail),
+    };
+
+    // D2. Content.
+    let content = match &state {
+        ProfileState::Present { content, .. } => {
+            merge_content(Some(content), &record.name, &expected)
+        }
+        _ => merge_content(None, &record.name, &expected),
+    };
+
+    actions.push(Action::RepublishProfile(RepublishProfile {
+        agent: record.pubkey.clone(),
+        name: record.name.clone(),
+        picture: expected,
+        relay,
+        reasons,
+        before: before_event.map(|event| EventBefore {
+            id: event.id.clone(),
+            created_at: event.created_at,
+            content: event.content.clone(),
+        }),
+        after: EventAfter {
+            content,
+            tags,
+            created_at_above: before_event.map(|e| e.created_at).unwrap_or(0),
+            planned_created_at: created_at,
+        },
+        auth_tag_source,
+    }));
+    finish(actions)
+}
+
+fn finish(actions: Vec<Action>) -> Outcome {
+    if actions.is_empty() {
+        Outcome::Unchanged
+    } else {
+        Outcome::Actions(actions)
+    }
+}
+
+/// Rule B2 to B4 for a legacy record: the first source that yields an avatar.
+fn choose_backfill(
+    record: &AgentRecord,
+    state: &ProfileState<'_>,
+    snapshot: &Snapshot,
+    policy: &Policy,
+) -> Result<(AvatarSource, String), (SkipReason, String)> {
+    let persona_avatar = record
+        .persona_id
+        .as_deref()
+        .and_then(|id| snapshot.personas.get(id))
+        .filter(|avatar| !avatar.trim().is_empty());
+    if let Some(avatar) = persona_avatar {
+        return Ok((AvatarSource::Persona, avatar.clone()));
+    }
+    match state {
+        ProfileState::Unknown { reason } => {
+            return Err((
+                SkipReason::RelayUnreachable,
+                format!(
+                    "legacy record without a persona avatar, and its relay could not be read \
+                     ({reason}); the avatar cannot be chosen safely"
+                ),
+            ))
+        }
+        ProfileState::Present { content, .. } => {
+            if let Some(picture) = content.get_str("picture").filter(|p| !p.trim().is_empty()) {
+                return Ok((AvatarSource::Relay, picture));
+            }
+        }
+        ProfileState::Missing | ProfileState::Malformed { .. } => {}
+    }
+    let command = record.agent_command.as_deref().unwrap_or_default();
+    match policy.command_avatars.lookup(command) {
+        Some(avatar) => Ok((AvatarSource::Command, avatar.to_string())),
+        None => Err((
+            SkipReason::NoAvatar,
+            format!(
+                "legacy record: no persona avatar, no picture on the relay, and no default \
+                 avatar for command `{command}`; set avatar_url or add the command under [avatars]"
+            ),
+        )),
+    }
+}
+
+/// Rule A5: the record's key parses and is the key of its pubkey.
+fn check_key(record: &AgentRecord) -> Result<(), (SkipReason, String)> {
+    let Some(secret) = record
+        .secret_key
+        .as_ref()
+        .filter(|s| !s.expose().trim().is_empty())
+    else {
+        return Err((
+            SkipReason::InvalidKey,
+            "private_key_nsec is missing; the agent's own key is needed to sign".to_string(),
+        ));
+    };
+    let Ok(secret_key) = SecretKey::from_bech32(secret.expose().trim()) else {
+        return Err((
+            SkipReason::InvalidKey,
+            "private_key_nsec does not parse as a bech32 nsec key".to_string(),
+        ));
+    };
+    let derived = Keys::new(secret_key).public_key().to_hex();
+    if derived != record.pubkey {
+        return Err((
+            SkipReason::KeyMismatch,
+            format!(
+                "private_key_nsec is the key of {}, not of this pubkey; fix the record",
+                short_pubkey(&derived)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Rule D4: the record's tag, else the existing event's valid tag, else none.
+fn choose_auth_tag(
+    record: &AgentRecord,
+    before: Option<&super::model::ExistingEvent>,
+    created_at: u64,
+    policy: &Policy,
+) -> Result<(Vec<Vec<String>>, AuthTagSource), String> {
+    if let Some(text) = record.auth_tag.as_deref().filter(|t| !t.trim().is_empty()) {
+        let checked = nip_oa::parse_tag_json(text).and_then(|tag| {
+            nip_oa::check_for_event(&tag, &record.pubkey, METADATA_KIND, created_at)
+        });
+        return match checked {
+            Ok(tag) => Ok((vec![tag.to_tag()], AuthTagSource::Record)),
+            Err(_) if policy.publish_without_invalid_auth_tag => {
+                Ok((Vec::new(), AuthTagSource::DroppedInvalid))
+            }
+            Err(err) => Err(format!(
+                "auth_tag is not valid for a kind:0 dated {created_at}: {err}"
+            )),
+        };
+    }
+    if let Some(event) = before {
+        if let Ok(Some(tag)) =
+            nip_oa::find_valid_in_event(&event.tags, &record.pubkey, METADATA_KIND, created_at)
+        {
+            return Ok((vec![tag.to_tag()], AuthTagSource::Relay));
+        }
+    }
+    Ok((Vec::new(), AuthTagSource::None))
+}
+
+#[cfg(test)]
+#[path = "rules_tests.rs"]
+mod tests;

@@ -1,0 +1,764 @@
+//! One test per rule of RECONCILE.md A to E, each named after its rule.
+//!
+//! Every test builds a small world from a table (records and what their relay
+//! holds) and asserts the plan's outcome for it.
+
+use nostr::nips::nip19::ToBech32;
+use nostr::{Keys, SecretKey};
+
+use super::*;
+use crate::core::avatar::CommandAvatars;
+use crate::core::model::{AvatarField, ExistingEvent, SecretText};
+
+const NOW: u64 = 1_800_000_000;
+const RELAY: &str = "ws://127.0.0.1:7777";
+const GOOSE: &str = "https://goose-docs.ai/img/logo_dark.png";
+
+fn keys(n: u8) -> Keys {
+    Keys::new(SecretKey::from_slice(&[n; 32]).expect("valid test key"))
+}
+
+fn pubkey(n: u8) -> String {
+    keys(n).public_key().to_hex()
+}
+
+/// A well-formed record for test key `n`, with an avatar.
+fn record(n: u8, name: &str) -> AgentRecord {
+    let keys = keys(n);
+    AgentRecord {
+        index: usize::from(n),
+        pubkey: keys.public_key().to_hex(),
+        name: name.to_string(),
+        secret_key: Some(SecretText::new(keys.secret_key().to_bech32().unwrap())),
+        relay_url: RELAY.to_string(),
+        avatar_url: AvatarField::Text(format!("https://img/{n}.png")),
+        persona_id: None,
+        agent_command: Some("goose".to_string()),
+        auth_tag: None,
+        field_errors: Vec::new(),
+    }
+}
+
+fn legacy(n: u8, name: &str) -> AgentRecord {
+    AgentRecord {
+        avatar_url: AvatarField::Absent,
+        ..record(n, name)
+    }
+}
+
+fn event(created_at: u64, content: &str) -> RelayObservation {
+    RelayObservation::Newest(ExistingEvent {
+        id: format!("{created_at:064x}"),
+        created_at,
+        content: content.to_string(),
+        tags: Vec::new(),
+    })
+}
+
+fn profile(name: &str, picture: &str) -> RelayObservation {
+    event(
+        NOW - 100,
+        &serde_json::json!({"display_name": name, "picture": picture}).to_string(),
+    )
+}
+
+fn down() -> RelayObservation {
+    RelayObservation::Unreadable("connection refused".to_string())
+}
+
+fn world(agents: Vec<(AgentRecord, RelayObservation)>) -> Snapshot {
+    Snapshot {
+        agents: agents
+            .into_iter()
+            .map(|(record, observation)| AgentSnapshot {
+                relay: Some(record.relay_url.clone()),
+                record,
+                observation,
+            })
+            .collect(),
+        personas: [
+            ("p1".to_string(), "https://p/1.png".to_string()),
+            ("blank".to_string(), "  ".to_string()),
+        ]
+        .into_iter()
+        .collect(),
+    }
+}
+
+fn run(agents: Vec<(AgentRecord, RelayObservation)>) -> Plan {
+    plan(&world(agents), &Policy::default(), NOW)
+}
+
+fn run_with(policy: &Policy, agents: Vec<(AgentRecord, RelayObservation)>) -> Plan {
+    plan(&world(agents), policy, NOW)
+}
+
+fn only_skip(plan: &Plan) -> (SkipReason, &str) {
+    assert!(
+        plan.actions.is_empty(),
+        "expected no action: {:?}",
+        plan.actions
+    );
+    assert_eq!(
+        plan.skipped.len(),
+        1,
+        "expected one skip: {:?}",
+        plan.skipped
+    );
+    (plan.skipped[0].reason, plan.skipped[0].detail.as_str())
+}
+
+fn republish(plan: &Plan) -> &RepublishProfile {
+    plan.actions
+        .iter()
+        .find_map(|a| match a {
+            Action::RepublishProfile(r) => Some(r),
+            _ => None,
+        })
+        .expect("a republish action")
+}
+
+fn backfill(plan: &Plan) -> &BackfillAvatar {
+    plan.actions
+        .iter()
+        .find_map(|a| match a {
+            Action::BackfillAvatar(b) => Some(b),
+            _ => None,
+        })
+        .expect("a backfill action")
+}
+
+fn has_republish(plan: &Plan) -> bool {
+    plan.actions
+        .iter()
+        .any(|a| matches!(a, Action::RepublishProfile(_)))
+}
+
+// ---- A. Record validity ----
+
+#[test]
+fn rule_a1_pubkey_not_64_lowercase_hex_skips_invalid_record() {
+    for bad in [
+        "",
+        "abc",
+        &pubkey(1).to_uppercase(),
+        &format!("{}0", pubkey(1)),
+    ] {
+        let mut rec = record(1, "Ada");
+        rec.pubkey = bad.to_string();
+        let plan = run(vec![(rec, RelayObservation::NoProfile)]);
+        assert_eq!(only_skip(&plan).0, SkipReason::InvalidRecord, "{bad}");
+        assert_eq!(
+            plan.skipped[0].agent, "record #1",
+            "the raw text is never echoed"
+        );
+    }
+}
+
+#[test]
+fn rule_a1_wrong_typed_field_skips_invalid_record() {
+    let mut rec = record(1, "Ada");
+    rec.field_errors = vec!["field `name` must be a string".to_string()];
+    let plan = run(vec![(rec, RelayObservation::NoProfile)]);
+    let (reason, detail) = only_skip(&plan);
+    assert_eq!(reason, SkipReason::InvalidRecord);
+    assert!(detail.contains("`name`"), "{detail}");
+}
+
+#[test]
+fn rule_a2_duplicate_pubkey_skips_every_copy() {
+    let first = record(1, "Ada");
+    let mut second = record(1, "Ada again");
+    second.index = 7;
+    let plan = run(vec![
+        (first, RelayObservation::NoProfile),
+        (second, RelayObservation::NoProfile),
+        (record(2, "Bob"), profile("Bob", "https://img/2.png")),
+    ]);
+    assert!(plan.actions.is_empty());
+    let reasons: Vec<_> = plan.skipped.iter().map(|s| (s.reason, s.index)).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (SkipReason::DuplicateRecord, 1),
+            (SkipReason::DuplicateRecord, 7)
+        ]
+    );
+    assert_eq!(plan.unchanged, vec![pubkey(2)]);
+}
+
+#[test]
+fn rule_a3_blank_name_skips_invalid_record() {
+    for name in ["", "   ", "\t\n"] {
+        let plan = run(vec![(record(1, name), RelayObservation::NoProfile)]);
+        let (reason, detail) = only_skip(&plan);
+        assert_eq!(reason, SkipReason::InvalidRecord);
+        assert!(detail.contains("name is empty"));
+    }
+}
+
+#[test]
+fn rule_a4_relay_url_not_ws_or_wss_skips_invalid_relay_url() {
+    for url in [
+        "http://relay.example",
+        "relay.example",
+        "",
+        "wss://",
+        "ftp://x",
+    ] {
+        let mut rec = record(1, "Ada");
+        rec.relay_url = url.to_string();
+        let plan = run(vec![(rec, RelayObservation::NoProfile)]);
+        assert_eq!(only_skip(&plan).0, SkipReason::InvalidRelayUrl, "{url:?}");
+    }
+    assert!(parse_relay_url("wss://relay.example/path").is_ok());
+}
+
+#[test]
+fn rule_a5_unparsable_key_skips_invalid_key_when_republish_needed() {
+    for key in [
+        None,
+        Some(""),
+        Some("nsec1notakey"),
+        Some(&"f".repeat(64)[..]),
+    ] {
+        let mut rec = record(1, "Ada");
+        rec.secret_key = key.map(SecretText::new);
+        let plan = run(vec![(rec, RelayObservation::NoProfile)]);
+        let (reason, detail) = only_skip(&plan);
+        assert_eq!(reason, SkipReason::InvalidKey, "{key:?}");
+        if let Some(key) = key.filter(|k| !k.is_empty()) {
+            assert!(!detail.contains(key), "the key is never printed");
+        }
+    }
+}
+
+#[test]
+fn rule_a5_key_of_another_pubkey_skips_key_mismatch() {
+    let mut rec = record(1, "Ada");
+    let other = keys(2).secret_key().to_bech32().unwrap();
+    rec.secret_key = Some(SecretText::new(other.clone()));
+    let plan = run(vec![(rec, RelayObservation::NoProfile)]);
+    let (reason, detail) = only_skip(&plan);
+    assert_eq!(reason, SkipReason::KeyMismatch);
+    assert!(!detail.contains(&other));
+}
+
+#[test]
+fn rule_a5_key_is_not_checked_when_no_republish_is_needed() {
+    let mut rec = record(1, "Ada");
+    rec.secret_key = Some(SecretText::new("garbage"));
+    let plan = run(vec![(rec, profile("Ada", "https://img/1.png"))]);
+    assert!(plan.skipped.is_empty());
+    assert_eq!(plan.unchanged, vec![pubkey(1)]);
+}
+
+// ---- B. Expected avatar ----
+
+#[test]
+fn rule_b1_present_avatar_is_expected_and_not_backfilled() {
+    let plan = run(vec![(
+        record(1, "Ada"),
+        profile("Ada", "https://img/other.png"),
+    )]);
+    assert_eq!(plan.actions.len(), 1);
+    let action = republish(&plan);
+    assert_eq!(action.picture, "https://img/1.png");
+    assert_eq!(action.reasons, vec![RepublishReason::PictureChanged]);
+}
+
+#[test]
+fn rule_b2_legacy_absent_null_and_blank_avatars_are_backfilled() {
+    for field in [
+        AvatarField::Absent,
+        AvatarField::Null,
+        AvatarField::Text("   ".to_string()),
+    ] {
+        let mut rec = record(1, "Ada");
+        rec.avatar_url = field.clone();
+        let plan = run(vec![(rec, profile("Ada", "https://c/custom.png"))]);
+        let action = backfill(&plan);
+        assert_eq!(action.source, AvatarSource::Relay, "{field:?}");
+        assert_eq!(action.avatar_url, "https://c/custom.png");
+        assert!(
+            !has_republish(&plan),
+            "name and picture match: no republish"
+        );
+    }
+}
+
+#[test]
+fn rule_b2_persona_avatar_wins_over_the_relay_picture() {
+    // Bug 3: the relay's picture had been overwritten by the runtime icon.
+    let mut rec = legacy(1, "Ada");
+    rec.persona_id = Some("p1".to_string());
+    let plan = run(vec![(rec, profile("Ada", GOOSE))]);
+    let fill = backfill(&plan);
+    assert_eq!(
+        (fill.source, fill.avatar_url.as_str()),
+        (AvatarSource::Persona, "https://p/1.png")
+    );
+    let action = republish(&plan);
+    assert_eq!(action.reasons, vec![RepublishReason::PictureChanged]);
+    assert_eq!(action.picture, "https://p/1.png");
+}
+
+#[test]
+fn rule_b2_dangling_or_blank_persona_falls_through_to_the_relay() {
+    for persona in ["deleted", "blank"] {
+        let mut rec = legacy(1, "Ada");
+        rec.persona_id = Some(persona.to_string());
+        let plan = run(vec![(rec, profile("Ada", "https://c/d.png"))]);
+        let fill = backfill(&plan);
+        assert_eq!(
+            (fill.source, fill.avatar_url.as_str()),
+            (AvatarSource::Relay, "https://c/d.png")
+        );
+    }
+}
+
+#[test]
+fn rule_b2_command_avatar_when_the_relay_has_no_picture() {
+    let mut rec = legacy(1, "Ada");
+    rec.agent_command = Some("/usr/local/bin/codex-acp".to_string());
+    let codex = CommandAvatars::builtin()
+        .lookup("codex")
+        .unwrap()
+        .to_string();
+    for relay in [
+        RelayObservation::NoProfile,
+        event(NOW - 5, "not json"),
+        event(NOW - 5, r#"{"display_name":"Ada","picture":"  "}"#),
+    ] {
+        let plan = run(vec![(rec.clone(), relay)]);
+        let fill = backfill(&plan);
+        assert_eq!(
+            (fill.source, fill.avatar_url.as_str()),
+            (AvatarSource::Command, codex.as_str())
+        );
+        assert_eq!(republish(&plan).picture, codex);
+    }
+}
+
+#[test]
+fn rule_b3_relay_unreachable_blocks_command_fallback() {
+    let plan = run(vec![(legacy(1, "Ada"), down())]);
+    let (reason, detail) = only_skip(&plan);
+    assert_eq!(reason, SkipReason::RelayUnreachable);
+    assert!(detail.contains("legacy"), "{detail}");
+    assert!(!plan.complete);
+}
+
+#[test]
+fn rule_b4_nothing_yields_an_avatar_skips_no_avatar() {
+    let mut rec = legacy(1, "Ada");
+    rec.agent_command = Some("my-bot".to_string());
+    for relay in [
+        RelayObservation::NoProfile,
+        event(NOW - 5, r#"{"picture":""}"#),
+    ] {
+        let plan = run(vec![(rec.clone(), relay)]);
+        assert_eq!(only_skip(&plan).0, SkipReason::NoAvatar);
+    }
+    rec.agent_command = None;
+    let plan = run(vec![(rec, RelayObservation::NoProfile)]);
+    assert_eq!(only_skip(&plan).0, SkipReason::NoAvatar);
+}
+
+// ---- C. Does the profile need a republish? ----
+
+#[test]
+fn rule_c1_missing_profile_is_republished() {
+    let plan = run(vec![(record(1, "Ada"), RelayObservation::NoProfile)]);
+    let action = republish(&plan);
+    assert_eq!(action.reasons, vec![RepublishReason::Missing]);
+    assert_eq!(action.before, None);
+}
+
+#[test]
+fn rule_c2_malformed_profile_is_republished() {
+    let plan = run(vec![(record(1, "Ada"), event(NOW - 5, "[1,2]"))]);
+    let action = republish(&plan);
+    assert_eq!(action.reasons, vec![RepublishReason::Malformed]);
+    assert_eq!(action.before.as_ref().unwrap().content, "[1,2]");
+}
+
+#[test]
+fn rule_c3_name_and_picture_changes_are_both_reasons() {
+    let plan = run(vec![(
+        record(1, "Ada"),
+        profile("Old", "https://img/old.png"),
+    )]);
+    assert_eq!(
+        republish(&plan).reasons,
+        vec![
+            RepublishReason::NameChanged,
+            RepublishReason::PictureChanged
+        ]
+    );
+}
+
+#[test]
+fn rule_c3_comparison_is_exact_string_equality() {
+    for (name, picture) in [
+        ("Ada ", "https://img/1.png"),
+        ("ada", "https://img/1.png"),
+        ("Ada", "https://img/1.png/"),
+    ] {
+        let plan = run(vec![(record(1, "Ada"), profile(name, picture))]);
+        assert!(has_republish(&plan), "{name:?} {picture:?}");
+    }
+    let plan = run(vec![(
+        record(1, "Ada"),
+        event(
+            NOW - 5,
+            r#"{"display_name":5,"picture":"https://img/1.png"}"#,
+        ),
+    )]);
+    assert_eq!(republish(&plan).reasons, vec![RepublishReason::NameChanged]);
+}
+
+#[test]
+fn rule_c4_matching_profile_is_unchanged() {
+    let plan = run(vec![(
+        record(1, "Ada"),
+        profile("Ada", "https://img/1.png"),
+    )]);
+    assert!(plan.actions.is_empty() && plan.skipped.is_empty());
+    assert_eq!(plan.unchanged, vec![pubkey(1)]);
+    assert!(plan.complete);
+}
+
+#[test]
+fn rule_c5_unknown_relay_is_never_missing() {
+    let mut with_persona = legacy(2, "Bob");
+    with_persona.persona_id = Some("p1".to_string());
+    let plan = run(vec![(record(1, "Ada"), down()), (with_persona, down())]);
+    assert!(
+        plan.actions.is_empty(),
+        "no republish and not even a backfill"
+    );
+    assert!(plan
+        .skipped
+        .iter()
+        .all(|s| s.reason == SkipReason::RelayUnreachable));
+    assert_eq!(plan.skipped.len(), 2);
+    assert!(!plan.complete);
+}
+
+// ---- D. The republished event ----
+
+#[test]
+fn rule_d2_republish_content_keeps_other_keys_and_adds_name() {
+    let plan = run(vec![(
+        record(1, "Ada"),
+        event(
+            NOW - 5,
+            r#"{"display_name":"Old","picture":"https://img/1.png","about":"hi","x":{"k":[1,2]}}"#,
+        ),
+    )]);
+    assert_eq!(
+        republish(&plan).after.content,
+        r#"{"display_name":"Ada","picture":"https://img/1.png","about":"hi","x":{"k":[1,2]},"name":"Ada"}"#
+    );
+}
+
+#[test]
+fn rule_d3_created_at_is_now_or_one_after_the_replaced_event() {
+    let plan = run(vec![(
+        record(1, "Ada"),
+        profile("Old", "https://img/1.png"),
+    )]);
+    assert_eq!(republish(&plan).after.planned_created_at, NOW);
+    assert_eq!(republish(&plan).after.created_at_above, NOW - 100);
+
+    let plan = run(vec![(
+        record(1, "Ada"),
+        event(NOW + 60, r#"{"display_name":"Old"}"#),
+    )]);
+    assert_eq!(republish(&plan).after.planned_created_at, NOW + 61);
+    assert_eq!(next_created_at(NOW, None), NOW);
+    assert_eq!(next_created_at(NOW, Some(NOW)), NOW + 1);
+}
+
+#[test]
+fn rule_d3_future_dated_profile_beyond_tolerance_skips_clock_skew() {
+    let tolerance = Policy::default().future_tolerance_secs;
+    let plan = run(vec![(
+        record(1, "Ada"),
+        event(NOW + tolerance, r#"{"display_name":"Old"}"#),
+    )]);
+    assert_eq!(only_skip(&plan).0, SkipReason::ClockSkew);
+    let plan = run(vec![(
+        record(1, "Ada"),
+        event(NOW + tolerance - 1, r#"{"display_name":"Old"}"#),
+    )]);
+    assert_eq!(republish(&plan).after.planned_created_at, NOW + tolerance);
+}
+
+fn owner() -> Keys {
+    keys(0xA0)
+}
+
+fn record_with_tag(conditions: &str) -> AgentRecord {
+    let mut rec = record(1, "Ada");
+    let tag = nip_oa::sign(&owner(), &rec.pubkey, conditions);
+    rec.auth_tag = Some(serde_json::to_string(&tag).unwrap());
+    rec
+}
+
+#[test]
+fn rule_d4_record_auth_tag_is_carried() {
+    let rec = record_with_tag(&format!("kind=0&created_at<{}", NOW + 1000));
+    let plan = run(vec![(rec, RelayObservation::NoProfile)]);
+    let action = republish(&plan);
+    assert_eq!(action.auth_tag_source, AuthTagSource::Record);
+    assert_eq!(action.after.tags.len(), 1);
+    assert_eq!(action.after.tags[0][0], "auth");
+    assert_eq!(action.after.tags[0][1], owner().public_key().to_hex());
+}
+
+#[test]
+fn rule_d4_record_auth_tag_invalid_for_new_event_skips_auth_tag_invalid() {
+    let expired = format!("kind=0&created_at<{NOW}");
+    let mut bad_sig = record_with_tag("kind=0");
+    bad_sig.auth_tag = bad_sig
+        .auth_tag
+        .map(|t| t.replace("\",\"kind=0\",\"", "\",\"kind=0&kind=0\",\""));
+    for rec in [
+        record_with_tag("kind=1"),
+        record_with_tag(&expired),
+        bad_sig,
+        AgentRecord {
+            auth_tag: Some("[\"auth\"".to_string()),
+            ..record(1, "Ada")
+        },
+    ] {
+        let plan = run(vec![(rec, RelayObservation::NoProfile)]);
+        let (reason, detail) = only_skip(&plan);
+        assert_eq!(reason, SkipReason::AuthTagInvalid, "{detail}");
+    }
+}
+
+#[test]
+fn rule_d4_invalid_record_tag_is_dropped_when_config_allows() {
+    let policy = Policy {
+        publish_without_invalid_auth_tag: true,
+        ..Policy::default()
+    };
+    let plan = run_with(
+        &policy,
+        vec![(record_with_tag("kind=1"), RelayObservation::NoProfile)],
+    );
+    let action = republish(&plan);
+    assert_eq!(action.auth_tag_source, AuthTagSource::DroppedInvalid);
+    assert!(action.after.tags.is_empty());
+}
+
+fn event_with_tags(tags: Vec<Vec<String>>) -> RelayObservation {
+    RelayObservation::Newest(ExistingEvent {
+        id: "ab".repeat(32),
+        created_at: NOW - 10,
+        content: r#"{"display_name":"Old","picture":"https://img/1.png"}"#.to_string(),
+        tags,
+    })
+}
+
+#[test]
+fn rule_d4_existing_event_tag_is_carried_while_valid() {
+    let agent = pubkey(1);
+    let valid = nip_oa::sign(&owner(), &agent, "kind=0");
+    let plan = run(vec![(
+        record(1, "Ada"),
+        event_with_tags(vec![vec!["t".into(), "x".into()], valid.clone()]),
+    )]);
+    let action = republish(&plan);
+    assert_eq!(action.auth_tag_source, AuthTagSource::Relay);
+    assert_eq!(action.after.tags, vec![valid]);
+
+    let expired = nip_oa::sign(&owner(), &agent, &format!("kind=0&created_at<{NOW}"));
+    let plan = run(vec![(record(1, "Ada"), event_with_tags(vec![expired]))]);
+    assert_eq!(republish(&plan).auth_tag_source, AuthTagSource::None);
+    assert!(republish(&plan).after.tags.is_empty());
+
+    let twice = vec![
+        nip_oa::sign(&owner(), &agent, "kind=0"),
+        nip_oa::sign(&keys(0xA1), &agent, "kind=0"),
+    ];
+    let plan = run(vec![(record(1, "Ada"), event_with_tags(twice))]);
+    assert!(
+        republish(&plan).after.tags.is_empty(),
+        "two auth tags: no valid one"
+    );
+}
+
+#[test]
+fn rule_d4_record_tag_wins_over_the_existing_event_tag() {
+    let rec = record_with_tag("kind=0");
+    let relay_tag = nip_oa::sign(&keys(0xA1), &rec.pubkey, "kind=0");
+    let plan = run(vec![(rec, event_with_tags(vec![relay_tag]))]);
+    let action = republish(&plan);
+    assert_eq!(action.auth_tag_source, AuthTagSource::Record);
+    assert_eq!(action.after.tags[0][1], owner().public_key().to_hex());
+}
+
+// ---- E. Ordering and idempotence (the planner's share) ----
+
+#[test]
+fn rule_e1_backfill_comes_first_and_the_republish_uses_its_avatar() {
+    let plan = run(vec![(legacy(1, "Ada"), RelayObservation::NoProfile)]);
+    assert_eq!(plan.actions.len(), 2);
+    assert!(matches!(plan.actions[0], Action::BackfillAvatar(_)));
+    assert_eq!(backfill(&plan).avatar_url, GOOSE);
+    assert_eq!(republish(&plan).picture, GOOSE);
+    assert!(republish(&plan).after.content.contains(GOOSE));
+}
+
+#[test]
+fn rule_e4_plan_is_deterministic_and_ordered_by_pubkey() {
+    let agents: Vec<_> = (1..=20u8)
+        .map(|n| {
+            let relay = if n % 3 == 0 {
+                RelayObservation::NoProfile
+            } else {
+                profile("Old", "x")
+            };
+            let rec = if n % 2 == 0 {
+                legacy(n, &format!("agent {n}"))
+            } else {
+                record(n, &format!("agent {n}"))
+            };
+            (rec, relay)
+        })
+        .collect();
+    let mut reversed = agents.clone();
+    reversed.reverse();
+    let forward = run(agents);
+    let backward = run(reversed);
+    assert_eq!(forward, backward);
+    let order: Vec<_> = forward
+        .actions
+        .iter()
+        .map(|a| (a.agent().to_string(), a.type_name()))
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted, "by pubkey, backfill before republish");
+}
+
+#[test]
+fn backfill_only_mode_plans_no_republish_and_ignores_keys() {
+    let policy = Policy {
+        mode: PlanMode::BackfillOnly,
+        ..Policy::default()
+    };
+    let mut persona = legacy(2, "Bob");
+    persona.persona_id = Some("p1".to_string());
+    persona.secret_key = None;
+    let plan = run_with(
+        &policy,
+        vec![
+            (legacy(1, "Ada"), RelayObservation::NoProfile),
+            (persona, down()),
+            (legacy(3, "Cy"), down()),
+            (record(4, "Di"), RelayObservation::NoProfile),
+        ],
+    );
+    assert!(!has_republish(&plan));
+    let fills: Vec<_> = plan.actions.iter().map(|a| a.agent().to_string()).collect();
+    let mut expected = vec![pubkey(1), pubkey(2)];
+    expected.sort();
+    assert_eq!(fills, expected);
+    assert_eq!(
+        only_reason(&plan, &pubkey(3)),
+        Some(SkipReason::RelayUnreachable)
+    );
+    assert_eq!(plan.unchanged, vec![pubkey(4)]);
+}
+
+fn only_reason(plan: &Plan, agent: &str) -> Option<SkipReason> {
+    plan.skipped
+        .iter()
+        .find(|s| s.agent == agent)
+        .map(|s| s.reason)
+}
+
+#[test]
+fn worked_example_of_reconcile_md() {
+    let ada = |n: u8| AgentRecord {
+        avatar_url: AvatarField::Text("https://a/x.png".into()),
+        ..record(n, "Ada")
+    };
+    let mut persona_goose = legacy(4, "Ada");
+    persona_goose.persona_id = Some("p4".into());
+    let mut codex = legacy(5, "Ada");
+    codex.agent_command = Some("/usr/bin/codex-acp".into());
+    let mut bot = legacy(8, "Ada");
+    bot.agent_command = Some("my-bot".into());
+    let mut snapshot = world(vec![
+        (ada(1), profile("Ada", "https://a/x.png")),
+        (ada(2), RelayObservation::NoProfile),
+        (
+            ada(3),
+            event(
+                NOW - 5,
+                r#"{"display_name":"Old","picture":"https://a/x.png","about":"hi"}"#,
+            ),
+        ),
+        (persona_goose, profile("Ada", GOOSE)),
+        (codex, profile("Ada", "https://c/custom.png")),
+        (legacy(6, "Ada"), RelayObservation::NoProfile),
+        (legacy(7, "Ada"), down()),
+        (bot, RelayObservation::NoProfile),
+    ]);
+    snapshot
+        .personas
+        .insert("p4".into(), "https://p/1.png".into());
+    let plan = plan(&snapshot, &Policy::default(), NOW);
+    let outcome = |n: u8| -> String {
+        let agent = pubkey(n);
+        if let Some(reason) = only_reason(&plan, &agent) {
+            return format!("skip {reason}");
+        }
+        let parts: Vec<String> = plan
+            .actions
+            .iter()
+            .filter(|a| a.agent() == agent)
+            .map(|a| match a {
+                Action::BackfillAvatar(b) => format!("backfill {}", b.source.as_str()),
+                Action::RepublishProfile(r) => {
+                    let reasons: Vec<_> = r.reasons.iter().map(|x| x.as_str()).collect();
+                    format!("republish {}", reasons.join(","))
+                }
+            })
+            .collect();
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join("; ")
+        }
+    };
+    assert_eq!(outcome(1), "none");
+    assert_eq!(outcome(2), "republish missing");
+    assert_eq!(outcome(3), "republish name_changed");
+    assert!(republish_of(&plan, 3)
+        .after
+        .content
+        .contains(r#""about":"hi""#));
+    assert_eq!(outcome(4), "backfill persona; republish picture_changed");
+    assert_eq!(outcome(5), "backfill relay");
+    assert_eq!(outcome(6), "backfill command; republish missing");
+    assert_eq!(outcome(7), "skip relay_unreachable");
+    assert_eq!(outcome(8), "skip no_avatar");
+}
+
+fn republish_of(plan: &Plan, n: u8) -> &RepublishProfile {
+    let agent = pubkey(n);
+    plan.actions
+        .iter()
+        .find_map(|a| match a {
+            Action::RepublishProfile(r) if r.agent == agent => Some(r),
+            _ => None,
+        })
+        .unwrap()
+}

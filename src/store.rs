@@ -1,0 +1,365 @@
+//! The agent store and the persona store: reading them without losing a byte.
+//!
+//! The agent store is the desktop app's JSON array of agent records. Reading
+//! keeps the file's exact text and where each record stands in it, so that a
+//! later rewrite can change one field and keep every other byte (other
+//! records, unknown fields, key order, formatting). This module decides
+//! nothing about what should happen to a record; it reports what is there.
+//! It never prints a private key: errors name the file, the line and column,
+//! or the record's position, never a value.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::core::model::{AgentRecord, AvatarField, SecretText};
+
+/// A store or persona file that cannot be used, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file cannot be read.
+    #[error("cannot read the {what} {path}: {source}; check the path in config.toml and the file's permissions")]
+    Unreadable {
+        /// Which file (`agent store`, `persona store`).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON (or not UTF-8).
+    #[error("{path}:{line}:{column}: the {what} is not valid JSON ({message}); fix the file or restore it from its backup")]
+    Syntax {
+        /// Which file.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What the parser said (no value from the file).
+        message: String,
+    },
+    /// The file is JSON but not an array of objects.
+    #[error("{path}: {problem}")]
+    Shape {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and where.
+        problem: String,
+    },
+}
+
+/// One record of the agent store.
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    /// Where the record's JSON object stands in the file's text.
+    pub span: Range<usize>,
+    /// What the rules read from it.
+    pub record: AgentRecord,
+}
+
+/// The agent store as read: its exact text and its records.
+#[derive(Debug, Clone)]
+pub struct AgentStore {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The file's exact text.
+    pub text: String,
+    /// SHA-256 of the file's bytes, lower-case hex.
+    pub digest: String,
+    /// The records, in file order.
+    pub records: Vec<StoredRecord>,
+}
+
+/// SHA-256 of some bytes, as lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Reads and parses the agent store at `path`.
+pub fn read_agent_store(path: &Path) -> Result<AgentStore, StoreError> {
+    let bytes = std::fs::read(path).map_err(|source| StoreError::Unreadable {
+        what: "agent store",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = utf8_text("agent store", path, bytes)?;
+    parse_agent_store(path, text)
+}
+
+fn utf8_text(what: &'static str, path: &Path, bytes: Vec<u8>) -> Result<String, StoreError> {
+    String::from_utf8(bytes).map_err(|err| {
+        let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+        let column = valid.len() - valid.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
+        StoreError::Syntax {
+            what,
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: "the file is not UTF-8 text".to_string(),
+        }
+    })
+}
+
+fn syntax_error(what: &'static str, path: &Path, err: &serde_json::Error) -> StoreError {
+    // serde_json's message ends with " at line L column C"; keep only the cause.
+    let full = err.to_string();
+    let message = match full.rfind(" at line ") {
+        Some(cut) => full[..cut].to_string(),
+        None => full,
+    };
+    StoreError::Syntax {
+        what,
+        path: path.to_path_buf(),
+        line: err.line(),
+        column: err.column(),
+        message,
+    }
+}
+
+/// Parses the agent store's text (`path` is for messages).
+pub fn parse_agent_store(path: &Path, text: String) -> Result<AgentStore, StoreError> {
+    let raw_records: Vec<&RawValue> = match serde_json::from_str::<Value>(&text) {
+        Err(err) => return Err(syntax_error("agent store", path, &err)),
+        Ok(Value::Array(_)) => {
+            serde_json::from_str(&text).map_err(|err| syntax_error("agent store", path, &err))?
+        }
+        Ok(_) => {
+            return Err(StoreError::Shape {
+                path: path.to_path_buf(),
+                problem: "the agent store must be a JSON array of agent records ([...])"
+                    .to_string(),
+            })
+        }
+    };
+    let base = text.as_ptr() as usize;
+    let mut records = Vec::with_capacity(raw_records.len());
+    for (index, raw) in raw_records.iter().enumerate() {
+        let start = raw.get().as_ptr() as usize - base;
+        let span = start..start + raw.get().len();
+        let fields: Map<String, Value> =
+            serde_json::from_str(raw.get()).map_err(|_| StoreError::Shape {
+                path: path.to_path_buf(),
+                problem: format!(
+                    "record #{index} is not a JSON object; every entry of the store must be an agent record"
+                ),
+            })?;
+        records.push(StoredRecord {
+            span,
+            record: record_from_fields(index, &fields),
+        });
+    }
+    Ok(AgentStore {
+        path: path.to_path_buf(),
+        digest: sha256_hex(text.as_bytes()),
+        text,
+        records,
+    })
+}
+
+/// Reads the fields the tool knows from one record. A field of the wrong type
+/// is noted (by name, never by value) and read as absent.
+pub fn record_from_fields(index: usize, fields: &Map<String, Value>) -> AgentRecord {
+    let mut errors = Vec::new();
+    let mut text = |key: &str, required: bool| -> Option<String> {
+        match fields.get(key) {
+            Some(Value::String(s)) => Some(s.clone()),
+            None => None,
+            Some(Value::Null) if !required => None,
+            Some(other) => {
+                errors.push(format!(
+                    "field `{key}` must be a string{}, not {}",
+                    if required { "" } else { " or null" },
+                    json_type(other)
+                ));
+                None
+            }
+        }
+    };
+    let pubkey = text("pubkey", true).unwrap_or_default();
+    let name = text("name", true).unwrap_or_default();
+    let secret_key = text("private_key_nsec", false).map(SecretText::new);
+    let relay_url = text("relay_url", true).unwrap_or_default();
+    let persona_id = text("persona_id", false);
+    let agent_command = text("agent_command", false);
+    let auth_tag = text("auth_tag", false);
+    let avatar_url = match fields.get("avatar_url") {
+        None => AvatarField::Absent,
+        Some(Value::Null) => AvatarField::Null,
+        Some(Value::String(s)) => AvatarField::Text(s.clone()),
+        Some(other) => {
+            errors.push(format!(
+                "field `avatar_url` must be a string or null, not {}",
+                json_type(other)
+            ));
+            AvatarField::Absent
+        }
+    };
+    AgentRecord {
+        index,
+        pubkey,
+        name,
+        secret_key,
+        relay_url,
+        avatar_url,
+        persona_id,
+        agent_command,
+        auth_tag,
+        field_errors: errors,
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Reads the persona store: persona id to its `avatar_url` (blank when none).
+pub fn read_personas(path: &Path) -> Result<BTreeMap<String, String>, StoreError> {
+    let bytes = std::fs::read(path).map_err(|source| StoreError::Unreadable {
+        what: "persona store",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = utf8_text("persona store", path, bytes)?;
+    parse_personas(path, &text)
+}
+
+/// Parses the persona store's text (`path` is for messages).
+pub fn parse_personas(path: &Path, text: &str) -> Result<BTreeMap<String, String>, StoreError> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|err| syntax_error("persona store", path, &err))?;
+    let shape = |problem: String| StoreError::Shape {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let Value::Array(entries) = value else {
+        return Err(shape(
+            "the persona store must be a JSON array of personas ([...])".to_string(),
+        ));
+    };
+    let mut personas = BTreeMap::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let Some(id) = entry.get("id").and_then(Value::as_str) else {
+            return Err(shape(format!(
+                "persona #{index} has no string `id`; every persona needs one"
+            )));
+        };
+        let avatar = match entry.get("avatar_url") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => {
+                return Err(shape(format!(
+                    "persona #{index} (`{id}`): `avatar_url` must be a string or null"
+                )))
+            }
+        };
+        personas.insert(id.to_string(), avatar);
+    }
+    Ok(personas)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<AgentStore, StoreError> {
+        parse_agent_store(Path::new("agents.json"), text.to_string())
+    }
+
+    #[test]
+    fn spans_point_at_each_record_exactly() {
+        let text = "[\n  {\"pubkey\": \"a\", \"x\": [1, {\"y\": 2}]},\n  {\"pubkey\": \"b\"}\n]\n";
+        let store = parse(text).unwrap();
+        assert_eq!(store.records.len(), 2);
+        assert_eq!(
+            &text[store.records[0].span.clone()],
+            "{\"pubkey\": \"a\", \"x\": [1, {\"y\": 2}]}"
+        );
+        assert_eq!(&text[store.records[1].span.clone()], "{\"pubkey\": \"b\"}");
+        assert_eq!(store.records[1].record.index, 1);
+    }
+
+    #[test]
+    fn syntax_errors_name_file_line_and_column_on_one_line() {
+        let err = parse("[\n  {\"pubkey\": \"a\",}\n]").unwrap_err();
+        let message = err.to_string();
+        assert!(message.starts_with("agents.json:2:"), "{message}");
+        assert!(!message.contains('\n'));
+        let err = parse("[\n  {\"pubkey\": \"a\"").unwrap_err();
+        assert!(err.to_string().contains("EOF"), "{err}");
+    }
+
+    #[test]
+    fn a_store_that_is_not_an_array_of_objects_is_refused() {
+        assert!(parse("{}")
+            .unwrap_err()
+            .to_string()
+            .contains("must be a JSON array"));
+        assert!(parse("[1]")
+            .unwrap_err()
+            .to_string()
+            .contains("record #0 is not a JSON object"));
+    }
+
+    #[test]
+    fn wrong_typed_fields_are_named_not_shown() {
+        let store =
+            parse(r#"[{"pubkey": 5, "name": ["x"], "private_key_nsec": 7, "avatar_url": false}]"#)
+                .unwrap();
+        let errors = &store.records[0].record.field_errors;
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(errors[0].contains("`pubkey`"));
+        assert!(errors.iter().all(|e| !e.contains('7')));
+    }
+
+    #[test]
+    fn avatar_field_distinguishes_absent_null_and_text() {
+        let store = parse(
+            r#"[{"pubkey":"a"},{"pubkey":"b","avatar_url":null},{"pubkey":"c","avatar_url":" "}]"#,
+        )
+        .unwrap();
+        let fields: Vec<_> = store
+            .records
+            .iter()
+            .map(|r| r.record.avatar_url.clone())
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                AvatarField::Absent,
+                AvatarField::Null,
+                AvatarField::Text(" ".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn personas_map_id_to_avatar() {
+        let personas = parse_personas(
+            Path::new("p.json"),
+            r#"[{"id":"a","avatar_url":"https://x"},{"id":"b"},{"id":"c","avatar_url":null}]"#,
+        )
+        .unwrap();
+        assert_eq!(personas["a"], "https://x");
+        assert_eq!(personas["b"], "");
+        assert!(parse_personas(Path::new("p.json"), r#"[{"name":"x"}]"#).is_err());
+        assert!(parse_personas(Path::new("p.json"), "{")
+            .unwrap_err()
+            .to_string()
+            .starts_with("p.json:1:"));
+    }
+}
