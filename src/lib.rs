@@ -3,7 +3,12 @@
 //! The crate is a pure core ([`core`]) that turns a snapshot into a plan, and
 //! edges that gather the snapshot (store, relay, config) and carry the plan out.
 
+pub mod cli;
 pub mod config;
 pub mod core;
+pub mod demo;
+pub mod planfile;
 pub mod relay;
+pub mod render;
+pub mod snapshot;
 pub mod store;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `reprofile` binary: everything lives in the library; see `reprofile --help`.
+
+fn main() -> std::process::ExitCode {
+    reprofile::cli::main()
+}

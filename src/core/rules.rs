@@ -127,7 +127,8 @@ enum Outcome {
 ///
 /// Actions come ordered by pubkey, the backfill before the republish of the
 /// same agent (E1, E4); skips by pubkey then store position; `complete` is
-/// false when any agent's relay could not be read.
+/// false when any agent was skipped because its relay could not be read (an
+/// agent rejected by rule A never needed its relay).
 pub fn plan(snapshot: &Snapshot, policy: &Policy, now: u64) -> Plan {
     let mut copies: HashMap<&str, Vec<usize>> = HashMap::with_capacity(snapshot.agents.len());
     for agent in &snapshot.agents {
@@ -145,9 +146,6 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, now: u64) -> Plan {
         ..Plan::default()
     };
     for agent in &snapshot.agents {
-        if matches!(agent.observation, RelayObservation::Unreadable(_)) {
-            result.complete = false;
-        }
         let record = &agent.record;
         let label = if is_pubkey_hex(&record.pubkey) {
             record.pubkey.clone()
@@ -157,14 +155,20 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, now: u64) -> Plan {
         match decide(agent, snapshot, policy, now, &copies) {
             Outcome::Unchanged => result.unchanged.push(label),
             Outcome::Actions(actions) => result.actions.extend(actions),
-            Outcome::Skip(reason, detail) => result.skipped.push(Skip {
-                agent: label,
-                name: record.name.clone(),
-                index: record.index,
-                reason,
-                detail,
-                relay: agent.relay.clone(),
-            }),
+            Outcome::Skip(reason, detail) => {
+                // A decision was left open for want of the relay's state.
+                if reason == SkipReason::RelayUnreachable {
+                    result.complete = false;
+                }
+                result.skipped.push(Skip {
+                    agent: label,
+                    name: record.name.clone(),
+                    index: record.index,
+                    reason,
+                    detail,
+                    relay: agent.relay.clone(),
+                })
+            }
         }
     }
     // A stable sort keeps each agent's backfill before its republish.

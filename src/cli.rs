@@ -1,0 +1,278 @@
+//! The command line: parse, run, map errors to exit codes.
+//!
+//! Each command is a thin sequence of edge calls around the core: read config,
+//! gather a snapshot, plan, write and print. The rendering goes to stdout and
+//! logs (tracing) to stderr, so `reprofile plan > review.txt` works. Errors
+//! print as one line, `error: ...`, that says what is wrong and what to do.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Config};
+use crate::core::rules;
+use crate::planfile::{self, PlanDocument, PlanKind, StoreIdentity};
+use crate::render::{self, Style};
+use crate::snapshot;
+
+/// Keeps the Nostr kind:0 profiles of managed AI agents correct.
+///
+/// reprofile snapshots every agent record of the desktop app's agent store and
+/// each agent's newest kind:0 on its own relay, decides what is needed
+/// (republish a missing or stale profile, backfill `avatar_url` on legacy
+/// records) and writes a reviewable plan to the plans folder.
+#[derive(Debug, Parser)]
+#[command(name = "reprofile", version, about, long_about = None)]
+pub struct Cli {
+    /// The config file; relative paths in it resolve against its folder.
+    #[arg(
+        long,
+        global = true,
+        default_value = "config.toml",
+        value_name = "PATH"
+    )]
+    pub config: PathBuf,
+
+    /// More log lines on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Snapshot the store and the relays, write a plan to the plans folder, print it.
+    ///
+    /// Nothing is changed: the plan is for review (`show`) and for `apply`.
+    /// Agents whose relay cannot be read are listed as skipped and the plan
+    /// says `complete: false`.
+    Plan {
+        /// Write the plan JSON here (and its rendering beside it, .txt) instead
+        /// of the plans folder.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Exit 0 when there is nothing to do, 2 when the plan has actions, 1
+        /// when no plan could be made.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Plan only this agent (pubkey hex or npub); repeat for more.
+        #[arg(long = "agent", value_name = "PUBKEY")]
+        agents: Vec<String>,
+    },
+    /// Run the whole job on the bundled example world, offline.
+    ///
+    /// Starts an embedded relay on a free loopback port, lays out a temporary
+    /// copy of the example world (examples/basic), seeds the relay with a
+    /// drifted state and runs `plan` against it. Nothing inside the checkout
+    /// is written; the output says where the copies are.
+    Demo {
+        /// Lay the world out in this folder instead of a new temporary one.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Print a saved plan.
+    Show {
+        /// The plan file (JSON) written by `plan`.
+        plan: PathBuf,
+        /// Print the plan's JSON instead of the rendering.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return match err.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(1),
+            };
+        }
+    };
+    init_logging(&cli);
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            // A closed stdout (`reprofile plan | head`) is not an error.
+            if err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {}", one_line(&err));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// An error and its causes on one line.
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+fn init_logging(cli: &Cli) {
+    let default = if cli.quiet {
+        "error"
+    } else {
+        match cli.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REPROFILE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
+    let _ = match cli.log_format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// The current time in Unix seconds.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Whether stdout gets colour: a terminal, and `NO_COLOR` unset.
+pub fn stdout_style() -> Style {
+    Style {
+        color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Ok(config::load(path)?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Plan {
+            out,
+            detailed_exitcode,
+            agents,
+        } => {
+            let config = load_config(&cli.config)?;
+            let only = agents
+                .iter()
+                .map(|a| parse_agent_arg(a))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let (doc, path) = runtime()?.block_on(make_plan(&config, &only, out.as_deref()))?;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(render::render(&doc, stdout_style()).as_bytes())?;
+            writeln!(stdout, "Saved the plan to {}", path.display())?;
+            stdout.flush()?;
+            Ok(if detailed_exitcode && !doc.plan.is_empty() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Demo { dir } => {
+            runtime()?.block_on(crate::demo::run(dir.as_deref()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { plan, json } => {
+            let doc = planfile::read(&plan)?;
+            let mut stdout = std::io::stdout().lock();
+            if json {
+                stdout.write_all(planfile::to_json(&doc).as_bytes())?;
+            } else {
+                stdout.write_all(render::render(&doc, stdout_style()).as_bytes())?;
+            }
+            stdout.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Accepts a pubkey as 64 hex digits or as an npub.
+fn parse_agent_arg(text: &str) -> anyhow::Result<String> {
+    let text = text.trim();
+    if rules::is_pubkey_hex(text) {
+        return Ok(text.to_string());
+    }
+    nostr::PublicKey::parse(text)
+        .map(|pk| pk.to_hex())
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "--agent {text:?} is not a pubkey; give 64 lower-case hex digits or an npub"
+            )
+        })
+}
+
+/// Takes a snapshot, plans it and writes the plan (to `out` or the plans folder).
+pub async fn make_plan(
+    config: &Config,
+    only: &[String],
+    out: Option<&Path>,
+) -> anyhow::Result<(PlanDocument, PathBuf)> {
+    let gathered = snapshot::gather(config, only).await?;
+    let now = now_secs();
+    let plan = rules::plan(&gathered.snapshot, &config.policy, now);
+    let doc = PlanDocument {
+        created_at: now,
+        kind: PlanKind::Reconcile,
+        store: StoreIdentity {
+            path: gathered.store.path.display().to_string(),
+            sha256: gathered.store.digest.clone(),
+            records: gathered.store.records.len(),
+        },
+        plan,
+    };
+    let rendering = render::render(&doc, Style::default());
+    let path = planfile::write(&doc, &config.plans_dir, out, &rendering)
+        .context("cannot write the plan")?;
+    Ok((doc, path))
+}

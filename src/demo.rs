@@ -1,0 +1,139 @@
+//! `reprofile demo`: the whole job on a bundled example world, fully offline.
+//!
+//! It lays out a temporary copy of the example world (`examples/basic/`: an
+//! agent store, personas and a drifted relay state with one agent per
+//! scenario of RECONCILE.md), starts an embedded relay (nostr-relay-builder)
+//! on a free loopback port, seeds it, and runs `plan` against it with the
+//! configured URL rewrite. It writes nothing inside the checkout, and says
+//! where the copies are.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use nostr::{Event, JsonUtil};
+use nostr_relay_builder::prelude::{LocalRelay, RateLimit, RelayBuilder};
+use nostr_sdk::Client;
+
+use crate::cli::{make_plan, stdout_style};
+use crate::config;
+use crate::render;
+
+const STORE: &str = include_str!("../examples/basic/managed-agents.json");
+const PERSONAS: &str = include_str!("../examples/basic/personas.json");
+const SEED: &str = include_str!("../examples/basic/relay-seed.jsonl");
+/// The relay URL the example store's records name for the live relay.
+const EXAMPLE_RELAY: &str = "ws://127.0.0.1:7777";
+
+/// The example's seed events.
+pub fn seed_events() -> anyhow::Result<Vec<Event>> {
+    SEED.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| Event::from_json(line).context("the bundled relay seed is not valid"))
+        .collect()
+}
+
+/// Starts an in-process relay on a free loopback port, with a rate limit high
+/// enough for batch work.
+pub async fn start_relay() -> anyhow::Result<LocalRelay> {
+    let builder = RelayBuilder::default().rate_limit(RateLimit {
+        max_reqs: 1000,
+        notes_per_minute: 100_000,
+    });
+    let relay = LocalRelay::new(builder);
+    relay
+        .run()
+        .await
+        .context("cannot start the embedded relay")?;
+    Ok(relay)
+}
+
+/// Publishes events to a relay and checks that each was accepted.
+pub async fn seed_relay(url: &str, events: &[Event]) -> anyhow::Result<()> {
+    let client = Client::default();
+    client.add_relay(url).await?;
+    client
+        .try_connect_relay(url, Duration::from_secs(5))
+        .await?;
+    for event in events {
+        let output = client.send_event_to([url], event).await?;
+        if let Some(problem) = output.failed.values().next() {
+            anyhow::bail!("the embedded relay refused a seed event: {problem}");
+        }
+    }
+    client.shutdown().await;
+    Ok(())
+}
+
+/// Lays out the example world in `dir` with a config that points the example
+/// relay URL at `relay_url`. Returns the config file's path.
+pub fn lay_out_world(dir: &Path, relay_url: &str) -> anyhow::Result<PathBuf> {
+    let store = dir.join("managed-agents.json");
+    write_private(&store, STORE.as_bytes())?;
+    std::fs::write(dir.join("personas.json"), PERSONAS)?;
+    let config_path = dir.join("config.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "# Written by `reprofile demo`: the example world against an embedded relay.\n\
+             [store]\nagents = \"managed-agents.json\"\npersonas = \"personas.json\"\n\n\
+             [plans]\ndir = \"plans\"\n\n\
+             [relay]\nconnect_timeout_secs = 3\nquery_timeout_secs = 5\npublish_timeout_secs = 5\n\n\
+             [relay.rewrite]\n\"{EXAMPLE_RELAY}\" = \"{relay_url}\"\n"
+        ),
+    )?;
+    Ok(config_path)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
+}
+
+/// Runs the demo; `keep_dir` is where the world is laid out (a new temp
+/// folder when `None`).
+pub async fn run(keep_dir: Option<&Path>) -> anyhow::Result<()> {
+    let dir = match keep_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            dir.to_path_buf()
+        }
+        None => tempfile::Builder::new()
+            .prefix("reprofile-demo-")
+            .tempdir()?
+            .keep(),
+    };
+    let relay = start_relay().await?;
+    let url = relay.url().await.to_string();
+    let result = async {
+        seed_relay(&url, &seed_events()?).await?;
+        let config_path = lay_out_world(&dir, &url)?;
+        let config = config::load(&config_path)?;
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "reprofile demo: the example world in {} against an embedded relay at {url}\n",
+            dir.display()
+        )?;
+        writeln!(out, "$ reprofile --config {} plan\n", config_path.display())?;
+        let (doc, plan_path) = make_plan(&config, &[], None).await?;
+        out.write_all(render::render(&doc, stdout_style()).as_bytes())?;
+        writeln!(out, "Saved the plan to {}", plan_path.display())?;
+        writeln!(
+            out,
+            "\nThe store copy is {}; the plans are in {}.",
+            config.agents.display(),
+            config.plans_dir.display()
+        )?;
+        anyhow::Ok(())
+    }
+    .await;
+    relay.shutdown();
+    result
+}

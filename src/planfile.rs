@@ -1,0 +1,488 @@
+//! The plan file: the JSON contract that other tools read, and its reading back.
+//!
+//! The file has its own serialization types (as ripgrep's JSON printer does),
+//! so the core's types can change without changing the format. Format
+//! version 1. The file carries a digest of its own content (everything but
+//! `created_at` and `digest`), so a hand-edited plan is recognized, and two
+//! plans of the same world have the same digest. Writing is atomic (temp file
+//! in the same folder, then rename). No private key ever enters a plan.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::core::plan::{
+    Action, AuthTagSource, AvatarSource, BackfillAvatar, EventAfter, EventBefore, Plan,
+    RepublishProfile, RepublishReason, Skip, SkipReason,
+};
+use crate::store::sha256_hex;
+
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// A plan file that cannot be used, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanFileError {
+    /// The file cannot be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not JSON, or not a plan.
+    #[error(
+        "{path}: not a reprofile plan file ({problem}); pass a plan written by `reprofile plan`"
+    )]
+    NotAPlan {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A format version this build does not know.
+    #[error("{path}: plan format_version {found} is not supported (this reprofile reads version {FORMAT_VERSION}); make a new plan with this version, or upgrade reprofile")]
+    UnknownVersion {
+        /// The file.
+        path: PathBuf,
+        /// What the file says.
+        found: String,
+    },
+    /// The content no longer matches its digest.
+    #[error("{path}: the plan was changed after it was written (its digest does not match its content); make a new plan with `reprofile plan` instead of editing one")]
+    Edited {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// Which store a plan was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreIdentity {
+    /// The agent store's absolute path.
+    pub path: String,
+    /// SHA-256 of the store's bytes when planned.
+    pub sha256: String,
+    /// How many records it held.
+    pub records: usize,
+}
+
+/// A plan with what is needed to review and apply it later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanDocument {
+    /// When it was made (Unix seconds).
+    pub created_at: u64,
+    /// `plan` (sections A to D) or `migrate` (backfill only).
+    pub kind: PlanKind,
+    /// The store it was made from.
+    pub store: StoreIdentity,
+    /// The decisions.
+    pub plan: Plan,
+}
+
+/// What a plan was made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanKind {
+    /// Backfills and republishes.
+    Reconcile,
+    /// The one-shot migration: backfills only.
+    Migrate,
+}
+
+// ---- file types ----
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePlan {
+    format_version: u64,
+    created_at: String,
+    created_at_unix: u64,
+    tool: FileTool,
+    kind: PlanKind,
+    complete: bool,
+    store: StoreIdentity,
+    summary: FileSummary,
+    actions: Vec<FileAction>,
+    skipped: Vec<FileSkip>,
+    unchanged: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTool {
+    name: String,
+    version: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSummary {
+    agents: usize,
+    republish: usize,
+    backfill: usize,
+    unchanged: usize,
+    skipped: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum FileAction {
+    BackfillAvatar {
+        id: String,
+        agent: String,
+        name: String,
+        record_index: usize,
+        source: String,
+        avatar_url: String,
+        precondition: BackfillPrecondition,
+    },
+    RepublishProfile {
+        id: String,
+        agent: String,
+        name: String,
+        relay: String,
+        reasons: Vec<String>,
+        picture: String,
+        before: Option<FileBefore>,
+        after: FileAfter,
+        precondition: RepublishPrecondition,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackfillPrecondition {
+    /// The record's `avatar_url` when planned (null when absent or null).
+    avatar_url: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepublishPrecondition {
+    /// The id of the newest kind:0 when planned; null when there was none.
+    newest_event_id: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBefore {
+    id: String,
+    created_at: u64,
+    content: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAfter {
+    content: String,
+    tags: Vec<Vec<String>>,
+    auth_tag_source: String,
+    created_at_must_exceed: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSkip {
+    agent: String,
+    name: String,
+    record_index: usize,
+    reason: String,
+    detail: String,
+    relay: Option<String>,
+}
+
+/// RFC 3339 (UTC, seconds) for Unix seconds.
+pub fn rfc3339(secs: u64) -> String {
+    chrono::DateTime::from_timestamp(i64::try_from(secs).unwrap_or(i64::MAX), 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| secs.to_string())
+}
+
+fn to_file(doc: &PlanDocument) -> FilePlan {
+    let summary = doc.plan.summary();
+    FilePlan {
+        format_version: FORMAT_VERSION,
+        created_at: rfc3339(doc.created_at),
+        created_at_unix: doc.created_at,
+        tool: FileTool {
+            name: "reprofile".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        kind: doc.kind,
+        complete: doc.plan.complete,
+        store: doc.store.clone(),
+        summary: FileSummary {
+            agents: summary.agents,
+            republish: summary.republish,
+            backfill: summary.backfill,
+            unchanged: summary.unchanged,
+            skipped: summary.skipped,
+        },
+        actions: doc.plan.actions.iter().map(action_to_file).collect(),
+        skipped: doc
+            .plan
+            .skipped
+            .iter()
+            .map(|s| FileSkip {
+                agent: s.agent.clone(),
+                name: s.name.clone(),
+                record_index: s.index,
+                reason: s.reason.as_str().to_string(),
+                detail: s.detail.clone(),
+                relay: s.relay.clone(),
+            })
+            .collect(),
+        unchanged: doc.plan.unchanged.clone(),
+        digest: None,
+    }
+}
+
+fn action_to_file(action: &Action) -> FileAction {
+    let id = action.id();
+    match action {
+        Action::BackfillAvatar(b) => FileAction::BackfillAvatar {
+            id,
+            agent: b.agent.clone(),
+            name: b.name.clone(),
+            record_index: b.index,
+            source: b.source.as_str().to_string(),
+            avatar_url: b.avatar_url.clone(),
+            precondition: BackfillPrecondition {
+                avatar_url: b.before.clone(),
+            },
+        },
+        Action::RepublishProfile(r) => FileAction::RepublishProfile {
+            id,
+            agent: r.agent.clone(),
+            name: r.name.clone(),
+            relay: r.relay.clone(),
+            reasons: r.reasons.iter().map(|x| x.as_str().to_string()).collect(),
+            picture: r.picture.clone(),
+            before: r.before.as_ref().map(|b| FileBefore {
+                id: b.id.clone(),
+                created_at: b.created_at,
+                content: b.content.clone(),
+            }),
+            after: FileAfter {
+                content: r.after.content.clone(),
+                tags: r.after.tags.clone(),
+                auth_tag_source: r.auth_tag_source.as_str().to_string(),
+                created_at_must_exceed: r.after.created_at_above,
+            },
+            precondition: RepublishPrecondition {
+                newest_event_id: r.before.as_ref().map(|b| b.id.clone()),
+            },
+        },
+    }
+}
+
+/// The digest of a plan's content: SHA-256 of its JSON without `created_at`,
+/// `created_at_unix` and `digest`.
+fn content_digest(file: &FilePlan) -> String {
+    let mut value = serde_json::to_value(file).expect("plan serializes");
+    if let Value::Object(map) = &mut value {
+        map.remove("created_at");
+        map.remove("created_at_unix");
+        map.remove("digest");
+    }
+    sha256_hex(value.to_string().as_bytes())
+}
+
+/// The plan as pretty JSON, with its digest.
+pub fn to_json(doc: &PlanDocument) -> String {
+    let mut file = to_file(doc);
+    file.digest = Some(content_digest(&file));
+    let mut text = serde_json::to_string_pretty(&file).expect("plan serializes");
+    text.push('\n');
+    text
+}
+
+/// The digest a plan document gets in its file.
+pub fn digest_of(doc: &PlanDocument) -> String {
+    content_digest(&to_file(doc))
+}
+
+/// Parses a plan file's text (`path` is for messages).
+pub fn from_json(path: &Path, text: &str) -> Result<PlanDocument, PlanFileError> {
+    let not_a_plan = |problem: String| PlanFileError::NotAPlan {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let value: Value = serde_json::from_str(text).map_err(|err| not_a_plan(err.to_string()))?;
+    match value.get("format_version") {
+        Some(Value::Number(n)) if n.as_u64() == Some(FORMAT_VERSION) => {}
+        Some(other) => {
+            return Err(PlanFileError::UnknownVersion {
+                path: path.to_path_buf(),
+                found: other.to_string(),
+            })
+        }
+        None => return Err(not_a_plan("it has no format_version".to_string())),
+    }
+    let file: FilePlan =
+        serde_json::from_value(value).map_err(|err| not_a_plan(err.to_string()))?;
+    if file.digest.as_deref() != Some(content_digest(&file).as_str()) {
+        return Err(PlanFileError::Edited {
+            path: path.to_path_buf(),
+        });
+    }
+    from_file(file).map_err(not_a_plan)
+}
+
+fn from_file(file: FilePlan) -> Result<PlanDocument, String> {
+    let mut actions = Vec::with_capacity(file.actions.len());
+    for action in file.actions {
+        actions.push(match action {
+            FileAction::BackfillAvatar {
+                agent,
+                name,
+                record_index,
+                source,
+                avatar_url,
+                precondition,
+                ..
+            } => Action::BackfillAvatar(BackfillAvatar {
+                agent,
+                name,
+                index: record_index,
+                source: AvatarSource::parse(&source)
+                    .ok_or_else(|| format!("unknown backfill source {source:?}"))?,
+                avatar_url,
+                before: precondition.avatar_url,
+            }),
+            FileAction::RepublishProfile {
+                agent,
+                name,
+                relay,
+                reasons,
+                picture,
+                before,
+                after,
+                ..
+            } => Action::RepublishProfile(RepublishProfile {
+                agent,
+                name,
+                picture,
+                relay,
+                reasons: reasons
+                    .iter()
+                    .map(|r| {
+                        RepublishReason::parse(r).ok_or_else(|| format!("unknown reason {r:?}"))
+                    })
+                    .collect::<Result<_, _>>()?,
+                before: before.map(|b| EventBefore {
+                    id: b.id,
+                    created_at: b.created_at,
+                    content: b.content,
+                }),
+                auth_tag_source: AuthTagSource::parse(&after.auth_tag_source).ok_or_else(|| {
+                    format!("unknown auth_tag_source {:?}", after.auth_tag_source)
+                })?,
+                after: EventAfter {
+                    content: after.content,
+                    tags: after.tags,
+                    created_at_above: after.created_at_must_exceed,
+                    planned_created_at: 0,
+                },
+            }),
+        });
+    }
+    let skipped = file
+        .skipped
+        .into_iter()
+        .map(|s| {
+            Ok(Skip {
+                reason: SkipReason::parse(&s.reason)
+                    .ok_or_else(|| format!("unknown skip reason {:?}", s.reason))?,
+                agent: s.agent,
+                name: s.name,
+                index: s.record_index,
+                detail: s.detail,
+                relay: s.relay,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(PlanDocument {
+        created_at: file.created_at_unix,
+        kind: file.kind,
+        store: file.store,
+        plan: Plan {
+            actions,
+            skipped,
+            unchanged: file.unchanged,
+            complete: file.complete,
+            agents: file.summary.agents,
+        },
+    })
+}
+
+/// Reads a plan file.
+pub fn read(path: &Path) -> Result<PlanDocument, PlanFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PlanFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    from_json(path, &text)
+}
+
+/// The file stem of a plan: `plan-<UTC time>-<digest prefix>`, so plans sort
+/// by time and two plans of one second never collide unless identical.
+pub fn file_stem(doc: &PlanDocument) -> String {
+    let time = chrono::DateTime::from_timestamp(i64::try_from(doc.created_at).unwrap_or(0), 0)
+        .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
+        .unwrap_or_else(|| doc.created_at.to_string());
+    let prefix = match doc.kind {
+        PlanKind::Reconcile => "plan",
+        PlanKind::Migrate => "migrate",
+    };
+    format!("{prefix}-{time}-{}", &digest_of(doc)[..8])
+}
+
+/// Writes `contents` to `path` atomically: a temp file in the same folder,
+/// flushed and synced, then renamed over the target.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".reprofile-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    temp.write_all(contents)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|err| err.error)?;
+    Ok(())
+}
+
+/// Writes the plan's JSON and its rendering into `dir` (created if needed) or,
+/// with `out`, the JSON to that file and the rendering beside it. Returns the
+/// JSON file's path.
+pub fn write(
+    doc: &PlanDocument,
+    dir: &Path,
+    out: Option<&Path>,
+    rendering: &str,
+) -> Result<PathBuf, PlanFileError> {
+    let json_path = match out {
+        Some(path) => path.to_path_buf(),
+        None => dir.join(format!("{}.json", file_stem(doc))),
+    };
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PlanFileError::Io { path, source }
+    };
+    if let Some(parent) = json_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    write_atomic(&json_path, to_json(doc).as_bytes()).map_err(io(&json_path))?;
+    let text_path = json_path.with_extension("txt");
+    write_atomic(&text_path, rendering.as_bytes()).map_err(io(&text_path))?;
+    Ok(json_path)
+}

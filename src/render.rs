@@ -1,0 +1,300 @@
+//! The human rendering of a plan, in the spirit of `terraform plan`.
+//!
+//! One block per agent with a symbol and a reason (`+` publish a missing
+//! profile, `~` update one, `<` backfill the record's avatar), a field-level
+//! diff of the kind:0 content made with `similar`, the skipped agents grouped
+//! by reason, and a last line that counts everything. The renderer writes to a
+//! `String`; colour is a choice of the caller (terminal, `NO_COLOR`).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use similar::{ChangeTag, TextDiff};
+
+use crate::core::content::ProfileContent;
+use crate::core::plan::{Action, BackfillAvatar, RepublishProfile, RepublishReason, SkipReason};
+use crate::core::rules::short_pubkey;
+use crate::planfile::{rfc3339, PlanDocument, PlanKind};
+
+/// How to render.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Style {
+    /// ANSI colours (additions green, removals red).
+    pub color: bool,
+}
+
+#[derive(Clone, Copy)]
+enum Paint {
+    Add,
+    Remove,
+    Change,
+    Backfill,
+    Dim,
+    Bold,
+    Warn,
+}
+
+impl Style {
+    fn paint(self, paint: Paint, text: &str) -> String {
+        if !self.color {
+            return text.to_string();
+        }
+        let code = match paint {
+            Paint::Add => "32",
+            Paint::Remove => "31",
+            Paint::Change => "33",
+            Paint::Backfill => "36",
+            Paint::Dim => "2",
+            Paint::Bold => "1",
+            Paint::Warn => "1;33",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    }
+}
+
+/// Renders a whole plan.
+pub fn render(doc: &PlanDocument, style: Style) -> String {
+    let mut out = String::new();
+    let plan = &doc.plan;
+    let what = match doc.kind {
+        PlanKind::Reconcile => "plan",
+        PlanKind::Migrate => "migration plan",
+    };
+    let _ = writeln!(
+        out,
+        "reprofile {what} for {} agents in {} ({})",
+        plan.agents,
+        doc.store.path,
+        rfc3339(doc.created_at)
+    );
+
+    if !plan.actions.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nreprofile will perform the following actions ({} backfill, {} republish, {} update):",
+            style.paint(Paint::Backfill, "<"),
+            style.paint(Paint::Add, "+"),
+            style.paint(Paint::Change, "~"),
+        );
+    }
+    let mut current_agent: Option<&str> = None;
+    for action in &plan.actions {
+        if current_agent != Some(action.agent()) {
+            current_agent = Some(action.agent());
+            let name = match action {
+                Action::BackfillAvatar(b) => &b.name,
+                Action::RepublishProfile(r) => &r.name,
+            };
+            let _ = writeln!(
+                out,
+                "\n  {}",
+                style.paint(
+                    Paint::Bold,
+                    &format!("# {name} ({})", short_pubkey(action.agent()))
+                )
+            );
+        }
+        match action {
+            Action::BackfillAvatar(b) => render_backfill(&mut out, b, style),
+            Action::RepublishProfile(r) => render_republish(&mut out, r, style),
+        }
+    }
+
+    render_skipped(&mut out, doc, style);
+
+    let unreadable: BTreeSet<&str> = plan
+        .skipped
+        .iter()
+        .filter(|s| s.reason == SkipReason::RelayUnreachable)
+        .filter_map(|s| s.relay.as_deref())
+        .collect();
+    if !plan.complete {
+        let list: Vec<&str> = unreadable.into_iter().collect();
+        let _ =
+            writeln!(
+            out,
+            "\n{} {} could not be read ({}): its agents are skipped and this plan is incomplete.",
+            style.paint(Paint::Warn, "Warning:"),
+            if list.len() == 1 { "1 relay".to_string() } else { format!("{} relays", list.len()) },
+            list.join(", ")
+        );
+    }
+
+    let _ = writeln!(out, "\n{}", summary_line(doc));
+    out
+}
+
+/// The last line: counts, or `No changes.`.
+pub fn summary_line(doc: &PlanDocument) -> String {
+    let s = doc.plan.summary();
+    if s.republish + s.backfill == 0 {
+        if s.skipped == 0 {
+            "No changes. Every agent profile matches its record.".to_string()
+        } else {
+            format!(
+                "No changes. {} unchanged, {} skipped (listed above).",
+                s.unchanged, s.skipped
+            )
+        }
+    } else if doc.kind == PlanKind::Migrate {
+        format!(
+            "Migration: {} to backfill, {} unchanged, {} skipped.",
+            s.backfill, s.unchanged, s.skipped
+        )
+    } else {
+        format!(
+            "Plan: {} to republish, {} to backfill, {} unchanged, {} skipped.",
+            s.republish, s.backfill, s.unchanged, s.skipped
+        )
+    }
+}
+
+fn render_backfill(out: &mut String, b: &BackfillAvatar, style: Style) {
+    let was = match &b.before {
+        None => "absent".to_string(),
+        Some(text) => format!("{text:?}"),
+    };
+    let _ = writeln!(
+        out,
+        "  {} backfill_avatar from {} (record #{}, avatar_url was {was})",
+        style.paint(Paint::Backfill, "<"),
+        b.source.as_str(),
+        b.index
+    );
+    let _ = writeln!(
+        out,
+        "      {}",
+        style.paint(Paint::Add, &format!("+ \"avatar_url\": {:?}", b.avatar_url))
+    );
+}
+
+fn render_republish(out: &mut String, r: &RepublishProfile, style: Style) {
+    let symbol = if r.reasons.contains(&RepublishReason::Missing) {
+        style.paint(Paint::Add, "+")
+    } else {
+        style.paint(Paint::Change, "~")
+    };
+    let reasons: Vec<&str> = r.reasons.iter().map(|x| x.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "  {symbol} republish_profile on {} ({})",
+        r.relay,
+        reasons.join(", ")
+    );
+    let after_lines = ProfileContent::parse(&r.after.content)
+        .map(|c| c.field_lines())
+        .unwrap_or_else(|| vec![r.after.content.clone()]);
+    let before_lines = match &r.before {
+        None => Vec::new(),
+        Some(before) => match ProfileContent::parse(&before.content) {
+            Some(content) => content.field_lines(),
+            None => {
+                let _ = writeln!(
+                    out,
+                    "      {}",
+                    style.paint(
+                        Paint::Remove,
+                        &format!(
+                            "- (content is not a JSON object: {})",
+                            clip(&before.content, 60)
+                        )
+                    )
+                );
+                Vec::new()
+            }
+        },
+    };
+    let before_refs: Vec<&str> = before_lines.iter().map(String::as_str).collect();
+    let after_refs: Vec<&str> = after_lines.iter().map(String::as_str).collect();
+    let diff = TextDiff::from_slices(&before_refs, &after_refs);
+    for change in diff.iter_all_changes() {
+        let line = clip(change.value(), 160);
+        match change.tag() {
+            ChangeTag::Delete => {
+                let _ = writeln!(
+                    out,
+                    "      {}",
+                    style.paint(Paint::Remove, &format!("- {line}"))
+                );
+            }
+            ChangeTag::Insert => {
+                let _ = writeln!(
+                    out,
+                    "      {}",
+                    style.paint(Paint::Add, &format!("+ {line}"))
+                );
+            }
+            ChangeTag::Equal => {
+                let _ = writeln!(out, "        {}", style.paint(Paint::Dim, &line));
+            }
+        }
+    }
+    for tag in &r.after.tags {
+        let shown: Vec<String> = tag
+            .iter()
+            .map(|part| format!("{:?}", clip(part, 20)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "        tag [{}] (from {})",
+            shown.join(", "),
+            r.auth_tag_source.as_str()
+        );
+    }
+    if let Some(before) = &r.before {
+        let _ = writeln!(
+            out,
+            "        {}",
+            style.paint(
+                Paint::Dim,
+                &format!(
+                    "replaces event {} (created_at {})",
+                    short_pubkey(&before.id),
+                    before.created_at
+                )
+            )
+        );
+    }
+}
+
+fn render_skipped(out: &mut String, doc: &PlanDocument, style: Style) {
+    let skipped = &doc.plan.skipped;
+    if skipped.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nSkipped agents ({}), left for a person to look at:",
+        skipped.len()
+    );
+    for reason in SkipReason::ALL {
+        let group: Vec<_> = skipped.iter().filter(|s| s.reason == reason).collect();
+        if group.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "  {} ({})",
+            style.paint(Paint::Warn, reason.as_str()),
+            group.len()
+        );
+        for skip in group {
+            let who = if skip.name.trim().is_empty() {
+                short_pubkey(&skip.agent)
+            } else {
+                format!("{} ({})", skip.name, short_pubkey(&skip.agent))
+            };
+            let _ = writeln!(out, "    - {who}: {}", skip.detail);
+        }
+    }
+}
+
+/// Cuts a long value for display, on a character boundary.
+fn clip(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        text.to_string()
+    } else {
+        let cut: String = text.chars().take(max_chars).collect();
+        format!("{cut}…")
+    }
+}

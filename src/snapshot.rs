@@ -1,0 +1,121 @@
+//! Gathering a snapshot: the stores from disk, each agent's newest kind:0 from
+//! its relay.
+//!
+//! This is an edge: it reads, groups agents by relay (after the configured URL
+//! rewrite) and hands everything to the core. It decides nothing about what
+//! should happen to an agent; records the core will reject (bad pubkey, bad
+//! relay URL) are simply not sent to a relay.
+
+use std::collections::{BTreeMap, HashSet};
+
+use nostr::PublicKey;
+
+use crate::config::Config;
+use crate::core::model::{AgentSnapshot, RelayObservation, Snapshot};
+use crate::core::rules::{is_pubkey_hex, parse_relay_url};
+use crate::relay::{read_profiles, ReadOptions, RelayTimeouts};
+use crate::store::{read_agent_store, read_personas, AgentStore};
+
+/// A snapshot and the store it was taken from.
+#[derive(Debug, Clone)]
+pub struct Gathered {
+    /// The agent store as read (its exact text, for later rewrites).
+    pub store: AgentStore,
+    /// What the planner reads.
+    pub snapshot: Snapshot,
+}
+
+/// Relay read options from config.
+pub fn read_options(config: &Config) -> ReadOptions {
+    ReadOptions {
+        timeouts: RelayTimeouts {
+            connect: config.relay.connect_timeout,
+            query: config.relay.query_timeout,
+            publish: config.relay.publish_timeout,
+        },
+        max_concurrent_relays: config.relay.max_concurrent_relays,
+        authors_per_filter: config.relay.authors_per_filter,
+    }
+}
+
+/// Reads the stores named in `config` (nothing from the network).
+pub fn read_stores(config: &Config) -> anyhow::Result<(AgentStore, BTreeMap<String, String>)> {
+    let store = read_agent_store(&config.agents)?;
+    let personas = match &config.personas {
+        Some(path) => read_personas(path)?,
+        None => BTreeMap::new(),
+    };
+    Ok((store, personas))
+}
+
+/// Takes a snapshot of every agent (or of the agents whose pubkey is in
+/// `only`, when it is not empty; every copy of a selected pubkey is kept so
+/// that duplicates are still seen).
+pub async fn gather(config: &Config, only: &[String]) -> anyhow::Result<Gathered> {
+    let (store, personas) = read_stores(config)?;
+    if !only.is_empty() {
+        let known: HashSet<&str> = store
+            .records
+            .iter()
+            .map(|r| r.record.pubkey.as_str())
+            .collect();
+        if let Some(missing) = only.iter().find(|p| !known.contains(p.as_str())) {
+            anyhow::bail!(
+                "agent {missing} is not in the agent store {}; check the --agent value",
+                store.path.display()
+            );
+        }
+    }
+    let selected: HashSet<&str> = only.iter().map(String::as_str).collect();
+    let records: Vec<_> = store
+        .records
+        .iter()
+        .filter(|r| selected.is_empty() || selected.contains(r.record.pubkey.as_str()))
+        .map(|r| r.record.clone())
+        .collect();
+
+    let mut requests: BTreeMap<String, Vec<PublicKey>> = BTreeMap::new();
+    let mut relay_of = Vec::with_capacity(records.len());
+    for record in &records {
+        let relay = parse_relay_url(&record.relay_url)
+            .ok()
+            .map(|_| config.effective_relay(&record.relay_url));
+        if let Some(relay) = &relay {
+            if is_pubkey_hex(&record.pubkey) {
+                if let Ok(pubkey) = PublicKey::from_hex(&record.pubkey) {
+                    requests.entry(relay.clone()).or_default().push(pubkey);
+                }
+            }
+        }
+        relay_of.push(relay);
+    }
+    tracing::info!(
+        agents = records.len(),
+        relays = requests.len(),
+        "reading profiles"
+    );
+    let mut observed = read_profiles(requests, &read_options(config)).await;
+
+    let agents = records
+        .into_iter()
+        .zip(relay_of)
+        .map(|(record, relay)| {
+            let observation = relay
+                .as_ref()
+                .and_then(|url| observed.get_mut(url))
+                .and_then(|by_author| by_author.get(&record.pubkey).cloned())
+                .unwrap_or_else(|| {
+                    RelayObservation::Unreadable("not read: the record is not valid".to_string())
+                });
+            AgentSnapshot {
+                record,
+                relay,
+                observation,
+            }
+        })
+        .collect();
+    Ok(Gathered {
+        store,
+        snapshot: Snapshot { agents, personas },
+    })
+}
