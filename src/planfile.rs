@@ -287,9 +287,10 @@ fn action_to_file(action: &Action) -> FileAction {
 fn content_digest(file: &FilePlan) -> String {
     let mut value = serde_json::to_value(file).expect("plan serializes");
     if let Value::Object(map) = &mut value {
-        map.remove("created_at");
-        map.remove("created_at_unix");
-        map.remove("digest");
+        // shift_remove keeps the order of the other keys (remove would swap).
+        map.shift_remove("created_at");
+        map.shift_remove("created_at_unix");
+        map.shift_remove("digest");
     }
     sha256_hex(value.to_string().as_bytes())
 }

@@ -1,0 +1,259 @@
+//! The binary end to end: `plan --detailed-exitcode`, `show`, help, and the
+//! one-line errors of bad input (with nothing written).
+
+use serde_json::Value;
+
+use crate::world::{json_files, stderr, stdout, World};
+
+const SUMMARY: &str = "Plan: 7 to republish, 5 to backfill, 1 unchanged, 4 skipped.";
+const FIXTURE_NSECS: [&str; 2] = [
+    "nsec1gnhhd4j7d8f57qsv2eu9cqv4rx7gwsr6v43p580uzzh4wtqzs7hqxp5262",
+    "nsec1efwklj3f4v9pmd37haw03x26h0j7uavg92w84g7wlwtuthyselgq44gmx9",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_plan_detailed_exitcode_is_2_with_actions_and_writes_the_plan() {
+    let world = World::start().await;
+    let output = world.cli(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains(SUMMARY), "{text}");
+    assert!(text.contains("Warning: 1 relay could not be read (ws://127.0.0.1:9)"));
+
+    let plans = world.plan_files();
+    assert_eq!(plans.len(), 1);
+    let file_text = std::fs::read_to_string(&plans[0]).unwrap();
+    let plan: Value = serde_json::from_str(&file_text).unwrap();
+    assert_eq!(plan["format_version"], 1);
+    assert_eq!(plan["complete"], false);
+    assert_eq!(plan["summary"]["republish"], 7);
+    assert_eq!(plan["summary"]["backfill"], 5);
+    assert_eq!(plan["summary"]["skipped"], 4);
+    let store_bytes = std::fs::read(world.store_path()).unwrap();
+    assert_eq!(
+        plan["store"]["sha256"],
+        reprofile::store::sha256_hex(&store_bytes)
+    );
+    assert_eq!(plan["actions"].as_array().unwrap().len(), 12);
+    let rendering = std::fs::read_to_string(plans[0].with_extension("txt")).unwrap();
+    assert!(rendering.ends_with(&format!("{SUMMARY}\n")));
+    for nsec in FIXTURE_NSECS {
+        assert!(!file_text.contains(nsec) && !rendering.contains(nsec) && !text.contains(nsec));
+        assert!(!stderr(&output).contains(nsec));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_plan_of_an_agent_in_sync_exits_0_with_no_changes() {
+    let world = World::start().await;
+    let ok_agent = "ee96457d1818b32114c49e2544fc1f4d5e1b0022d2983d9326714922284450fd";
+    let output = world
+        .cli(&["plan", "--detailed-exitcode", "--agent", ok_agent])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).contains("No changes. Every agent profile matches its record."));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_plan_without_detailed_exitcode_exits_0_and_out_writes_there() {
+    let world = World::start().await;
+    let out = world.dir.path().join("review/p.json");
+    let output = world.cli(&["plan", "--out", out.to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(out.exists() && out.with_extension("txt").exists());
+    assert!(
+        world.plan_files().is_empty(),
+        "--out replaces the plans folder"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_show_renders_a_saved_plan_and_its_json() {
+    let world = World::start().await;
+    let output = world.cli(&["plan"]).await;
+    assert!(output.status.success());
+    let plan_path = world.plan_files().pop().unwrap();
+    let plan_arg = plan_path.to_str().unwrap();
+
+    let shown = world.cli(&["show", plan_arg]).await;
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let saved_rendering = std::fs::read_to_string(plan_path.with_extension("txt")).unwrap();
+    assert_eq!(stdout(&shown), saved_rendering);
+    assert!(stdout(&output).starts_with(&saved_rendering));
+
+    let json = world.cli(&["show", plan_arg, "--json"]).await;
+    assert!(json.status.success());
+    assert_eq!(stdout(&json), std::fs::read_to_string(&plan_path).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_plan_rendering_reads_like_terraform() {
+    let world = World::start().await;
+    let output = world.cli(&["plan"]).await;
+    let text = stdout(&output);
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(
+        &regex_escape(&world.dir.path().display().to_string()),
+        "[WORLD]",
+    );
+    settings.add_filter(&regex_escape(&world.relay_url), "[RELAY]");
+    settings.add_filter(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "[TIME]");
+    settings.add_filter(r"\d{8}T\d{6}Z-[0-9a-f]{8}", "[STAMP]");
+    settings.add_filter(r"dated \d+", "dated [NOW]");
+    settings.bind(|| insta::assert_snapshot!("fixture_plan", text));
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if "\\.+*?()|[]{}^$".contains(c) {
+                vec!['\\', c]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_bad_input_gets_a_one_line_error_and_nothing_is_written() {
+    let world = World::start().await;
+    let store = world.store_path();
+    let good_store = std::fs::read_to_string(&store).unwrap();
+    let config = world.config_path.clone();
+    let good_config = std::fs::read_to_string(&config).unwrap();
+
+    // (what is broken, how to break it, what the message must say)
+    type Break = Box<dyn Fn()>;
+    let cases: Vec<(&str, Break, &str)> = vec![
+        (
+            "malformed store",
+            Box::new({
+                let store = store.clone();
+                let good = good_store.clone();
+                move || std::fs::write(&store, good.replacen("\"name\":", "\"name\"", 1)).unwrap()
+            }),
+            "managed-agents.json:4:",
+        ),
+        (
+            "store not an array",
+            Box::new({
+                let store = store.clone();
+                move || std::fs::write(&store, "{}").unwrap()
+            }),
+            "must be a JSON array",
+        ),
+        (
+            "unknown config key",
+            Box::new({
+                let config = config.clone();
+                let good = good_config.clone();
+                move || std::fs::write(&config, format!("{good}\n[plans2]\nx = 1\n")).unwrap()
+            }),
+            "unknown field `plans2`",
+        ),
+        (
+            "bad relay URL",
+            Box::new({
+                let config = config.clone();
+                let good = good_config.clone();
+                move || {
+                    std::fs::write(
+                        &config,
+                        good.replace("= \"ws://127.0.0.1:", "= \"http://127.0.0.1:"),
+                    )
+                    .unwrap()
+                }
+            }),
+            "ws:// or wss://",
+        ),
+        (
+            "missing persona file",
+            Box::new({
+                let config = config.clone();
+                let good = good_config.clone();
+                move || std::fs::write(&config, good.replace("personas.json", "nope.json")).unwrap()
+            }),
+            "cannot read the persona store",
+        ),
+    ];
+    for (what, break_it, message) in cases {
+        std::fs::write(&store, &good_store).unwrap();
+        std::fs::write(&config, &good_config).unwrap();
+        break_it();
+        let output = world.cli(&["plan", "--detailed-exitcode"]).await;
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{what}: {err}");
+        assert_eq!(err.lines().count(), 1, "{what}: one line: {err}");
+        assert!(err.starts_with("error: "), "{what}: {err}");
+        assert!(err.contains(message), "{what}: {err}");
+        assert!(stdout(&output).is_empty(), "{what}");
+        assert!(
+            json_files(&world.plans_dir()).is_empty(),
+            "{what}: nothing written"
+        );
+        for nsec in FIXTURE_NSECS {
+            assert!(!err.contains(nsec));
+        }
+    }
+    std::fs::write(&config, &good_config).unwrap();
+    let output = world.cli(&["plan", "--agent", "nsec1xyz"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("is not a pubkey"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_show_refuses_edited_foreign_or_newer_plans() {
+    let world = World::start().await;
+    assert!(world.cli(&["plan"]).await.status.success());
+    let plan_path = world.plan_files().pop().unwrap();
+    let text = std::fs::read_to_string(&plan_path).unwrap();
+    let cases = [
+        (
+            text.replace("\"format_version\": 1", "\"format_version\": 2"),
+            "format_version 2 is not supported",
+        ),
+        (
+            text.replacen("picture_changed", "name_changed", 1),
+            "changed after it was written",
+        ),
+        (
+            text[..text.len() / 2].to_string(),
+            "not a reprofile plan file",
+        ),
+    ];
+    for (content, message) in cases {
+        let path = world.dir.path().join("edited.json");
+        std::fs::write(&path, content).unwrap();
+        let output = world.cli(&["show", path.to_str().unwrap()]).await;
+        assert_eq!(output.status.code(), Some(1));
+        let err = stderr(&output);
+        assert!(err.contains(message), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+#[tokio::test]
+async fn cli_help_explains_each_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = crate::world::run_binary(vec!["--help".into()], dir.path().into()).await;
+    assert!(help.status.success());
+    let text = stdout(&help);
+    for command in ["plan", "show", "demo"] {
+        assert!(text.contains(command), "{text}");
+    }
+    let plan_help =
+        crate::world::run_binary(vec!["plan".into(), "--help".into()], dir.path().into()).await;
+    let text = stdout(&plan_help);
+    assert!(
+        text.contains("--detailed-exitcode") && text.contains("--agent"),
+        "{text}"
+    );
+    let missing = crate::world::run_binary(vec!["plan".into()], dir.path().into()).await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("cannot read the config file"),
+        "{}",
+        stderr(&missing)
+    );
+}

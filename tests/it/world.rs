@@ -1,0 +1,157 @@
+//! The fixture world laid out in a temp folder, against a real relay.
+//!
+//! `World::start` starts an in-process relay, seeds it with the fixture's
+//! kind:0 events, copies the store (mode 0600) and personas into a temp folder
+//! and writes a config.toml whose URL rewrite points the fixture's live relay
+//! (`ws://127.0.0.1:7777`) at the test relay. The down relay
+//! (`ws://127.0.0.1:9`) stays as it is.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use nostr_relay_builder::LocalRelay;
+use reprofile::config::{self, Config};
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::support::{fixture_path, publish_events, seed_events, start_local_relay};
+
+/// The fixture world: a temp folder with the store, personas and config.
+pub struct World {
+    /// The temp folder (removed on drop).
+    pub dir: TempDir,
+    /// The config file.
+    pub config_path: PathBuf,
+    /// The test relay's URL.
+    pub relay_url: String,
+    /// The test relay (kept alive with the world).
+    pub relay: LocalRelay,
+}
+
+impl World {
+    /// Starts a relay seeded with the fixture events and lays out the world.
+    pub async fn start() -> World {
+        let relay = start_local_relay().await;
+        let relay_url = relay.url().await.to_string();
+        publish_events(&relay_url, &seed_events()).await;
+        Self::with_relay(relay, relay_url, "")
+    }
+
+    /// Lays out the world against an already running relay; `extra_config` is
+    /// appended to config.toml.
+    pub fn with_relay(relay: LocalRelay, relay_url: String, extra_config: &str) -> World {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = dir.path().join("managed-agents.json");
+        std::fs::copy(fixture_path("managed-agents.json"), &store).expect("copy store");
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::copy(
+            fixture_path("personas.json"),
+            dir.path().join("personas.json"),
+        )
+        .expect("copy personas");
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(&config_path, config_text(&relay_url, extra_config)).unwrap();
+        World {
+            dir,
+            config_path,
+            relay_url,
+            relay,
+        }
+    }
+
+    /// The resolved config.
+    pub fn config(&self) -> Config {
+        config::load(&self.config_path).expect("the world's config loads")
+    }
+
+    /// The store file.
+    pub fn store_path(&self) -> PathBuf {
+        self.dir.path().join("managed-agents.json")
+    }
+
+    /// The plans folder.
+    pub fn plans_dir(&self) -> PathBuf {
+        self.dir.path().join("plans")
+    }
+
+    /// The plan files (JSON) written so far, sorted.
+    pub fn plan_files(&self) -> Vec<PathBuf> {
+        json_files(&self.plans_dir())
+    }
+
+    /// Runs the reprofile binary with `--config <world> args...` in a blocking
+    /// task (so the in-process relay keeps serving).
+    pub async fn cli(&self, args: &[&str]) -> Output {
+        let mut all = vec![
+            "--config".to_string(),
+            self.config_path.display().to_string(),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        run_binary(all, self.dir.path().to_path_buf()).await
+    }
+}
+
+/// The config of a world whose live relay is `relay_url`.
+pub fn config_text(relay_url: &str, extra: &str) -> String {
+    format!(
+        "[store]\nagents = \"managed-agents.json\"\npersonas = \"personas.json\"\n\n\
+         [plans]\ndir = \"plans\"\n\n\
+         [relay]\nconnect_timeout_secs = 2\nquery_timeout_secs = 5\npublish_timeout_secs = 5\n\n\
+         [relay.rewrite]\n\"ws://127.0.0.1:7777\" = \"{relay_url}\"\n{extra}"
+    )
+}
+
+/// JSON files in a folder, sorted (none when it does not exist).
+pub fn json_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// Runs the binary with `args` in `cwd`, off the async runtime.
+pub async fn run_binary(args: Vec<String>, cwd: PathBuf) -> Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_reprofile"))
+            .args(&args)
+            .current_dir(cwd)
+            .env_remove("REPROFILE_LOG")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .expect("the blocking task finishes")
+}
+
+/// The fixture's expected outcomes: pubkey to the expected.json entry.
+pub fn expected() -> BTreeMap<String, Value> {
+    let text = std::fs::read_to_string(fixture_path("expected.json")).unwrap();
+    let value: Value = serde_json::from_str(&text).unwrap();
+    value["agents"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The stdout of a run, as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The stderr of a run, as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
