@@ -5,6 +5,7 @@
 //! (store, relay, config, CLI) gather the snapshot and carry out the plan; any
 //! decision about what *should* happen belongs here.
 
+pub mod apply;
 pub mod avatar;
 pub mod content;
 pub mod model;

@@ -40,21 +40,13 @@ fn outcome_of(plan: &Plan, pubkey: &str) -> Value {
     outcome
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fixture_world_plan_matches_expected_json() {
-    let world = World::start().await;
-    let config = world.config();
-    let gathered = snapshot::gather(&config, &[]).await.expect("snapshot");
-    let plan = rules::plan(
-        &gathered.snapshot,
-        &config.policy,
-        reprofile::cli::now_secs(),
-    );
-
+/// Asserts that a plan of the fixture world has exactly the outcomes of
+/// expected.json (actions, sources, avatars, reasons, skips, auth tags).
+pub fn assert_matches_expected(plan: &Plan) {
     let expected = expected();
     assert_eq!(plan.agents, expected.len(), "every record is planned");
     for (pubkey, want) in &expected {
-        let got = outcome_of(&plan, pubkey);
+        let got = outcome_of(plan, pubkey);
         assert_eq!(
             got["actions"], want["actions"],
             "actions of {}",
@@ -86,6 +78,19 @@ async fn fixture_world_plan_matches_expected_json() {
         .collect();
     assert_eq!(plan.unchanged.iter().collect::<Vec<_>>(), unchanged);
     assert!(!plan.complete, "the down relay makes the plan incomplete");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixture_world_plan_matches_expected_json() {
+    let world = World::start().await;
+    let config = world.config();
+    let gathered = snapshot::gather(&config, &[]).await.expect("snapshot");
+    let plan = rules::plan(
+        &gathered.snapshot,
+        &config.policy,
+        reprofile::cli::now_secs(),
+    );
+    assert_matches_expected(&plan);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

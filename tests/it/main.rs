@@ -1,6 +1,7 @@
 //! The one integration-test binary: real relays over real websockets, real files.
 
 mod cli;
+mod external_relay;
 mod fixture_world;
 mod relay_read;
 mod support;

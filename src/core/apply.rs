@@ -1,0 +1,483 @@
+//! Apply's decisions, kept pure: preconditions, the event to sign, relay
+//! answers, retries and the safety threshold.
+//!
+//! The apply engine (an edge) gathers the current state of the world and asks
+//! these functions what to do; it never decides by itself. Time and randomness
+//! come in as arguments.
+
+use std::time::Duration;
+
+use super::model::{AvatarField, RelayObservation};
+use super::nip_oa;
+use super::plan::{BackfillAvatar, Plan, RepublishProfile};
+use super::rules::{next_created_at, profile_matches};
+
+/// What the world says about one planned action, just before acting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precheck {
+    /// The world is still the one the plan was made from: act.
+    Proceed,
+    /// The desired state is already there: report `already_applied`.
+    AlreadyApplied,
+    /// Something else changed since planning: report `stale`, do not act.
+    Stale(String),
+    /// The state cannot be known now (for example the relay cannot be read):
+    /// report `failed`; the next run tries again.
+    Unknown(String),
+}
+
+/// The outcome of one action, as journaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    /// Done and confirmed.
+    Applied,
+    /// Nothing to do: already in the desired state.
+    AlreadyApplied,
+    /// Not done: the world changed since planning.
+    Stale,
+    /// Not done, or not confirmed.
+    Failed,
+}
+
+impl Outcome {
+    /// The journal's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::AlreadyApplied => "already_applied",
+            Outcome::Stale => "stale",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    /// Every outcome, in report order.
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Applied,
+        Outcome::AlreadyApplied,
+        Outcome::Stale,
+        Outcome::Failed,
+    ];
+
+    /// True for outcomes that make the apply exit non-zero.
+    pub fn is_problem(self) -> bool {
+        matches!(self, Outcome::Stale | Outcome::Failed)
+    }
+}
+
+/// Precondition of a backfill: the record must still be legacy.
+///
+/// `current` is the record's `avatar_url` now (`None` when the record is no
+/// longer in the store).
+pub fn check_backfill(action: &BackfillAvatar, current: Option<&AvatarField>) -> Precheck {
+    let Some(current) = current else {
+        return Precheck::Stale("the record is no longer in the store".to_string());
+    };
+    match current.usable() {
+        Some(avatar) if avatar == action.avatar_url => Precheck::AlreadyApplied,
+        Some(_) => Precheck::Stale(
+            "the record's avatar_url was set to another value since planning".to_string(),
+        ),
+        None => Precheck::Proceed,
+    }
+}
+
+/// The record as apply sees it just before a republish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordNow {
+    /// The record's `name` now.
+    pub name: String,
+    /// The record's usable `avatar_url` now (after this run's backfill).
+    pub avatar: Option<String>,
+}
+
+/// Precondition of a republish: the relay's newest kind:0 is still the
+/// planned `before` (or still missing), and the record still wants the
+/// planned name and picture.
+pub fn check_republish(
+    action: &RepublishProfile,
+    record: Option<&RecordNow>,
+    relay_now: &RelayObservation,
+) -> Precheck {
+    let Some(record) = record else {
+        return Precheck::Stale("the record is no longer in the store".to_string());
+    };
+    if record.name != action.name {
+        return Precheck::Stale("the record's name changed since planning".to_string());
+    }
+    if record.avatar.as_deref() != Some(action.picture.as_str()) {
+        return Precheck::Stale("the record's avatar_url changed since planning".to_string());
+    }
+    if let RelayObservation::Unreadable(reason) = relay_now {
+        return Precheck::Unknown(format!("cannot read the relay to check: {reason}"));
+    }
+    if profile_matches(relay_now, &action.name, &action.picture) {
+        return Precheck::AlreadyApplied;
+    }
+    let newest_id = match relay_now {
+        RelayObservation::Newest(event) => Some(event.id.as_str()),
+        _ => None,
+    };
+    let planned_id = action.before.as_ref().map(|b| b.id.as_str());
+    if newest_id == planned_id {
+        Precheck::Proceed
+    } else {
+        Precheck::Stale(match newest_id {
+            Some(id) => format!("the relay's newest kind:0 is now {id}, not the planned one"),
+            None => "the planned kind:0 is no longer on the relay".to_string(),
+        })
+    }
+}
+
+/// The event apply signs for a republish (rules D1 to D4, at apply time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventToSign {
+    /// Kind 0.
+    pub kind: u16,
+    /// The planned content.
+    pub content: String,
+    /// The planned tags.
+    pub tags: Vec<Vec<String>>,
+    /// `created_at` by rule D3 with apply's clock.
+    pub created_at: u64,
+}
+
+/// Builds the event to sign at `now`, or says why it must not be published:
+/// beyond the future tolerance (D3) or an auth tag no longer valid at the new
+/// `created_at` (D4).
+pub fn event_to_sign(
+    action: &RepublishProfile,
+    now: u64,
+    future_tolerance_secs: u64,
+) -> Result<EventToSign, String> {
+    let replaces = action
+        .before
+        .as_ref()
+        .map(|_| action.after.created_at_above);
+    let created_at = next_created_at(now, replaces);
+    if created_at > now.saturating_add(future_tolerance_secs) {
+        return Err(format!(
+            "the new event would be dated {created_at}, beyond the {future_tolerance_secs} s future tolerance (clock_skew)"
+        ));
+    }
+    for tag in action
+        .after
+        .tags
+        .iter()
+        .filter(|t| t.first().is_some_and(|n| n == "auth"))
+    {
+        if let Err(err) = nip_oa::check_for_event(tag, &action.agent, 0, created_at) {
+            return Err(format!(
+                "the auth tag is not valid for an event dated {created_at}: {err}; make a new plan"
+            ));
+        }
+    }
+    Ok(EventToSign {
+        kind: 0,
+        content: action.after.content.clone(),
+        tags: action.after.tags.clone(),
+        created_at,
+    })
+}
+
+/// A relay's answer to an EVENT, by its machine-readable prefix (NIP-01).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishAnswer {
+    /// `OK true` (including `duplicate:`).
+    Accepted,
+    /// `rate-limited:`: retry the same event after a backoff.
+    RateLimited(String),
+    /// `auth-required:`: authenticate (NIP-42) and retry.
+    AuthRequired(String),
+    /// Any other refusal (`invalid:`, `blocked:`, `restricted:`, `pow:`,
+    /// `error:`, unknown prefixes): the action fails with this message.
+    Refused(String),
+}
+
+/// Classifies a relay's OK message (`accepted` is the OK's boolean).
+pub fn classify_ok(accepted: bool, message: &str) -> PublishAnswer {
+    if accepted {
+        return PublishAnswer::Accepted;
+    }
+    let message = message.trim();
+    if message.starts_with("duplicate:") {
+        // Some relays say OK false for an event they already have.
+        PublishAnswer::Accepted
+    } else if message.starts_with("rate-limited:") {
+        PublishAnswer::RateLimited(message.to_string())
+    } else if message.starts_with("auth-required:") {
+        PublishAnswer::AuthRequired(message.to_string())
+    } else {
+        PublishAnswer::Refused(message.to_string())
+    }
+}
+
+/// Retry policy for `rate-limited:` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// First delay.
+    pub initial: Duration,
+    /// Cap on any one delay.
+    pub max: Duration,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(8),
+            max_retries: 5,
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before retry number `attempt` (1-based), or `None` when the
+    /// retries are used up. `jitter` in [0, 1) scales the delay between half
+    /// and all of the exponential value ("equal jitter").
+    pub fn delay(&self, attempt: u32, jitter: f64) -> Option<Duration> {
+        if attempt == 0 || attempt > self.max_retries {
+            return None;
+        }
+        let exponential = self
+            .initial
+            .saturating_mul(1u32 << (attempt - 1).min(16))
+            .min(self.max);
+        let jitter = jitter.clamp(0.0, 1.0);
+        Some(exponential.mul_f64(0.5 + 0.5 * jitter))
+    }
+}
+
+/// The safety threshold (like octoDNS's): refuse a plan that would republish
+/// more than `max_fraction` of the store's agents, when the store has at
+/// least `min_agents`, unless forced.
+pub fn safety_check(
+    plan: &Plan,
+    store_agents: usize,
+    max_fraction: f64,
+    min_agents: usize,
+    force: bool,
+) -> Result<(), String> {
+    let republish = plan.summary().republish;
+    if force || store_agents < min_agents || store_agents == 0 {
+        return Ok(());
+    }
+    let fraction = republish as f64 / store_agents as f64;
+    if fraction > max_fraction {
+        return Err(format!(
+            "the plan would republish {republish} of {store_agents} agents ({:.0}%), more than \
+             [safety] max_republish_fraction = {max_fraction}; review the plan and pass --force \
+             to apply it anyway",
+            fraction * 100.0
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::ExistingEvent;
+    use crate::core::plan::{AuthTagSource, AvatarSource, EventAfter, EventBefore};
+
+    fn backfill() -> BackfillAvatar {
+        BackfillAvatar {
+            agent: "a".repeat(64),
+            name: "Ada".into(),
+            index: 0,
+            source: AvatarSource::Persona,
+            avatar_url: "https://p/1.png".into(),
+            before: None,
+        }
+    }
+
+    fn republish(before: Option<&str>) -> RepublishProfile {
+        RepublishProfile {
+            agent: "a".repeat(64),
+            name: "Ada".into(),
+            picture: "https://p/1.png".into(),
+            relay: "ws://r".into(),
+            reasons: vec![],
+            before: before.map(|id| EventBefore {
+                id: id.into(),
+                created_at: 100,
+                content: "{}".into(),
+            }),
+            after: EventAfter {
+                content: "{}".into(),
+                tags: vec![],
+                created_at_above: 100,
+                planned_created_at: 0,
+            },
+            auth_tag_source: AuthTagSource::None,
+        }
+    }
+
+    fn newest(id: &str, content: &str) -> RelayObservation {
+        RelayObservation::Newest(ExistingEvent {
+            id: id.into(),
+            created_at: 100,
+            content: content.into(),
+            tags: vec![],
+        })
+    }
+
+    fn record() -> RecordNow {
+        RecordNow {
+            name: "Ada".into(),
+            avatar: Some("https://p/1.png".into()),
+        }
+    }
+
+    #[test]
+    fn backfill_precondition_proceeds_only_while_legacy() {
+        let action = backfill();
+        assert_eq!(
+            check_backfill(&action, Some(&AvatarField::Absent)),
+            Precheck::Proceed
+        );
+        assert_eq!(
+            check_backfill(&action, Some(&AvatarField::Text(" ".into()))),
+            Precheck::Proceed
+        );
+        assert_eq!(
+            check_backfill(&action, Some(&AvatarField::Text("https://p/1.png".into()))),
+            Precheck::AlreadyApplied
+        );
+        assert!(matches!(
+            check_backfill(
+                &action,
+                Some(&AvatarField::Text("https://user/pick.png".into()))
+            ),
+            Precheck::Stale(_)
+        ));
+        assert!(matches!(check_backfill(&action, None), Precheck::Stale(_)));
+    }
+
+    #[test]
+    fn republish_precondition_compares_the_newest_event_id() {
+        let action = republish(Some("e1"));
+        assert_eq!(
+            check_republish(&action, Some(&record()), &newest("e1", "{}")),
+            Precheck::Proceed
+        );
+        assert!(matches!(
+            check_republish(&action, Some(&record()), &newest("e2", "{}")),
+            Precheck::Stale(_)
+        ));
+        assert!(matches!(
+            check_republish(&action, Some(&record()), &RelayObservation::NoProfile),
+            Precheck::Stale(_)
+        ));
+        let done = r#"{"display_name":"Ada","picture":"https://p/1.png"}"#;
+        assert_eq!(
+            check_republish(&action, Some(&record()), &newest("e3", done)),
+            Precheck::AlreadyApplied
+        );
+        assert!(matches!(
+            check_republish(
+                &action,
+                Some(&record()),
+                &RelayObservation::Unreadable("x".into())
+            ),
+            Precheck::Unknown(_)
+        ));
+        let missing = republish(None);
+        assert_eq!(
+            check_republish(&missing, Some(&record()), &RelayObservation::NoProfile),
+            Precheck::Proceed
+        );
+    }
+
+    #[test]
+    fn republish_precondition_sees_record_changes() {
+        let action = republish(None);
+        let renamed = RecordNow {
+            name: "Bea".into(),
+            ..record()
+        };
+        assert!(matches!(
+            check_republish(&action, Some(&renamed), &RelayObservation::NoProfile),
+            Precheck::Stale(_)
+        ));
+        let repictured = RecordNow {
+            avatar: Some("https://x".into()),
+            ..record()
+        };
+        assert!(matches!(
+            check_republish(&action, Some(&repictured), &RelayObservation::NoProfile),
+            Precheck::Stale(_)
+        ));
+    }
+
+    #[test]
+    fn rule_d3_at_apply_time_created_at_follows_the_replaced_event() {
+        let action = republish(Some("e1"));
+        assert_eq!(event_to_sign(&action, 1000, 900).unwrap().created_at, 1000);
+        assert_eq!(event_to_sign(&action, 50, 900).unwrap().created_at, 101);
+        assert!(
+            event_to_sign(&action, 50, 10).is_err(),
+            "beyond the tolerance"
+        );
+        assert_eq!(event_to_sign(&republish(None), 7, 0).unwrap().created_at, 7);
+    }
+
+    #[test]
+    fn ok_messages_are_classified_by_prefix() {
+        assert_eq!(classify_ok(true, ""), PublishAnswer::Accepted);
+        assert_eq!(
+            classify_ok(false, "duplicate: have it"),
+            PublishAnswer::Accepted
+        );
+        assert!(matches!(
+            classify_ok(false, "rate-limited: slow"),
+            PublishAnswer::RateLimited(_)
+        ));
+        assert!(matches!(
+            classify_ok(false, "auth-required: who"),
+            PublishAnswer::AuthRequired(_)
+        ));
+        for refusal in [
+            "blocked: no",
+            "invalid: bad",
+            "restricted: x",
+            "pow: 20",
+            "replaced: newer",
+            "error: unknown",
+            "",
+        ] {
+            assert!(
+                matches!(classify_ok(false, refusal), PublishAnswer::Refused(_)),
+                "{refusal}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_ends() {
+        let backoff = Backoff::default();
+        assert_eq!(backoff.delay(1, 0.999_999).unwrap().as_millis(), 499);
+        assert_eq!(backoff.delay(1, 0.0).unwrap().as_millis(), 250);
+        assert_eq!(backoff.delay(3, 0.999_999).unwrap().as_millis(), 1999);
+        assert!(backoff.delay(5, 1.0).unwrap() <= backoff.max);
+        assert_eq!(backoff.delay(6, 0.5), None);
+        assert_eq!(backoff.delay(0, 0.5), None);
+    }
+
+    #[test]
+    fn safety_threshold_refuses_mass_republish_unless_forced() {
+        let mut plan = Plan::default();
+        for _ in 0..4 {
+            plan.actions
+                .push(crate::core::plan::Action::RepublishProfile(republish(None)));
+        }
+        assert!(safety_check(&plan, 10, 0.3, 10, false).is_err());
+        assert!(safety_check(&plan, 10, 0.3, 10, true).is_ok());
+        assert!(
+            safety_check(&plan, 9, 0.3, 10, false).is_ok(),
+            "small stores are not checked"
+        );
+        assert!(safety_check(&plan, 20, 0.3, 10, false).is_ok());
+    }
+}

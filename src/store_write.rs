@@ -1,0 +1,426 @@
+//! Writing the agent store: one field changed, every other byte kept.
+//!
+//! Only `avatar_url` of the records concerned changes. The text edit keeps
+//! other records, unknown fields, key order and formatting: an existing
+//! `avatar_url` value is replaced in place; a missing one is inserted as the
+//! record's first field on its own line (indented like its neighbours), so the
+//! file differs from before only in `avatar_url` lines. The write is atomic (a
+//! temp file created 0600 in the same folder, permission bits copied from the
+//! store, fsync, rename, fsync of the folder); a symlinked store is written
+//! at its target and stays a symlink. The store is re-read just before
+//! writing, and the rename only happens if nobody changed the file meanwhile,
+//! so a concurrent edit by the desktop app is never lost. Which records to
+//! change is decided by the caller (the core's preconditions).
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::core::model::AvatarField;
+use crate::store::{parse_agent_store, AgentStore};
+
+/// How often the read-edit-write cycle is retried when the store changes
+/// under it.
+const MAX_ATTEMPTS: usize = 5;
+
+/// A store write that did not happen; the store is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Reading, writing or renaming failed.
+    #[error("cannot write the agent store {path}: {source}; the store was not changed")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The store no longer parses.
+    #[error("the agent store changed and no longer parses ({0}); the store was not changed")]
+    Unparsable(String),
+    /// The store kept changing under us.
+    #[error("the agent store {0} kept changing while it was being written; try again when the app is idle")]
+    Busy(PathBuf),
+}
+
+/// One field of one record to set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvatarEdit {
+    /// The record's pubkey.
+    pub pubkey: String,
+    /// The new `avatar_url`.
+    pub avatar_url: String,
+}
+
+/// What the caller decides for one edit, given the record as it is now
+/// (`None` when no single record has that pubkey).
+pub enum EditDecision {
+    /// Write it.
+    Write,
+    /// Leave the record alone (the caller records why).
+    Skip,
+}
+
+/// Where a record's fields stand in the store text.
+struct FieldSpan {
+    key: String,
+    key_start: usize,
+    value_start: usize,
+    value_end: usize,
+}
+
+struct Fields<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Fields<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
+                    fields.push((key, value));
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// The fields of the object at `text[start..end]`, with their positions.
+fn field_spans(text: &str, start: usize, end: usize) -> Option<Vec<FieldSpan>> {
+    let object = &text[start..end];
+    let Fields(fields) = serde_json::from_str::<Fields<'_>>(object).ok()?;
+    let base = text.as_ptr() as usize;
+    let mut spans = Vec::with_capacity(fields.len());
+    let mut search_from = start + 1;
+    for (key, raw) in fields {
+        let value_start = raw.get().as_ptr() as usize - base;
+        let value_end = value_start + raw.get().len();
+        // The key is the last string literal before the value's colon.
+        let colon = text[search_from..value_start].rfind(':')? + search_from;
+        let key_end = text[search_from..colon].rfind('"')? + search_from;
+        let key_start = find_string_start(text, search_from, key_end)?;
+        spans.push(FieldSpan {
+            key,
+            key_start,
+            value_start,
+            value_end,
+        });
+        search_from = value_end;
+    }
+    Some(spans)
+}
+
+/// The opening quote of the JSON string literal that closes at `close`.
+fn find_string_start(text: &str, from: usize, close: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    // Walk forward from `from` to the first quote that opens a string which
+    // ends exactly at `close` (keys contain no raw quotes; escapes are skipped).
+    let mut i = from;
+    while i < close {
+        if bytes[i] == b'"' {
+            let mut j = i + 1;
+            while j < close {
+                match bytes[j] {
+                    b'\\' => j += 2,
+                    b'"' => break,
+                    _ => j += 1,
+                }
+            }
+            if j == close {
+                return Some(i);
+            }
+            i = j + 1;
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).expect("a string serializes")
+}
+
+/// The text of `store` with the given `avatar_url` edits (record index to new
+/// value). Pure: no I/O.
+pub fn edit_text(store: &AgentStore, edits: &HashMap<usize, String>) -> Result<String, String> {
+    let text = &store.text;
+    // (position, bytes to remove, replacement), applied in order.
+    let mut splices: Vec<(usize, usize, String)> = Vec::with_capacity(edits.len());
+    for (index, url) in edits {
+        let record = store
+            .records
+            .get(*index)
+            .ok_or_else(|| format!("record #{index} is not in the store"))?;
+        let span = &record.span;
+        let fields = field_spans(text, span.start, span.end)
+            .ok_or_else(|| format!("record #{index} could not be located in the text"))?;
+        let value = json_string(url);
+        let existing: Vec<&FieldSpan> = fields.iter().filter(|f| f.key == "avatar_url").collect();
+        if !existing.is_empty() {
+            for field in existing {
+                splices.push((
+                    field.value_start,
+                    field.value_end - field.value_start,
+                    value.clone(),
+                ));
+            }
+            continue;
+        }
+        let insertion = match fields.first() {
+            None => format!("\"avatar_url\": {value}"),
+            Some(first) => {
+                // Copy the layout of the first field: the whitespace before it
+                // and the separator between its key and value.
+                let lead = &text[span.start + 1..first.key_start];
+                let key_end = text[first.key_start..first.value_start]
+                    .rfind('"')
+                    .map(|p| p + first.key_start + 1)
+                    .unwrap_or(first.value_start);
+                let separator = &text[key_end..first.value_start];
+                format!("\"avatar_url\"{separator}{value},{lead}")
+            }
+        };
+        let at = fields.first().map_or(span.start + 1, |f| f.key_start);
+        splices.push((at, 0, insertion));
+    }
+    splices.sort_by_key(|(at, _, _)| *at);
+    let mut out = String::with_capacity(text.len() + splices.len() * 96);
+    let mut cursor = 0;
+    for (at, remove, replacement) in splices {
+        out.push_str(&text[cursor..at]);
+        out.push_str(&replacement);
+        cursor = at + remove;
+    }
+    out.push_str(&text[cursor..]);
+    Ok(out)
+}
+
+/// The file a store path really is (a symlink's final target).
+pub fn resolve_target(path: &Path) -> std::io::Result<PathBuf> {
+    std::fs::canonicalize(path)
+}
+
+/// Writes a 0600 backup of `bytes` next to the store, created 0600 from the
+/// start. Returns its path.
+pub fn write_backup(store_target: &Path, bytes: &[u8], stamp: &str) -> std::io::Result<PathBuf> {
+    let name = store_target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "store".to_string());
+    let path = store_target.with_file_name(format!("{name}.reprofile-{stamp}.bak"));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(path)
+}
+
+/// Hooks for tests: a failure injected into the write path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InjectedFault {
+    /// No fault.
+    #[default]
+    None,
+    /// The temp file cannot be written (as on a full disk).
+    DiskFull,
+}
+
+/// The result of one store write.
+#[derive(Debug)]
+pub struct Written {
+    /// The store as written (re-parsed).
+    pub store: AgentStore,
+    /// Pubkeys whose `avatar_url` was written.
+    pub written: Vec<String>,
+    /// The backup made before this write, when one was made.
+    pub backup: Option<PathBuf>,
+}
+
+/// Options of [`write_avatars`].
+pub struct WriteOptions<'a> {
+    /// Make a backup of the store as it was before writing (once per run).
+    pub backup_stamp: Option<&'a str>,
+    /// A fault to inject (tests).
+    pub fault: InjectedFault,
+}
+
+/// Re-reads the store, asks `decide` about each edit against the record as it
+/// is now, writes the chosen edits atomically, and returns what was written.
+/// `decide` gets the current `avatar_url` (`None` when no single record has
+/// the pubkey). When nothing is chosen, nothing is written.
+pub fn write_avatars(
+    store_path: &Path,
+    edits: &[AvatarEdit],
+    mut decide: impl FnMut(&AvatarEdit, Option<&AvatarField>) -> EditDecision,
+    opts: WriteOptions<'_>,
+) -> Result<Written, WriteError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| WriteError::Io { path, source }
+    };
+    let target = resolve_target(store_path).map_err(io(store_path))?;
+    for _ in 0..MAX_ATTEMPTS {
+        let before = std::fs::read(&target).map_err(io(&target))?;
+        let text = String::from_utf8(before.clone())
+            .map_err(|_| WriteError::Unparsable("not UTF-8".to_string()))?;
+        let store =
+            parse_agent_store(&target, text).map_err(|e| WriteError::Unparsable(e.to_string()))?;
+        let mut positions: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, record) in store.records.iter().enumerate() {
+            positions
+                .entry(record.record.pubkey.as_str())
+                .or_default()
+                .push(i);
+        }
+        let mut chosen: HashMap<usize, String> = HashMap::new();
+        let mut written = Vec::new();
+        for edit in edits {
+            let only = positions
+                .get(edit.pubkey.as_str())
+                .filter(|p| p.len() == 1)
+                .map(|p| p[0]);
+            let current = only.map(|i| &store.records[i].record.avatar_url);
+            if let (EditDecision::Write, Some(i)) = (decide(edit, current), only) {
+                chosen.insert(i, edit.avatar_url.clone());
+                written.push(edit.pubkey.clone());
+            }
+        }
+        if chosen.is_empty() {
+            return Ok(Written {
+                store,
+                written,
+                backup: None,
+            });
+        }
+        let new_text = edit_text(&store, &chosen).map_err(WriteError::Unparsable)?;
+        let new_store = parse_agent_store(&target, new_text.clone())
+            .map_err(|e| WriteError::Unparsable(format!("the edit would break the store: {e}")))?;
+
+        let mode = std::fs::metadata(&target)
+            .map_err(io(&target))?
+            .permissions()
+            .mode();
+        let dir = target.parent().unwrap_or(Path::new("."));
+        let mut temp = tempfile::Builder::new()
+            .prefix(".reprofile-store-")
+            .suffix(".tmp")
+            .permissions(Permissions::from_mode(0o600))
+            .tempfile_in(dir)
+            .map_err(io(dir))?;
+        if opts.fault == InjectedFault::DiskFull {
+            return Err(WriteError::Io {
+                path: temp.path().to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "no space left on device (injected)",
+                ),
+            });
+        }
+        temp.write_all(new_text.as_bytes())
+            .map_err(io(temp.path()))?;
+        temp.as_file().sync_all().map_err(io(temp.path()))?;
+        temp.as_file()
+            .set_permissions(Permissions::from_mode(mode & 0o7777))
+            .map_err(io(temp.path()))?;
+
+        // Compare-and-swap: only replace the store if it is still what we read.
+        let now = std::fs::read(&target).map_err(io(&target))?;
+        if now != before {
+            tracing::info!(store = %target.display(), "the store changed while writing; re-reading");
+            continue;
+        }
+        let backup = match opts.backup_stamp {
+            Some(stamp) => Some(write_backup(&target, &before, stamp).map_err(io(&target))?),
+            None => None,
+        };
+        temp.persist(&target).map_err(|e| WriteError::Io {
+            path: target.clone(),
+            source: e.error,
+        })?;
+        if let Ok(dir_handle) = File::open(dir) {
+            let _ = dir_handle.sync_all();
+        }
+        return Ok(Written {
+            store: new_store,
+            written,
+            backup,
+        });
+    }
+    Err(WriteError::Busy(target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(text: &str) -> AgentStore {
+        parse_agent_store(Path::new("s.json"), text.to_string()).unwrap()
+    }
+
+    #[test]
+    fn a_missing_avatar_is_inserted_as_one_new_line() {
+        let text = "[\n  {\n    \"pubkey\": \"a\",\n    \"x\": {\"k\": [1, 2]}\n  },\n  {\n    \"pubkey\": \"b\"\n  }\n]\n";
+        let s = store(text);
+        let out = edit_text(&s, &HashMap::from([(0, "https://p/1.png".to_string())])).unwrap();
+        assert_eq!(
+            out,
+            "[\n  {\n    \"avatar_url\": \"https://p/1.png\",\n    \"pubkey\": \"a\",\n    \"x\": {\"k\": [1, 2]}\n  },\n  {\n    \"pubkey\": \"b\"\n  }\n]\n"
+        );
+    }
+
+    #[test]
+    fn an_existing_avatar_is_replaced_in_place() {
+        let text = "[{\"pubkey\":\"a\",\"avatar_url\":null,\"z\":1},{\"pubkey\":\"b\",\"avatar_url\":\"  \"}]";
+        let s = store(text);
+        let out = edit_text(
+            &s,
+            &HashMap::from([(0, "u\"1".to_string()), (1, "u2".to_string())]),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "[{\"pubkey\":\"a\",\"avatar_url\":\"u\\\"1\",\"z\":1},{\"pubkey\":\"b\",\"avatar_url\":\"u2\"}]"
+        );
+    }
+
+    #[test]
+    fn compact_and_empty_records_get_valid_json() {
+        let s = store("[{\"pubkey\":\"a\"},{}]");
+        let out = edit_text(
+            &s,
+            &HashMap::from([(0, "u".to_string()), (1, "v".to_string())]),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "[{\"avatar_url\":\"u\",\"pubkey\":\"a\"},{\"avatar_url\": \"v\"}]"
+        );
+    }
+
+    #[test]
+    fn keys_with_escapes_do_not_confuse_the_locator() {
+        let text = r#"[{"we\"ird:": "a:\"b", "pubkey": "a"}]"#;
+        let s = store(text);
+        let out = edit_text(&s, &HashMap::from([(0, "u".to_string())])).unwrap();
+        assert_eq!(
+            out,
+            r#"[{"avatar_url": "u","we\"ird:": "a:\"b", "pubkey": "a"}]"#
+        );
+        let reparsed: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(reparsed[0]["avatar_url"], "u");
+    }
+}
