@@ -198,7 +198,10 @@ async fn read_relay(
                 relay,
                 notifications,
             } = connection;
-            query.run(url, &relay, notifications).await;
+            let send = |messages: Vec<ClientMessage<'static>>| {
+                relay.batch_msg(messages).map_err(|error| error.to_string())
+            };
+            query.run(url, send, notifications).await;
             // Disconnects the relay and stops its connection task.
             client.shutdown().await;
         }
@@ -340,10 +343,13 @@ impl ProfileQuery {
 
     /// Sends the REQs (a window at a time) and follows the relay's answers
     /// until every batch is complete or failed.
+    ///
+    /// `send` hands messages to the connection (in order, without waiting);
+    /// `notifications` must have been subscribed before anything was sent.
     async fn run(
         &mut self,
         url: &str,
-        relay: &Relay,
+        mut send: impl FnMut(Vec<ClientMessage<'static>>) -> Result<(), String>,
         mut notifications: Receiver<RelayNotification>,
     ) {
         let mut next_to_send = 0;
@@ -366,7 +372,7 @@ impl ProfileQuery {
                 next_to_send += 1;
             }
             if !messages.is_empty() {
-                if let Err(error) = relay.batch_msg(messages) {
+                if let Err(error) = send(messages) {
                     self.fail_remaining(&format!("could not send the request: {error}"));
                     return;
                 }
@@ -404,7 +410,8 @@ impl ProfileQuery {
                         "timed out: the reader fell behind and lost {missed} relay messages before EOSE"
                     );
                     tracing::warn!(relay = %url, %reason, "relay unreadable");
-                    self.fail_in_flight(&reason);
+                    // Close them, so the relay stops sending and frees its slots.
+                    to_close.extend(self.fail_in_flight(&reason));
                 }
                 Ok(Err(RecvError::Closed)) => {
                     self.fail_remaining("connection closed before EOSE");
@@ -535,13 +542,16 @@ impl ProfileQuery {
             .min()
     }
 
-    /// Marks the open subscriptions as failed.
-    fn fail_in_flight(&mut self, reason: &str) {
+    /// Marks the open subscriptions as failed and returns their ids.
+    fn fail_in_flight(&mut self, reason: &str) -> Vec<SubscriptionId> {
+        let mut failed = Vec::new();
         for batch in &mut self.batches {
             if matches!(batch.state, BatchState::InFlight { .. }) {
                 batch.state = BatchState::Failed(reason.to_owned());
+                failed.push(batch.id.clone());
             }
         }
+        failed
     }
 
     /// Marks every batch that is not complete (open or not yet sent) as failed.
@@ -704,6 +714,97 @@ mod tests {
         assert_eq!(human_duration(Duration::from_secs(15)), "15 s");
         assert_eq!(human_duration(Duration::from_millis(1500)), "1.5 s");
         assert_eq!(human_duration(Duration::from_millis(250)), "250 ms");
+    }
+
+    fn event_message(id: &SubscriptionId, event: &Event) -> RelayNotification {
+        RelayNotification::Message {
+            message: RelayMessage::Event {
+                subscription_id: std::borrow::Cow::Owned(id.clone()),
+                event: std::borrow::Cow::Owned(event.clone()),
+            },
+        }
+    }
+
+    fn eose_message(id: &SubscriptionId) -> RelayNotification {
+        RelayNotification::Message {
+            message: RelayMessage::EndOfStoredEvents(std::borrow::Cow::Owned(id.clone())),
+        }
+    }
+
+    /// Runs a query for `authors` (one batch) against a scripted relay: `answer`
+    /// gets the REQ's subscription id and returns the notifications the relay
+    /// "sends", which go through a channel of `capacity`. Returns the
+    /// observations and every message the query sent.
+    async fn run_scripted(
+        authors: &[PublicKey],
+        capacity: usize,
+        answer: impl Fn(&SubscriptionId) -> Vec<RelayNotification>,
+    ) -> (HashMap<String, RelayObservation>, Vec<String>) {
+        let (sender, receiver) = tokio::sync::broadcast::channel(capacity);
+        let mut query = ProfileQuery::new(authors.chunks(100), Duration::from_secs(5));
+        let mut sent = Vec::new();
+        let send = |messages: Vec<ClientMessage<'static>>| {
+            for message in messages {
+                if let ClientMessage::Req {
+                    subscription_id, ..
+                } = &message
+                {
+                    for notification in answer(subscription_id) {
+                        let _ = sender.send(notification);
+                    }
+                }
+                sent.push(nostr_sdk::JsonUtil::as_json(&message));
+            }
+            Ok(())
+        };
+        query.run("ws://scripted", send, receiver).await;
+        (query.into_observations(), sent)
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_falls_behind_reports_unreadable_not_no_profile() {
+        let keys = Keys::generate();
+        let author = keys.public_key();
+        let event = profile(&keys, 100, "{}");
+        // Ten events and the EOSE into a channel of two: the reader lags.
+        let (observations, sent) = run_scripted(&[author], 2, |id| {
+            let mut answer: Vec<_> = (0..10).map(|_| event_message(id, &event)).collect();
+            answer.push(eose_message(id));
+            answer
+        })
+        .await;
+        match &observations[&author.to_hex()] {
+            RelayObservation::Unreadable(reason) => {
+                assert!(reason.starts_with("timed out"), "{reason}");
+                assert!(reason.contains("lost"), "{reason}");
+            }
+            other => panic!("expected Unreadable, got {other:?}"),
+        }
+        assert!(
+            sent.last().is_some_and(|m| m.starts_with(r#"["CLOSE""#)),
+            "the abandoned subscription is closed: {sent:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn events_after_eose_do_not_change_the_answer() {
+        let keys = Keys::generate();
+        let author = keys.public_key();
+        let stored = profile(&keys, 100, r#"{"v":1}"#);
+        let live = profile(&keys, 200, r#"{"v":2}"#);
+        let (observations, sent) = run_scripted(&[author], 16, |id| {
+            vec![
+                event_message(id, &stored),
+                eose_message(id),
+                event_message(id, &live),
+            ]
+        })
+        .await;
+        assert_eq!(
+            observations[&author.to_hex()],
+            RelayObservation::Newest(existing_event(stored))
+        );
+        assert!(sent[0].starts_with(r#"["REQ""#), "{sent:?}");
     }
 
     #[tokio::test]

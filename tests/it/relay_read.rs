@@ -546,31 +546,28 @@ async fn max_concurrent_relays_bounds_how_many_relays_are_read_at_once() {
     assert!(serial >= 3 * SECOND, "one relay at a time, took {serial:?}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn zz_bench_10k() {
-    let relay = start_local_relay().await;
-    let url = relay.url().await.to_string();
-    let agents = keys(10_000);
-    let t = Instant::now();
-    let events: Vec<Event> = agents
-        .iter()
-        .enumerate()
-        .map(|(i, k)| signed_profile(k, 1_700_000_000 + i as u64, &format!(r#"{{"name":"agent {i}","picture":"https://x/{i}.png","about":"some about text for agent {i}"}}"#)))
-        .collect();
-    eprintln!("sign {:?}", t.elapsed());
-    let t = Instant::now();
-    let chunks: Vec<Vec<Event>> = events.chunks(1000).map(|c| c.to_vec()).collect();
-    let futs = chunks.iter().map(|c| publish_events(&url, c));
-    futures_util::future::join_all(futs).await;
-    eprintln!("publish {:?}", t.elapsed());
-    let authors: Vec<PublicKey> = agents.iter().map(Keys::public_key).collect();
-    for _ in 0..3 {
-        let t = Instant::now();
-        let table = read_one(&url, &authors, &short_read_options(5 * SECOND, 15 * SECOND)).await;
-        eprintln!("read {:?}", t.elapsed());
-        assert_eq!(table.len(), 10_000);
-        for event in &events {
-            assert_eq!(newest_id(&table[&event.pubkey.to_hex()]), event.id.to_hex());
-        }
+#[tokio::test]
+async fn connections_are_closed_when_the_read_returns() {
+    let answering = FakeRelay::start(FakeBehaviour::EventsThenEose(Vec::new())).await;
+    let silent = FakeRelay::start(FakeBehaviour::Silent).await;
+    let author = Keys::generate().public_key();
+    let requests = BTreeMap::from([
+        (answering.url().to_owned(), vec![author]),
+        (silent.url().to_owned(), vec![author]),
+    ]);
+    let results = read_profiles(requests, &short_read_options(2 * SECOND, SECOND)).await;
+
+    assert_eq!(
+        results[answering.url()][&author.to_hex()],
+        RelayObservation::NoProfile
+    );
+    assert_all_unreadable(&results[silent.url()], &["timed out"]);
+    for fake in [&answering, &silent] {
+        assert_eq!(fake.connections(), 1);
+        assert!(
+            fake.wait_until_no_connection_is_open(5 * SECOND).await,
+            "{} still has a client connection",
+            fake.url()
+        );
     }
 }

@@ -26,6 +26,7 @@ use nostr_relay_builder::{LocalRelay, RelayBuilder};
 use reprofile::relay::{ReadOptions, RelayTimeouts};
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -182,6 +183,7 @@ struct FakeLog {
 pub struct FakeRelay {
     url: String,
     log: Arc<Mutex<FakeLog>>,
+    open_connections: watch::Receiver<usize>,
     server: JoinHandle<()>,
 }
 
@@ -194,6 +196,7 @@ impl FakeRelay {
         let url = format!("ws://{}", listener.local_addr().expect("local addr"));
         let log = Arc::new(Mutex::new(FakeLog::default()));
         let server_log = Arc::clone(&log);
+        let (open_sender, open_connections) = watch::channel(0_usize);
         let server = tokio::spawn(async move {
             // Connection tasks live in this set, so aborting the server
             // (on drop) aborts them too.
@@ -203,17 +206,25 @@ impl FakeRelay {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { return };
                         server_log.lock().unwrap().connections += 1;
+                        open_sender.send_modify(|open| *open += 1);
                         connections.spawn(serve_connection(
                             stream,
                             behaviour.clone(),
                             Arc::clone(&server_log),
                         ));
                     }
-                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {
+                        open_sender.send_modify(|open| *open -= 1);
+                    }
                 }
             }
         });
-        FakeRelay { url, log, server }
+        FakeRelay {
+            url,
+            log,
+            open_connections,
+            server,
+        }
     }
 
     /// The relay's `ws://127.0.0.1:<port>` URL.
@@ -224,6 +235,15 @@ impl FakeRelay {
     /// How many TCP connections were accepted.
     pub fn connections(&self) -> usize {
         self.log.lock().unwrap().connections
+    }
+
+    /// Waits until no client connection is open (the client closed or dropped
+    /// every connection it made), at most `timeout`. Returns whether that happened.
+    pub async fn wait_until_no_connection_is_open(&self, timeout: Duration) -> bool {
+        let mut open = self.open_connections.clone();
+        tokio::time::timeout(timeout, open.wait_for(|open| *open == 0))
+            .await
+            .is_ok_and(|seen| seen.is_ok())
     }
 
     /// Every REQ received, as parsed JSON arrays `["REQ", <sub>, <filter>...]`.
