@@ -731,7 +731,7 @@ mod tests {
         }
     }
 
-    /// Runs a query for `authors` (one batch) against a scripted relay: `answer`
+    /// Runs a query for `authors` (one batch each) against a scripted relay: `answer`
     /// gets the REQ's subscription id and returns the notifications the relay
     /// "sends", which go through a channel of `capacity`. Returns the
     /// observations and every message the query sent.
@@ -741,7 +741,7 @@ mod tests {
         answer: impl Fn(&SubscriptionId) -> Vec<RelayNotification>,
     ) -> (HashMap<String, RelayObservation>, Vec<String>) {
         let (sender, receiver) = tokio::sync::broadcast::channel(capacity);
-        let mut query = ProfileQuery::new(authors.chunks(100), Duration::from_secs(5));
+        let mut query = ProfileQuery::new(authors.chunks(1), Duration::from_secs(5));
         let mut sent = Vec::new();
         let send = |messages: Vec<ClientMessage<'static>>| {
             for message in messages {
@@ -790,21 +790,30 @@ mod tests {
     async fn events_after_eose_do_not_change_the_answer() {
         let keys = Keys::generate();
         let author = keys.public_key();
+        let other = Keys::generate().public_key();
         let stored = profile(&keys, 100, r#"{"v":1}"#);
         let live = profile(&keys, 200, r#"{"v":2}"#);
-        let (observations, sent) = run_scripted(&[author], 16, |id| {
-            vec![
-                event_message(id, &stored),
-                eose_message(id),
-                event_message(id, &live),
-            ]
+        // The first subscription ends, then a newer event arrives for it while
+        // the second subscription is still open and being read.
+        let first = SubscriptionId::new("reprofile-kind0-0");
+        let (observations, sent) = run_scripted(&[author, other], 16, |id| {
+            if *id == first {
+                vec![
+                    event_message(id, &stored),
+                    eose_message(id),
+                    event_message(id, &live),
+                ]
+            } else {
+                vec![eose_message(id)]
+            }
         })
         .await;
         assert_eq!(
             observations[&author.to_hex()],
             RelayObservation::Newest(existing_event(stored))
         );
-        assert!(sent[0].starts_with(r#"["REQ""#), "{sent:?}");
+        assert_eq!(observations[&other.to_hex()], RelayObservation::NoProfile);
+        assert_eq!(sent.len(), 4, "two REQs, then two CLOSEs: {sent:?}");
     }
 
     #[tokio::test]
