@@ -10,6 +10,7 @@ pub mod demo;
 pub mod journal;
 pub mod lock;
 pub mod planfile;
+pub mod publish;
 pub mod relay;
 pub mod render;
 pub mod snapshot;

@@ -5,10 +5,11 @@
 //! never passes silently.
 
 use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reprofile::core::rules;
 use reprofile::snapshot;
@@ -89,7 +90,8 @@ impl ExternalRelay {
             .env("RUST_LOG", "info")
             .spawn()
             .expect("nostr-rs-relay starts");
-        // It logs "listening on: 127.0.0.1:PORT" once the socket is bound.
+        // It logs "listening on" before it binds; readiness is then proven by
+        // a TCP connection succeeding (polled, bounded by a deadline).
         let (tx, rx) = mpsc::channel();
         for stream in [
             child
@@ -118,11 +120,19 @@ impl ExternalRelay {
             url: format!("ws://127.0.0.1:{port}"),
             _dir: dir,
         };
-        if rx.recv_timeout(Duration::from_secs(30)).is_err() {
-            let status = relay.child.try_wait();
-            panic!("nostr-rs-relay did not start listening within 30 s (status {status:?})");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let started = rx.recv_timeout(Duration::from_secs(30)).is_ok();
+        while started && Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return relay;
+            }
+            if let Ok(Some(status)) = relay.child.try_wait() {
+                panic!("nostr-rs-relay exited at start-up: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        relay
+        let status = relay.child.try_wait();
+        panic!("nostr-rs-relay did not accept connections within 30 s (status {status:?})");
     }
 }
 

@@ -3,6 +3,7 @@
 mod cli;
 mod external_relay;
 mod fixture_world;
+mod publish;
 mod relay_read;
 mod support;
 mod world;

@@ -1,0 +1,1 @@
+//! Publishing tests (being written).
