@@ -13,7 +13,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::apply::{self, ApplyOptions};
 use crate::config::{self, Config};
+use crate::core::model::PlanMode;
 use crate::core::rules;
 use crate::planfile::{self, PlanDocument, PlanKind, StoreIdentity};
 use crate::render::{self, Style};
@@ -83,6 +85,44 @@ pub enum Command {
         /// Plan only this agent (pubkey hex or npub); repeat for more.
         #[arg(long = "agent", value_name = "PUBKEY")]
         agents: Vec<String>,
+    },
+    /// Apply a saved plan, or plan and apply in one go.
+    ///
+    /// Each action is checked first: if the relay's newest profile or the
+    /// record changed since planning, the action is reported stale and not
+    /// done; if the desired state is already there, already applied. Backfills
+    /// are written to the store atomically (with one backup per run), then
+    /// profiles are signed with each agent's own key, published and read back.
+    /// Every outcome is appended to a journal next to the plan. Without a
+    /// PLANFILE, a fresh plan is written to the plans folder first.
+    ///
+    /// Exit code 0 when every action was applied or already applied, 1 when
+    /// any failed or was stale, or the apply was refused.
+    Apply {
+        /// The plan to apply (JSON written by `plan`); without it, plan now.
+        plan: Option<PathBuf>,
+        /// Do not ask for approval (required when there is no terminal).
+        #[arg(long)]
+        auto_approve: bool,
+        /// Apply even when the plan republishes more than [safety]
+        /// max_republish_fraction of the agents.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Backfill avatar_url on legacy records, once; nothing is published.
+    ///
+    /// Plans the backfill of rule B for every legacy record (persona avatar,
+    /// else the relay's picture, else the runtime command's default; never
+    /// the command's when the relay cannot be read), writes the migration
+    /// plan to the plans folder, and applies it. Running it twice: the second
+    /// run finds nothing to do.
+    Migrate {
+        /// Print the migration plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for approval (required when there is no terminal).
+        #[arg(long)]
+        auto_approve: bool,
     },
     /// Run the whole job on the bundled example world, offline.
     ///
@@ -219,6 +259,53 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Apply {
+            plan,
+            auto_approve,
+            force,
+        } => {
+            let config = load_config(&cli.config)?;
+            let rt = runtime()?;
+            let (doc, path, fresh) = match plan {
+                Some(path) => (planfile::read(&path)?, path, false),
+                None => {
+                    let (doc, path) = rt.block_on(make_plan(&config, &[], None))?;
+                    (doc, path, true)
+                }
+            };
+            rt.block_on(approve_and_apply(
+                &config,
+                &doc,
+                &path,
+                fresh,
+                auto_approve,
+                force,
+            ))
+        }
+        Command::Migrate {
+            dry_run,
+            auto_approve,
+        } => {
+            let mut config = load_config(&cli.config)?;
+            config.policy.mode = PlanMode::BackfillOnly;
+            let rt = runtime()?;
+            let (doc, path) = rt.block_on(make_plan(&config, &[], None))?;
+            if dry_run {
+                let mut stdout = std::io::stdout().lock();
+                stdout.write_all(render::render(&doc, stdout_style()).as_bytes())?;
+                writeln!(stdout, "Saved the migration plan to {}", path.display())?;
+                writeln!(stdout, "Dry run: nothing was changed.")?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            rt.block_on(approve_and_apply(
+                &config,
+                &doc,
+                &path,
+                true,
+                auto_approve,
+                false,
+            ))
+        }
         Command::Demo { dir } => {
             runtime()?.block_on(crate::demo::run(dir.as_deref()))?;
             Ok(ExitCode::SUCCESS)
@@ -235,6 +322,66 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Shows the plan, asks for approval unless `auto_approve`, applies it and
+/// prints the report. Exit code 0 when every action was applied or already
+/// applied, 1 otherwise.
+async fn approve_and_apply(
+    config: &Config,
+    doc: &PlanDocument,
+    path: &Path,
+    fresh: bool,
+    auto_approve: bool,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    let style = stdout_style();
+    let mut stdout = std::io::stdout();
+    stdout.write_all(render::render(doc, style).as_bytes())?;
+    if fresh {
+        writeln!(stdout, "Saved the plan to {}", path.display())?;
+    }
+    if doc.plan.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    apply::check_plan(config, doc, force)?;
+    if !auto_approve {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "refusing to apply without --auto-approve: there is no terminal to ask for approval on (a batch job never waits on a prompt)"
+            );
+        }
+        write!(
+            stdout,
+            "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+        )?;
+        stdout.flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            writeln!(stdout, "\nApply cancelled: nothing was changed.")?;
+            return Ok(ExitCode::from(1));
+        }
+    }
+    writeln!(stdout)?;
+    let report = apply::apply(
+        config,
+        doc,
+        path,
+        &ApplyOptions {
+            force,
+            ..ApplyOptions::default()
+        },
+        &now_secs,
+    )
+    .await?;
+    stdout.write_all(render::render_report(&report, style).as_bytes())?;
+    stdout.flush()?;
+    Ok(if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Accepts a pubkey as 64 hex digits or as an npub.
@@ -261,11 +408,17 @@ pub async fn make_plan(
     let gathered = snapshot::gather(config, only).await?;
     let now = now_secs();
     let plan = rules::plan(&gathered.snapshot, &config.policy, now);
+    let kind = match config.policy.mode {
+        PlanMode::Full => PlanKind::Reconcile,
+        PlanMode::BackfillOnly => PlanKind::Migrate,
+    };
+    let store_path =
+        std::fs::canonicalize(&gathered.store.path).unwrap_or_else(|_| gathered.store.path.clone());
     let doc = PlanDocument {
         created_at: now,
-        kind: PlanKind::Reconcile,
+        kind,
         store: StoreIdentity {
-            path: gathered.store.path.display().to_string(),
+            path: store_path.display().to_string(),
             sha256: gathered.store.digest.clone(),
             records: gathered.store.records.len(),
         },

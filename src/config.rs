@@ -70,6 +70,47 @@ pub struct RawConfig {
     /// `[profile]`
     #[serde(default)]
     pub profile: RawProfile,
+    /// `[safety]`
+    #[serde(default)]
+    pub safety: RawSafety,
+}
+
+/// `[safety]`: the mass-republish threshold of apply.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSafety {
+    /// Refuse (without --force) a plan that republishes more than this
+    /// fraction of the store's agents.
+    #[serde(default = "default_max_fraction")]
+    pub max_republish_fraction: f64,
+    /// The threshold is checked only for stores with at least this many agents.
+    #[serde(default = "default_min_agents")]
+    pub min_agents: usize,
+}
+
+impl Default for RawSafety {
+    fn default() -> Self {
+        Self {
+            max_republish_fraction: default_max_fraction(),
+            min_agents: default_min_agents(),
+        }
+    }
+}
+
+fn default_max_fraction() -> f64 {
+    0.3
+}
+fn default_min_agents() -> usize {
+    10
+}
+
+/// Safety settings, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SafetySettings {
+    /// See [`RawSafety::max_republish_fraction`].
+    pub max_republish_fraction: f64,
+    /// See [`RawSafety::min_agents`].
+    pub min_agents: usize,
 }
 
 /// `[store]`
@@ -133,6 +174,12 @@ pub struct RawRelay {
     /// Relays read at once.
     #[serde(default = "default_concurrency")]
     pub max_concurrent_relays: usize,
+    /// Events awaiting the relay's OK at once, per relay.
+    #[serde(default = "default_in_flight")]
+    pub max_publish_in_flight: usize,
+    /// A file holding a service key (nsec) to answer NIP-42 challenges with,
+    /// instead of each agent's own key.
+    pub auth_key_file: Option<PathBuf>,
     /// Authors per REQ filter (at most 100).
     #[serde(default = "default_authors_per_filter")]
     pub authors_per_filter: usize,
@@ -148,6 +195,8 @@ impl Default for RawRelay {
             query_timeout_secs: default_query(),
             publish_timeout_secs: default_publish(),
             max_concurrent_relays: default_concurrency(),
+            max_publish_in_flight: default_in_flight(),
+            auth_key_file: None,
             authors_per_filter: default_authors_per_filter(),
             rewrite: BTreeMap::new(),
         }
@@ -165,6 +214,9 @@ fn default_publish() -> u64 {
 }
 fn default_concurrency() -> usize {
     8
+}
+fn default_in_flight() -> usize {
+    64
 }
 fn default_authors_per_filter() -> usize {
     100
@@ -206,6 +258,10 @@ pub struct RelaySettings {
     pub publish_timeout: Duration,
     /// Relays read at once.
     pub max_concurrent_relays: usize,
+    /// Events awaiting OK at once, per relay.
+    pub max_publish_in_flight: usize,
+    /// The NIP-42 service key file, when configured.
+    pub auth_key_file: Option<PathBuf>,
     /// Authors per REQ filter.
     pub authors_per_filter: usize,
     /// Relay URL rewrites (both sides normalized).
@@ -227,6 +283,8 @@ pub struct Config {
     pub relay: RelaySettings,
     /// The planner's policy (mode `Full`; commands switch it).
     pub policy: Policy,
+    /// Apply's safety threshold.
+    pub safety: SafetySettings,
 }
 
 impl Config {
@@ -309,6 +367,17 @@ pub fn resolve(raw: RawConfig, path: Option<&Path>, base: &Path) -> Result<Confi
             )));
         }
     }
+    if raw.relay.max_publish_in_flight == 0 {
+        return Err(value_error(
+            "[relay] max_publish_in_flight must be at least 1".to_string(),
+        ));
+    }
+    if !(0.0..=1.0).contains(&raw.safety.max_republish_fraction) {
+        return Err(value_error(format!(
+            "[safety] max_republish_fraction = {} is out of range; use a fraction from 0 to 1",
+            raw.safety.max_republish_fraction
+        )));
+    }
     if raw.relay.max_concurrent_relays == 0 {
         return Err(value_error(
             "[relay] max_concurrent_relays must be at least 1".to_string(),
@@ -357,6 +426,8 @@ pub fn resolve(raw: RawConfig, path: Option<&Path>, base: &Path) -> Result<Confi
             query_timeout: Duration::from_secs(raw.relay.query_timeout_secs),
             publish_timeout: Duration::from_secs(raw.relay.publish_timeout_secs),
             max_concurrent_relays: raw.relay.max_concurrent_relays,
+            max_publish_in_flight: raw.relay.max_publish_in_flight,
+            auth_key_file: raw.relay.auth_key_file.as_deref().map(absolute),
             authors_per_filter: raw.relay.authors_per_filter,
             rewrite,
         },
@@ -365,6 +436,10 @@ pub fn resolve(raw: RawConfig, path: Option<&Path>, base: &Path) -> Result<Confi
             future_tolerance_secs: raw.profile.future_tolerance_secs,
             publish_without_invalid_auth_tag: raw.profile.publish_without_invalid_auth_tag,
             mode: PlanMode::Full,
+        },
+        safety: SafetySettings {
+            max_republish_fraction: raw.safety.max_republish_fraction,
+            min_agents: raw.safety.min_agents,
         },
     })
 }

@@ -4,8 +4,9 @@
 //! agent store, personas and a drifted relay state with one agent per
 //! scenario of RECONCILE.md), starts an embedded relay (nostr-relay-builder)
 //! on a free loopback port, seeds it, and runs `plan` against it with the
-//! configured URL rewrite. It writes nothing inside the checkout, and says
-//! where the copies are.
+//! configured URL rewrite, applies the plan, and plans again (which ends with
+//! `No changes.` for everything but the agents left for a person). It writes
+//! nothing inside the checkout, and says where the copies are.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,8 @@ use nostr::{Event, JsonUtil};
 use nostr_relay_builder::prelude::{LocalRelay, RateLimit, RelayBuilder};
 use nostr_sdk::Client;
 
-use crate::cli::{make_plan, stdout_style};
+use crate::apply::{apply, ApplyOptions};
+use crate::cli::{make_plan, now_secs, stdout_style};
 use crate::config;
 use crate::render;
 
@@ -80,6 +82,8 @@ pub fn lay_out_world(dir: &Path, relay_url: &str) -> anyhow::Result<PathBuf> {
              [store]\nagents = \"managed-agents.json\"\npersonas = \"personas.json\"\n\n\
              [plans]\ndir = \"plans\"\n\n\
              [relay]\nconnect_timeout_secs = 3\nquery_timeout_secs = 5\npublish_timeout_secs = 5\n\n\
+             # The example world is drifted on purpose: half its agents need a republish.\n\
+             [safety]\nmax_republish_fraction = 1.0\n\n\
              [relay.rewrite]\n\"{EXAMPLE_RELAY}\" = \"{relay_url}\"\n"
         ),
     )?;
@@ -122,12 +126,38 @@ pub async fn run(keep_dir: Option<&Path>) -> anyhow::Result<()> {
             dir.display()
         )?;
         writeln!(out, "$ reprofile --config {} plan\n", config_path.display())?;
+        let style = stdout_style();
         let (doc, plan_path) = make_plan(&config, &[], None).await?;
-        out.write_all(render::render(&doc, stdout_style()).as_bytes())?;
+        out.write_all(render::render(&doc, style).as_bytes())?;
         writeln!(out, "Saved the plan to {}", plan_path.display())?;
+
         writeln!(
             out,
-            "\nThe store copy is {}; the plans are in {}.",
+            "\n$ reprofile --config {} apply {} --auto-approve\n",
+            config_path.display(),
+            plan_path.display()
+        )?;
+        let report = apply(
+            &config,
+            &doc,
+            &plan_path,
+            &ApplyOptions::default(),
+            &now_secs,
+        )
+        .await?;
+        out.write_all(render::render_report(&report, style).as_bytes())?;
+
+        writeln!(
+            out,
+            "\n$ reprofile --config {} plan\n",
+            config_path.display()
+        )?;
+        let (again, again_path) = make_plan(&config, &[], None).await?;
+        out.write_all(render::render(&again, style).as_bytes())?;
+        writeln!(out, "Saved the plan to {}", again_path.display())?;
+        writeln!(
+            out,
+            "\nThe store copy is {} (its backup beside it); the plans and journals are in {}.",
             config.agents.display(),
             config.plans_dir.display()
         )?;

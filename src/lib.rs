@@ -3,6 +3,7 @@
 //! The crate is a pure core ([`core`]) that turns a snapshot into a plan, and
 //! edges that gather the snapshot (store, relay, config) and carry the plan out.
 
+pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod core;

@@ -298,3 +298,70 @@ fn clip(text: &str, max_chars: usize) -> String {
         format!("{cut}…")
     }
 }
+
+/// Renders what an apply did: a count line, every action that was not
+/// applied (with why), the plan's skipped agents, and where the journal is.
+pub fn render_report(report: &crate::apply::ApplyReport, style: Style) -> String {
+    use crate::core::apply::Outcome;
+    let mut out = String::new();
+    for result in &report.results {
+        let (paint, label) = match result.outcome {
+            Outcome::Applied => (Paint::Add, "applied"),
+            Outcome::AlreadyApplied => (Paint::Dim, "already applied"),
+            Outcome::Stale => (Paint::Warn, "stale"),
+            Outcome::Failed => (Paint::Remove, "failed"),
+        };
+        let who = format!("{} ({})", result.name, short_pubkey(&result.agent));
+        let _ = write!(
+            out,
+            "  {} {} {who}",
+            style.paint(paint, &format!("{label:<15}")),
+            result.kind
+        );
+        match &result.reason {
+            Some(reason) => {
+                let _ = writeln!(out, ": {reason}");
+            }
+            None => out.push('\n'),
+        }
+    }
+    if !report.skipped.is_empty() {
+        let mut reasons: Vec<(SkipReason, usize)> = SkipReason::ALL
+            .into_iter()
+            .map(|r| (r, report.skipped.iter().filter(|s| s.reason == r).count()))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        reasons.sort();
+        let list: Vec<String> = reasons
+            .iter()
+            .map(|(r, n)| format!("{n} {}", r.as_str()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\nSkipped by the plan (not changed): {}.",
+            list.join(", ")
+        );
+    }
+    let _ = writeln!(out, "\nJournal: {}", report.journal.display());
+    if let Some(backup) = &report.backup {
+        let _ = writeln!(
+            out,
+            "Store backup (before this apply): {}",
+            backup.display()
+        );
+    }
+    let line = format!(
+        "Apply complete: {} applied, {} already applied, {} stale, {} failed.",
+        report.count(Outcome::Applied),
+        report.count(Outcome::AlreadyApplied),
+        report.count(Outcome::Stale),
+        report.count(Outcome::Failed),
+    );
+    let paint = if report.succeeded() {
+        Paint::Bold
+    } else {
+        Paint::Warn
+    };
+    let _ = writeln!(out, "\n{}", style.paint(paint, &line));
+    out
+}

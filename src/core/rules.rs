@@ -280,7 +280,7 @@ fn decide(
     }
 
     // A5. The agent's own key must sign the new event.
-    if let Err((reason, detail)) = check_key(record) {
+    if let Err((reason, detail)) = agent_keys(record) {
         return Outcome::Skip(reason, detail);
     }
 
@@ -390,8 +390,9 @@ fn choose_backfill(
     }
 }
 
-/// Rule A5: the record's key parses and is the key of its pubkey.
-fn check_key(record: &AgentRecord) -> Result<(), (SkipReason, String)> {
+/// Rule A5: the record's key parses and is the key of its pubkey. Returns the
+/// agent's keys (for signing at apply time), or the skip reason and why.
+pub fn agent_keys(record: &AgentRecord) -> Result<Keys, (SkipReason, String)> {
     let Some(secret) = record
         .secret_key
         .as_ref()
@@ -408,7 +409,8 @@ fn check_key(record: &AgentRecord) -> Result<(), (SkipReason, String)> {
             "private_key_nsec does not parse as a bech32 nsec key".to_string(),
         ));
     };
-    let derived = Keys::new(secret_key).public_key().to_hex();
+    let keys = Keys::new(secret_key);
+    let derived = keys.public_key().to_hex();
     if derived != record.pubkey {
         return Err((
             SkipReason::KeyMismatch,
@@ -418,7 +420,7 @@ fn check_key(record: &AgentRecord) -> Result<(), (SkipReason, String)> {
             ),
         ));
     }
-    Ok(())
+    Ok(keys)
 }
 
 /// Rule D4: the record's tag, else the existing event's valid tag, else none.

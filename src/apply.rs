@@ -1,0 +1,543 @@
+//! The apply engine: carries out a plan, checking each action first.
+//!
+//! For every action it asks the core whether the world is still the one the
+//! plan was made from (`core::apply`), then acts: all backfills in one atomic
+//! store write, then the republishes, signed with each agent's own key,
+//! published per relay and confirmed by reading the profile back. Every
+//! outcome goes to the journal as it happens. The whole apply holds the
+//! store's lock. The engine decides nothing itself: preconditions, the event
+//! to sign, relay answers and the safety threshold are the core's.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use nostr::{EventBuilder, Keys, Kind, PublicKey, Tag, Timestamp};
+
+use crate::config::Config;
+use crate::core::apply::{
+    self as rules_apply, check_backfill, check_republish, event_to_sign, Outcome, Precheck,
+    RecordNow,
+};
+use crate::core::model::{AgentRecord, RelayObservation};
+use crate::core::plan::{Action, BackfillAvatar, RepublishProfile, Skip};
+use crate::core::rules::{agent_keys, profile_matches};
+use crate::journal::{Entry, Journal};
+use crate::lock::{lock_path, ApplyLock};
+use crate::planfile::{rfc3339, PlanDocument};
+use crate::publish::{publish_all, Delivery, PublishItem, PublishOptions};
+use crate::relay::read_profiles;
+use crate::snapshot::read_options;
+use crate::store::read_agent_store;
+use crate::store_write::{
+    resolve_target, write_avatars, AvatarEdit, EditDecision, InjectedFault, WriteOptions,
+};
+
+/// How to apply.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// Apply even above the safety threshold.
+    pub force: bool,
+    /// A fault injected into the store write (tests).
+    pub fault: InjectedFault,
+}
+
+/// The outcome of one action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionResult {
+    /// The action's id.
+    pub id: String,
+    /// `backfill_avatar` or `republish_profile`.
+    pub kind: &'static str,
+    /// The agent's pubkey.
+    pub agent: String,
+    /// The agent's name.
+    pub name: String,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Why (stale and failed), or a note.
+    pub reason: Option<String>,
+    /// The published event, for signed republishes.
+    pub event_id: Option<String>,
+}
+
+/// What an apply did.
+#[derive(Debug, Clone)]
+pub struct ApplyReport {
+    /// One result per action of the plan, in plan order.
+    pub results: Vec<ActionResult>,
+    /// The agents the plan skipped.
+    pub skipped: Vec<Skip>,
+    /// The journal file.
+    pub journal: PathBuf,
+    /// The store backup made before writing, if any.
+    pub backup: Option<PathBuf>,
+}
+
+impl ApplyReport {
+    /// How many results have this outcome.
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.results.iter().filter(|r| r.outcome == outcome).count()
+    }
+
+    /// True when every action was applied or already applied.
+    pub fn succeeded(&self) -> bool {
+        !self.results.iter().any(|r| r.outcome.is_problem())
+    }
+}
+
+/// Why an apply was refused before it changed anything.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The plan was made from another store.
+    #[error("the plan was made from the store {planned}, but the config uses {configured}; apply it with that store's config, or make a new plan")]
+    OtherStore {
+        /// The store in the plan.
+        planned: String,
+        /// The configured store.
+        configured: String,
+    },
+    /// Above the safety threshold.
+    #[error("{0}")]
+    Safety(String),
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Checks that a plan may be applied with this config: same store, and under
+/// the safety threshold unless forced. Changes nothing.
+pub fn check_plan(config: &Config, doc: &PlanDocument, force: bool) -> Result<(), Refusal> {
+    let configured = canonical(&config.agents);
+    let planned = canonical(Path::new(&doc.store.path));
+    if configured != planned {
+        return Err(Refusal::OtherStore {
+            planned: doc.store.path.clone(),
+            configured: configured.display().to_string(),
+        });
+    }
+    rules_apply::safety_check(
+        &doc.plan,
+        doc.store.records,
+        config.safety.max_republish_fraction,
+        config.safety.min_agents,
+        force,
+    )
+    .map_err(Refusal::Safety)
+}
+
+struct Run<'a> {
+    journal: Journal,
+    results: BTreeMap<String, ActionResult>,
+    now: &'a dyn Fn() -> u64,
+}
+
+impl Run<'_> {
+    fn finish(
+        &mut self,
+        action: &Action,
+        outcome: Outcome,
+        reason: Option<String>,
+        event_id: Option<String>,
+    ) -> anyhow::Result<()> {
+        let name = match action {
+            Action::BackfillAvatar(b) => b.name.clone(),
+            Action::RepublishProfile(r) => r.name.clone(),
+        };
+        let result = ActionResult {
+            id: action.id(),
+            kind: action.type_name(),
+            agent: action.agent().to_string(),
+            name,
+            outcome,
+            reason,
+            event_id,
+        };
+        self.journal
+            .record(&Entry {
+                at: rfc3339((self.now)()),
+                action: result.id.clone(),
+                kind: result.kind.to_string(),
+                agent: result.agent.clone(),
+                outcome: outcome.as_str().to_string(),
+                reason: result.reason.clone(),
+                event_id: result.event_id.clone(),
+            })
+            .with_context(|| {
+                format!("cannot write the journal {}", self.journal.path().display())
+            })?;
+        match outcome {
+            Outcome::Applied | Outcome::AlreadyApplied => {
+                tracing::info!(action = %result.id, outcome = outcome.as_str(), "action done")
+            }
+            _ => tracing::warn!(
+                action = %result.id,
+                outcome = outcome.as_str(),
+                reason = result.reason.as_deref().unwrap_or(""),
+                "action not done"
+            ),
+        }
+        self.results.insert(result.id.clone(), result);
+        Ok(())
+    }
+}
+
+/// Applies a plan (already checked with [`check_plan`] and approved).
+/// `plan_path` locates the journal; `now` is the clock (Unix seconds).
+pub async fn apply(
+    config: &Config,
+    doc: &PlanDocument,
+    plan_path: &Path,
+    opts: &ApplyOptions,
+    now: &dyn Fn() -> u64,
+) -> anyhow::Result<ApplyReport> {
+    check_plan(config, doc, opts.force)?;
+    let started = rfc3339(now());
+    let target = resolve_target(&config.agents)
+        .with_context(|| format!("cannot read the agent store {}", config.agents.display()))?;
+    let _lock = ApplyLock::acquire(&lock_path(&target), &started)?;
+    let journal = Journal::open(plan_path)
+        .with_context(|| format!("cannot open the journal next to {}", plan_path.display()))?;
+    let mut run = Run {
+        journal,
+        results: BTreeMap::new(),
+        now,
+    };
+
+    // E1: every backfill (one atomic store write) before any republish.
+    let backfills: Vec<&BackfillAvatar> = doc
+        .plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::BackfillAvatar(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    let stamp = chrono::DateTime::from_timestamp(i64::try_from(now()).unwrap_or(0), 0)
+        .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
+        .unwrap_or_default();
+    let backup = apply_backfills(&mut run, config, &backfills, &stamp, opts.fault)?;
+
+    // Republishes, per relay.
+    let backfilled_ok: HashSet<String> = run
+        .results
+        .values()
+        .filter(|r| matches!(r.outcome, Outcome::Applied | Outcome::AlreadyApplied))
+        .map(|r| r.agent.clone())
+        .collect();
+    let mut by_relay: BTreeMap<&str, Vec<&RepublishProfile>> = BTreeMap::new();
+    for action in &doc.plan.actions {
+        if let Action::RepublishProfile(r) = action {
+            let planned_backfill = backfills.iter().any(|b| b.agent == r.agent);
+            if planned_backfill && !backfilled_ok.contains(&r.agent) {
+                let backfill_result = run
+                    .results
+                    .values()
+                    .find(|x| x.agent == r.agent)
+                    .map(|x| (x.outcome, x.reason.clone().unwrap_or_default()));
+                let (outcome, why) = backfill_result.unwrap_or((Outcome::Failed, String::new()));
+                run.finish(
+                    action,
+                    outcome,
+                    Some(format!(
+                        "not published: the avatar backfill of this agent was {}: {why}",
+                        outcome.as_str()
+                    )),
+                    None,
+                )?;
+                continue;
+            }
+            by_relay.entry(r.relay.as_str()).or_default().push(r);
+        }
+    }
+    if !by_relay.is_empty() {
+        let store = read_agent_store(&config.agents)?;
+        let mut copies: HashMap<String, usize> = HashMap::new();
+        for stored in &store.records {
+            *copies.entry(stored.record.pubkey.clone()).or_default() += 1;
+        }
+        // Only a pubkey on exactly one record identifies a record.
+        let records: HashMap<String, AgentRecord> = store
+            .records
+            .into_iter()
+            .filter(|s| copies.get(&s.record.pubkey) == Some(&1))
+            .map(|s| (s.record.pubkey.clone(), s.record))
+            .collect();
+        let service_keys = match &config.relay.auth_key_file {
+            Some(path) => Some(read_service_keys(path)?),
+            None => None,
+        };
+        for (relay, actions) in by_relay {
+            republish_on_relay(
+                &mut run,
+                config,
+                relay,
+                &actions,
+                &records,
+                service_keys.as_ref(),
+            )
+            .await?;
+        }
+    }
+    run.journal.sync().ok();
+
+    let results = doc
+        .plan
+        .actions
+        .iter()
+        .filter_map(|a| run.results.get(&a.id()).cloned())
+        .collect();
+    Ok(ApplyReport {
+        results,
+        skipped: doc.plan.skipped.clone(),
+        journal: run.journal.path().to_path_buf(),
+        backup,
+    })
+}
+
+fn read_service_keys(path: &Path) -> anyhow::Result<Keys> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read [relay] auth_key_file {}", path.display()))?;
+    Keys::parse(text.trim()).map_err(|_| {
+        anyhow::anyhow!(
+            "[relay] auth_key_file {} does not hold a valid nsec or hex secret key",
+            path.display()
+        )
+    })
+}
+
+fn apply_backfills(
+    run: &mut Run<'_>,
+    config: &Config,
+    backfills: &[&BackfillAvatar],
+    stamp: &str,
+    fault: InjectedFault,
+) -> anyhow::Result<Option<PathBuf>> {
+    if backfills.is_empty() {
+        return Ok(None);
+    }
+    let by_agent: HashMap<&str, &BackfillAvatar> =
+        backfills.iter().map(|b| (b.agent.as_str(), *b)).collect();
+    let edits: Vec<AvatarEdit> = backfills
+        .iter()
+        .map(|b| AvatarEdit {
+            pubkey: b.agent.clone(),
+            avatar_url: b.avatar_url.clone(),
+        })
+        .collect();
+    let mut prechecks: HashMap<String, Precheck> = HashMap::new();
+    let written = write_avatars(
+        &config.agents,
+        &edits,
+        |edit, current| {
+            let precheck = match by_agent.get(edit.pubkey.as_str()) {
+                Some(action) => check_backfill(action, current),
+                None => Precheck::Stale("not in the plan".to_string()),
+            };
+            let decision = if precheck == Precheck::Proceed {
+                EditDecision::Write
+            } else {
+                EditDecision::Skip
+            };
+            prechecks.insert(edit.pubkey.clone(), precheck);
+            decision
+        },
+        WriteOptions {
+            backup_stamp: Some(stamp),
+            fault,
+        },
+    );
+    let (written, backup, error) = match written {
+        Ok(w) => (
+            w.written.into_iter().collect::<HashSet<_>>(),
+            w.backup,
+            None,
+        ),
+        Err(err) => (HashSet::new(), None, Some(err.to_string())),
+    };
+    for action in backfills {
+        let whole = Action::BackfillAvatar((*action).clone());
+        let precheck = prechecks.get(&action.agent).cloned();
+        let (outcome, reason) = if written.contains(&action.agent) {
+            (Outcome::Applied, None)
+        } else {
+            match (precheck, &error) {
+                (Some(Precheck::AlreadyApplied), _) => (Outcome::AlreadyApplied, None),
+                (Some(Precheck::Stale(why)), _) => (Outcome::Stale, Some(why)),
+                (_, Some(err)) => (Outcome::Failed, Some(err.clone())),
+                (Some(Precheck::Proceed), None) => (
+                    Outcome::Stale,
+                    Some("the pubkey is no longer on exactly one record".to_string()),
+                ),
+                (Some(Precheck::Unknown(why)), None) => (Outcome::Failed, Some(why)),
+                (None, None) => (
+                    Outcome::Failed,
+                    Some("the store was not written".to_string()),
+                ),
+            }
+        };
+        run.finish(&whole, outcome, reason, None)?;
+    }
+    Ok(backup)
+}
+
+async fn republish_on_relay(
+    run: &mut Run<'_>,
+    config: &Config,
+    relay: &str,
+    actions: &[&RepublishProfile],
+    records: &HashMap<String, AgentRecord>,
+    service_keys: Option<&Keys>,
+) -> anyhow::Result<()> {
+    let authors: Vec<PublicKey> = actions
+        .iter()
+        .filter_map(|a| PublicKey::from_hex(&a.agent).ok())
+        .collect();
+    let read = read_options(config);
+    let current = read_profiles(BTreeMap::from([(relay.to_string(), authors)]), &read).await;
+    let unreadable = RelayObservation::Unreadable("the relay was not read".to_string());
+    let observation = |agent: &str| -> RelayObservation {
+        current
+            .get(relay)
+            .and_then(|m| m.get(agent))
+            .cloned()
+            .unwrap_or_else(|| unreadable.clone())
+    };
+
+    let mut to_publish: Vec<(&RepublishProfile, PublishItem)> = Vec::new();
+    for action in actions {
+        let whole = Action::RepublishProfile((*action).clone());
+        let record = records.get(&action.agent);
+        let record_now = record.map(|r| RecordNow {
+            name: r.name.clone(),
+            avatar: r.avatar_url.usable().map(str::to_string),
+        });
+        match check_republish(action, record_now.as_ref(), &observation(&action.agent)) {
+            Precheck::AlreadyApplied => run.finish(&whole, Outcome::AlreadyApplied, None, None)?,
+            Precheck::Stale(why) => run.finish(&whole, Outcome::Stale, Some(why), None)?,
+            Precheck::Unknown(why) => run.finish(&whole, Outcome::Failed, Some(why), None)?,
+            Precheck::Proceed => {
+                let record = record.expect("a record passed the precondition");
+                let keys = match agent_keys(record) {
+                    Ok(keys) => keys,
+                    Err((reason, why)) => {
+                        run.finish(
+                            &whole,
+                            Outcome::Failed,
+                            Some(format!("{reason}: {why}")),
+                            None,
+                        )?;
+                        continue;
+                    }
+                };
+                match sign(
+                    action,
+                    &keys,
+                    (run.now)(),
+                    config.policy.future_tolerance_secs,
+                ) {
+                    Ok(event) => to_publish.push((action, PublishItem { event, keys })),
+                    Err(why) => run.finish(&whole, Outcome::Failed, Some(why), None)?,
+                }
+            }
+        }
+    }
+    if to_publish.is_empty() {
+        return Ok(());
+    }
+
+    let publish = PublishOptions {
+        connect_timeout: config.relay.connect_timeout,
+        publish_timeout: config.relay.publish_timeout,
+        max_in_flight: config.relay.max_publish_in_flight,
+        service_keys: service_keys.cloned(),
+        ..PublishOptions::default()
+    };
+    let items: Vec<PublishItem> = to_publish.iter().map(|(_, item)| item.clone()).collect();
+    let deliveries = publish_all(relay, items, &publish).await;
+
+    let mut to_confirm: Vec<(&RepublishProfile, String)> = Vec::new();
+    for ((action, item), delivery) in to_publish.iter().zip(deliveries) {
+        let whole = Action::RepublishProfile((*action).clone());
+        let event_id = item.event.id.to_hex();
+        match delivery {
+            Delivery::Accepted => to_confirm.push((action, event_id)),
+            Delivery::Refused(message) => run.finish(
+                &whole,
+                Outcome::Failed,
+                Some(format!("the relay refused the event: {message}")),
+                Some(event_id),
+            )?,
+            Delivery::Failed(why) => {
+                run.finish(&whole, Outcome::Failed, Some(why), Some(event_id))?
+            }
+        }
+    }
+    if to_confirm.is_empty() {
+        return Ok(());
+    }
+
+    // Confirm by reading back: our event, or a newer one that already matches.
+    let authors: Vec<PublicKey> = to_confirm
+        .iter()
+        .filter_map(|(a, _)| PublicKey::from_hex(&a.agent).ok())
+        .collect();
+    let after = read_profiles(BTreeMap::from([(relay.to_string(), authors)]), &read).await;
+    for (action, event_id) in to_confirm {
+        let whole = Action::RepublishProfile(action.clone());
+        let seen = after
+            .get(relay)
+            .and_then(|m| m.get(&action.agent))
+            .cloned()
+            .unwrap_or_else(|| unreadable.clone());
+        let (outcome, reason) = match &seen {
+            RelayObservation::Newest(event) if event.id == event_id => (Outcome::Applied, None),
+            _ if profile_matches(&seen, &action.name, &action.picture) => (
+                Outcome::Applied,
+                Some("a newer matching profile is on the relay".to_string()),
+            ),
+            RelayObservation::Unreadable(why) => (
+                Outcome::Failed,
+                Some(format!(
+                    "published but not confirmed: cannot read the relay back ({why})"
+                )),
+            ),
+            RelayObservation::Newest(event) => (
+                Outcome::Failed,
+                Some(format!(
+                    "the relay said OK but its newest kind:0 is {}, not the published event",
+                    event.id
+                )),
+            ),
+            RelayObservation::NoProfile => (
+                Outcome::Failed,
+                Some("the relay said OK but does not have the event".to_string()),
+            ),
+        };
+        run.finish(&whole, outcome, reason, Some(event_id))?;
+    }
+    Ok(())
+}
+
+/// Signs the republish event with the agent's key (rule D1), as the core
+/// says it must be at `now` (D2 to D4).
+fn sign(
+    action: &RepublishProfile,
+    keys: &Keys,
+    now: u64,
+    future_tolerance_secs: u64,
+) -> Result<nostr::Event, String> {
+    let to_sign = event_to_sign(action, now, future_tolerance_secs)?;
+    let tags = to_sign
+        .tags
+        .iter()
+        .map(|t| Tag::parse(t.clone()).map_err(|e| format!("a planned tag does not parse: {e}")))
+        .collect::<Result<Vec<Tag>, String>>()?;
+    EventBuilder::new(Kind::from(to_sign.kind), to_sign.content)
+        .tags(tags)
+        .custom_created_at(Timestamp::from(to_sign.created_at))
+        .sign_with_keys(keys)
+        .map_err(|e| format!("cannot sign: {e}"))
+}
