@@ -1,5 +1,6 @@
 //! The one integration-test binary: real relays over real websockets, real files.
 
+mod apply;
 mod cli;
 mod external_relay;
 mod fixture_world;

@@ -63,6 +63,54 @@ impl World {
         }
     }
 
+    /// A world of `n` generated agents on a fresh relay with no profiles: all
+    /// legacy records of the goose runtime, so each needs a backfill and a
+    /// republish. Keys are real (derived from the index).
+    pub async fn generated(n: usize) -> World {
+        use nostr::nips::nip19::ToBech32;
+        let relay = start_local_relay().await;
+        let relay_url = relay.url().await.to_string();
+        let records: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                let mut secret = [0u8; 32];
+                secret[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+                secret[31] = 7;
+                let keys = nostr::Keys::new(nostr::SecretKey::from_slice(&secret).unwrap());
+                serde_json::json!({
+                    "pubkey": keys.public_key().to_hex(),
+                    "name": format!("generated-{i:05}"),
+                    "persona_id": null,
+                    "private_key_nsec": keys.secret_key().to_bech32().unwrap(),
+                    "auth_tag": null,
+                    "relay_url": "ws://127.0.0.1:7777",
+                    "agent_command": "goose",
+                    "future_app_field": {"kept": [i, "verbatim"]}
+                })
+            })
+            .collect();
+        let world = Self::with_relay(relay, relay_url, "");
+        std::fs::write(
+            world.store_path(),
+            serde_json::to_string_pretty(&records).unwrap(),
+        )
+        .unwrap();
+        world
+    }
+
+    /// The journals written so far.
+    pub fn journal_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.plans_dir())
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.to_string_lossy().ends_with(".journal.jsonl"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files
+    }
+
     /// The resolved config.
     pub fn config(&self) -> Config {
         config::load(&self.config_path).expect("the world's config loads")

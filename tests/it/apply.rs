@@ -1,0 +1,491 @@
+//! Apply over real files and a real relay: convergence (E2), idempotence (E3),
+//! byte-exact store edits, concurrent edits, refusals, migrate and crash safety.
+
+use std::collections::BTreeMap;
+
+use nostr::PublicKey;
+use reprofile::apply::{apply, check_plan, ApplyOptions, ApplyReport};
+use reprofile::cli::{make_plan, now_secs};
+use reprofile::config::Config;
+use reprofile::core::apply::Outcome;
+use reprofile::core::model::{PlanMode, RelayObservation};
+use reprofile::core::plan::Action;
+use reprofile::planfile::{self, PlanDocument};
+use reprofile::relay::read_profiles;
+use reprofile::snapshot::read_options;
+use serde_json::Value;
+
+use crate::world::{expected, stderr, stdout, World};
+
+fn forced() -> ApplyOptions {
+    ApplyOptions {
+        force: true,
+        ..ApplyOptions::default()
+    }
+}
+
+async fn plan_and_apply(config: &Config) -> (PlanDocument, std::path::PathBuf, ApplyReport) {
+    let (doc, path) = make_plan(config, &[], None).await.expect("plan");
+    let report = apply(config, &doc, &path, &forced(), &now_secs)
+        .await
+        .expect("apply");
+    (doc, path, report)
+}
+
+/// The newest kind:0 of every fixture agent on the world's relay.
+async fn relay_state(world: &World, config: &Config) -> BTreeMap<String, RelayObservation> {
+    let authors: Vec<PublicKey> = expected()
+        .keys()
+        .map(|k| PublicKey::from_hex(k).unwrap())
+        .collect();
+    let read = read_profiles(
+        BTreeMap::from([(world.relay_url.clone(), authors)]),
+        &read_options(config),
+    )
+    .await;
+    read[&world.relay_url].clone().into_iter().collect()
+}
+
+fn content_of(observation: &RelayObservation) -> Value {
+    match observation {
+        RelayObservation::Newest(event) => serde_json::from_str(&event.content).unwrap(),
+        other => panic!("expected a profile, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_e2_apply_then_plan_again_yields_no_actions() {
+    let world = World::start().await;
+    let config = world.config();
+    let before = relay_state(&world, &config).await;
+    let (doc, _, report) = plan_and_apply(&config).await;
+    assert!(report.succeeded(), "{report:#?}");
+    assert_eq!(report.count(Outcome::Applied), doc.plan.actions.len());
+
+    let (again, _) = make_plan(&config, &[], None).await.unwrap();
+    assert!(again.plan.actions.is_empty(), "{:#?}", again.plan.actions);
+
+    // The relay holds the expected profiles.
+    let after = relay_state(&world, &config).await;
+    let stale_name = "6d43c424cf1376a34c672aa7bef7b559ffd9f56a4cc4ec31b2285696b0810c48";
+    let content = content_of(&after[stale_name]);
+    assert_eq!(content["display_name"], "agent-00002-stale_name");
+    assert_eq!(content["about"], "about 2", "merged fields are kept");
+    assert_eq!(content["x_custom"]["z"], 2);
+    let auth_valid = "bd3aca7c08157dfc481a83c784b0a99840c2d77d12f1df0645706206e8ff4289";
+    match &after[auth_valid] {
+        RelayObservation::Newest(event) => {
+            assert_eq!(event.tags.len(), 1);
+            assert_eq!(
+                event.tags[0][1],
+                "47579000471a7a1e1c06bd17c5916579c65181ac6f5d39400dcbe0c8295931ff"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    for (agent, observation) in &after {
+        if let (RelayObservation::Newest(new), Some(RelayObservation::Newest(old))) =
+            (observation, before.get(agent))
+        {
+            if new.id != old.id {
+                assert!(new.created_at > old.created_at, "rule D3 for {agent}");
+            }
+        }
+    }
+    let persona = "4981dc74e860555c034866692be1bd035e4f810c5cb318259bdf93dd1f48c19b";
+    assert_eq!(
+        content_of(&after[persona])["picture"],
+        "https://persona.example/4.png"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_e3_applying_the_same_plan_twice_changes_nothing() {
+    let world = World::start().await;
+    let config = world.config();
+    let (doc, path, first) = plan_and_apply(&config).await;
+    assert!(first.succeeded());
+    let store_after_first = std::fs::read(world.store_path()).unwrap();
+    let relay_after_first = relay_state(&world, &config).await;
+
+    let second = apply(&config, &doc, &path, &forced(), &now_secs)
+        .await
+        .unwrap();
+    assert!(second.succeeded());
+    assert_eq!(
+        second.count(Outcome::AlreadyApplied),
+        doc.plan.actions.len(),
+        "{second:#?}"
+    );
+    assert_eq!(
+        std::fs::read(world.store_path()).unwrap(),
+        store_after_first
+    );
+    assert_eq!(
+        relay_state(&world, &config).await,
+        relay_after_first,
+        "no new events"
+    );
+    assert!(second.backup.is_none(), "nothing written, no backup");
+
+    let journal = reprofile::journal::read(&first.journal).unwrap();
+    assert_eq!(
+        journal.len(),
+        2 * doc.plan.actions.len(),
+        "both runs journaled"
+    );
+    assert_eq!(
+        reprofile::journal::count(&journal, Outcome::AlreadyApplied),
+        doc.plan.actions.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_after_a_backfill_differs_only_in_avatar_url_lines() {
+    let world = World::start().await;
+    let config = world.config();
+    let original = std::fs::read_to_string(world.store_path()).unwrap();
+    let mode_before = std::fs::metadata(world.store_path()).unwrap().permissions();
+    let (_, _, report) = plan_and_apply(&config).await;
+    let updated = std::fs::read_to_string(world.store_path()).unwrap();
+    let diff = similar::TextDiff::from_lines(&original, &updated);
+    let mut changed = 0;
+    for change in diff.iter_all_changes() {
+        if change.tag() != similar::ChangeTag::Equal {
+            assert!(
+                change.value().trim_start().starts_with("\"avatar_url\": "),
+                "{change:?}"
+            );
+            changed += 1;
+        }
+    }
+    assert_eq!(
+        changed, 6,
+        "4 inserted lines, and one replaced blank (a delete and an insert)"
+    );
+    assert_eq!(
+        std::fs::metadata(world.store_path()).unwrap().permissions(),
+        mode_before
+    );
+    let backup = report.backup.expect("a backup");
+    assert_eq!(std::fs::read_to_string(&backup).unwrap(), original);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let persona_avatars: Vec<String> = serde_json::from_str::<Value>(&updated)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["avatar_url"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(persona_avatars[4], "https://persona.example/4.png");
+    assert_eq!(
+        persona_avatars[12], "",
+        "the unreachable legacy record is untouched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_store_edit_survives_and_an_edited_record_is_stale() {
+    let world = World::start().await;
+    let config = world.config();
+    let (doc, path) = make_plan(&config, &[], None).await.unwrap();
+    // The desktop app edits the store between plan and apply: another field of
+    // another record, and the avatar of a record the plan backfills.
+    let text = std::fs::read_to_string(world.store_path()).unwrap();
+    let edited = text
+        .replacen("\"model\": null", "\"model\": \"edited-by-app\"", 1)
+        .replacen(
+            "\"name\": \"agent-00004-legacy_persona_corrupted\",",
+            "\"name\": \"agent-00004-legacy_persona_corrupted\",\n    \"avatar_url\": \"https://user/picked.png\",",
+            1,
+        );
+    std::fs::write(world.store_path(), &edited).unwrap();
+
+    let report = apply(&config, &doc, &path, &forced(), &now_secs)
+        .await
+        .unwrap();
+    assert!(!report.succeeded());
+    let persona_agent = "4981dc74e860555c034866692be1bd035e4f810c5cb318259bdf93dd1f48c19b";
+    let outcomes: Vec<(Outcome, &str)> = report
+        .results
+        .iter()
+        .filter(|r| r.agent == persona_agent)
+        .map(|r| (r.outcome, r.kind))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            (Outcome::Stale, "backfill_avatar"),
+            (Outcome::Stale, "republish_profile")
+        ]
+    );
+    assert_eq!(report.count(Outcome::Stale), 2);
+    assert_eq!(report.count(Outcome::Failed), 0);
+
+    let now: Value =
+        serde_json::from_str(&std::fs::read_to_string(world.store_path()).unwrap()).unwrap();
+    assert_eq!(now[0]["model"], "edited-by-app", "the app's edit survives");
+    assert_eq!(
+        now[4]["avatar_url"], "https://user/picked.png",
+        "the user's choice is kept"
+    );
+    assert_eq!(
+        now[5]["avatar_url"], "https://custom.example/me.png",
+        "other backfills happen"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_refuses_a_plan_of_another_store_or_over_the_safety_threshold() {
+    let world = World::start().await;
+    let config = world.config();
+    let (doc, path) = make_plan(&config, &[], None).await.unwrap();
+    let original = std::fs::read(world.store_path()).unwrap();
+
+    let err = apply(&config, &doc, &path, &ApplyOptions::default(), &now_secs)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("max_republish_fraction"), "{err}");
+
+    let other = World::start().await;
+    let err = check_plan(&other.config(), &doc, true).unwrap_err();
+    assert!(err.to_string().contains("was made from the store"), "{err}");
+    let err = apply(&other.config(), &doc, &path, &forced(), &now_secs)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("was made from the store"), "{err}");
+
+    assert_eq!(
+        std::fs::read(world.store_path()).unwrap(),
+        original,
+        "nothing written"
+    );
+    assert!(!reprofile::journal::journal_path(&path).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_gone_before_apply_fails_its_republishes_not_the_run() {
+    let world = World::start().await;
+    let config = world.config();
+    let (doc, path) = make_plan(&config, &[], None).await.unwrap();
+    world.relay.shutdown();
+    let report = apply(&config, &doc, &path, &forced(), &now_secs)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.count(Outcome::Applied),
+        5,
+        "the backfills still happen"
+    );
+    assert_eq!(report.count(Outcome::Failed), 7);
+    assert!(report
+        .results
+        .iter()
+        .filter(|r| r.outcome == Outcome::Failed)
+        .all(|r| r
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("cannot read the relay")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_applies_with_auto_approve_and_refuses_without_a_terminal() {
+    let world = World::start().await;
+    std::fs::write(
+        &world.config_path,
+        format!(
+            "{}\n[safety]\nmax_republish_fraction = 1.0\n",
+            std::fs::read_to_string(&world.config_path).unwrap()
+        ),
+    )
+    .unwrap();
+    let original = std::fs::read(world.store_path()).unwrap();
+    let refused = world.cli(&["apply"]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("refusing to apply without --auto-approve"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(std::fs::read(world.store_path()).unwrap(), original);
+
+    let plan = world.plan_files().pop().unwrap();
+    let applied = world
+        .cli(&["apply", plan.to_str().unwrap(), "--auto-approve"])
+        .await;
+    assert_eq!(applied.status.code(), Some(0), "{}", stderr(&applied));
+    assert!(stdout(&applied)
+        .contains("Apply complete: 12 applied, 0 already applied, 0 stale, 0 failed."));
+
+    let again = world.cli(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(again.status.code(), Some(0));
+    assert!(stdout(&again).contains("No changes."));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_backfills_legacy_records_and_a_second_run_does_nothing() {
+    let world = World::start().await;
+    let mut config = world.config();
+    let relay_before = relay_state(&world, &config).await;
+    let output = world.cli(&["migrate", "--dry-run"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("Migration: 5 to backfill"),
+        "{}",
+        stdout(&output)
+    );
+    let original = std::fs::read(world.store_path()).unwrap();
+
+    let output = world.cli(&["migrate", "--auto-approve"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_ne!(std::fs::read(world.store_path()).unwrap(), original);
+    let store: Value =
+        serde_json::from_str(&std::fs::read_to_string(world.store_path()).unwrap()).unwrap();
+    for (pubkey, want) in expected() {
+        let record = store
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["pubkey"] == pubkey.as_str())
+            .unwrap();
+        if let Some(fill) = want["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["type"] == "backfill_avatar")
+        {
+            assert_eq!(
+                record["avatar_url"], fill["avatar_url"],
+                "{}",
+                want["scenario"]
+            );
+        }
+    }
+    assert_eq!(
+        relay_state(&world, &config).await,
+        relay_before,
+        "the relay is untouched"
+    );
+
+    let migrated = std::fs::read(world.store_path()).unwrap();
+    let output = world.cli(&["migrate", "--auto-approve"]).await;
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        stdout(&output).contains("No changes."),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(std::fs::read(world.store_path()).unwrap(), migrated);
+
+    config.policy.mode = PlanMode::BackfillOnly;
+    let (doc, _) = make_plan(&config, &[], None).await.unwrap();
+    assert!(doc.plan.actions.is_empty());
+    assert!(planfile::to_json(&doc).contains("\"kind\": \"migrate\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_list_backfills_before_republishes_of_the_same_agent() {
+    let world = World::start().await;
+    let (doc, _) = make_plan(&world.config(), &[], None).await.unwrap();
+    let kinds: Vec<(&str, &str)> = doc
+        .plan
+        .actions
+        .iter()
+        .map(|a| (a.agent(), a.type_name()))
+        .collect();
+    for pair in kinds.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            assert_eq!(
+                (pair[0].1, pair[1].1),
+                ("backfill_avatar", "republish_profile")
+            );
+        }
+    }
+    assert!(doc
+        .plan
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::BackfillAvatar(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_safety_sigkill_mid_apply_loses_no_record_and_the_next_apply_converges() {
+    const AGENTS: usize = 300;
+    let world = World::generated(AGENTS).await;
+    let original: Value =
+        serde_json::from_str(&std::fs::read_to_string(world.store_path()).unwrap()).unwrap();
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_reprofile"))
+        .args([
+            "--config",
+            world.config_path.to_str().unwrap(),
+            "apply",
+            "--auto-approve",
+            "--force",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until the apply is under way: its journal has lines.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let killed_with_lines = loop {
+        let lines = world
+            .journal_files()
+            .iter()
+            .map(|j| {
+                std::fs::read_to_string(j)
+                    .unwrap_or_default()
+                    .lines()
+                    .count()
+            })
+            .sum::<usize>();
+        if lines > 0 || std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            break lines;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the apply finished before it could be killed: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    child.wait().unwrap();
+    assert!(killed_with_lines > 0, "killed while applying");
+    assert!(
+        killed_with_lines < 2 * AGENTS,
+        "killed before the end ({killed_with_lines} lines)"
+    );
+
+    let after: Value = serde_json::from_str(&std::fs::read_to_string(world.store_path()).unwrap())
+        .expect("the store is still valid JSON");
+    assert_eq!(after.as_array().unwrap().len(), AGENTS, "no record lost");
+    for (before, now) in original
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(after.as_array().unwrap())
+    {
+        assert_eq!(before["pubkey"], now["pubkey"], "no record reordered");
+    }
+
+    // The next apply (a fresh plan) finishes the job, and then nothing is left.
+    let config = world.config();
+    let (_, _, report) = plan_and_apply(&config).await;
+    assert!(
+        report.succeeded(),
+        "{:?}",
+        report
+            .results
+            .iter()
+            .filter(|r| r.outcome.is_problem())
+            .take(3)
+            .collect::<Vec<_>>()
+    );
+    let (again, _) = make_plan(&config, &[], None).await.unwrap();
+    assert!(again.plan.actions.is_empty());
+}
