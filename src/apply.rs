@@ -10,6 +10,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context;
 use nostr::{EventBuilder, Keys, Kind, PublicKey, Tag, Timestamp};
@@ -40,6 +42,15 @@ pub struct ApplyOptions {
     pub force: bool,
     /// A fault injected into the store write (tests).
     pub fault: InjectedFault,
+    /// Set to stop between actions (SIGTERM in the daemon): the action under
+    /// way finishes and is journaled; the rest are left for the next run.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl ApplyOptions {
+    fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
 }
 
 /// The outcome of one action.
@@ -64,7 +75,8 @@ pub struct ActionResult {
 /// What an apply did.
 #[derive(Debug, Clone)]
 pub struct ApplyReport {
-    /// One result per action of the plan, in plan order.
+    /// One result per action of the plan that was carried out, in plan order
+    /// (an apply stopped early has fewer).
     pub results: Vec<ActionResult>,
     /// The agents the plan skipped.
     pub skipped: Vec<Skip>,
@@ -130,7 +142,7 @@ pub fn check_plan(config: &Config, doc: &PlanDocument, force: bool) -> Result<()
 struct Run<'a> {
     journal: Journal,
     results: BTreeMap<String, ActionResult>,
-    now: &'a dyn Fn() -> u64,
+    now: &'a (dyn Fn() -> u64 + Sync),
 }
 
 impl Run<'_> {
@@ -190,7 +202,7 @@ pub async fn apply(
     doc: &PlanDocument,
     plan_path: &Path,
     opts: &ApplyOptions,
-    now: &dyn Fn() -> u64,
+    now: &(dyn Fn() -> u64 + Sync),
 ) -> anyhow::Result<ApplyReport> {
     check_plan(config, doc, opts.force)?;
     let started = rfc3339(now());
@@ -218,7 +230,11 @@ pub async fn apply(
     let stamp = chrono::DateTime::from_timestamp(i64::try_from(now()).unwrap_or(0), 0)
         .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
         .unwrap_or_default();
-    let backup = apply_backfills(&mut run, config, &backfills, &stamp, opts.fault)?;
+    let backup = if opts.stopping() {
+        None
+    } else {
+        apply_backfills(&mut run, config, &backfills, &stamp, opts.fault)?
+    };
 
     // Republishes, per relay.
     let backfilled_ok: HashSet<String> = run
@@ -270,6 +286,10 @@ pub async fn apply(
             None => None,
         };
         for (relay, actions) in by_relay {
+            if opts.stopping() {
+                tracing::info!(relay, "stopping: the rest is left for the next run");
+                break;
+            }
             republish_on_relay(
                 &mut run,
                 config,

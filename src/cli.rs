@@ -124,6 +124,20 @@ pub enum Command {
         #[arg(long)]
         auto_approve: bool,
     },
+    /// The scheduled maintenance job: tick on [schedule] cron until SIGTERM.
+    ///
+    /// Each tick snapshots, writes its plan to the plans folder and, with
+    /// [schedule] mode = "apply", applies it as `apply --auto-approve` would.
+    /// Ticks never overlap; a failed tick is logged and the next one tries
+    /// again; SIGTERM or SIGINT let the running tick finish its current action
+    /// and exit 0. After each tick: a summary log line, plan retention
+    /// (keep_plans) and the metrics file (metrics_file), if configured.
+    Run {
+        /// One tick now, then exit (for cron, systemd timers and Kubernetes
+        /// CronJobs); the exit code is apply's (apply mode) or plan's.
+        #[arg(long)]
+        once: bool,
+    },
     /// Run the whole job on the bundled example world, offline.
     ///
     /// Starts an embedded relay on a free loopback port, lays out a temporary
@@ -193,6 +207,8 @@ fn init_logging(cli: &Cli) {
         "error"
     } else {
         match cli.verbose {
+            // The daemon's summary lines are info; one-shot commands stay quiet.
+            0 if matches!(cli.command, Command::Run { .. }) => "info",
             0 => "warn",
             1 => "info",
             _ => "debug",
@@ -305,6 +321,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 auto_approve,
                 false,
             ))
+        }
+        Command::Run { once } => {
+            let config = load_config(&cli.config)?;
+            let rt = runtime()?;
+            if once {
+                Ok(rt.block_on(crate::schedule::run_once(&config)))
+            } else {
+                rt.block_on(crate::schedule::run_daemon(config))
+            }
         }
         Command::Demo { dir } => {
             runtime()?.block_on(crate::demo::run(dir.as_deref()))?;

@@ -73,6 +73,101 @@ pub struct RawConfig {
     /// `[safety]`
     #[serde(default)]
     pub safety: RawSafety,
+    /// `[schedule]`
+    #[serde(default)]
+    pub schedule: RawSchedule,
+}
+
+/// `[schedule]`: the maintenance daemon (`reprofile run`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    /// Cron expression with seconds (6 fields), e.g. `"0 */15 * * * *"`.
+    pub cron: Option<String>,
+    /// `plan` (dry run) or `apply`.
+    #[serde(default)]
+    pub mode: ScheduleMode,
+    /// IANA timezone of the cron expression.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// A random delay of up to this many seconds before each tick.
+    #[serde(default)]
+    pub jitter_secs: u64,
+    /// Keep the newest this many plans (with their renderings and journals).
+    #[serde(default = "default_keep_plans")]
+    pub keep_plans: usize,
+    /// A Prometheus text file written after each tick (node_exporter's
+    /// textfile collector reads it).
+    pub metrics_file: Option<PathBuf>,
+    /// How long SIGTERM waits for the running tick to finish.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for RawSchedule {
+    fn default() -> Self {
+        Self {
+            cron: None,
+            mode: ScheduleMode::default(),
+            timezone: default_timezone(),
+            jitter_secs: 0,
+            keep_plans: default_keep_plans(),
+            metrics_file: None,
+            shutdown_grace_secs: default_shutdown_grace(),
+        }
+    }
+}
+
+fn default_timezone() -> String {
+    "UTC".to_string()
+}
+fn default_keep_plans() -> usize {
+    200
+}
+fn default_shutdown_grace() -> u64 {
+    30
+}
+
+/// What each scheduled tick does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleMode {
+    /// Write plans only; touch neither the store nor any relay.
+    #[default]
+    Plan,
+    /// Plan and apply, as `apply --auto-approve`.
+    Apply,
+}
+
+/// The schedule, resolved.
+#[derive(Debug, Clone)]
+pub struct ScheduleSettings {
+    /// The cron expression (checked), when configured.
+    pub cron: Option<String>,
+    /// What ticks do.
+    pub mode: ScheduleMode,
+    /// The timezone (checked).
+    pub timezone: chrono_tz::Tz,
+    /// Random delay bound per tick.
+    pub jitter: Duration,
+    /// Plans kept.
+    pub keep_plans: usize,
+    /// The metrics file, when configured.
+    pub metrics_file: Option<PathBuf>,
+    /// Shutdown grace.
+    pub shutdown_grace: Duration,
+}
+
+/// Parses a cron expression the way the scheduler does (6 fields, seconds
+/// first), to report a bad one at start-up with the parser's reason.
+pub fn check_cron(expression: &str) -> Result<(), String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expression)
+        .map(|_| ())
+        .map_err(|err| err.to_string())
 }
 
 /// `[safety]`: the mass-republish threshold of apply.
@@ -285,6 +380,8 @@ pub struct Config {
     pub policy: Policy,
     /// Apply's safety threshold.
     pub safety: SafetySettings,
+    /// The maintenance daemon's schedule.
+    pub schedule: ScheduleSettings,
 }
 
 impl Config {
@@ -378,6 +475,24 @@ pub fn resolve(raw: RawConfig, path: Option<&Path>, base: &Path) -> Result<Confi
             raw.safety.max_republish_fraction
         )));
     }
+    if let Some(cron) = &raw.schedule.cron {
+        check_cron(cron).map_err(|problem| {
+            value_error(format!(
+                "[schedule] cron = {cron:?} is not a valid cron expression ({problem}); use 6 fields with seconds first, e.g. \"0 */15 * * * *\""
+            ))
+        })?;
+    }
+    let timezone: chrono_tz::Tz = raw.schedule.timezone.parse().map_err(|_| {
+        value_error(format!(
+            "[schedule] timezone = {:?} is not a known IANA timezone; use a name such as \"UTC\" or \"Europe/Berlin\"",
+            raw.schedule.timezone
+        ))
+    })?;
+    if raw.schedule.keep_plans == 0 {
+        return Err(value_error(
+            "[schedule] keep_plans must be at least 1".to_string(),
+        ));
+    }
     if raw.relay.max_concurrent_relays == 0 {
         return Err(value_error(
             "[relay] max_concurrent_relays must be at least 1".to_string(),
@@ -441,6 +556,15 @@ pub fn resolve(raw: RawConfig, path: Option<&Path>, base: &Path) -> Result<Confi
             max_republish_fraction: raw.safety.max_republish_fraction,
             min_agents: raw.safety.min_agents,
         },
+        schedule: ScheduleSettings {
+            cron: raw.schedule.cron.clone(),
+            mode: raw.schedule.mode,
+            timezone,
+            jitter: Duration::from_secs(raw.schedule.jitter_secs),
+            keep_plans: raw.schedule.keep_plans,
+            metrics_file: raw.schedule.metrics_file.as_deref().map(absolute),
+            shutdown_grace: Duration::from_secs(raw.schedule.shutdown_grace_secs),
+        },
     })
 }
 
@@ -491,6 +615,33 @@ mod tests {
         let err = parse_str("[relay.rewrite]\n\"ws://a:1\" = \"http://b\"\n").unwrap_err();
         assert!(err.to_string().contains("ws:// or wss://"), "{err}");
         assert!(parse_str("[avatars]\nbot = \"ftp://x\"\n").is_err());
+    }
+
+    #[test]
+    fn bad_cron_and_timezone_are_start_up_errors() {
+        let err = parse_str("[schedule]\ncron = \"*/5 * * * *\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a valid cron expression"), "{err}");
+        assert!(err.contains("6 fields"), "{err}");
+        let err = parse_str("[schedule]\ncron = \"0 0 25 * * *\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cron"), "{err}");
+        let err = parse_str("[schedule]\ntimezone = \"Mars/Olympus\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a known IANA timezone"), "{err}");
+        let err = parse_str("[schedule]\nmode = \"yolo\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("yolo") || err.contains("unknown variant"),
+            "{err}"
+        );
+        let ok = parse_str("[schedule]\ncron = \"0 */15 * * * *\"\ntimezone = \"Europe/Berlin\"\nmode = \"apply\"\n").unwrap();
+        assert_eq!(ok.schedule.mode, ScheduleMode::Apply);
+        assert_eq!(ok.schedule.keep_plans, 200);
     }
 
     #[test]

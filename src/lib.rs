@@ -14,6 +14,7 @@ pub mod planfile;
 pub mod publish;
 pub mod relay;
 pub mod render;
+pub mod schedule;
 pub mod snapshot;
 pub mod store;
 pub mod store_write;

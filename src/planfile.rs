@@ -487,3 +487,120 @@ pub fn write(
     write_atomic(&text_path, rendering.as_bytes()).map_err(io(&text_path))?;
     Ok(json_path)
 }
+
+/// True for the names of plan files this tool writes:
+/// `plan-YYYYMMDDTHHMMSSZ-xxxxxxxx.json` (or `migrate-…`).
+pub fn is_plan_file_name(name: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix("plan-")
+        .or_else(|| name.strip_prefix("migrate-"))
+    else {
+        return false;
+    };
+    let Some(stem) = rest.strip_suffix(".json") else {
+        return false;
+    };
+    let bytes = stem.as_bytes();
+    bytes.len() == 25
+        && bytes[..8].iter().all(u8::is_ascii_digit)
+        && bytes[8] == b'T'
+        && bytes[9..15].iter().all(u8::is_ascii_digit)
+        && bytes[15] == b'Z'
+        && bytes[16] == b'-'
+        && bytes[17..]
+            .iter()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Retention: keeps the newest `keep` plan files in `dir` (by the time in
+/// their names) and deletes older ones with their rendering and journal.
+/// Files this tool did not name are never touched. Returns what was deleted.
+pub fn prune(dir: &Path, keep: usize) -> std::io::Result<Vec<PathBuf>> {
+    let mut plans: Vec<(String, PathBuf)> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            is_plan_file_name(&name).then(|| (name, entry.path()))
+        })
+        .collect();
+    // Sort by the time in the name, whatever the prefix.
+    plans.sort_by(|(a, _), (b, _)| {
+        let key = |n: &str| {
+            n.split_once('-')
+                .map(|(_, rest)| rest.to_string())
+                .unwrap_or_default()
+        };
+        key(a).cmp(&key(b)).then(a.cmp(b))
+    });
+    let excess = plans.len().saturating_sub(keep);
+    let mut deleted = Vec::new();
+    for (_, path) in plans.into_iter().take(excess) {
+        for sibling in [
+            path.clone(),
+            path.with_extension("txt"),
+            crate::journal::journal_path(&path),
+        ] {
+            match std::fs::remove_file(&sibling) {
+                Ok(()) => deleted.push(sibling),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_keeps_the_newest_plans_with_their_siblings() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "plan-20260101T000000Z-aaaaaaaa",
+            "migrate-20260102T000000Z-bbbbbbbb",
+            "plan-20260103T000000Z-cccccccc",
+            "plan-20260104T000000Z-dddddddd",
+        ];
+        for name in names {
+            for ext in [".json", ".txt", ".journal.jsonl"] {
+                std::fs::write(dir.path().join(format!("{name}{ext}")), "x").unwrap();
+            }
+        }
+        std::fs::write(dir.path().join("notes.json"), "mine").unwrap();
+        std::fs::write(dir.path().join("README.md"), "mine").unwrap();
+        let deleted = prune(dir.path(), 2).unwrap();
+        assert_eq!(deleted.len(), 6);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec![
+                "README.md",
+                "notes.json",
+                "plan-20260103T000000Z-cccccccc.journal.jsonl",
+                "plan-20260103T000000Z-cccccccc.json",
+                "plan-20260103T000000Z-cccccccc.txt",
+                "plan-20260104T000000Z-dddddddd.journal.jsonl",
+                "plan-20260104T000000Z-dddddddd.json",
+                "plan-20260104T000000Z-dddddddd.txt",
+            ]
+        );
+        assert!(prune(dir.path(), 2).unwrap().is_empty());
+    }
+
+    #[test]
+    fn plan_file_names_are_recognized_strictly() {
+        assert!(is_plan_file_name("plan-20261126T054535Z-13998dda.json"));
+        assert!(is_plan_file_name("migrate-20261126T054535Z-13998dda.json"));
+        assert!(!is_plan_file_name("plan-20261126T054535Z-13998dda.txt"));
+        assert!(!is_plan_file_name("plan-review.json"));
+        assert!(!is_plan_file_name(
+            "plan-20261126T054535Z-13998dda.journal.jsonl"
+        ));
+    }
+}

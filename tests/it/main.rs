@@ -2,6 +2,7 @@
 
 mod apply;
 mod cli;
+mod daemon;
 mod external_relay;
 mod fixture_world;
 mod publish;

@@ -1,0 +1,419 @@
+//! `reprofile run`: the scheduled maintenance job.
+//!
+//! A daemon fires ticks on a cron schedule (tokio-cron-scheduler). Each tick
+//! takes a fresh snapshot, writes its plan to the plans folder and, in apply
+//! mode, applies it with the same engine as `apply --auto-approve`. Ticks
+//! never overlap (a tick that fires while one runs is skipped and logged), a
+//! failing tick is logged and the next one tries again, and SIGTERM/SIGINT
+//! stop scheduling, let the running tick finish its current action (bounded
+//! wait) and exit 0. After each tick: one summary log line, plan retention,
+//! and a Prometheus text file for monitoring. `run --once` is one tick now.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rand::Rng;
+use tokio::sync::Mutex;
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+use crate::apply::{apply, ApplyOptions, ApplyReport};
+use crate::cli::{make_plan, now_secs};
+use crate::config::{Config, ScheduleMode};
+use crate::core::apply::Outcome;
+use crate::core::plan::{Action, SkipReason};
+use crate::planfile::{self, write_atomic, PlanDocument};
+
+/// What one tick did.
+#[derive(Debug, Default)]
+pub struct TickReport {
+    /// Start (Unix seconds).
+    pub started: u64,
+    /// End (Unix seconds).
+    pub finished: u64,
+    /// Wall time.
+    pub duration: Duration,
+    /// The plan it made, when it made one.
+    pub plan: Option<PlanDocument>,
+    /// The apply, in apply mode with actions.
+    pub apply: Option<ApplyReport>,
+    /// Why the tick failed, when it did.
+    pub error: Option<String>,
+}
+
+impl TickReport {
+    /// True when the tick made its plan and every applied action succeeded.
+    pub fn succeeded(&self) -> bool {
+        self.error.is_none() && self.apply.as_ref().is_none_or(ApplyReport::succeeded)
+    }
+
+    fn count(&self, outcome: Outcome) -> usize {
+        self.apply.as_ref().map_or(0, |a| a.count(outcome))
+    }
+}
+
+/// Counters kept across ticks.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    /// Ticks run.
+    pub ticks: u64,
+    /// Ticks that failed.
+    pub failed: u64,
+    /// Ticks skipped because the previous one was still running.
+    pub skipped: u64,
+    /// End of the last successful tick.
+    pub last_success: Option<u64>,
+}
+
+/// Runs one tick: plan, and apply in apply mode.
+pub async fn tick(config: &Config, stop: &Arc<AtomicBool>) -> TickReport {
+    let clock = Instant::now();
+    let started = now_secs();
+    let mut report = TickReport {
+        started,
+        ..TickReport::default()
+    };
+    tracing::info!(mode = ?config.schedule.mode, "tick started");
+    match make_plan(config, &[], None).await {
+        Err(err) => report.error = Some(crate::cli::one_line(&err)),
+        Ok((doc, path)) => {
+            if config.schedule.mode == ScheduleMode::Apply && !doc.plan.is_empty() {
+                let opts = ApplyOptions {
+                    stop: Some(stop.clone()),
+                    ..ApplyOptions::default()
+                };
+                match apply(config, &doc, &path, &opts, &now_secs).await {
+                    Ok(applied) => report.apply = Some(applied),
+                    Err(err) => report.error = Some(crate::cli::one_line(&err)),
+                }
+            }
+            report.plan = Some(doc);
+        }
+    }
+    report.finished = now_secs();
+    report.duration = clock.elapsed();
+    let skipped = report.plan.as_ref().map_or(0, |d| d.plan.skipped.len());
+    let planned = report.plan.as_ref().map_or(0, |d| d.plan.actions.len());
+    match &report.error {
+        None => tracing::info!(
+            mode = ?config.schedule.mode,
+            planned,
+            applied = report.count(Outcome::Applied),
+            already_applied = report.count(Outcome::AlreadyApplied),
+            stale = report.count(Outcome::Stale),
+            failed = report.count(Outcome::Failed),
+            skipped,
+            duration_ms = report.duration.as_millis() as u64,
+            "tick finished"
+        ),
+        Some(error) => tracing::error!(
+            mode = ?config.schedule.mode,
+            duration_ms = report.duration.as_millis() as u64,
+            error = error.as_str(),
+            "tick failed; the next tick tries again"
+        ),
+    }
+    report
+}
+
+/// After a tick: retention and the metrics file. Problems here are logged,
+/// never fatal.
+fn after_tick(config: &Config, report: &TickReport, counters: &Counters) {
+    match planfile::prune(&config.plans_dir, config.schedule.keep_plans) {
+        Ok(deleted) if !deleted.is_empty() => {
+            tracing::info!(files = deleted.len(), "old plans removed (keep_plans)")
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "cannot prune old plans"),
+    }
+    if let Some(path) = &config.schedule.metrics_file {
+        if let Err(err) = write_atomic(path, metrics_text(report, counters).as_bytes()) {
+            tracing::warn!(file = %path.display(), error = %err, "cannot write the metrics file");
+        }
+    }
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, kind: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
+/// The Prometheus text exposition of a tick and the counters.
+pub fn metrics_text(report: &TickReport, counters: &Counters) -> String {
+    let mut out = String::new();
+    let one = |v: f64| vec![(String::new(), v)];
+    gauge(
+        &mut out,
+        "reprofile_last_tick_start_timestamp_seconds",
+        "Start of the last tick (Unix time).",
+        "gauge",
+        &one(report.started as f64),
+    );
+    gauge(
+        &mut out,
+        "reprofile_last_tick_end_timestamp_seconds",
+        "End of the last tick (Unix time).",
+        "gauge",
+        &one(report.finished as f64),
+    );
+    gauge(
+        &mut out,
+        "reprofile_last_tick_duration_seconds",
+        "Duration of the last tick.",
+        "gauge",
+        &one(report.duration.as_secs_f64()),
+    );
+    gauge(
+        &mut out,
+        "reprofile_last_tick_success",
+        "1 when the last tick made its plan and every action succeeded.",
+        "gauge",
+        &one(if report.succeeded() { 1.0 } else { 0.0 }),
+    );
+    gauge(
+        &mut out,
+        "reprofile_last_success_timestamp_seconds",
+        "End of the last successful tick (Unix time; 0 before the first).",
+        "gauge",
+        &one(counters.last_success.unwrap_or(0) as f64),
+    );
+    gauge(
+        &mut out,
+        "reprofile_ticks_total",
+        "Ticks run.",
+        "counter",
+        &one(counters.ticks as f64),
+    );
+    gauge(
+        &mut out,
+        "reprofile_ticks_failed_total",
+        "Ticks that failed.",
+        "counter",
+        &one(counters.failed as f64),
+    );
+    gauge(
+        &mut out,
+        "reprofile_ticks_skipped_total",
+        "Ticks skipped because the previous tick was still running.",
+        "counter",
+        &one(counters.skipped as f64),
+    );
+
+    let plan = report.plan.as_ref().map(|d| &d.plan);
+    gauge(
+        &mut out,
+        "reprofile_agents",
+        "Agent records in the store at the last tick.",
+        "gauge",
+        &one(plan.map_or(0, |p| p.agents) as f64),
+    );
+    gauge(
+        &mut out,
+        "reprofile_plan_complete",
+        "1 when the last plan could read every relay it needed.",
+        "gauge",
+        &one(if plan.is_some_and(|p| p.complete) {
+            1.0
+        } else {
+            0.0
+        }),
+    );
+
+    let types = ["backfill_avatar", "republish_profile"];
+    let planned: Vec<(String, f64)> = types
+        .iter()
+        .map(|t| {
+            let n = plan.map_or(0, |p| {
+                p.actions
+                    .iter()
+                    .filter(|a: &&Action| a.type_name() == *t)
+                    .count()
+            });
+            (format!("{{type=\"{t}\"}}"), n as f64)
+        })
+        .collect();
+    gauge(
+        &mut out,
+        "reprofile_planned_actions",
+        "Actions in the last tick's plan, by type.",
+        "gauge",
+        &planned,
+    );
+
+    let mut outcomes = Vec::new();
+    for t in types {
+        for outcome in Outcome::ALL {
+            let n = report.apply.as_ref().map_or(0, |a| {
+                a.results
+                    .iter()
+                    .filter(|r| r.kind == t && r.outcome == outcome)
+                    .count()
+            });
+            outcomes.push((
+                format!("{{type=\"{t}\",outcome=\"{}\"}}", outcome.as_str()),
+                n as f64,
+            ));
+        }
+    }
+    gauge(
+        &mut out,
+        "reprofile_actions",
+        "Actions of the last tick's apply, by type and outcome.",
+        "gauge",
+        &outcomes,
+    );
+
+    let mut by_reason: BTreeMap<&str, usize> =
+        SkipReason::ALL.iter().map(|r| (r.as_str(), 0)).collect();
+    if let Some(plan) = plan {
+        for skip in &plan.skipped {
+            *by_reason.entry(skip.reason.as_str()).or_default() += 1;
+        }
+    }
+    let skipped: Vec<(String, f64)> = by_reason
+        .into_iter()
+        .map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), n as f64))
+        .collect();
+    gauge(
+        &mut out,
+        "reprofile_skipped_agents",
+        "Agents the last plan skipped, by reason.",
+        "gauge",
+        &skipped,
+    );
+    out
+}
+
+/// `run --once`: one tick, its retention and metrics; the exit code of
+/// `apply` (apply mode) or `plan` (plan mode).
+pub async fn run_once(config: &Config) -> ExitCode {
+    let stop = Arc::new(AtomicBool::new(false));
+    let report = tick(config, &stop).await;
+    let mut counters = Counters {
+        ticks: 1,
+        ..Counters::default()
+    };
+    if report.succeeded() {
+        counters.last_success = Some(report.finished);
+    } else {
+        counters.failed = 1;
+    }
+    after_tick(config, &report, &counters);
+    if let Some(error) = &report.error {
+        eprintln!("error: {error}");
+    }
+    if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+struct Shared {
+    config: Config,
+    busy: Mutex<()>,
+    counters: std::sync::Mutex<Counters>,
+    stop: Arc<AtomicBool>,
+}
+
+async fn scheduled_tick(shared: Arc<Shared>) {
+    let Ok(_guard) = shared.busy.try_lock() else {
+        shared.counters.lock().expect("counters").skipped += 1;
+        tracing::warn!("tick skipped: the previous tick is still running");
+        return;
+    };
+    if shared.stop.load(Ordering::SeqCst) {
+        return;
+    }
+    let jitter = shared.config.schedule.jitter;
+    if !jitter.is_zero() {
+        let delay = jitter.mul_f64(rand::thread_rng().gen_range(0.0..1.0));
+        tracing::debug!(delay_ms = delay.as_millis() as u64, "jitter");
+        tokio::time::sleep(delay).await;
+    }
+    let report = tick(&shared.config, &shared.stop).await;
+    let counters = {
+        let mut counters = shared.counters.lock().expect("counters");
+        counters.ticks += 1;
+        if report.succeeded() {
+            counters.last_success = Some(report.finished);
+        } else {
+            counters.failed += 1;
+        }
+        counters.clone()
+    };
+    after_tick(&shared.config, &report, &counters);
+}
+
+/// The daemon: ticks on the configured cron schedule until SIGTERM or SIGINT.
+pub async fn run_daemon(config: Config) -> anyhow::Result<ExitCode> {
+    let cron = config.schedule.cron.clone().with_context(|| {
+        format!(
+            "[schedule] cron is not set in {}; add e.g. cron = \"0 */15 * * * *\", or use `run --once` from an outside scheduler",
+            config.source.as_deref().unwrap_or(Path::new("config.toml")).display()
+        )
+    })?;
+    let timezone = config.schedule.timezone;
+    let grace = config.schedule.shutdown_grace;
+    let mode = config.schedule.mode;
+    let shared = Arc::new(Shared {
+        config,
+        busy: Mutex::new(()),
+        counters: std::sync::Mutex::new(Counters::default()),
+        stop: Arc::new(AtomicBool::new(false)),
+    });
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot listen for SIGINT")?;
+
+    let mut scheduler = JobScheduler::new()
+        .await
+        .context("cannot start the scheduler")?;
+    let job_shared = shared.clone();
+    let job = Job::new_async_tz(cron.as_str(), timezone, move |_id, _scheduler| {
+        let shared = job_shared.clone();
+        Box::pin(async move {
+            // A tick of its own, so a slow tick never holds up the scheduler.
+            tokio::spawn(scheduled_tick(shared));
+        })
+    })
+    .with_context(|| format!("cannot schedule [schedule] cron = {cron:?}"))?;
+    scheduler
+        .add(job)
+        .await
+        .context("cannot schedule the job")?;
+    scheduler
+        .start()
+        .await
+        .context("cannot start the scheduler")?;
+    tracing::info!(cron = cron.as_str(), timezone = %timezone, mode = ?mode, "scheduler started");
+
+    let signal = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    tracing::info!(
+        signal,
+        "stopping: no new ticks; the running tick finishes its current action"
+    );
+    shared.stop.store(true, Ordering::SeqCst);
+    let _ = scheduler.shutdown().await;
+    match tokio::time::timeout(grace, shared.busy.lock()).await {
+        Ok(_) => tracing::info!("stopped"),
+        Err(_) => tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "the running tick did not finish within the grace period; exiting (its journal is true so far)"
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}

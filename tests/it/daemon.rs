@@ -1,0 +1,330 @@
+//! `reprofile run`: the binary as a daemon on a per-second cron, `run --once`,
+//! metrics, retention, and start-up errors.
+//!
+//! Real cron ticks wait on the wall clock; each wait polls for an observable
+//! result (a plan file, a log line) and is bounded by a deadline.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use reprofile::core::apply::Outcome;
+use serde_json::Value;
+
+use crate::support::{FakeBehaviour, FakeRelay};
+use crate::world::{stderr, stdout, World};
+
+fn append_config(world: &World, extra: &str) {
+    let text = std::fs::read_to_string(&world.config_path).unwrap();
+    std::fs::write(&world.config_path, format!("{text}\n{extra}\n")).unwrap();
+}
+
+/// Starts `reprofile run` with JSON logs; its stderr lines arrive on the channel.
+fn spawn_daemon(world: &World) -> (Child, mpsc::Receiver<Value>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reprofile"))
+        .args([
+            "--config",
+            world.config_path.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "run",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn message(line: &Value) -> &str {
+    line["fields"]["message"].as_str().unwrap_or("")
+}
+
+/// Collects log lines until `done` says so or the deadline passes.
+fn collect_until(
+    rx: &mpsc::Receiver<Value>,
+    limit: Duration,
+    mut done: impl FnMut(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + limit;
+    let mut lines = Vec::new();
+    while Instant::now() < deadline && !done(&lines) {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            lines.push(line);
+        }
+    }
+    lines
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the daemon did not exit within {limit:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn count_finished(lines: &[Value]) -> usize {
+    lines
+        .iter()
+        .filter(|l| message(l) == "tick finished")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_ticks_every_second_plan_mode_changes_nothing_and_sigterm_exits_0() {
+    let world = World::start().await;
+    append_config(
+        &world,
+        "[schedule]\ncron = \"* * * * * *\"\nmode = \"plan\"",
+    );
+    let store_before = std::fs::read(world.store_path()).unwrap();
+
+    let (mut child, rx) = tokio::task::block_in_place(|| spawn_daemon(&world));
+    let lines = tokio::task::block_in_place(|| {
+        collect_until(&rx, Duration::from_secs(15), |l| count_finished(l) >= 2)
+    });
+    assert!(count_finished(&lines) >= 2, "two ticks: {lines:#?}");
+    // Each tick writes a plan (ticks fire on distinct seconds, so the names differ).
+    assert!(
+        world.plan_files().len() >= 2,
+        "each tick writes a plan: {:?}",
+        world.plan_files()
+    );
+
+    sigterm(&child);
+    let status = tokio::task::block_in_place(|| wait_exit(&mut child, Duration::from_secs(5)));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        std::fs::read(world.store_path()).unwrap(),
+        store_before,
+        "plan mode never writes the store"
+    );
+    assert!(
+        world.journal_files().is_empty(),
+        "plan mode applies nothing"
+    );
+    // The plans are the same world's: identical digests, one name per second.
+    let summaries: Vec<&Value> = lines
+        .iter()
+        .filter(|l| message(l) == "tick finished")
+        .collect();
+    assert!(summaries
+        .iter()
+        .all(|l| l["fields"]["planned"] == 12 && l["fields"]["applied"] == 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_longer_than_the_interval_skips_the_next_tick_instead_of_overlapping() {
+    let world = World::start().await;
+    // The relay never sends EOSE: each tick waits its 2 s query timeout.
+    let silent = FakeRelay::start(FakeBehaviour::Silent).await;
+    let text = std::fs::read_to_string(&world.config_path)
+        .unwrap()
+        .replace(&world.relay_url, silent.url())
+        .replace("query_timeout_secs = 5", "query_timeout_secs = 2");
+    std::fs::write(&world.config_path, text).unwrap();
+    append_config(
+        &world,
+        "[schedule]\ncron = \"* * * * * *\"\nshutdown_grace_secs = 10",
+    );
+
+    let (mut child, rx) = tokio::task::block_in_place(|| spawn_daemon(&world));
+    let lines = tokio::task::block_in_place(|| {
+        collect_until(&rx, Duration::from_secs(20), |l| {
+            count_finished(l) >= 2 && l.iter().any(|x| message(x).starts_with("tick skipped"))
+        })
+    });
+    sigterm(&child);
+    let status = tokio::task::block_in_place(|| wait_exit(&mut child, Duration::from_secs(10)));
+    assert_eq!(status.code(), Some(0));
+
+    assert!(
+        lines.iter().any(|l| message(l).starts_with("tick skipped")),
+        "{lines:#?}"
+    );
+    // Never two ticks at once: starts and finishes alternate.
+    let mut running = false;
+    for line in &lines {
+        match message(line) {
+            "tick started" => {
+                assert!(!running, "a tick started while another was running");
+                running = true;
+            }
+            m if m == "tick finished" || m.starts_with("tick failed") => running = false,
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_once_in_apply_mode_converges_and_metrics_match_the_journal() {
+    let world = World::start().await;
+    let metrics = world.dir.path().join("reprofile.prom");
+    append_config(
+        &world,
+        &format!(
+            "[safety]\nmax_republish_fraction = 1.0\n\n[schedule]\nmode = \"apply\"\nmetrics_file = \"{}\"",
+            metrics.display()
+        ),
+    );
+    let first = world.cli(&["run", "--once"]).await;
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("tick finished"),
+        "one summary line per tick"
+    );
+
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text");
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("{name} {labels:?} in {text}"))
+    };
+    let journal = reprofile::journal::read(&world.journal_files()[0]).unwrap();
+    for kind in ["backfill_avatar", "republish_profile"] {
+        for outcome in Outcome::ALL {
+            let in_journal = journal
+                .iter()
+                .filter(|e| e.kind == kind && e.outcome == outcome.as_str())
+                .count();
+            assert_eq!(
+                value(
+                    "reprofile_actions",
+                    &[("type", kind), ("outcome", outcome.as_str())]
+                ),
+                in_journal as f64
+            );
+        }
+    }
+    assert_eq!(
+        value(
+            "reprofile_actions",
+            &[("type", "republish_profile"), ("outcome", "applied")]
+        ),
+        7.0
+    );
+    assert_eq!(
+        value(
+            "reprofile_skipped_agents",
+            &[("reason", "relay_unreachable")]
+        ),
+        1.0
+    );
+    assert_eq!(value("reprofile_last_tick_success", &[]), 1.0);
+    assert!(value("reprofile_last_success_timestamp_seconds", &[]) > 1.7e9);
+
+    let second = world.cli(&["run", "--once"]).await;
+    assert_eq!(second.status.code(), Some(0));
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.contains("reprofile_planned_actions{type=\"republish_profile\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("reprofile_planned_actions{type=\"backfill_avatar\"} 0"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_exactly_keep_plans() {
+    let world = World::start().await;
+    append_config(&world, "[schedule]\nkeep_plans = 2");
+    std::fs::create_dir_all(world.plans_dir()).unwrap();
+    for old in [
+        "plan-20200101T000000Z-00000000",
+        "plan-20200102T000000Z-11111111",
+        "migrate-20200103T000000Z-22222222",
+    ] {
+        std::fs::write(world.plans_dir().join(format!("{old}.json")), "{}").unwrap();
+        std::fs::write(world.plans_dir().join(format!("{old}.txt")), "").unwrap();
+    }
+    let output = world.cli(&["run", "--once"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let plans = world.plan_files();
+    let names: Vec<String> = plans
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(names[0], "migrate-20200103T000000Z-22222222.json");
+    assert!(
+        names[1].starts_with("plan-2026") || names[1].starts_with("plan-20"),
+        "{names:?}"
+    );
+    assert!(!world
+        .plans_dir()
+        .join("plan-20200101T000000Z-00000000.txt")
+        .exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_cron_or_timezone_is_a_clear_start_up_error() {
+    let world = World::start().await;
+    let good = std::fs::read_to_string(&world.config_path).unwrap();
+    for (extra, message) in [
+        (
+            "[schedule]\ncron = \"*/15 * * * *\"",
+            "not a valid cron expression",
+        ),
+        (
+            "[schedule]\ncron = \"0 0 * * * *\"\ntimezone = \"Mars/Olympus\"",
+            "not a known IANA timezone",
+        ),
+    ] {
+        std::fs::write(&world.config_path, format!("{good}\n{extra}\n")).unwrap();
+        let output = world.cli(&["run"]).await;
+        assert_eq!(output.status.code(), Some(1));
+        let err = stderr(&output);
+        assert!(err.contains(message), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(world.plan_files().is_empty(), "nothing ran");
+    }
+    std::fs::write(&world.config_path, &good).unwrap();
+    let output = world.cli(&["run"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("[schedule] cron is not set"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stdout(&output).is_empty());
+}
