@@ -1,13 +1,77 @@
 //! Publishing signed kind:0 events to a relay (the write side of the relay edge).
 //!
-//! Placeholder implementation: one connection, one event at a time, no NIP-42.
+//! [`publish_all`] delivers a batch of already signed events to one relay over
+//! one connection and says, for each event, whether the relay accepted it,
+//! refused it, or could not be made to answer.
+//!
+//! How:
+//! - **Pipelining.** Up to [`PublishOptions::max_in_flight`] EVENT messages
+//!   await their OK at once; every OK frees a slot for the next event. The
+//!   module sends the EVENT messages itself and matches the relay's `OK`
+//!   answers by event id from the connection's notification channel (which is
+//!   subscribed before connecting), each against its own deadline
+//!   ([`PublishOptions::publish_timeout`]). nostr-sdk's `send_event_to` is not
+//!   used: it waits for each OK in turn, with a timeout fixed at 10 s inside the
+//!   crate, and it authenticates only with the client's one signer.
+//! - **Relay answers** are classified by [`classify_ok`] (core); this module
+//!   only carries the decision out. `rate-limited:` resends the *same* signed
+//!   event (same id; never re-signed) after [`Backoff::delay`], with jitter.
+//! - **NIP-42.** `auth-required:` makes this module authenticate the
+//!   connection (a kind 22242 event with the relay's latest `AUTH` challenge
+//!   and the relay URL) as the agent that signed the event, or as
+//!   [`PublishOptions::service_keys`] when set, then resend the event. Auth is
+//!   per connection, once per distinct identity the relay asks for. A
+//!   challenge the relay sent at connect time, before anything asked for auth,
+//!   is remembered and used. While the connection has no authenticated
+//!   identity yet and an authentication is under way, no new EVENT is sent and
+//!   events of other agents that were answered `auth-required:` wait for that
+//!   first authentication and are then resent (most relays accept writes from
+//!   any authenticated connection; one that wants each author authenticated
+//!   says `auth-required:` again, and that agent authenticates too). This
+//!   matters because relays such as nostr-relay-builder issue a fresh
+//!   challenge for every unauthenticated EVENT and forget old ones; an AUTH
+//!   refused while a newer challenge has arrived is retried with the newest
+//!   one (bounded). An event still answered `auth-required:` after its
+//!   identity authenticated is refused with the relay's message.
+//! - **Lost connection.** Events in flight when the connection drops are
+//!   reported as failed (the relay may or may not have stored them; apply reads
+//!   the profiles back anyway); the rest go on over a new connection, at most
+//!   [`MAX_RECONNECTS`] times per batch.
+//!
+//! Everything is bounded: each event has a deadline per attempt, retries and
+//! reconnects are capped, relay-supplied text is capped in length. Keys are
+//! used to sign AUTH events and are never logged. The client (and with it
+//! every background task of the connection) is shut down before
+//! [`publish_all`] returns.
 
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::Duration;
 
-use nostr::{Event, Keys};
-use nostr_sdk::Client;
+use nostr::{Event, EventBuilder, EventId, Keys, PublicKey};
+use nostr_sdk::pool::{RelayLimits, RelayNotification};
+use nostr_sdk::{
+    Client, ClientMessage, ClientOptions, Relay, RelayMessage, RelayOptions, RelayStatus,
+};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::Receiver;
+use tokio::time::Instant;
 
 use crate::core::apply::{classify_ok, Backoff, PublishAnswer};
+
+/// How many times one batch may open a new connection after losing one.
+pub const MAX_RECONNECTS: u32 = 3;
+
+/// How many AUTH events one identity may send on one connection (a refused
+/// AUTH is retried only when the relay sent a newer challenge meanwhile).
+const MAX_AUTH_ATTEMPTS: u32 = 3;
+
+/// How many `auth-required:` answers one event may get on one connection
+/// before it counts as refused.
+const MAX_AUTH_DEMANDS: u32 = 3;
+
+/// Longest piece of relay-supplied text kept in a delivery.
+const MAX_RELAY_TEXT_CHARS: usize = 300;
 
 /// One event to publish, with the key of the agent that signed it (used to
 /// answer a NIP-42 challenge as that agent).
@@ -24,7 +88,8 @@ pub struct PublishItem {
 pub enum Delivery {
     /// The relay said OK (true, or `duplicate:`).
     Accepted,
-    /// The relay refused it; its message, verbatim.
+    /// The relay refused it; its message, verbatim (control characters
+    /// escaped, at most 300 characters).
     Refused(String),
     /// No answer, a lost connection, or retries used up; why.
     Failed(String),
@@ -35,11 +100,11 @@ pub enum Delivery {
 pub struct PublishOptions {
     /// Wait for the connection.
     pub connect_timeout: Duration,
-    /// Wait for each OK.
+    /// Wait for each OK (per attempt), and for the answer to an AUTH.
     pub publish_timeout: Duration,
     /// Retries of `rate-limited:` answers.
     pub backoff: Backoff,
-    /// Events in flight at once on one connection.
+    /// Events in flight at once on one connection (at least 1 is used).
     pub max_in_flight: usize,
     /// A service key to authenticate with (NIP-42) instead of the agent's.
     pub service_keys: Option<Keys>,
@@ -59,57 +124,858 @@ impl Default for PublishOptions {
 
 /// Publishes every item to `url`; one delivery per item, in order. Never
 /// fails as a whole.
+///
+/// Items carrying the same event (same id) are sent once and share the
+/// delivery.
 pub async fn publish_all(
     url: &str,
     items: Vec<PublishItem>,
     opts: &PublishOptions,
 ) -> Vec<Delivery> {
-    let client = Client::default();
-    if let Err(err) = client.add_relay(url).await {
-        return items
-            .iter()
-            .map(|_| Delivery::Failed(err.to_string()))
-            .collect();
+    if items.is_empty() {
+        return Vec::new();
     }
-    if let Err(err) = client.try_connect_relay(url, opts.connect_timeout).await {
-        let reason = format!("connection failed: {err}");
-        return items
-            .iter()
-            .map(|_| Delivery::Failed(reason.clone()))
-            .collect();
+    let item_count = items.len();
+    let mut batch = Batch::new(items, opts);
+    batch.run(url).await;
+    batch.into_deliveries(item_count)
+}
+
+/// Where one distinct event stands.
+#[derive(Debug)]
+enum JobState {
+    /// In the ready queue, to be sent.
+    Ready,
+    /// Sent; its OK is awaited.
+    InFlight,
+    /// Rate-limited; waits in the backoff heap.
+    Backoff,
+    /// Answered `auth-required:`; waits for the connection to authenticate.
+    AwaitingAuth,
+    /// Finished.
+    Done(Delivery),
+}
+
+/// One distinct event and the items that carry it.
+struct Job {
+    event: Event,
+    keys: Keys,
+    items: Vec<usize>,
+    state: JobState,
+    /// Rate-limited retries used so far.
+    retries: u32,
+    /// `auth-required:` answers on the current connection.
+    auth_demands: u32,
+    /// The connection's auth epoch when the event was last sent.
+    sent_epoch: u64,
+}
+
+/// The identity an authentication is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Identity {
+    Agent,
+    Service,
+}
+
+impl Identity {
+    fn describe(self) -> &'static str {
+        match self {
+            Identity::Agent => "the agent",
+            Identity::Service => "the service key",
+        }
     }
-    let mut deliveries = Vec::with_capacity(items.len());
-    for item in &items {
-        let mut attempt = 0;
-        let delivery = loop {
-            let answer = match client.send_event_to([url], &item.event).await {
-                Ok(output) => match output.failed.values().next() {
-                    None => PublishAnswer::Accepted,
-                    Some(message) => classify_ok(false, message),
-                },
-                Err(err) => break Delivery::Failed(err.to_string()),
-            };
-            match answer {
-                PublishAnswer::Accepted => break Delivery::Accepted,
-                PublishAnswer::Refused(message) | PublishAnswer::AuthRequired(message) => {
-                    break Delivery::Refused(message)
+}
+
+/// An authentication under way for one identity on one connection.
+struct PendingAuth {
+    keys: Keys,
+    identity: Identity,
+    /// Jobs of this identity, to resend once authenticated.
+    waiting: Vec<usize>,
+    /// Jobs of other identities that wait for the connection's first
+    /// authentication (many relays accept writes from any authenticated
+    /// connection); resent when it ends, whatever the outcome.
+    bystanders: Vec<usize>,
+    /// The AUTH event sent, and the challenge number it answered.
+    sent: Option<(EventId, u64)>,
+    attempts: u32,
+    deadline: Instant,
+    /// The `auth-required:` message that started it.
+    demand: String,
+}
+
+/// The NIP-42 state of one connection.
+#[derive(Default)]
+struct AuthState {
+    /// The latest challenge the relay sent, and its number (1-based).
+    challenge: Option<String>,
+    challenge_seq: u64,
+    /// Authenticated identities, with the epoch their authentication made.
+    authed: HashMap<PublicKey, u64>,
+    /// Counts successful authentications on this connection.
+    epoch: u64,
+    pending: HashMap<PublicKey, PendingAuth>,
+    /// AUTH event id to the identity it authenticates.
+    by_event: HashMap<EventId, PublicKey>,
+}
+
+impl AuthState {
+    /// No new EVENT is sent while the connection is not authenticated at all
+    /// and an authentication is under way: each unauthenticated EVENT may
+    /// make the relay replace its challenge.
+    fn holds_sending(&self) -> bool {
+        self.authed.is_empty() && !self.pending.is_empty()
+    }
+}
+
+/// An open connection to the relay.
+struct Link {
+    client: Client,
+    relay: Relay,
+    notifications: Receiver<RelayNotification>,
+    auth: AuthState,
+}
+
+/// How a connection's work ended.
+enum LinkEnd {
+    /// Every job is done.
+    Finished,
+    /// The connection was lost (or could not be written to).
+    Lost,
+}
+
+/// The whole batch: jobs, queues and what is in flight.
+struct Batch<'a> {
+    opts: &'a PublishOptions,
+    jobs: Vec<Job>,
+    ready: VecDeque<usize>,
+    /// Rate-limited jobs by the time they may be resent.
+    backoff: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Event id to (job, send number) for the EVENTs awaiting OK.
+    in_flight: HashMap<EventId, (usize, u64)>,
+    /// Deadlines of sends, in send order (all sends share one timeout, so
+    /// this is also deadline order); entries whose send number no longer
+    /// matches `in_flight` are stale and skipped.
+    deadlines: VecDeque<(Instant, EventId, u64)>,
+    send_seq: u64,
+    remaining: usize,
+}
+
+impl<'a> Batch<'a> {
+    fn new(items: Vec<PublishItem>, opts: &'a PublishOptions) -> Self {
+        let mut jobs: Vec<Job> = Vec::new();
+        let mut by_id: HashMap<EventId, usize> = HashMap::new();
+        for (index, item) in items.into_iter().enumerate() {
+            match by_id.get(&item.event.id) {
+                Some(&job) => jobs[job].items.push(index),
+                None => {
+                    by_id.insert(item.event.id, jobs.len());
+                    jobs.push(Job {
+                        event: item.event,
+                        keys: item.keys,
+                        items: vec![index],
+                        state: JobState::Ready,
+                        retries: 0,
+                        auth_demands: 0,
+                        sent_epoch: 0,
+                    });
                 }
-                PublishAnswer::RateLimited(message) => {
-                    attempt += 1;
-                    match opts.backoff.delay(attempt, 0.5) {
-                        Some(delay) => tokio::time::sleep(delay).await,
+            }
+        }
+        Self {
+            opts,
+            ready: (0..jobs.len()).collect(),
+            remaining: jobs.len(),
+            jobs,
+            backoff: BinaryHeap::new(),
+            in_flight: HashMap::new(),
+            deadlines: VecDeque::new(),
+            send_seq: 0,
+        }
+    }
+
+    fn into_deliveries(self, item_count: usize) -> Vec<Delivery> {
+        let mut deliveries = vec![None; item_count];
+        for job in self.jobs {
+            let delivery = match job.state {
+                JobState::Done(delivery) => delivery,
+                // Unreachable by construction (run finishes every job).
+                _ => Delivery::Failed("publishing did not finish".to_owned()),
+            };
+            for index in job.items {
+                deliveries[index] = Some(delivery.clone());
+            }
+        }
+        deliveries
+            .into_iter()
+            .map(|delivery| {
+                delivery.unwrap_or_else(|| Delivery::Failed("internal error".to_owned()))
+            })
+            .collect()
+    }
+
+    /// Connects, publishes, and reconnects after a lost connection (bounded)
+    /// until every job is done.
+    async fn run(&mut self, url: &str) {
+        let channel_size = self.max_in_flight().saturating_mul(8).max(4096);
+        let mut reconnects = 0;
+        loop {
+            let mut link = match connect(url, self.opts.connect_timeout, channel_size).await {
+                Ok(link) => link,
+                Err(reason) if reconnects == 0 => {
+                    tracing::warn!(relay = %url, %reason, "cannot publish");
+                    self.fail_remaining(&reason);
+                    return;
+                }
+                Err(reason) => {
+                    tracing::warn!(relay = %url, %reason, "reconnect failed");
+                    if reconnects >= MAX_RECONNECTS {
+                        self.fail_remaining(&format!(
+                            "connection lost; reconnecting failed: {reason}"
+                        ));
+                        return;
+                    }
+                    reconnects += 1;
+                    self.pause_before_reconnect(reconnects).await;
+                    continue;
+                }
+            };
+            tracing::debug!(relay = %url, jobs = self.remaining, "connected for publishing");
+            let end = self.drive(url, &mut link).await;
+            // Disconnects and stops the connection's tasks.
+            link.client.shutdown().await;
+            match end {
+                LinkEnd::Finished => return,
+                LinkEnd::Lost => {
+                    self.connection_lost(link.auth);
+                    if self.remaining == 0 {
+                        return;
+                    }
+                    if reconnects >= MAX_RECONNECTS {
+                        self.fail_remaining(&format!(
+                            "connection lost; gave up after {MAX_RECONNECTS} reconnects"
+                        ));
+                        return;
+                    }
+                    reconnects += 1;
+                    tracing::info!(relay = %url, reconnects, left = self.remaining, "connection lost; reconnecting");
+                    self.pause_before_reconnect(reconnects).await;
+                }
+            }
+        }
+    }
+
+    async fn pause_before_reconnect(&self, reconnect: u32) {
+        let backoff = &self.opts.backoff;
+        let delay = backoff.delay(reconnect, jitter()).unwrap_or(
+            backoff
+                .max
+                .min(backoff.initial.saturating_mul(1 << reconnect.min(16))),
+        );
+        tokio::time::sleep(delay).await;
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.opts.max_in_flight.max(1)
+    }
+
+    /// Publishes over one connection until every job is done or the
+    /// connection is lost.
+    async fn drive(&mut self, url: &str, link: &mut Link) -> LinkEnd {
+        loop {
+            let now = Instant::now();
+            self.expire(link, now);
+            while let Some(Reverse((due, job))) = self.backoff.peek().copied() {
+                if due > now {
+                    break;
+                }
+                self.backoff.pop();
+                self.jobs[job].state = JobState::Ready;
+                self.ready.push_back(job);
+            }
+            if self.remaining == 0 {
+                return LinkEnd::Finished;
+            }
+            if let Err(error) = self.fill(link) {
+                tracing::debug!(relay = %url, %error, "cannot send");
+                return LinkEnd::Lost;
+            }
+            let Some(wake) = self.next_wakeup(link) else {
+                // Nothing is pending anywhere, yet jobs remain: cannot happen,
+                // but never wait forever.
+                self.fail_remaining("internal error: nothing left to wait for");
+                return LinkEnd::Finished;
+            };
+            match tokio::time::timeout_at(wake, link.notifications.recv()).await {
+                Err(_) => {}
+                Ok(Ok(notification)) => {
+                    if self.handle(url, link, notification).is_err() {
+                        return LinkEnd::Lost;
+                    }
+                }
+                Ok(Err(RecvError::Lagged(missed))) => {
+                    // Answers may be lost; their events will time out.
+                    tracing::warn!(relay = %url, missed, "publisher fell behind the relay's answers");
+                }
+                Ok(Err(RecvError::Closed)) => return LinkEnd::Lost,
+            }
+        }
+    }
+
+    /// Sends ready jobs while the window has room.
+    fn fill(&mut self, link: &mut Link) -> Result<(), String> {
+        if link.auth.holds_sending() {
+            return Ok(());
+        }
+        let room = self.max_in_flight().saturating_sub(self.in_flight.len());
+        if room == 0 || self.ready.is_empty() {
+            return Ok(());
+        }
+        let take = room.min(self.ready.len());
+        let batch: Vec<usize> = self.ready.drain(..take).collect();
+        let messages: Vec<ClientMessage<'_>> = batch
+            .iter()
+            .map(|&job| ClientMessage::Event(std::borrow::Cow::Borrowed(&self.jobs[job].event)))
+            .collect();
+        if let Err(error) = link.relay.batch_msg(messages) {
+            // Not sent: back to the front of the queue, in order.
+            for &job in batch.iter().rev() {
+                self.ready.push_front(job);
+            }
+            return Err(error.to_string());
+        }
+        let deadline = Instant::now() + self.opts.publish_timeout;
+        for job in batch {
+            self.send_seq += 1;
+            let id = self.jobs[job].event.id;
+            self.jobs[job].state = JobState::InFlight;
+            self.jobs[job].sent_epoch = link.auth.epoch;
+            self.in_flight.insert(id, (job, self.send_seq));
+            self.deadlines.push_back((deadline, id, self.send_seq));
+        }
+        Ok(())
+    }
+
+    /// The earliest time something must happen without a relay message.
+    fn next_wakeup(&mut self, link: &Link) -> Option<Instant> {
+        self.drop_stale_deadlines();
+        let flight = self.deadlines.front().map(|(deadline, _, _)| *deadline);
+        let backoff = self.backoff.peek().map(|Reverse((due, _))| *due);
+        let auth = link.auth.pending.values().map(|p| p.deadline).min();
+        [flight, backoff, auth].into_iter().flatten().min()
+    }
+
+    fn drop_stale_deadlines(&mut self) {
+        while let Some((_, id, seq)) = self.deadlines.front() {
+            match self.in_flight.get(id) {
+                Some((_, live)) if live == seq => break,
+                _ => {
+                    self.deadlines.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Fails the sends and authentications whose time is up.
+    fn expire(&mut self, link: &mut Link, now: Instant) {
+        loop {
+            self.drop_stale_deadlines();
+            match self.deadlines.front() {
+                Some((deadline, id, _)) if *deadline <= now => {
+                    let id = *id;
+                    self.deadlines.pop_front();
+                    if let Some((job, _)) = self.in_flight.remove(&id) {
+                        let reason = format!(
+                            "no OK from the relay within {}",
+                            human_duration(self.opts.publish_timeout)
+                        );
+                        self.finish(job, Delivery::Failed(reason));
+                    }
+                }
+                _ => break,
+            }
+        }
+        let expired: Vec<PublicKey> = link
+            .auth
+            .pending
+            .iter()
+            .filter(|(_, pending)| pending.deadline <= now)
+            .map(|(pubkey, _)| *pubkey)
+            .collect();
+        for pubkey in expired {
+            let Some(pending) = link.auth.pending.remove(&pubkey) else {
+                continue;
+            };
+            let waited = human_duration(self.opts.publish_timeout);
+            let reason = match pending.sent {
+                Some((auth_id, _)) => {
+                    link.auth.by_event.remove(&auth_id);
+                    format!(
+                        "{} (no answer to the NIP-42 authentication as {} within {waited})",
+                        pending.demand,
+                        pending.identity.describe()
+                    )
+                }
+                None => format!(
+                    "{} (the relay sent no NIP-42 challenge within {waited})",
+                    pending.demand
+                ),
+            };
+            for job in pending.waiting.into_iter().chain(pending.bystanders) {
+                self.finish(job, Delivery::Failed(reason.clone()));
+            }
+        }
+    }
+
+    /// Handles one notification; `Err` means the connection is lost.
+    fn handle(
+        &mut self,
+        url: &str,
+        link: &mut Link,
+        notification: RelayNotification,
+    ) -> Result<(), ()> {
+        match notification {
+            RelayNotification::Message { message } => match message {
+                RelayMessage::Ok {
+                    event_id,
+                    status,
+                    message,
+                } => {
+                    if let Some(pubkey) = link.auth.by_event.remove(&event_id) {
+                        return self.auth_answered(url, link, pubkey, status, &message);
+                    }
+                    match self.in_flight.remove(&event_id) {
+                        Some((job, _)) => self.answered(url, link, job, status, &message)?,
                         None => {
-                            break Delivery::Failed(format!(
-                                "{message} (gave up after {} retries)",
-                                attempt - 1
-                            ))
+                            tracing::debug!(relay = %url, id = %event_id, "OK for no event in flight ignored");
                         }
                     }
                 }
+                RelayMessage::Auth { challenge } => {
+                    link.auth.challenge = Some(challenge.into_owned());
+                    link.auth.challenge_seq += 1;
+                    // Authentications that were waiting for a challenge.
+                    let waiting: Vec<PublicKey> = link
+                        .auth
+                        .pending
+                        .iter()
+                        .filter(|(_, pending)| pending.sent.is_none())
+                        .map(|(pubkey, _)| *pubkey)
+                        .collect();
+                    for pubkey in waiting {
+                        self.send_auth(link, pubkey)?;
+                    }
+                }
+                RelayMessage::Notice(text) => {
+                    tracing::debug!(relay = %url, notice = %relay_text(&text), "relay notice");
+                }
+                _ => {}
+            },
+            RelayNotification::RelayStatus { status } => {
+                if matches!(
+                    status,
+                    RelayStatus::Disconnected
+                        | RelayStatus::Terminated
+                        | RelayStatus::Banned
+                        | RelayStatus::Sleeping
+                ) {
+                    tracing::debug!(relay = %url, %status, "connection lost");
+                    return Err(());
+                }
+            }
+            RelayNotification::Shutdown => return Err(()),
+            RelayNotification::Event { .. }
+            | RelayNotification::Authenticated
+            | RelayNotification::AuthenticationFailed => {}
+        }
+        Ok(())
+    }
+
+    /// Acts on the relay's OK for a job's event.
+    fn answered(
+        &mut self,
+        url: &str,
+        link: &mut Link,
+        job: usize,
+        accepted: bool,
+        message: &str,
+    ) -> Result<(), ()> {
+        match classify_ok(accepted, message) {
+            PublishAnswer::Accepted => self.finish(job, Delivery::Accepted),
+            PublishAnswer::Refused(message) => {
+                self.finish(job, Delivery::Refused(relay_text(&message)));
+            }
+            PublishAnswer::RateLimited(message) => {
+                let retry = self.jobs[job].retries + 1;
+                match self.opts.backoff.delay(retry, jitter()) {
+                    Some(delay) => {
+                        tracing::debug!(relay = %url, id = %self.jobs[job].event.id, retry, ?delay, "rate-limited; will resend");
+                        self.jobs[job].retries = retry;
+                        self.jobs[job].state = JobState::Backoff;
+                        self.backoff.push(Reverse((Instant::now() + delay, job)));
+                    }
+                    None => {
+                        let reason = format!(
+                            "{} (gave up after {} retries)",
+                            relay_text(&message),
+                            retry - 1
+                        );
+                        self.finish(job, Delivery::Failed(reason));
+                    }
+                }
+            }
+            PublishAnswer::AuthRequired(message) => {
+                self.auth_required(url, link, job, relay_text(&message))?
+            }
+        }
+        Ok(())
+    }
+
+    /// A job's event was answered `auth-required:`.
+    fn auth_required(
+        &mut self,
+        url: &str,
+        link: &mut Link,
+        job: usize,
+        demand: String,
+    ) -> Result<(), ()> {
+        self.jobs[job].auth_demands += 1;
+        if self.jobs[job].auth_demands > MAX_AUTH_DEMANDS {
+            self.finish(job, Delivery::Refused(demand));
+            return Ok(());
+        }
+        let opts = self.opts;
+        let (keys, identity) = match &opts.service_keys {
+            Some(keys) => (keys.clone(), Identity::Service),
+            None => (self.jobs[job].keys.clone(), Identity::Agent),
+        };
+        let pubkey = keys.public_key();
+        if let Some(&authed_at) = link.auth.authed.get(&pubkey) {
+            if self.jobs[job].sent_epoch < authed_at {
+                // Sent before that authentication completed: try again.
+                self.jobs[job].state = JobState::Ready;
+                self.ready.push_front(job);
+            } else {
+                // Authenticated, and still refused.
+                self.finish(job, Delivery::Refused(demand));
+            }
+            return Ok(());
+        }
+        self.jobs[job].state = JobState::AwaitingAuth;
+        if let Some(pending) = link.auth.pending.get_mut(&pubkey) {
+            pending.waiting.push(job);
+            return Ok(());
+        }
+        if link.auth.authed.is_empty() {
+            // The connection's first authentication is under way (as another
+            // identity): wait for it rather than answer a challenge the relay
+            // may be about to replace. A relay that wants this identity in
+            // particular will say so again afterwards.
+            if let Some(pending) = link.auth.pending.values_mut().next() {
+                pending.bystanders.push(job);
+                return Ok(());
+            }
+        }
+        tracing::debug!(relay = %url, identity = identity.describe(), %pubkey, "relay demands NIP-42 authentication");
+        let pending = PendingAuth {
+            keys,
+            identity,
+            waiting: vec![job],
+            bystanders: Vec::new(),
+            sent: None,
+            attempts: 0,
+            deadline: Instant::now() + self.opts.publish_timeout,
+            demand,
+        };
+        link.auth.pending.insert(pubkey, pending);
+        self.send_auth(link, pubkey)
+    }
+
+    /// Sends an AUTH for `pubkey`'s pending authentication with the latest
+    /// challenge, if one is known (otherwise it waits for one).
+    fn send_auth(&mut self, link: &mut Link, pubkey: PublicKey) -> Result<(), ()> {
+        let Some(challenge) = link.auth.challenge.clone() else {
+            return Ok(());
+        };
+        let challenge_seq = link.auth.challenge_seq;
+        let Some(pending) = link.auth.pending.get_mut(&pubkey) else {
+            return Ok(());
+        };
+        let signed =
+            EventBuilder::auth(challenge, link.relay.url().clone()).sign_with_keys(&pending.keys);
+        let event = match signed {
+            Ok(event) => event,
+            Err(error) => {
+                let pending = link.auth.pending.remove(&pubkey).expect("pending auth");
+                let reason = format!(
+                    "{} (could not sign the NIP-42 authentication: {error})",
+                    pending.demand
+                );
+                for job in pending.waiting {
+                    self.finish(job, Delivery::Failed(reason.clone()));
+                }
+                self.requeue_front(pending.bystanders);
+                return Ok(());
             }
         };
-        deliveries.push(delivery);
+        let auth_id = event.id;
+        pending.sent = Some((auth_id, challenge_seq));
+        pending.attempts += 1;
+        pending.deadline = Instant::now() + self.opts.publish_timeout;
+        link.auth.by_event.insert(auth_id, pubkey);
+        link.relay
+            .send_msg(ClientMessage::auth(event))
+            .map_err(|error| {
+                tracing::debug!(%error, "cannot send AUTH");
+            })
     }
-    client.shutdown().await;
-    deliveries
+
+    /// The relay answered an AUTH.
+    fn auth_answered(
+        &mut self,
+        url: &str,
+        link: &mut Link,
+        pubkey: PublicKey,
+        accepted: bool,
+        message: &str,
+    ) -> Result<(), ()> {
+        let Some(pending) = link.auth.pending.get(&pubkey) else {
+            return Ok(());
+        };
+        if accepted {
+            let pending = link.auth.pending.remove(&pubkey).expect("pending auth");
+            link.auth.epoch += 1;
+            link.auth.authed.insert(pubkey, link.auth.epoch);
+            tracing::debug!(relay = %url, identity = pending.identity.describe(), %pubkey, "authenticated (NIP-42)");
+            self.requeue_front(pending.waiting.into_iter().chain(pending.bystanders));
+            return Ok(());
+        }
+        let used_seq = pending.sent.map_or(0, |(_, seq)| seq);
+        if link.auth.challenge_seq > used_seq && pending.attempts < MAX_AUTH_ATTEMPTS {
+            // The relay has a newer challenge: answer that one.
+            tracing::debug!(relay = %url, message = %relay_text(message), "AUTH refused; retrying with the newest challenge");
+            return self.send_auth(link, pubkey);
+        }
+        let pending = link.auth.pending.remove(&pubkey).expect("pending auth");
+        let reason = format!(
+            "{} (NIP-42 authentication as {} was refused: {})",
+            pending.demand,
+            pending.identity.describe(),
+            relay_text(message)
+        );
+        tracing::warn!(relay = %url, %reason, "authentication refused");
+        for job in pending.waiting {
+            self.finish(job, Delivery::Failed(reason.clone()));
+        }
+        // Other identities may fare better: their events go again.
+        self.requeue_front(pending.bystanders);
+        Ok(())
+    }
+
+    /// After a lost connection: what was in flight failed; what waited for
+    /// that connection's authentication goes back to the queue.
+    fn connection_lost(&mut self, auth: AuthState) {
+        let lost: Vec<usize> = self.in_flight.drain().map(|(_, (job, _))| job).collect();
+        self.deadlines.clear();
+        let mut lost_sorted = lost;
+        lost_sorted.sort_unstable();
+        for job in lost_sorted {
+            self.finish(
+                job,
+                Delivery::Failed("connection lost before the relay answered".to_owned()),
+            );
+        }
+        let waiting: Vec<usize> = auth
+            .pending
+            .into_values()
+            .flat_map(|pending| pending.waiting.into_iter().chain(pending.bystanders))
+            .collect();
+        self.requeue_front(waiting);
+        for job in &mut self.jobs {
+            job.auth_demands = 0;
+            job.sent_epoch = 0;
+        }
+    }
+
+    /// Puts jobs back at the front of the queue, in item order.
+    fn requeue_front(&mut self, jobs: impl IntoIterator<Item = usize>) {
+        let mut jobs: Vec<usize> = jobs.into_iter().collect();
+        jobs.sort_unstable();
+        for &job in jobs.iter().rev() {
+            if !matches!(self.jobs[job].state, JobState::Done(_)) {
+                self.jobs[job].state = JobState::Ready;
+                self.ready.push_front(job);
+            }
+        }
+    }
+
+    /// Fails every job not yet done.
+    fn fail_remaining(&mut self, reason: &str) {
+        for job in 0..self.jobs.len() {
+            if !matches!(self.jobs[job].state, JobState::Done(_)) {
+                self.finish(job, Delivery::Failed(reason.to_owned()));
+            }
+        }
+        self.ready.clear();
+        self.backoff.clear();
+        self.in_flight.clear();
+        self.deadlines.clear();
+    }
+
+    fn finish(&mut self, job: usize, delivery: Delivery) {
+        if !matches!(self.jobs[job].state, JobState::Done(_)) {
+            self.remaining -= 1;
+        }
+        self.jobs[job].state = JobState::Done(delivery);
+    }
+}
+
+/// Opens a connection for publishing: no signer and no automatic NIP-42
+/// authentication (this module authenticates as each agent itself), no
+/// automatic reconnect (a drop must be seen, so that the events in flight are
+/// reported), no size limits.
+async fn connect(
+    url: &str,
+    connect_timeout: Duration,
+    channel_size: usize,
+) -> Result<Link, String> {
+    let client = Client::builder()
+        .opts(ClientOptions::new().automatic_authentication(false))
+        .build();
+    let relay_opts = RelayOptions::new()
+        .reconnect(false)
+        .limits(RelayLimits::disable())
+        .notification_channel_size(channel_size);
+    let relay = match client.pool().add_relay(url, relay_opts).await {
+        Ok(_) => client.pool().relay(url).await,
+        Err(error) => Err(error),
+    };
+    let relay = match relay {
+        Ok(relay) => relay,
+        Err(error) => {
+            client.shutdown().await;
+            return Err(format!("invalid relay URL: {error}"));
+        }
+    };
+    // Listen before anything is sent (or received: an AUTH challenge may come
+    // right at connect), so no answer can slip past.
+    let notifications = relay.notifications();
+    let connected = tokio::time::timeout(connect_timeout, relay.try_connect(connect_timeout)).await;
+    let failure = match connected {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) if error.to_string().eq_ignore_ascii_case("timeout") => Some(format!(
+            "connection failed: no connection after {}",
+            human_duration(connect_timeout)
+        )),
+        Ok(Err(error)) => Some(format!("connection failed: {error}")),
+        Err(_) => Some(format!(
+            "connection failed: no connection after {}",
+            human_duration(connect_timeout)
+        )),
+    };
+    if let Some(reason) = failure {
+        client.shutdown().await;
+        return Err(reason);
+    }
+    Ok(Link {
+        client,
+        relay,
+        notifications,
+        auth: AuthState::default(),
+    })
+}
+
+/// A random number in [0, 1) for backoff jitter.
+fn jitter() -> f64 {
+    nostr::prelude::rand::random::<f64>()
+}
+
+/// Relay-supplied text made safe for a delivery: control characters escaped
+/// (no terminal escapes reach an operator's screen) and the length capped.
+fn relay_text(text: &str) -> String {
+    let mut out = String::new();
+    for (count, c) in text.chars().enumerate() {
+        if count == MAX_RELAY_TEXT_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// "15 s", "1.5 s", "250 ms".
+fn human_duration(duration: Duration) -> String {
+    if duration < Duration::from_secs(1) {
+        format!("{} ms", duration.as_millis())
+    } else if duration.subsec_millis() == 0 {
+        format!("{} s", duration.as_secs())
+    } else {
+        format!("{:.1} s", duration.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_text_is_verbatim_for_plain_text_and_escapes_control_characters() {
+        assert_eq!(
+            relay_text("replaced: have newer event"),
+            "replaced: have newer event"
+        );
+        assert_eq!(relay_text("blocked: \x1b[31mno"), "blocked: \\u{1b}[31mno");
+        assert_eq!(
+            relay_text(&"x".repeat(1000)).chars().count(),
+            MAX_RELAY_TEXT_CHARS + 1
+        );
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(Duration::from_secs(1)), "1 s");
+        assert_eq!(human_duration(Duration::from_millis(1500)), "1.5 s");
+        assert_eq!(human_duration(Duration::from_millis(250)), "250 ms");
+    }
+
+    #[test]
+    fn jitter_is_in_range() {
+        for _ in 0..100 {
+            let value = jitter();
+            assert!((0.0..1.0).contains(&value));
+        }
+    }
+
+    #[tokio::test]
+    async fn no_items_means_no_connection_and_no_deliveries() {
+        let deliveries =
+            publish_all("ws://127.0.0.1:9", Vec::new(), &PublishOptions::default()).await;
+        assert!(deliveries.is_empty());
+    }
+
+    #[tokio::test]
+    async fn items_with_one_event_share_one_delivery() {
+        // Nothing listens on port 9: every item fails with the same reason.
+        let keys = Keys::generate();
+        let event = EventBuilder::new(nostr::Kind::Metadata, "{}")
+            .sign_with_keys(&keys)
+            .expect("sign");
+        let item = PublishItem { event, keys };
+        let opts = PublishOptions {
+            connect_timeout: Duration::from_secs(2),
+            ..PublishOptions::default()
+        };
+        let deliveries = publish_all("ws://127.0.0.1:9", vec![item.clone(), item], &opts).await;
+        assert_eq!(deliveries.len(), 2);
+        assert_eq!(deliveries[0], deliveries[1]);
+        assert!(
+            matches!(&deliveries[0], Delivery::Failed(reason) if reason.starts_with("connection failed")),
+            "{deliveries:?}"
+        );
+    }
 }

@@ -1,1 +1,475 @@
-//! Publishing tests (being written).
+//! Publishing signed events to a relay (`reprofile::publish::publish_all`).
+//!
+//! What is under test is the relay edge of apply ("apply must", relay
+//! writes): one pipelined connection per relay, the relay's OK answers carried
+//! out as the core classifies them (retry `rate-limited:` with the same signed
+//! event, authenticate on `auth-required:`, report refusals verbatim), bounded
+//! waits, and a dropped connection that fails only what was in flight.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use nostr::{Event, Keys, PublicKey};
+use nostr_relay_builder::builder::{
+    PolicyResult, RelayBuilderNip42, RelayBuilderNip42Mode, WritePolicy,
+};
+use reprofile::core::apply::Backoff;
+use reprofile::core::model::RelayObservation;
+use reprofile::publish::{publish_all, Delivery, PublishItem, PublishOptions};
+use reprofile::relay::read_profiles;
+use serde_json::json;
+
+use crate::support::{
+    bulk_relay_builder, closed_port_url, short_read_options, signed_profile, start_local_relay,
+    start_local_relay_with, FakeBehaviour, FakeRelay,
+};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// Options for tests: short waits, tiny backoffs.
+fn fast_options() -> PublishOptions {
+    PublishOptions {
+        connect_timeout: 2 * SECOND,
+        publish_timeout: 3 * SECOND,
+        backoff: Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(40),
+            max_retries: 5,
+        },
+        max_in_flight: 64,
+        service_keys: None,
+    }
+}
+
+/// One kind:0 event per agent, signed by it.
+fn items_for(agents: &[Keys]) -> Vec<PublishItem> {
+    agents
+        .iter()
+        .enumerate()
+        .map(|(index, keys)| {
+            PublishItem {
+            event: signed_profile(
+                keys,
+                1_700_000_000 + index as u64,
+                &json!({"name": format!("agent-{index}"), "display_name": format!("Agent {index}")})
+                    .to_string(),
+            ),
+            keys: keys.clone(),
+        }
+        })
+        .collect()
+}
+
+fn agents(n: usize) -> Vec<Keys> {
+    (0..n).map(|_| Keys::generate()).collect()
+}
+
+fn assert_all_accepted(deliveries: &[Delivery]) {
+    for (index, delivery) in deliveries.iter().enumerate() {
+        assert_eq!(delivery, &Delivery::Accepted, "item {index}");
+    }
+}
+
+/// Reads the newest kind:0 of each item's author back from `url` and asserts
+/// it is that item's event.
+async fn assert_stored(url: &str, items: &[PublishItem]) {
+    let authors: Vec<PublicKey> = items.iter().map(|item| item.event.pubkey).collect();
+    let requests = BTreeMap::from([(url.to_owned(), authors)]);
+    let mut tables = read_profiles(requests, &short_read_options(2 * SECOND, 5 * SECOND)).await;
+    let table = tables.remove(url).expect("the relay's table");
+    for item in items {
+        match &table[&item.event.pubkey.to_hex()] {
+            RelayObservation::Newest(stored) => {
+                assert_eq!(stored.id, item.event.id.to_hex(), "newest kind:0 read back")
+            }
+            other => panic!(
+                "{}: expected the published event, got {other:?}",
+                item.event.pubkey
+            ),
+        }
+    }
+}
+
+/// Asserts that `fake` saw its client close every connection.
+async fn assert_connections_closed(fake: &FakeRelay) {
+    assert!(
+        fake.wait_until_no_connection_is_open(5 * SECOND).await,
+        "publish_all left a connection open"
+    );
+}
+
+#[tokio::test]
+async fn two_hundred_events_to_a_local_relay_are_all_accepted_and_read_back() {
+    let relay = start_local_relay().await;
+    let url = relay.url().await.to_string();
+    let items = items_for(&agents(200));
+
+    let started = Instant::now();
+    let deliveries = publish_all(&url, items.clone(), &fast_options()).await;
+    eprintln!("200 events published in {:?}", started.elapsed());
+
+    assert_eq!(deliveries.len(), 200, "one delivery per item");
+    assert_all_accepted(&deliveries);
+    assert_stored(&url, &items).await;
+}
+
+#[tokio::test]
+async fn a_rate_limited_event_is_resent_unchanged_until_accepted() {
+    let fake = FakeRelay::start(FakeBehaviour::RateLimitFirst(2)).await;
+    let items = items_for(&agents(3));
+
+    let deliveries = publish_all(fake.url(), items.clone(), &fast_options()).await;
+
+    assert_all_accepted(&deliveries);
+    // Each event reached the relay three times with the same id: re-sent,
+    // never re-signed (a new signature or created_at would change the id).
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for id in fake.event_ids() {
+        *counts.entry(id).or_default() += 1;
+    }
+    let expected: HashMap<String, usize> = items
+        .iter()
+        .map(|item| (item.event.id.to_hex(), 3))
+        .collect();
+    assert_eq!(counts, expected);
+    assert_eq!(fake.connections(), 1, "one connection for the batch");
+    assert_connections_closed(&fake).await;
+}
+
+#[tokio::test]
+async fn an_always_rate_limited_event_fails_after_the_bounded_retries() {
+    let fake = FakeRelay::start(FakeBehaviour::AnswerOk {
+        accepted: false,
+        message: "rate-limited: slow down".into(),
+    })
+    .await;
+    let items = items_for(&agents(2));
+    let mut opts = fast_options();
+    opts.backoff.max_retries = 3;
+
+    let started = Instant::now();
+    let deliveries = publish_all(fake.url(), items.clone(), &opts).await;
+    let elapsed = started.elapsed();
+
+    for delivery in &deliveries {
+        assert_eq!(
+            delivery,
+            &Delivery::Failed("rate-limited: slow down (gave up after 3 retries)".into())
+        );
+    }
+    // The first attempt and three retries, all with the same event.
+    let ids = fake.event_ids();
+    assert_eq!(ids.len(), 8, "{ids:?}");
+    let distinct: HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), 2);
+    // Backoffs of 10, 20 and 40 ms (at least half each with jitter).
+    assert!(elapsed >= Duration::from_millis(35), "{elapsed:?}");
+    assert!(elapsed < 2 * SECOND, "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_nip42_write_relay_accepts_after_authenticating_as_the_agent() {
+    let builder = bulk_relay_builder().nip42(RelayBuilderNip42 {
+        mode: RelayBuilderNip42Mode::Write,
+    });
+    let relay = start_local_relay_with(builder).await;
+    let url = relay.url().await.to_string();
+    // Enough events that many are in flight when the relay first demands auth
+    // (each unauthenticated EVENT makes this relay issue a new challenge).
+    let items = items_for(&agents(100));
+
+    let deliveries = publish_all(&url, items.clone(), &fast_options()).await;
+
+    assert_all_accepted(&deliveries);
+    // Write mode lets anyone read: the events are there.
+    assert_stored(&url, &items).await;
+}
+
+#[tokio::test]
+async fn a_nip42_write_relay_accepts_after_authenticating_with_the_service_key() {
+    let builder = bulk_relay_builder().nip42(RelayBuilderNip42 {
+        mode: RelayBuilderNip42Mode::Write,
+    });
+    let relay = start_local_relay_with(builder).await;
+    let url = relay.url().await.to_string();
+    let items = items_for(&agents(10));
+    let mut opts = fast_options();
+    opts.service_keys = Some(Keys::generate());
+
+    let deliveries = publish_all(&url, items.clone(), &opts).await;
+
+    assert_all_accepted(&deliveries);
+    assert_stored(&url, &items).await;
+}
+
+#[tokio::test]
+async fn a_challenge_sent_at_connect_is_used_and_each_agent_authenticates_once() {
+    let fake = FakeRelay::start(FakeBehaviour::AuthAtConnect {
+        challenge: "challenge-at-connect".into(),
+        trusted: None,
+    })
+    .await;
+    // Three agents, two events each.
+    let agents = agents(3);
+    let mut items = items_for(&agents);
+    items.extend(agents.iter().enumerate().map(|(index, keys)| PublishItem {
+        event: signed_profile(keys, 1_800_000_000 + index as u64, r#"{"name":"again"}"#),
+        keys: keys.clone(),
+    }));
+
+    let deliveries = publish_all(fake.url(), items, &fast_options()).await;
+
+    assert_all_accepted(&deliveries);
+    let auths = fake.auths();
+    let mut authenticated: Vec<String> = auths.iter().map(|a| a.pubkey.clone()).collect();
+    authenticated.sort();
+    let mut expected: Vec<String> = agents.iter().map(|k| k.public_key().to_hex()).collect();
+    expected.sort();
+    assert_eq!(authenticated, expected, "once per distinct agent");
+    for auth in &auths {
+        assert_eq!(
+            auth.relay.trim_end_matches('/'),
+            fake.url(),
+            "AUTH names the relay"
+        );
+    }
+    assert_eq!(fake.connections(), 1);
+    assert_connections_closed(&fake).await;
+}
+
+#[tokio::test]
+async fn a_service_key_authenticates_once_for_every_agent() {
+    let service = Keys::generate();
+    let fake = FakeRelay::start(FakeBehaviour::AuthAtConnect {
+        challenge: "c".into(),
+        trusted: Some(service.public_key().to_hex()),
+    })
+    .await;
+    let items = items_for(&agents(5));
+    let mut opts = fast_options();
+    opts.service_keys = Some(service.clone());
+
+    let deliveries = publish_all(fake.url(), items, &opts).await;
+
+    assert_all_accepted(&deliveries);
+    let auths: Vec<String> = fake.auths().into_iter().map(|a| a.pubkey).collect();
+    assert_eq!(auths, vec![service.public_key().to_hex()]);
+}
+
+#[derive(Debug)]
+struct BlockEveryone;
+
+impl WritePolicy for BlockEveryone {
+    fn admit_event<'a>(
+        &'a self,
+        _event: &'a Event,
+        _addr: &'a std::net::SocketAddr,
+    ) -> nostr::util::BoxedFuture<'a, PolicyResult> {
+        Box::pin(async { PolicyResult::Reject("not on the allow list".to_owned()) })
+    }
+}
+
+#[tokio::test]
+async fn a_write_policy_block_is_refused_with_the_relays_message() {
+    let relay = start_local_relay_with(bulk_relay_builder().write_policy(BlockEveryone)).await;
+    let url = relay.url().await.to_string();
+
+    let deliveries = publish_all(&url, items_for(&agents(2)), &fast_options()).await;
+
+    assert_eq!(
+        deliveries,
+        vec![Delivery::Refused("blocked: not on the allow list".into()); 2]
+    );
+}
+
+#[tokio::test]
+async fn refusals_are_reported_verbatim_and_duplicates_count_as_accepted() {
+    let cases = [
+        (
+            false,
+            "replaced: have newer event",
+            Delivery::Refused("replaced: have newer event".into()),
+        ),
+        (
+            false,
+            "invalid: bad signature",
+            Delivery::Refused("invalid: bad signature".into()),
+        ),
+        (
+            false,
+            "blocked: you are banned",
+            Delivery::Refused("blocked: you are banned".into()),
+        ),
+        (
+            false,
+            "pow: difficulty 30 required",
+            Delivery::Refused("pow: difficulty 30 required".into()),
+        ),
+        (
+            false,
+            "error: unknown",
+            Delivery::Refused("error: unknown".into()),
+        ),
+        (
+            false,
+            "duplicate: already have this event",
+            Delivery::Accepted,
+        ),
+        (
+            true,
+            "duplicate: already have this event",
+            Delivery::Accepted,
+        ),
+        (true, "", Delivery::Accepted),
+    ];
+    for (accepted, message, expected) in cases {
+        let fake = FakeRelay::start(FakeBehaviour::AnswerOk {
+            accepted,
+            message: message.into(),
+        })
+        .await;
+        let deliveries = publish_all(fake.url(), items_for(&agents(2)), &fast_options()).await;
+        assert_eq!(
+            deliveries,
+            vec![expected.clone(); 2],
+            "OK {accepted} {message:?}"
+        );
+        assert_eq!(fake.event_ids().len(), 2, "no retry for {message:?}");
+    }
+}
+
+#[tokio::test]
+async fn no_ok_within_the_publish_timeout_fails() {
+    let fake = FakeRelay::start(FakeBehaviour::NeverOk).await;
+    let mut opts = fast_options();
+    opts.publish_timeout = SECOND;
+
+    let started = Instant::now();
+    let deliveries = publish_all(fake.url(), items_for(&agents(3)), &opts).await;
+    let elapsed = started.elapsed();
+
+    assert_eq!(
+        deliveries,
+        vec![Delivery::Failed("no OK from the relay within 1 s".into()); 3]
+    );
+    assert!(elapsed >= SECOND, "{elapsed:?}");
+    assert!(elapsed < 3 * SECOND, "{elapsed:?}");
+    assert_connections_closed(&fake).await;
+}
+
+#[tokio::test]
+async fn a_dropped_connection_fails_what_was_in_flight_and_the_rest_go_on() {
+    // The relay waits for 4 EVENTs, accepts the first 2, drops the connection.
+    let fake = FakeRelay::start(FakeBehaviour::DropFirstConnectionAfter {
+        events: 4,
+        accept: 2,
+    })
+    .await;
+    let mut opts = fast_options();
+    opts.max_in_flight = 4;
+    let items = items_for(&agents(12));
+
+    let deliveries = publish_all(fake.url(), items, &opts).await;
+
+    let lost = Delivery::Failed("connection lost before the relay answered".into());
+    assert_eq!(deliveries[..2], [Delivery::Accepted, Delivery::Accepted]);
+    assert_eq!(deliveries[2..4], [lost.clone(), lost.clone()]);
+    // Events 5 and 6 may have been sent on the dying connection (after the
+    // two OKs) or not; either way they end Accepted or lost, nothing else.
+    for (index, delivery) in deliveries[4..6].iter().enumerate() {
+        assert!(
+            *delivery == Delivery::Accepted || *delivery == lost,
+            "item {}: {delivery:?}",
+            index + 4
+        );
+    }
+    assert_all_accepted(&deliveries[6..]);
+    assert_eq!(fake.connections(), 2, "one reconnect");
+    assert_connections_closed(&fake).await;
+}
+
+#[tokio::test]
+async fn several_events_are_in_flight_at_once() {
+    // The relay answers nothing until it has 10 EVENTs: a publisher that
+    // waits for each OK before the next would time out here.
+    let fake = FakeRelay::start(FakeBehaviour::HoldOksUntil(10)).await;
+    let deliveries = publish_all(fake.url(), items_for(&agents(10)), &fast_options()).await;
+    assert_all_accepted(&deliveries);
+    assert_eq!(fake.max_unanswered_events(), 10);
+}
+
+#[tokio::test]
+async fn no_more_than_max_in_flight_events_await_an_ok() {
+    let fake = FakeRelay::start(FakeBehaviour::HoldOksUntil(4)).await;
+    let mut opts = fast_options();
+    opts.max_in_flight = 4;
+    let deliveries = publish_all(fake.url(), items_for(&agents(20)), &opts).await;
+    assert_all_accepted(&deliveries);
+    assert_eq!(fake.max_unanswered_events(), 4);
+}
+
+#[tokio::test]
+async fn a_relay_that_is_down_fails_every_item_quickly() {
+    let url = closed_port_url();
+    let started = Instant::now();
+    let deliveries = publish_all(&url, items_for(&agents(3)), &fast_options()).await;
+    assert_eq!(deliveries.len(), 3);
+    for delivery in &deliveries {
+        assert!(
+            matches!(delivery, Delivery::Failed(reason) if reason.starts_with("connection failed")),
+            "{delivery:?}"
+        );
+    }
+    assert!(started.elapsed() < 3 * SECOND);
+}
+
+#[tokio::test]
+async fn an_event_still_refused_after_authenticating_is_refused_with_the_relays_message() {
+    // The relay wants each author authenticated; the service key is not one
+    // of them and is not trusted.
+    let fake = FakeRelay::start(FakeBehaviour::AuthAtConnect {
+        challenge: "c".into(),
+        trusted: None,
+    })
+    .await;
+    let mut opts = fast_options();
+    opts.service_keys = Some(Keys::generate());
+
+    let deliveries = publish_all(fake.url(), items_for(&agents(3)), &opts).await;
+
+    assert_eq!(
+        deliveries,
+        vec![Delivery::Refused("auth-required: authenticate as the author".into()); 3]
+    );
+    assert_eq!(fake.auths().len(), 1, "the service key authenticated once");
+    // Each event: sent, answered auth-required, resent after the AUTH, refused.
+    assert_eq!(fake.event_ids().len(), 6);
+}
+
+#[tokio::test]
+async fn a_relay_that_demands_auth_but_sends_no_challenge_fails_within_the_timeout() {
+    let fake = FakeRelay::start(FakeBehaviour::AnswerOk {
+        accepted: false,
+        message: "auth-required: members only".into(),
+    })
+    .await;
+    let mut opts = fast_options();
+    opts.publish_timeout = SECOND;
+
+    let started = Instant::now();
+    let deliveries = publish_all(fake.url(), items_for(&agents(2)), &opts).await;
+    let elapsed = started.elapsed();
+
+    assert_eq!(
+        deliveries,
+        vec![
+            Delivery::Failed(
+                "auth-required: members only (the relay sent no NIP-42 challenge within 1 s)"
+                    .into()
+            );
+            2
+        ]
+    );
+    assert!(elapsed < 3 * SECOND, "{elapsed:?}");
+    assert!(fake.auths().is_empty());
+}

@@ -6,7 +6,9 @@
 //! - [`seed_events`]: the signed kind:0 events of `tests/fixtures/basic/relay-seed.jsonl`.
 //! - [`FakeRelay`]: a small scripted relay for hostile behaviours that a
 //!   well-behaved relay never shows (CLOSED, silence, a dropped connection,
-//!   NOTICE instead of EOSE, invalid events, several versions of a kind:0).
+//!   NOTICE instead of EOSE, invalid events, several versions of a kind:0),
+//!   and, for publishing, scripted OK answers (refusals, rate limits, silence,
+//!   held answers, a dropped connection, NIP-42 with a challenge at connect).
 //!
 //! Nothing here sleeps to synchronize: every wait is on a real event (a
 //! connection, a relay's OK, a message), bounded by a timeout.
@@ -166,6 +168,58 @@ pub enum FakeBehaviour {
     EventsThenDisconnect(Vec<String>),
     /// Answers `["NOTICE", <message>]` and never sends EOSE.
     NoticeInsteadOfEose(String),
+
+    // Publishing behaviours: they answer EVENTs as described, and every REQ
+    // with an immediate EOSE (no events). The behaviours above ignore EVENTs.
+    /// Answers every EVENT with `["OK", <id>, accepted, message]` (with
+    /// `accepted: true` this is a relay that says OK but stores nothing).
+    AnswerOk { accepted: bool, message: String },
+    /// Never answers an EVENT; the connection stays open.
+    NeverOk,
+    /// Answers the first `n` EVENTs carrying a given event id (counted over
+    /// all connections) with `rate-limited: slow down`, later ones with OK true.
+    RateLimitFirst(usize),
+    /// On each connection, sends no OK until it has received `n` EVENTs; then
+    /// answers all of them, and every later one at once, with OK true.
+    HoldOksUntil(usize),
+    /// On the first connection: waits for `events` EVENTs, answers the first
+    /// `accept` of them with OK true, then closes the TCP connection without a
+    /// websocket close handshake. Later connections answer OK true at once.
+    DropFirstConnectionAfter { events: usize, accept: usize },
+    /// NIP-42, checked per author: sends `["AUTH", <challenge>]` right after
+    /// the connection opens (and never again). An EVENT whose author, or the
+    /// `trusted` pubkey (hex), has authenticated on this connection gets OK
+    /// true; any other gets OK false `auth-required: authenticate as the
+    /// author`. An AUTH (kind 22242, valid signature, this challenge, a
+    /// `relay` tag) is answered OK true and adds its pubkey to the
+    /// connection's authenticated set (several pubkeys per connection).
+    AuthAtConnect {
+        challenge: String,
+        trusted: Option<String>,
+    },
+}
+
+impl FakeBehaviour {
+    fn is_publishing(&self) -> bool {
+        matches!(
+            self,
+            FakeBehaviour::AnswerOk { .. }
+                | FakeBehaviour::NeverOk
+                | FakeBehaviour::RateLimitFirst(_)
+                | FakeBehaviour::HoldOksUntil(_)
+                | FakeBehaviour::DropFirstConnectionAfter { .. }
+                | FakeBehaviour::AuthAtConnect { .. }
+        )
+    }
+}
+
+/// An AUTH a [`FakeRelay`] accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeAuth {
+    /// The authenticated pubkey (hex).
+    pub pubkey: String,
+    /// The AUTH event's `relay` tag.
+    pub relay: String,
 }
 
 /// What a [`FakeRelay`] saw.
@@ -174,6 +228,14 @@ struct FakeLog {
     connections: usize,
     requests: Vec<Value>,
     max_open_subscriptions: usize,
+    /// Every EVENT's id, in the order received (all connections).
+    event_ids: Vec<String>,
+    /// How many EVENTs with each id were received (all connections).
+    event_counts: std::collections::HashMap<String, usize>,
+    /// Every AUTH accepted.
+    auths: Vec<FakeAuth>,
+    /// The most EVENTs one connection had received and not yet answered.
+    max_unanswered_events: usize,
 }
 
 /// A scripted relay over a real websocket (tokio-tungstenite, 127.0.0.1, a free
@@ -205,12 +267,17 @@ impl FakeRelay {
                 tokio::select! {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { return };
-                        server_log.lock().unwrap().connections += 1;
+                        let number = {
+                            let mut log = server_log.lock().unwrap();
+                            log.connections += 1;
+                            log.connections
+                        };
                         open_sender.send_modify(|open| *open += 1);
                         connections.spawn(serve_connection(
                             stream,
                             behaviour.clone(),
                             Arc::clone(&server_log),
+                            number,
                         ));
                     }
                     Some(_) = connections.join_next(), if !connections.is_empty() => {
@@ -256,6 +323,22 @@ impl FakeRelay {
     pub fn max_open_subscriptions(&self) -> usize {
         self.log.lock().unwrap().max_open_subscriptions
     }
+
+    /// The id (hex) of every EVENT received, in order, over all connections.
+    pub fn event_ids(&self) -> Vec<String> {
+        self.log.lock().unwrap().event_ids.clone()
+    }
+
+    /// Every AUTH the relay accepted, in order.
+    pub fn auths(&self) -> Vec<FakeAuth> {
+        self.log.lock().unwrap().auths.clone()
+    }
+
+    /// The most EVENTs one connection had sent without having had their OK
+    /// yet (as the relay saw it: received and not answered).
+    pub fn max_unanswered_events(&self) -> usize {
+        self.log.lock().unwrap().max_unanswered_events
+    }
 }
 
 impl Drop for FakeRelay {
@@ -264,7 +347,12 @@ impl Drop for FakeRelay {
     }
 }
 
-async fn serve_connection(stream: TcpStream, behaviour: FakeBehaviour, log: Arc<Mutex<FakeLog>>) {
+async fn serve_connection(
+    stream: TcpStream,
+    behaviour: FakeBehaviour,
+    log: Arc<Mutex<FakeLog>>,
+    connection_number: usize,
+) {
     let Ok(Ok(websocket)) =
         tokio::time::timeout(HELPER_TIMEOUT, tokio_tungstenite::accept_async(stream)).await
     else {
@@ -272,6 +360,13 @@ async fn serve_connection(stream: TcpStream, behaviour: FakeBehaviour, log: Arc<
     };
     let (mut sink, mut source) = websocket.split();
     let mut open: HashSet<String> = HashSet::new();
+    let mut publishing = PublishSession::new(connection_number);
+    if let FakeBehaviour::AuthAtConnect { challenge, .. } = &behaviour {
+        let greeting = json!(["AUTH", challenge]).to_string();
+        if sink.send(Message::text(greeting)).await.is_err() {
+            return;
+        }
+    }
     while let Some(Ok(message)) = source.next().await {
         let Message::Text(text) = message else {
             continue;
@@ -281,6 +376,26 @@ async fn serve_connection(stream: TcpStream, behaviour: FakeBehaviour, log: Arc<
         };
         let subscription = value[1].as_str().unwrap_or_default().to_owned();
         match value[0].as_str() {
+            Some("EVENT") | Some("AUTH") if behaviour.is_publishing() => {
+                let step = publishing.receive(&behaviour, &log, &value);
+                for reply in step.replies {
+                    if sink.send(Message::text(reply)).await.is_err() {
+                        return;
+                    }
+                }
+                if step.disconnect {
+                    // Dropping both halves closes the TCP connection
+                    // without a websocket close handshake.
+                    return;
+                }
+            }
+            Some("REQ") if behaviour.is_publishing() => {
+                log.lock().unwrap().requests.push(value.clone());
+                let reply = json!(["EOSE", subscription]).to_string();
+                if sink.send(Message::text(reply)).await.is_err() {
+                    return;
+                }
+            }
             Some("REQ") => {
                 log.lock().unwrap().requests.push(value.clone());
                 let sub = json!(subscription).to_string();
@@ -313,6 +428,13 @@ async fn serve_connection(stream: TcpStream, behaviour: FakeBehaviour, log: Arc<
                         replies.push(json!(["NOTICE", text]).to_string());
                         open.insert(subscription);
                     }
+                    // Handled above.
+                    FakeBehaviour::AnswerOk { .. }
+                    | FakeBehaviour::NeverOk
+                    | FakeBehaviour::RateLimitFirst(_)
+                    | FakeBehaviour::HoldOksUntil(_)
+                    | FakeBehaviour::DropFirstConnectionAfter { .. }
+                    | FakeBehaviour::AuthAtConnect { .. } => {}
                 }
                 {
                     let mut log = log.lock().unwrap();
@@ -329,5 +451,153 @@ async fn serve_connection(stream: TcpStream, behaviour: FakeBehaviour, log: Arc<
             }
             _ => {}
         }
+    }
+}
+
+/// What a [`FakeRelay`] connection sends after one EVENT or AUTH.
+struct PublishStep {
+    replies: Vec<String>,
+    disconnect: bool,
+}
+
+/// The publishing state of one [`FakeRelay`] connection.
+struct PublishSession {
+    connection_number: usize,
+    /// Event ids received and not answered yet, in order.
+    unanswered: Vec<String>,
+    /// EVENTs received on this connection.
+    received: usize,
+    /// Pubkeys (hex) authenticated on this connection.
+    authenticated: HashSet<String>,
+}
+
+impl PublishSession {
+    fn new(connection_number: usize) -> Self {
+        Self {
+            connection_number,
+            unanswered: Vec::new(),
+            received: 0,
+            authenticated: HashSet::new(),
+        }
+    }
+
+    fn receive(
+        &mut self,
+        behaviour: &FakeBehaviour,
+        log: &Arc<Mutex<FakeLog>>,
+        message: &Value,
+    ) -> PublishStep {
+        let mut step = PublishStep {
+            replies: Vec::new(),
+            disconnect: false,
+        };
+        if message[0] == "AUTH" {
+            if let FakeBehaviour::AuthAtConnect { challenge, .. } = behaviour {
+                step.replies
+                    .push(self.authenticate(challenge, log, &message[1]));
+            }
+            return step;
+        }
+        let id = message[1]["id"].as_str().unwrap_or_default().to_owned();
+        let author = message[1]["pubkey"].as_str().unwrap_or_default().to_owned();
+        let seen_before = {
+            let mut log = log.lock().unwrap();
+            log.event_ids.push(id.clone());
+            let count = log.event_counts.entry(id.clone()).or_insert(0);
+            *count += 1;
+            *count - 1
+        };
+        self.received += 1;
+        self.unanswered.push(id.clone());
+        self.note_unanswered(log);
+        let ok =
+            |id: &str, accepted: bool, text: &str| json!(["OK", id, accepted, text]).to_string();
+        match behaviour {
+            FakeBehaviour::AnswerOk { accepted, message } => {
+                step.replies.push(ok(&id, *accepted, message));
+            }
+            FakeBehaviour::NeverOk => return step,
+            FakeBehaviour::RateLimitFirst(n) => {
+                if seen_before < *n {
+                    step.replies.push(ok(&id, false, "rate-limited: slow down"));
+                } else {
+                    step.replies.push(ok(&id, true, ""));
+                }
+            }
+            FakeBehaviour::HoldOksUntil(n) => {
+                if self.received < *n {
+                    return step;
+                }
+                for held in &self.unanswered {
+                    step.replies.push(ok(held, true, ""));
+                }
+            }
+            FakeBehaviour::DropFirstConnectionAfter { events, accept } => {
+                if self.connection_number > 1 {
+                    step.replies.push(ok(&id, true, ""));
+                } else if self.received < *events {
+                    return step;
+                } else {
+                    for held in self.unanswered.iter().take(*accept) {
+                        step.replies.push(ok(held, true, ""));
+                    }
+                    step.disconnect = true;
+                    return step;
+                }
+            }
+            FakeBehaviour::AuthAtConnect { trusted, .. } => {
+                let allowed = self.authenticated.contains(&author)
+                    || trusted
+                        .as_ref()
+                        .is_some_and(|trusted| self.authenticated.contains(trusted));
+                if allowed {
+                    step.replies.push(ok(&id, true, ""));
+                } else {
+                    step.replies
+                        .push(ok(&id, false, "auth-required: authenticate as the author"));
+                }
+            }
+            _ => return step,
+        }
+        self.unanswered.clear();
+        step
+    }
+
+    fn note_unanswered(&self, log: &Arc<Mutex<FakeLog>>) {
+        let mut log = log.lock().unwrap();
+        log.max_unanswered_events = log.max_unanswered_events.max(self.unanswered.len());
+    }
+
+    /// Checks an AUTH event and returns the OK answer.
+    fn authenticate(&mut self, challenge: &str, log: &Arc<Mutex<FakeLog>>, raw: &Value) -> String {
+        let id = raw["id"].as_str().unwrap_or_default().to_owned();
+        let refuse =
+            |why: &str| json!(["OK", id, false, format!("auth-required: {why}")]).to_string();
+        let Ok(event) = Event::from_json(raw.to_string()) else {
+            return refuse("unparsable AUTH event");
+        };
+        if event.verify().is_err() {
+            return refuse("AUTH event does not verify");
+        }
+        if event.kind != Kind::Authentication {
+            return refuse("AUTH event is not kind 22242");
+        }
+        let tag = |name: &str| {
+            event
+                .tags
+                .iter()
+                .find(|tag| tag.as_slice().first().map(String::as_str) == Some(name))
+                .and_then(|tag| tag.as_slice().get(1).cloned())
+        };
+        if tag("challenge").as_deref() != Some(challenge) {
+            return refuse("wrong challenge");
+        }
+        let Some(relay) = tag("relay") else {
+            return refuse("no relay tag");
+        };
+        let pubkey = event.pubkey.to_hex();
+        self.authenticated.insert(pubkey.clone());
+        log.lock().unwrap().auths.push(FakeAuth { pubkey, relay });
+        json!(["OK", id, true, ""]).to_string()
     }
 }
