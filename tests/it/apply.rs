@@ -489,3 +489,96 @@ async fn crash_safety_sigkill_mid_apply_loses_no_record_and_the_next_apply_conve
     let (again, _) = make_plan(&config, &[], None).await.unwrap();
     assert!(again.plan.actions.is_empty());
 }
+
+/// Blocks every event dated after the fixture's seed (so the seed goes in and
+/// every republish is refused).
+#[derive(Debug)]
+struct BlockNewEvents;
+
+impl nostr_relay_builder::builder::WritePolicy for BlockNewEvents {
+    fn admit_event<'a>(
+        &'a self,
+        event: &'a nostr::Event,
+        _addr: &'a std::net::SocketAddr,
+    ) -> nostr::util::BoxedFuture<'a, nostr_relay_builder::builder::PolicyResult> {
+        let new = event.created_at.as_secs() > 1_790_000_000;
+        Box::pin(async move {
+            if new {
+                nostr_relay_builder::builder::PolicyResult::Reject(
+                    "no new profiles today".to_owned(),
+                )
+            } else {
+                nostr_relay_builder::builder::PolicyResult::Accept
+            }
+        })
+    }
+}
+
+/// Seeds a relay with the fixture events through the publisher (which can
+/// answer NIP-42 with a service key).
+async fn seed_with_publisher(url: &str) {
+    use reprofile::publish::{publish_all, Delivery, PublishItem, PublishOptions};
+    let service = nostr::Keys::generate();
+    let items = crate::support::seed_events()
+        .into_iter()
+        .map(|event| PublishItem {
+            event,
+            keys: service.clone(),
+        })
+        .collect();
+    let opts = PublishOptions {
+        service_keys: Some(service),
+        ..PublishOptions::default()
+    };
+    let deliveries = publish_all(url, items, &opts).await;
+    assert!(
+        deliveries.iter().all(|d| *d == Delivery::Accepted),
+        "{deliveries:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_refuses_with_blocked_fails_each_republish_with_its_message() {
+    let relay = crate::support::start_local_relay_with(
+        crate::support::bulk_relay_builder().write_policy(BlockNewEvents),
+    )
+    .await;
+    let url = relay.url().await.to_string();
+    seed_with_publisher(&url).await;
+    let world = World::with_relay(relay, url, "");
+    let config = world.config();
+    let (_, _, report) = plan_and_apply(&config).await;
+    assert!(!report.succeeded());
+    let republishes: Vec<_> = report
+        .results
+        .iter()
+        .filter(|r| r.kind == "republish_profile")
+        .collect();
+    assert_eq!(republishes.len(), 7);
+    for result in republishes {
+        assert_eq!(result.outcome, Outcome::Failed);
+        assert_eq!(
+            result.reason.as_deref(),
+            Some("the relay refused the event: blocked: no new profiles today")
+        );
+    }
+    assert_eq!(report.count(Outcome::Applied), 5, "the backfills are done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_requires_nip42_auth_for_writes_gets_every_profile() {
+    use nostr_relay_builder::builder::{RelayBuilderNip42, RelayBuilderNip42Mode};
+    let builder = crate::support::bulk_relay_builder().nip42(RelayBuilderNip42 {
+        mode: RelayBuilderNip42Mode::Write,
+    });
+    let relay = crate::support::start_local_relay_with(builder).await;
+    let url = relay.url().await.to_string();
+    seed_with_publisher(&url).await;
+    let world = World::with_relay(relay, url, "");
+    let config = world.config();
+    let (doc, _, report) = plan_and_apply(&config).await;
+    assert!(report.succeeded(), "{:#?}", report.results);
+    assert_eq!(report.count(Outcome::Applied), doc.plan.actions.len());
+    let (again, _) = make_plan(&config, &[], None).await.unwrap();
+    assert!(again.plan.actions.is_empty());
+}
