@@ -141,6 +141,7 @@ pub fn check_plan(config: &Config, doc: &PlanDocument, force: bool) -> Result<()
 
 struct Run<'a> {
     journal: Journal,
+    progress: crate::progress::Progress,
     results: BTreeMap<String, ActionResult>,
     now: &'a (dyn Fn() -> u64 + Sync),
 }
@@ -191,6 +192,7 @@ impl Run<'_> {
             ),
         }
         self.results.insert(result.id.clone(), result);
+        self.progress.inc(1);
         Ok(())
     }
 }
@@ -213,6 +215,7 @@ pub async fn apply(
         .with_context(|| format!("cannot open the journal next to {}", plan_path.display()))?;
     let mut run = Run {
         journal,
+        progress: crate::progress::Progress::bar(doc.plan.actions.len() as u64, "apply"),
         results: BTreeMap::new(),
         now,
     };
@@ -302,6 +305,7 @@ pub async fn apply(
         }
     }
     run.journal.sync().ok();
+    run.progress.finish();
 
     let results = doc
         .plan

@@ -154,8 +154,26 @@ pub enum Command {
         /// The plan file (JSON) written by `plan`.
         plan: PathBuf,
         /// Print the plan's JSON instead of the rendering.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "summary")]
         json: bool,
+        /// A one-screen overview (counts by reason, source, relay and skip
+        /// reason) instead of every action.
+        #[arg(long)]
+        summary: bool,
+    },
+    /// Check the config, the agent store and the persona store, offline.
+    ///
+    /// Lists every problem found (not only the first): records the planner
+    /// would skip (bad pubkey, duplicate, empty name, bad relay URL, a key
+    /// that does not parse or belongs to another pubkey, an invalid auth tag)
+    /// as errors, and what it works around (legacy records, missing personas)
+    /// as warnings. Exit code 1 when there is any error. Nothing is written and
+    /// no relay is contacted.
+    Validate,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -174,6 +192,9 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&cli);
+    if !cli.quiet {
+        crate::progress::enable_on_terminal();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -281,6 +302,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
         } => {
             let config = load_config(&cli.config)?;
+            require_approval_channel(auto_approve)?;
             let rt = runtime()?;
             let (doc, path, fresh) = match plan {
                 Some(path) => (planfile::read(&path)?, path, false),
@@ -303,6 +325,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             auto_approve,
         } => {
             let mut config = load_config(&cli.config)?;
+            if !dry_run {
+                require_approval_channel(auto_approve)?;
+            }
             config.policy.mode = PlanMode::BackfillOnly;
             let rt = runtime()?;
             let (doc, path) = rt.block_on(make_plan(&config, &[], None))?;
@@ -331,15 +356,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rt.block_on(crate::schedule::run_daemon(config))
             }
         }
+        Command::Validate => validate(&cli.config),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "reprofile", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo { dir } => {
             runtime()?.block_on(crate::demo::run(dir.as_deref()))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Show { plan, json } => {
+        Command::Show {
+            plan,
+            json,
+            summary,
+        } => {
             let doc = planfile::read(&plan)?;
             let mut stdout = std::io::stdout().lock();
             if json {
                 stdout.write_all(planfile::to_json(&doc).as_bytes())?;
+            } else if summary {
+                stdout.write_all(render::render_summary(&doc, stdout_style()).as_bytes())?;
             } else {
                 stdout.write_all(render::render(&doc, stdout_style()).as_bytes())?;
             }
@@ -347,6 +384,99 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `validate`: every problem of config and stores, without the network.
+fn validate(config_path: &Path) -> anyhow::Result<ExitCode> {
+    use crate::core::validate::{validate_records, Severity};
+    let mut out = std::io::stdout().lock();
+    let config = match config::load(config_path) {
+        Ok(config) => config,
+        Err(err) => {
+            writeln!(out, "error: {err}")?;
+            writeln!(
+                out,
+                "The config has a problem; the stores were not checked."
+            )?;
+            return Ok(ExitCode::from(1));
+        }
+    };
+    writeln!(out, "ok: config {}", config_path.display())?;
+    let mut errors = 0usize;
+    let mut warnings = 0usize;
+    let personas = match &config.personas {
+        None => Some(std::collections::BTreeMap::new()),
+        Some(path) => match crate::store::read_personas(path) {
+            Ok(personas) => {
+                writeln!(
+                    out,
+                    "ok: persona store {} ({} persona{})",
+                    path.display(),
+                    personas.len(),
+                    if personas.len() == 1 { "" } else { "s" }
+                )?;
+                Some(personas)
+            }
+            Err(err) => {
+                errors += 1;
+                writeln!(out, "error: {err}")?;
+                None
+            }
+        },
+    };
+    match crate::store::read_agent_store(&config.agents) {
+        Err(err) => {
+            errors += 1;
+            writeln!(out, "error: {err}")?;
+        }
+        Ok(store) => {
+            writeln!(
+                out,
+                "ok: agent store {} ({} records)",
+                store.path.display(),
+                store.records.len()
+            )?;
+            let records: Vec<_> = store.records.iter().map(|r| r.record.clone()).collect();
+            let personas = personas.clone().unwrap_or_default();
+            for finding in validate_records(&records, &personas, &config.policy, now_secs()) {
+                let label = match finding.severity {
+                    Severity::Error => {
+                        errors += 1;
+                        "error"
+                    }
+                    Severity::Warning => {
+                        warnings += 1;
+                        "warning"
+                    }
+                };
+                writeln!(out, "{label}: {}: {}", finding.subject, finding.message)?;
+            }
+        }
+    }
+    writeln!(
+        out,
+        "{} error{}, {} warning{}.",
+        errors,
+        if errors == 1 { "" } else { "s" },
+        warnings,
+        if warnings == 1 { "" } else { "s" }
+    )?;
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Refuses up front, before anything is planned or written, when approval
+/// would be needed and there is no terminal to ask on.
+fn require_approval_channel(auto_approve: bool) -> anyhow::Result<()> {
+    if !auto_approve && !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "refusing to apply without --auto-approve: there is no terminal to ask for approval on (a batch job never waits on a prompt)"
+        );
+    }
+    Ok(())
 }
 
 /// Shows the plan, asks for approval unless `auto_approve`, applies it and
@@ -371,11 +501,7 @@ async fn approve_and_apply(
     }
     apply::check_plan(config, doc, force)?;
     if !auto_approve {
-        if !std::io::stdin().is_terminal() {
-            anyhow::bail!(
-                "refusing to apply without --auto-approve: there is no terminal to ask for approval on (a batch job never waits on a prompt)"
-            );
-        }
+        require_approval_channel(auto_approve)?;
         write!(
             stdout,
             "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod journal;
 pub mod lock;
 pub mod planfile;
+pub mod progress;
 pub mod publish;
 pub mod relay;
 pub mod render;

@@ -83,6 +83,8 @@ pub struct ReadOptions {
     /// How many authors one REQ filter names; values outside
     /// `1..=`[`MAX_AUTHORS_PER_FILTER`] are clamped into that range.
     pub authors_per_filter: usize,
+    /// Advanced by the number of authors of each batch as it completes.
+    pub progress: crate::progress::Progress,
 }
 
 impl Default for ReadOptions {
@@ -91,6 +93,7 @@ impl Default for ReadOptions {
             timeouts: RelayTimeouts::default(),
             max_concurrent_relays: 8,
             authors_per_filter: MAX_AUTHORS_PER_FILTER,
+            progress: crate::progress::Progress::none(),
         }
     }
 }
@@ -186,6 +189,7 @@ async fn read_relay(
     }
     let per_filter = opts.authors_per_filter.clamp(1, MAX_AUTHORS_PER_FILTER);
     let mut query = ProfileQuery::new(authors.chunks(per_filter), opts.timeouts.query);
+    query.progress = opts.progress.clone();
 
     // Room for every notification one window of subscriptions can produce
     // (nostr-sdk emits two per new event) with margin, so that a fast relay
@@ -314,6 +318,7 @@ struct ProfileQuery {
     newest: HashMap<PublicKey, Event>,
     query_timeout: Duration,
     last_notice: Option<String>,
+    progress: crate::progress::Progress,
 }
 
 impl ProfileQuery {
@@ -325,6 +330,7 @@ impl ProfileQuery {
             newest: HashMap::new(),
             query_timeout,
             last_notice: None,
+            progress: crate::progress::Progress::none(),
         };
         for (index, chunk) in chunks.enumerate() {
             let id = SubscriptionId::new(format!("reprofile-kind0-{index}"));
@@ -443,8 +449,10 @@ impl ProfileQuery {
                     event,
                 } => self.accept_event(url, &subscription_id, event.into_owned()),
                 RelayMessage::EndOfStoredEvents(subscription_id) => {
+                    let progress = self.progress.clone();
                     if let Some(batch) = self.in_flight_batch(&subscription_id) {
                         batch.state = BatchState::Complete;
+                        progress.inc(batch.authors.len() as u64);
                         to_close.push(subscription_id.into_owned());
                     }
                 }

@@ -365,3 +365,77 @@ pub fn render_report(report: &crate::apply::ApplyReport, style: Style) -> String
     let _ = writeln!(out, "\n{}", style.paint(paint, &line));
     out
 }
+
+/// A one-screen overview of a (large) plan: counts by reason, source, relay
+/// and skip reason, then the summary line.
+pub fn render_summary(doc: &PlanDocument, style: Style) -> String {
+    use std::collections::BTreeMap;
+    let plan = &doc.plan;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "reprofile {} made {} from {} ({} records)",
+        match doc.kind {
+            PlanKind::Reconcile => "plan",
+            PlanKind::Migrate => "migration plan",
+        },
+        rfc3339(doc.created_at),
+        doc.store.path,
+        doc.store.records
+    );
+    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut sources: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut relays: BTreeMap<&str, usize> = BTreeMap::new();
+    for action in &plan.actions {
+        match action {
+            Action::BackfillAvatar(b) => *sources.entry(b.source.as_str()).or_default() += 1,
+            Action::RepublishProfile(r) => {
+                *relays.entry(r.relay.as_str()).or_default() += 1;
+                for reason in &r.reasons {
+                    *reasons.entry(reason.as_str()).or_default() += 1;
+                }
+            }
+        }
+    }
+    let list = |map: &BTreeMap<&str, usize>| -> String {
+        map.iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let s = plan.summary();
+    let _ = writeln!(
+        out,
+        "  complete:  {}",
+        if plan.complete {
+            "yes".to_string()
+        } else {
+            let unreadable: BTreeSet<&str> = plan
+                .skipped
+                .iter()
+                .filter(|x| x.reason == SkipReason::RelayUnreachable)
+                .filter_map(|x| x.relay.as_deref())
+                .collect();
+            style.paint(
+                Paint::Warn,
+                &format!(
+                    "no (unreadable: {})",
+                    unreadable.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        }
+    );
+    let _ = writeln!(out, "  republish: {:<6} {}", s.republish, list(&reasons));
+    let _ = writeln!(out, "  backfill:  {:<6} {}", s.backfill, list(&sources));
+    let _ = writeln!(out, "  unchanged: {}", s.unchanged);
+    let mut skips: BTreeMap<&str, usize> = BTreeMap::new();
+    for skip in &plan.skipped {
+        *skips.entry(skip.reason.as_str()).or_default() += 1;
+    }
+    let _ = writeln!(out, "  skipped:   {:<6} {}", s.skipped, list(&skips));
+    for (relay, n) in &relays {
+        let _ = writeln!(out, "  relay {relay}: {n} to republish");
+    }
+    let _ = writeln!(out, "{}", summary_line(doc));
+    out
+}

@@ -35,6 +35,7 @@ pub fn read_options(config: &Config) -> ReadOptions {
         },
         max_concurrent_relays: config.relay.max_concurrent_relays,
         authors_per_filter: config.relay.authors_per_filter,
+        progress: crate::progress::Progress::none(),
     }
 }
 
@@ -94,7 +95,14 @@ pub async fn gather(config: &Config, only: &[String]) -> anyhow::Result<Gathered
         relays = requests.len(),
         "reading profiles"
     );
-    let mut observed = read_profiles(requests, &read_options(config)).await;
+    let total: usize = requests.values().map(Vec::len).sum();
+    let progress = crate::progress::Progress::bar(total as u64, "snapshot");
+    let options = ReadOptions {
+        progress: progress.clone(),
+        ..read_options(config)
+    };
+    let mut observed = read_profiles(requests, &options).await;
+    progress.finish();
 
     let agents = records
         .into_iter()

@@ -12,3 +12,4 @@ pub mod model;
 pub mod nip_oa;
 pub mod plan;
 pub mod rules;
+pub mod validate;

@@ -313,7 +313,9 @@ async fn the_cli_applies_with_auto_approve_and_refuses_without_a_terminal() {
         stderr(&refused)
     );
     assert_eq!(std::fs::read(world.store_path()).unwrap(), original);
+    assert!(world.plan_files().is_empty(), "refused before planning");
 
+    assert!(world.cli(&["plan"]).await.status.success());
     let plan = world.plan_files().pop().unwrap();
     let applied = world
         .cli(&["apply", plan.to_str().unwrap(), "--auto-approve"])

@@ -5,6 +5,7 @@ mod cli;
 mod daemon;
 mod external_relay;
 mod fixture_world;
+mod messages;
 mod publish;
 mod relay_read;
 mod support;
