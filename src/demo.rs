@@ -43,12 +43,37 @@ pub async fn start_relay() -> anyhow::Result<LocalRelay> {
         max_reqs: 1000,
         notes_per_minute: 100_000,
     });
-    let relay = LocalRelay::new(builder);
-    relay
-        .run()
-        .await
-        .context("cannot start the embedded relay")?;
-    Ok(relay)
+    run_local_relay(builder).await
+}
+
+/// Runs an in-process relay on a free loopback port chosen by the OS.
+///
+/// nostr-relay-builder picks a random port itself and can lose the race for
+/// it (`Address already in use`) when many relays start at once; a port the
+/// OS hands out for port 0 is much less likely to be taken, and a lost race
+/// is retried.
+pub async fn run_local_relay(builder: RelayBuilder) -> anyhow::Result<LocalRelay> {
+    let mut last_error = None;
+    for _ in 0..8 {
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .context("cannot find a free loopback port")?;
+        let relay = LocalRelay::new(
+            builder
+                .clone()
+                .addr(std::net::IpAddr::from([127, 0, 0, 1]))
+                .port(port),
+        );
+        match relay.run().await {
+            Ok(()) => return Ok(relay),
+            Err(err) => last_error = Some(err),
+        }
+    }
+    Err(anyhow::anyhow!(
+        "cannot start the embedded relay: {}",
+        last_error.map(|e| e.to_string()).unwrap_or_default()
+    ))
 }
 
 /// Publishes events to a relay and checks that each was accepted.

@@ -257,3 +257,97 @@ async fn cli_help_explains_each_command() {
         stderr(&missing)
     );
 }
+
+/// Filters that make outputs stable: temp paths, relay ports, times.
+fn stable_settings(dir: &std::path::Path) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(&regex_escape(&dir.display().to_string()), "[DIR]");
+    settings.add_filter(r"ws://127\.0\.0\.1:\d{4,5}", "ws://127.0.0.1:[PORT]");
+    settings.add_filter(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "[TIME]");
+    settings.add_filter(r"\d{8}T\d{6}Z", "[STAMP]");
+    settings.add_filter(r"dated \d+", "dated [NOW]");
+    settings.add_filter(r"-[0-9a-f]{8}\.(json|txt|journal\.jsonl)", "-[DIGEST].$1");
+    settings
+}
+
+#[tokio::test]
+async fn cli_help_of_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in [
+        "",
+        "plan",
+        "show",
+        "apply",
+        "migrate",
+        "run",
+        "validate",
+        "completions",
+        "demo",
+    ] {
+        let mut args: Vec<String> = command.split_whitespace().map(String::from).collect();
+        args.push("--help".into());
+        let output = crate::world::run_binary(args, dir.path().into()).await;
+        assert!(output.status.success(), "{command}");
+        let name = if command.is_empty() {
+            "help".to_string()
+        } else {
+            format!("help_{command}")
+        };
+        insta::assert_snapshot!(name, stdout(&output));
+    }
+}
+
+#[tokio::test]
+async fn cli_demo_plans_applies_and_ends_with_no_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = dir.path().join("world");
+    let output = crate::world::run_binary(
+        vec!["demo".into(), "--dir".into(), world.display().to_string()],
+        dir.path().into(),
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("Apply complete: 12 applied, 0 already applied, 0 stale, 0 failed."));
+    assert!(text.contains("No changes. 11 unchanged, 4 skipped (listed above)."));
+    stable_settings(dir.path()).bind(|| insta::assert_snapshot!("demo", text));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_validate_lists_every_problem_and_show_summary_fits_one_screen() {
+    let world = World::start().await;
+    let output = world.cli(&["validate"]).await;
+    assert_eq!(output.status.code(), Some(1), "the fixture has errors");
+    let validate = stdout(&output);
+    assert!(validate.ends_with("2 errors, 8 warnings.\n"), "{validate}");
+
+    assert!(world.cli(&["plan"]).await.status.success());
+    let plan = world.plan_files().pop().unwrap();
+    let output = world
+        .cli(&["show", plan.to_str().unwrap(), "--summary"])
+        .await;
+    assert!(output.status.success());
+    let summary = stdout(&output);
+    assert!(summary.lines().count() <= 24, "one screen");
+    let settings = stable_settings(world.dir.path());
+    settings.bind(|| {
+        insta::assert_snapshot!("validate", validate);
+        let mut relay = insta::Settings::clone_current();
+        relay.add_filter(&regex_escape(&world.relay_url), "[RELAY]");
+        relay.bind(|| insta::assert_snapshot!("show_summary", summary));
+    });
+}
+
+#[tokio::test]
+async fn cli_completions_are_generated_for_bash() {
+    let dir = tempfile::tempdir().unwrap();
+    let output =
+        crate::world::run_binary(vec!["completions".into(), "bash".into()], dir.path().into())
+            .await;
+    assert!(output.status.success());
+    let script = stdout(&output);
+    assert!(
+        script.contains("_reprofile()") && script.contains("migrate"),
+        "{script}"
+    );
+}

@@ -62,9 +62,9 @@ pub async fn start_local_relay() -> LocalRelay {
 /// Starts an in-process relay from `builder` (for example one that demands
 /// NIP-42 authentication). Panics if it cannot start.
 pub async fn start_local_relay_with(builder: RelayBuilder) -> LocalRelay {
-    let relay = LocalRelay::new(builder);
-    relay.run().await.expect("start the local relay");
-    relay
+    reprofile::demo::run_local_relay(builder)
+        .await
+        .expect("start the local relay")
 }
 
 /// Publishes `events` to the relay at `url` with a nostr-sdk client and asserts
