@@ -593,6 +593,95 @@ mod tests {
         assert!(prune(dir.path(), 2).unwrap().is_empty());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn property_parsing_any_bytes_as_a_plan_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let _ = from_json(Path::new("p.json"), &text);
+        }
+
+        #[test]
+        fn property_a_damaged_plan_is_refused_never_a_panic(cut in 0usize..4000, flip in 0usize..4000, byte in 32u8..127) {
+            let text = to_json(&sample());
+            let mut bytes = text.into_bytes();
+            let at = flip % bytes.len();
+            let changed = bytes[at] != byte;
+            bytes[at] = byte;
+            let cut = cut.max(1).min(bytes.len());
+            let truncated = cut < bytes.len();
+            bytes.truncate(cut);
+            let damaged = String::from_utf8(bytes).unwrap();
+            let read = from_json(Path::new("p.json"), &damaged);
+            if changed || truncated {
+                // Whitespace between tokens is the only change a plan survives.
+                if let Ok(doc) = read {
+                    proptest::prop_assert_eq!(doc, sample());
+                }
+            }
+        }
+    }
+
+    fn sample() -> PlanDocument {
+        use crate::core::plan::*;
+        PlanDocument {
+            created_at: 1_795_000_000,
+            kind: PlanKind::Reconcile,
+            store: StoreIdentity {
+                path: "/s.json".into(),
+                sha256: "ab".repeat(32),
+                records: 3,
+            },
+            plan: Plan {
+                actions: vec![
+                    Action::BackfillAvatar(BackfillAvatar {
+                        agent: "a".repeat(64),
+                        name: "Ada".into(),
+                        index: 0,
+                        source: AvatarSource::Persona,
+                        avatar_url: "https://p/1.png".into(),
+                        before: None,
+                    }),
+                    Action::RepublishProfile(RepublishProfile {
+                        agent: "a".repeat(64),
+                        name: "Ada".into(),
+                        picture: "https://p/1.png".into(),
+                        relay: "ws://r".into(),
+                        reasons: vec![RepublishReason::PictureChanged],
+                        before: Some(EventBefore {
+                            id: "e".repeat(64),
+                            created_at: 5,
+                            content: "{}".into(),
+                        }),
+                        after: EventAfter {
+                            content: "{\"name\":\"Ada\"}".into(),
+                            tags: vec![],
+                            created_at_above: 5,
+                            planned_created_at: 0,
+                        },
+                        auth_tag_source: AuthTagSource::None,
+                    }),
+                ],
+                skipped: vec![Skip {
+                    agent: "b".repeat(64),
+                    name: "Bob".into(),
+                    index: 1,
+                    reason: SkipReason::NoAvatar,
+                    detail: "none".into(),
+                    relay: None,
+                }],
+                unchanged: vec!["c".repeat(64)],
+                complete: true,
+                agents: 3,
+            },
+        }
+    }
+
+    #[test]
+    fn a_plan_reads_back_as_written() {
+        let doc = sample();
+        assert_eq!(from_json(Path::new("p.json"), &to_json(&doc)).unwrap(), doc);
+    }
+
     #[test]
     fn plan_file_names_are_recognized_strictly() {
         assert!(is_plan_file_name("plan-20261126T054535Z-13998dda.json"));

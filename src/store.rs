@@ -347,6 +347,31 @@ mod tests {
         );
     }
 
+    const FIXTURE: &str = include_str!("../tests/fixtures/basic/managed-agents.json");
+
+    proptest::proptest! {
+        #[test]
+        fn property_parsing_any_bytes_as_a_store_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let _ = parse(&text);
+            let _ = parse_personas(Path::new("p.json"), &text);
+        }
+
+        #[test]
+        fn property_a_damaged_store_is_an_error_or_a_store_never_a_panic(cut in 0usize..19_044, flip in 0usize..19_044, byte in proptest::prelude::any::<u8>()) {
+            let mut bytes = FIXTURE.as_bytes().to_vec();
+            let at = flip % bytes.len();
+            bytes[at] = byte;
+            bytes.truncate(cut.max(1));
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            if let Ok(store) = parse(&text) {
+                for record in &store.records {
+                    proptest::prop_assert!(text.get(record.span.clone()).is_some());
+                }
+            }
+        }
+    }
+
     #[test]
     fn personas_map_id_to_avatar() {
         let personas = parse_personas(

@@ -411,6 +411,83 @@ mod tests {
         );
     }
 
+    use proptest::prelude::*;
+
+    fn record_strategy() -> impl Strategy<Value = serde_json::Value> {
+        (
+            "[a-f0-9]{8}",
+            prop::collection::vec(
+                (
+                    "[a-z_\\\\\"é]{1,8}",
+                    prop_oneof![
+                        any::<i64>().prop_map(serde_json::Value::from),
+                        "[ -~é\\n]{0,8}".prop_map(serde_json::Value::from),
+                        Just(serde_json::Value::Null),
+                        Just(serde_json::json!({"nested": [1, {"avatar_url": "inner"}]})),
+                    ],
+                ),
+                0..6,
+            ),
+            prop_oneof![
+                Just(None),
+                Just(Some(serde_json::Value::Null)),
+                Just(Some(serde_json::json!("  "))),
+                Just(Some(serde_json::json!("https://x")))
+            ],
+        )
+            .prop_map(|(pubkey, fields, avatar)| {
+                let mut map = serde_json::Map::new();
+                map.insert("pubkey".into(), pubkey.into());
+                for (k, v) in fields {
+                    if k != "pubkey" && k != "avatar_url" {
+                        map.insert(k, v);
+                    }
+                }
+                if let Some(avatar) = avatar {
+                    map.insert("avatar_url".into(), avatar);
+                }
+                serde_json::Value::Object(map)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn property_an_edit_changes_only_avatar_url(
+            records in prop::collection::vec(record_strategy(), 1..6),
+            pretty in any::<bool>(),
+            chosen in prop::collection::vec(any::<bool>(), 6),
+        ) {
+            let value = serde_json::Value::Array(records.clone());
+            let text = if pretty { serde_json::to_string_pretty(&value).unwrap() } else { value.to_string() };
+            let s = store(&text);
+            let edits: HashMap<usize, String> = (0..records.len())
+                .filter(|i| chosen[*i])
+                .map(|i| (i, format!("https://new/{i}.png")))
+                .collect();
+            let out = edit_text(&s, &edits).unwrap();
+            let after: serde_json::Value = serde_json::from_str(&out).unwrap();
+            let after = after.as_array().unwrap();
+            prop_assert_eq!(after.len(), records.len());
+            for (i, (before, now)) in records.iter().zip(after).enumerate() {
+                let mut expected = before.as_object().unwrap().clone();
+                let mut got = now.as_object().unwrap().clone();
+                if let Some(url) = edits.get(&i) {
+                    prop_assert_eq!(got.get("avatar_url"), Some(&serde_json::Value::from(url.as_str())));
+                }
+                expected.shift_remove("avatar_url");
+                got.shift_remove("avatar_url");
+                // Same keys, same values, same order.
+                prop_assert_eq!(
+                    expected.iter().collect::<Vec<_>>(),
+                    got.iter().collect::<Vec<_>>()
+                );
+            }
+            if edits.is_empty() {
+                prop_assert_eq!(out, text);
+            }
+        }
+    }
+
     #[test]
     fn keys_with_escapes_do_not_confuse_the_locator() {
         let text = r#"[{"we\"ird:": "a:\"b", "pubkey": "a"}]"#;

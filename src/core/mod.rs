@@ -11,5 +11,7 @@ pub mod content;
 pub mod model;
 pub mod nip_oa;
 pub mod plan;
+#[cfg(test)]
+mod properties;
 pub mod rules;
 pub mod validate;

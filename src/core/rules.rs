@@ -200,7 +200,9 @@ fn decide(
         );
     }
     if let Some(positions) = copies.get(record.pubkey.as_str()).filter(|p| p.len() > 1) {
-        let list: Vec<String> = positions.iter().map(|i| format!("#{i}")).collect();
+        let mut sorted = positions.clone();
+        sorted.sort_unstable();
+        let list: Vec<String> = sorted.iter().map(|i| format!("#{i}")).collect();
         return Outcome::Skip(
             SkipReason::DuplicateRecord,
             format!(
