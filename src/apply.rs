@@ -211,8 +211,22 @@ pub async fn apply(
     let target = resolve_target(&config.agents)
         .with_context(|| format!("cannot read the agent store {}", config.agents.display()))?;
     let _lock = ApplyLock::acquire(&lock_path(&target), &started)?;
-    let journal = Journal::open(plan_path)
-        .with_context(|| format!("cannot open the journal next to {}", plan_path.display()))?;
+    // The journal is opened before anything changes: a run that could not
+    // record what it does does nothing.
+    let journal = if opts.fault == InjectedFault::JournalReadOnly {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ReadOnlyFilesystem,
+            "read-only file system (injected)",
+        ))
+    } else {
+        Journal::open(plan_path)
+    }
+    .with_context(|| {
+        format!(
+            "cannot open the journal next to {}; nothing was changed",
+            plan_path.display()
+        )
+    })?;
     let mut run = Run {
         journal,
         progress: crate::progress::Progress::bar(doc.plan.actions.len() as u64, "apply"),

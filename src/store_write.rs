@@ -237,6 +237,8 @@ pub enum InjectedFault {
     None,
     /// The temp file cannot be written (as on a full disk).
     DiskFull,
+    /// The journal cannot be opened (as in a read-only plans folder).
+    JournalReadOnly,
 }
 
 /// The result of one store write.
