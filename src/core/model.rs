@@ -176,3 +176,27 @@ impl Default for Policy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_never_shows_in_debug_output() {
+        let record = AgentRecord {
+            index: 0,
+            pubkey: "a".repeat(64),
+            name: "Ada".into(),
+            secret_key: Some(SecretText::new("nsec1secretsecret")),
+            relay_url: "wss://r".into(),
+            avatar_url: AvatarField::Absent,
+            persona_id: None,
+            agent_command: None,
+            auth_tag: None,
+            field_errors: vec![],
+        };
+        let shown = format!("{record:?} {record:#?}");
+        assert!(!shown.contains("nsec1secretsecret"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+}

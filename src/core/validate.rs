@@ -47,15 +47,21 @@ pub fn validate_records(
     }
     let mut findings = Vec::new();
     for record in records {
-        let subject = if is_pubkey_hex(&record.pubkey) {
-            format!(
-                "record #{} ({}, {})",
-                record.index,
-                record.name,
-                short_pubkey(&record.pubkey)
-            )
+        let mut labels = Vec::new();
+        if !record.name.trim().is_empty() {
+            labels.push(record.name.clone());
+        }
+        if is_pubkey_hex(&record.pubkey) {
+            labels.push(short_pubkey(&record.pubkey));
+        }
+        let subject = if labels.is_empty() {
+            format!("record #{}", record.index)
         } else {
-            format!("record #{} ({})", record.index, record.name)
+            format!("record #{} ({})", record.index, labels.join(", "))
+        };
+        let field_error = |field: &str| {
+            let needle = format!("`{field}`");
+            record.field_errors.iter().any(|e| e.contains(&needle))
         };
         let mut add = |severity, message: String| {
             findings.push(Finding {
@@ -68,7 +74,7 @@ pub fn validate_records(
         for problem in &record.field_errors {
             add(Severity::Error, problem.clone());
         }
-        if !is_pubkey_hex(&record.pubkey) {
+        if !is_pubkey_hex(&record.pubkey) && !field_error("pubkey") {
             add(
                 Severity::Error,
                 "pubkey is not 64 lower-case hex digits".to_string(),
@@ -79,11 +85,13 @@ pub fn validate_records(
                 "this pubkey appears on more than one record; keep one".to_string(),
             );
         }
-        if record.name.trim().is_empty() {
+        if record.name.trim().is_empty() && !field_error("name") {
             add(Severity::Error, "name is empty".to_string());
         }
         if let Err(problem) = parse_relay_url(&record.relay_url) {
-            add(Severity::Error, problem);
+            if !field_error("relay_url") {
+                add(Severity::Error, problem);
+            }
         }
         if is_pubkey_hex(&record.pubkey) {
             if let Err((reason, detail)) = agent_keys(record) {

@@ -10,5 +10,6 @@ mod hostile;
 mod messages;
 mod publish;
 mod relay_read;
+mod secrets;
 mod support;
 mod world;

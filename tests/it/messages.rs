@@ -281,3 +281,32 @@ async fn every_error_message_is_one_line_that_says_what_to_fix() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// Record problems the planner turns into skips; `validate` reports each as
+/// one `error:` line naming the record (never its key) and what is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_names_each_bad_record_on_one_line() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("wrong-typed field", "\"name\": \"agent-00000-ok\"", "\"name\": 42", "error: record #0 (ee96457d…284450fd): field `name` must be a string, not a number"),
+        ("duplicate pubkey", "\"pubkey\": \"f68e0a6978e1b2ffb4beb3f10df6d0dacf1e4f5535ab6ea1780bdf0ff024ccfc\"", "\"pubkey\": \"ee96457d1818b32114c49e2544fc1f4d5e1b0022d2983d9326714922284450fd\"", "this pubkey appears on more than one record; keep one"),
+        ("invalid nsec", "nsec1gnhhd4j7d8f57qsv2eu9cqv4rx7gwsr6v43p580uzzh4wtqzs7hqxp5262", "nsec1notakey", "error: record #0 (agent-00000-ok, ee96457d…284450fd): invalid_key: private_key_nsec does not parse as a bech32 nsec key"),
+        ("key of another agent", "nsec1gnhhd4j7d8f57qsv2eu9cqv4rx7gwsr6v43p580uzzh4wtqzs7hqxp5262", "nsec1cazfqasdc8m7jf2jm9umwf38u8xqt7clldk0fyq3ah0aejgn4ctq8sc4zx", "error: record #0 (agent-00000-ok, ee96457d…284450fd): key_mismatch: private_key_nsec is the key of f68e0a69…f024ccfc"),
+        ("bad relay URL", "\"relay_url\": \"ws://127.0.0.1:7777\"", "\"relay_url\": \"https://relay.example\"", "relay_url is not a ws:// or wss:// URL"),
+    ];
+    let world = World::start().await;
+    let good = std::fs::read_to_string(world.store_path()).unwrap();
+    for (name, from, to, message) in cases {
+        assert!(
+            good.contains(from),
+            "{name}: the fixture has the text to break"
+        );
+        std::fs::write(world.store_path(), good.replacen(from, to, 1)).unwrap();
+        let output = world.cli(&["validate"]).await;
+        assert_eq!(output.status.code(), Some(1), "{name}");
+        let out = crate::world::stdout(&output);
+        let line = out.lines().find(|l| l.contains(message));
+        assert!(line.is_some(), "{name}: {out}");
+        assert!(line.unwrap().starts_with("error: record #"), "{name}");
+        assert!(!out.contains("nsec1"), "{name}: no key in the output");
+    }
+}
