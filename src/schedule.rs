@@ -292,10 +292,33 @@ pub fn metrics_text(report: &TickReport, counters: &Counters) -> String {
     out
 }
 
-/// `run --once`: one tick, its retention and metrics; the exit code of
-/// `apply` (apply mode) or `plan` (plan mode).
+/// Waits a random delay of up to `jitter` before a tick, in short slices so
+/// that a stop request is seen at once. Returns false when asked to stop.
+async fn jitter_wait(jitter: Duration, stop: &AtomicBool) -> bool {
+    if jitter.is_zero() {
+        return !stop.load(Ordering::SeqCst);
+    }
+    let delay = jitter.mul_f64(rand::thread_rng().gen_range(0.0..1.0));
+    tracing::debug!(
+        delay_ms = delay.as_millis() as u64,
+        "jitter before the tick"
+    );
+    let until = tokio::time::Instant::now() + delay;
+    while tokio::time::Instant::now() < until {
+        if stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        let slice = Duration::from_millis(100).min(until - tokio::time::Instant::now());
+        tokio::time::sleep(slice).await;
+    }
+    !stop.load(Ordering::SeqCst)
+}
+
+/// `run --once`: one tick (after the configured jitter), its retention and
+/// metrics; the exit code of `apply` (apply mode) or `plan` (plan mode).
 pub async fn run_once(config: &Config) -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
+    jitter_wait(config.schedule.jitter, &stop).await;
     let report = tick(config, &stop).await;
     let mut counters = Counters {
         ticks: 1,
@@ -330,14 +353,8 @@ async fn scheduled_tick(shared: Arc<Shared>) {
         tracing::warn!("tick skipped: the previous tick is still running");
         return;
     };
-    if shared.stop.load(Ordering::SeqCst) {
+    if !jitter_wait(shared.config.schedule.jitter, &shared.stop).await {
         return;
-    }
-    let jitter = shared.config.schedule.jitter;
-    if !jitter.is_zero() {
-        let delay = jitter.mul_f64(rand::thread_rng().gen_range(0.0..1.0));
-        tracing::debug!(delay_ms = delay.as_millis() as u64, "jitter");
-        tokio::time::sleep(delay).await;
     }
     let report = tick(&shared.config, &shared.stop).await;
     let counters = {
