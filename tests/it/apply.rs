@@ -584,3 +584,57 @@ async fn a_relay_that_requires_nip42_auth_for_writes_gets_every_profile() {
     let (again, _) = make_plan(&config, &[], None).await.unwrap();
     assert!(again.plan.actions.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_d1_each_republished_event_is_a_kind0_signed_by_the_agents_own_key() {
+    let world = World::start().await;
+    let config = world.config();
+    let (doc, _, report) = plan_and_apply(&config).await;
+    assert!(report.succeeded());
+    let published: Vec<(String, String)> = report
+        .results
+        .iter()
+        .filter(|r| r.kind == "republish_profile")
+        .map(|r| (r.agent.clone(), r.event_id.clone().expect("a signed event")))
+        .collect();
+    assert_eq!(published.len(), 7);
+
+    let client = nostr_sdk::Client::default();
+    client.add_relay(&world.relay_url).await.unwrap();
+    client.connect().await;
+    let ids: Vec<nostr::EventId> = published
+        .iter()
+        .map(|(_, id)| nostr::EventId::from_hex(id).unwrap())
+        .collect();
+    let events = client
+        .fetch_events(
+            nostr::Filter::new().ids(ids),
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 7, "every published event is on the relay");
+    for event in events.iter() {
+        event.verify().expect("a valid id and signature");
+        assert_eq!(event.kind, nostr::Kind::Metadata);
+        let (agent, _) = published
+            .iter()
+            .find(|(_, id)| *id == event.id.to_hex())
+            .unwrap();
+        assert_eq!(&event.pubkey.to_hex(), agent, "signed by the agent itself");
+        let planned = doc
+            .plan
+            .actions
+            .iter()
+            .find_map(|a| match a {
+                Action::RepublishProfile(r) if r.agent == *agent => Some(r),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            event.content, planned.after.content,
+            "the planned content, byte for byte"
+        );
+    }
+    client.shutdown().await;
+}
