@@ -49,15 +49,14 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::Duration;
 
 use nostr::{Event, EventBuilder, EventId, Keys, PublicKey};
-use nostr_sdk::pool::{RelayLimits, RelayNotification};
-use nostr_sdk::{
-    Client, ClientMessage, ClientOptions, Relay, RelayMessage, RelayOptions, RelayStatus,
-};
+use nostr_sdk::pool::RelayNotification;
+use nostr_sdk::{Client, ClientMessage, Relay, RelayMessage, RelayStatus};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
 use tokio::time::Instant;
 
 use crate::core::apply::{classify_ok, Backoff, PublishAnswer};
+use crate::relay::{capped_relay_text, human_duration, Connection};
 
 /// How many times one batch may open a new connection after losing one.
 pub const MAX_RECONNECTS: u32 = 3;
@@ -830,53 +829,17 @@ impl<'a> Batch<'a> {
     }
 }
 
-/// Opens a connection for publishing: no signer and no automatic NIP-42
-/// authentication (this module authenticates as each agent itself), no
-/// automatic reconnect (a drop must be seen, so that the events in flight are
-/// reported), no size limits.
+/// Opens a connection for publishing (see [`crate::relay::connect`]).
 async fn connect(
     url: &str,
     connect_timeout: Duration,
     channel_size: usize,
 ) -> Result<Link, String> {
-    let client = Client::builder()
-        .opts(ClientOptions::new().automatic_authentication(false))
-        .build();
-    let relay_opts = RelayOptions::new()
-        .reconnect(false)
-        .limits(RelayLimits::disable())
-        .notification_channel_size(channel_size);
-    let relay = match client.pool().add_relay(url, relay_opts).await {
-        Ok(_) => client.pool().relay(url).await,
-        Err(error) => Err(error),
-    };
-    let relay = match relay {
-        Ok(relay) => relay,
-        Err(error) => {
-            client.shutdown().await;
-            return Err(format!("invalid relay URL: {error}"));
-        }
-    };
-    // Listen before anything is sent (or received: an AUTH challenge may come
-    // right at connect), so no answer can slip past.
-    let notifications = relay.notifications();
-    let connected = tokio::time::timeout(connect_timeout, relay.try_connect(connect_timeout)).await;
-    let failure = match connected {
-        Ok(Ok(())) => None,
-        Ok(Err(error)) if error.to_string().eq_ignore_ascii_case("timeout") => Some(format!(
-            "connection failed: no connection after {}",
-            human_duration(connect_timeout)
-        )),
-        Ok(Err(error)) => Some(format!("connection failed: {error}")),
-        Err(_) => Some(format!(
-            "connection failed: no connection after {}",
-            human_duration(connect_timeout)
-        )),
-    };
-    if let Some(reason) = failure {
-        client.shutdown().await;
-        return Err(reason);
-    }
+    let Connection {
+        client,
+        relay,
+        notifications,
+    } = crate::relay::connect(url, connect_timeout, channel_size).await?;
     Ok(Link {
         client,
         relay,
@@ -890,33 +853,10 @@ fn jitter() -> f64 {
     nostr::prelude::rand::random::<f64>()
 }
 
-/// Relay-supplied text made safe for a delivery: control characters escaped
-/// (no terminal escapes reach an operator's screen) and the length capped.
+/// Relay-supplied text made safe for a delivery (control characters
+/// escaped, length capped).
 fn relay_text(text: &str) -> String {
-    let mut out = String::new();
-    for (count, c) in text.chars().enumerate() {
-        if count == MAX_RELAY_TEXT_CHARS {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// "15 s", "1.5 s", "250 ms".
-fn human_duration(duration: Duration) -> String {
-    if duration < Duration::from_secs(1) {
-        format!("{} ms", duration.as_millis())
-    } else if duration.subsec_millis() == 0 {
-        format!("{} s", duration.as_secs())
-    } else {
-        format!("{:.1} s", duration.as_secs_f64())
-    }
+    capped_relay_text(text, MAX_RELAY_TEXT_CHARS)
 }
 
 #[cfg(test)]
@@ -934,13 +874,6 @@ mod tests {
             relay_text(&"x".repeat(1000)).chars().count(),
             MAX_RELAY_TEXT_CHARS + 1
         );
-    }
-
-    #[test]
-    fn durations_read_naturally() {
-        assert_eq!(human_duration(Duration::from_secs(1)), "1 s");
-        assert_eq!(human_duration(Duration::from_millis(1500)), "1.5 s");
-        assert_eq!(human_duration(Duration::from_millis(250)), "250 ms");
     }
 
     #[test]

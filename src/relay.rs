@@ -227,18 +227,21 @@ fn unique_authors(authors: &[PublicKey]) -> Vec<PublicKey> {
         .collect()
 }
 
-/// An open connection to one relay, owned by one read.
-struct Connection {
-    client: Client,
-    relay: Relay,
-    notifications: Receiver<RelayNotification>,
+/// An open connection to one relay, owned by one read or one publish batch.
+pub(crate) struct Connection {
+    pub(crate) client: Client,
+    pub(crate) relay: Relay,
+    pub(crate) notifications: Receiver<RelayNotification>,
 }
 
-/// Opens a read-only connection: no signer, no NIP-42 authentication, no
-/// automatic reconnect (a dead relay must fail fast, and a dropped connection
-/// must end the read rather than silently resume), no size limits on incoming
+/// Opens a connection: no signer and no automatic NIP-42 authentication (the
+/// reader never authenticates; the publisher authenticates as each agent
+/// itself), no automatic reconnect (a dead relay must fail fast, and a drop
+/// must be seen rather than silently resumed), no size limits on incoming
 /// events (a profile the sdk drops for its size would look missing).
-async fn connect(
+/// Notifications are subscribed before connecting, so nothing (not even an
+/// AUTH challenge sent at connect) can slip past.
+pub(crate) async fn connect(
     url: &str,
     connect_timeout: Duration,
     channel_size: usize,
@@ -281,7 +284,7 @@ async fn connect(
         client.shutdown().await;
         return Err(reason);
     }
-    tracing::debug!(relay = %url, "connected for reading");
+    tracing::debug!(relay = %url, "connected");
     Ok(Connection {
         client,
         relay,
@@ -623,9 +626,15 @@ fn existing_event(event: Event) -> ExistingEvent {
 /// Relay-supplied text made safe for a reason: control characters escaped
 /// (no terminal escapes reach an operator's screen) and the length capped.
 fn relay_text(text: &str) -> String {
+    capped_relay_text(text, MAX_RELAY_TEXT_CHARS)
+}
+
+/// Relay-supplied text with control characters escaped and at most
+/// `max_chars` characters (then `…`).
+pub(crate) fn capped_relay_text(text: &str, max_chars: usize) -> String {
     let mut out = String::new();
     for (count, c) in text.chars().enumerate() {
-        if count == MAX_RELAY_TEXT_CHARS {
+        if count == max_chars {
             out.push('…');
             break;
         }
@@ -639,7 +648,7 @@ fn relay_text(text: &str) -> String {
 }
 
 /// "15 s", "1.5 s", "250 ms".
-fn human_duration(duration: Duration) -> String {
+pub(crate) fn human_duration(duration: Duration) -> String {
     if duration < Duration::from_secs(1) {
         format!("{} ms", duration.as_millis())
     } else if duration.subsec_millis() == 0 {
