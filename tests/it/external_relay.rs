@@ -11,8 +11,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use reprofile::core::rules;
-use reprofile::snapshot;
 use tempfile::TempDir;
 
 use crate::fixture_world::assert_matches_expected;
@@ -143,12 +141,6 @@ async fn external_nostr_rs_relay_plan_matches_expected_json() {
     // The world's own relay is not used: the rewrite points at nostr-rs-relay.
     let unused = start_local_relay().await;
     let world = World::with_relay(unused, external.url.clone(), "");
-    let config = world.config();
-    let gathered = snapshot::gather(&config, &[]).await.expect("snapshot");
-    let plan = rules::plan(
-        &gathered.snapshot,
-        &config.policy,
-        reprofile::cli::now_secs(),
-    );
+    let plan = world.plan_now().await;
     assert_matches_expected(&plan);
 }

@@ -2,8 +2,6 @@
 //! and skips of `expected.json`.
 
 use reprofile::core::plan::{Action, AuthTagSource, Plan};
-use reprofile::core::rules;
-use reprofile::snapshot;
 use serde_json::{json, Value};
 
 use crate::world::{expected, World};
@@ -83,26 +81,14 @@ pub fn assert_matches_expected(plan: &Plan) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixture_world_plan_matches_expected_json() {
     let world = World::start().await;
-    let config = world.config();
-    let gathered = snapshot::gather(&config, &[]).await.expect("snapshot");
-    let plan = rules::plan(
-        &gathered.snapshot,
-        &config.policy,
-        reprofile::cli::now_secs(),
-    );
+    let plan = world.plan_now().await;
     assert_matches_expected(&plan);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixture_world_republish_keeps_the_unowned_kind0_fields() {
     let world = World::start().await;
-    let config = world.config();
-    let gathered = snapshot::gather(&config, &[]).await.expect("snapshot");
-    let plan = rules::plan(
-        &gathered.snapshot,
-        &config.policy,
-        reprofile::cli::now_secs(),
-    );
+    let plan = world.plan_now().await;
     let stale_name = plan
         .actions
         .iter()

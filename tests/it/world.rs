@@ -116,6 +116,19 @@ impl World {
         config::load(&self.config_path).expect("the world's config loads")
     }
 
+    /// Snapshots the world and plans it (no files written).
+    pub async fn plan_now(&self) -> reprofile::core::plan::Plan {
+        let config = self.config();
+        let gathered = reprofile::snapshot::gather(&config, &[])
+            .await
+            .expect("snapshot");
+        reprofile::core::rules::plan(
+            &gathered.snapshot,
+            &config.policy,
+            reprofile::cli::now_secs(),
+        )
+    }
+
     /// The store file.
     pub fn store_path(&self) -> PathBuf {
         self.dir.path().join("managed-agents.json")
