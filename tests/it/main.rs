@@ -1,6 +1,7 @@
 //! The one integration-test binary: real relays over real websockets, real files.
 
 mod apply;
+mod bench_harness;
 mod cli;
 mod daemon;
 mod external_relay;
