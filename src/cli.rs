@@ -571,7 +571,7 @@ pub async fn make_plan(
         store: StoreIdentity {
             path: store_path.display().to_string(),
             sha256: gathered.store.digest.clone(),
-            records: gathered.store.records.len(),
+            records: gathered.store.records,
         },
         plan,
     };

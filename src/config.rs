@@ -551,6 +551,7 @@ pub fn resolve(raw: RawConfig, path: Option<&Path>, base: &Path) -> Result<Confi
             future_tolerance_secs: raw.profile.future_tolerance_secs,
             publish_without_invalid_auth_tag: raw.profile.publish_without_invalid_auth_tag,
             mode: PlanMode::Full,
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
         },
         safety: SafetySettings {
             max_republish_fraction: raw.safety.max_republish_fraction,

@@ -17,7 +17,7 @@ use crate::core::plan::{
     Action, AuthTagSource, AvatarSource, BackfillAvatar, EventAfter, EventBefore, Plan,
     RepublishProfile, RepublishReason, Skip, SkipReason,
 };
-use crate::store::sha256_hex;
+use sha2::{Digest, Sha256};
 
 /// The format version this build writes and reads.
 pub const FORMAT_VERSION: u64 = 1;
@@ -282,31 +282,60 @@ fn action_to_file(action: &Action) -> FileAction {
     }
 }
 
-/// The digest of a plan's content: SHA-256 of its JSON without `created_at`,
-/// `created_at_unix` and `digest`.
-fn content_digest(file: &FilePlan) -> String {
-    let mut value = serde_json::to_value(file).expect("plan serializes");
-    if let Value::Object(map) = &mut value {
-        // shift_remove keeps the order of the other keys (remove would swap).
-        map.shift_remove("created_at");
-        map.shift_remove("created_at_unix");
-        map.shift_remove("digest");
+/// The digest of a plan's content: SHA-256 of its compact JSON with the
+/// timestamps blanked (`created_at` "" and `created_at_unix` 0) and no
+/// `digest`, so two plans of the same world have the same digest. The file is
+/// serialized straight into the hash, with no intermediate tree.
+fn content_digest(file: &mut FilePlan) -> String {
+    let created_at = std::mem::take(&mut file.created_at);
+    let created_at_unix = std::mem::take(&mut file.created_at_unix);
+    let digest = file.digest.take();
+    let mut hasher = HashWriter(Sha256::new());
+    serde_json::to_writer(&mut hasher, &*file).expect("plan serializes");
+    file.created_at = created_at;
+    file.created_at_unix = created_at_unix;
+    file.digest = digest;
+    hex::encode(hasher.0.finalize())
+}
+
+/// Feeds serialized bytes into a hash.
+struct HashWriter(Sha256);
+
+impl Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
     }
-    sha256_hex(value.to_string().as_bytes())
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The plan as pretty JSON (with its digest), and the digest.
+pub fn to_json_and_digest(doc: &PlanDocument) -> (String, String) {
+    let mut file = to_file(doc);
+    let digest = content_digest(&mut file);
+    file.digest = Some(digest.clone());
+    let mut text = serde_json::to_string_pretty(&file).expect("plan serializes");
+    text.push('\n');
+    (text, digest)
 }
 
 /// The plan as pretty JSON, with its digest.
 pub fn to_json(doc: &PlanDocument) -> String {
-    let mut file = to_file(doc);
-    file.digest = Some(content_digest(&file));
-    let mut text = serde_json::to_string_pretty(&file).expect("plan serializes");
-    text.push('\n');
-    text
+    to_json_and_digest(doc).0
 }
 
 /// The digest a plan document gets in its file.
 pub fn digest_of(doc: &PlanDocument) -> String {
-    content_digest(&to_file(doc))
+    content_digest(&mut to_file(doc))
+}
+
+/// Just the version of a plan file, read without building the rest.
+#[derive(Deserialize)]
+struct VersionProbe {
+    format_version: Option<Value>,
 }
 
 /// Parses a plan file's text (`path` is for messages).
@@ -315,8 +344,9 @@ pub fn from_json(path: &Path, text: &str) -> Result<PlanDocument, PlanFileError>
         path: path.to_path_buf(),
         problem,
     };
-    let value: Value = serde_json::from_str(text).map_err(|err| not_a_plan(err.to_string()))?;
-    match value.get("format_version") {
+    let probe: VersionProbe =
+        serde_json::from_str(text).map_err(|err| not_a_plan(err.to_string()))?;
+    match probe.format_version {
         Some(Value::Number(n)) if n.as_u64() == Some(FORMAT_VERSION) => {}
         Some(other) => {
             return Err(PlanFileError::UnknownVersion {
@@ -326,9 +356,9 @@ pub fn from_json(path: &Path, text: &str) -> Result<PlanDocument, PlanFileError>
         }
         None => return Err(not_a_plan("it has no format_version".to_string())),
     }
-    let file: FilePlan =
-        serde_json::from_value(value).map_err(|err| not_a_plan(err.to_string()))?;
-    if file.digest.as_deref() != Some(content_digest(&file).as_str()) {
+    let mut file: FilePlan =
+        serde_json::from_str(text).map_err(|err| not_a_plan(err.to_string()))?;
+    if file.digest.clone() != Some(content_digest(&mut file)) {
         return Err(PlanFileError::Edited {
             path: path.to_path_buf(),
         });
@@ -435,6 +465,10 @@ pub fn read(path: &Path) -> Result<PlanDocument, PlanFileError> {
 /// The file stem of a plan: `plan-<UTC time>-<digest prefix>`, so plans sort
 /// by time and two plans of one second never collide unless identical.
 pub fn file_stem(doc: &PlanDocument) -> String {
+    stem_with_digest(doc, &digest_of(doc))
+}
+
+fn stem_with_digest(doc: &PlanDocument, digest: &str) -> String {
     let time = chrono::DateTime::from_timestamp(i64::try_from(doc.created_at).unwrap_or(0), 0)
         .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
         .unwrap_or_else(|| doc.created_at.to_string());
@@ -442,7 +476,7 @@ pub fn file_stem(doc: &PlanDocument) -> String {
         PlanKind::Reconcile => "plan",
         PlanKind::Migrate => "migrate",
     };
-    format!("{prefix}-{time}-{}", &digest_of(doc)[..8])
+    format!("{prefix}-{time}-{}", &digest[..8])
 }
 
 /// Writes `contents` to `path` atomically: a temp file in the same folder,
@@ -471,9 +505,10 @@ pub fn write(
     out: Option<&Path>,
     rendering: &str,
 ) -> Result<PathBuf, PlanFileError> {
+    let (json, digest) = to_json_and_digest(doc);
     let json_path = match out {
         Some(path) => path.to_path_buf(),
-        None => dir.join(format!("{}.json", file_stem(doc))),
+        None => dir.join(format!("{}.json", stem_with_digest(doc, &digest))),
     };
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -482,7 +517,7 @@ pub fn write(
     if let Some(parent) = json_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
-    write_atomic(&json_path, to_json(doc).as_bytes()).map_err(io(&json_path))?;
+    write_atomic(&json_path, json.as_bytes()).map_err(io(&json_path))?;
     let text_path = json_path.with_extension("txt");
     write_atomic(&text_path, rendering.as_bytes()).map_err(io(&text_path))?;
     Ok(json_path)

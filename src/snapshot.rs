@@ -16,11 +16,24 @@ use crate::core::rules::{is_pubkey_hex, parse_relay_url};
 use crate::relay::{read_profiles, ReadOptions, RelayTimeouts};
 use crate::store::{read_agent_store, read_personas, AgentStore};
 
+/// Which store a snapshot was taken from (its text is not kept: apply
+/// re-reads the store before writing, and a large store's text would double
+/// the memory of a plan run).
+#[derive(Debug, Clone)]
+pub struct StoreSummary {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// SHA-256 of its bytes.
+    pub digest: String,
+    /// How many records it holds.
+    pub records: usize,
+}
+
 /// A snapshot and the store it was taken from.
 #[derive(Debug, Clone)]
 pub struct Gathered {
-    /// The agent store as read (its exact text, for later rewrites).
-    pub store: AgentStore,
+    /// The agent store it was taken from.
+    pub store: StoreSummary,
     /// What the planner reads.
     pub snapshot: Snapshot,
 }
@@ -68,11 +81,22 @@ pub async fn gather(config: &Config, only: &[String]) -> anyhow::Result<Gathered
         }
     }
     let selected: HashSet<&str> = only.iter().map(String::as_str).collect();
-    let records: Vec<_> = store
-        .records
-        .iter()
+    let AgentStore {
+        path,
+        digest,
+        records: stored,
+        text,
+    } = store;
+    drop(text);
+    let summary = StoreSummary {
+        path,
+        digest,
+        records: stored.len(),
+    };
+    let records: Vec<_> = stored
+        .into_iter()
         .filter(|r| selected.is_empty() || selected.contains(r.record.pubkey.as_str()))
-        .map(|r| r.record.clone())
+        .map(|r| r.record)
         .collect();
 
     let mut requests: BTreeMap<String, Vec<PublicKey>> = BTreeMap::new();
@@ -123,7 +147,7 @@ pub async fn gather(config: &Config, only: &[String]) -> anyhow::Result<Gathered
         })
         .collect();
     Ok(Gathered {
-        store,
+        store: summary,
         snapshot: Snapshot { agents, personas },
     })
 }

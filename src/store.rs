@@ -12,8 +12,10 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::error::Category;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::core::model::{AgentRecord, AvatarField, SecretText};
@@ -125,26 +127,28 @@ fn syntax_error(what: &'static str, path: &Path, err: &serde_json::Error) -> Sto
 }
 
 /// Parses the agent store's text (`path` is for messages).
+///
+/// One pass: the array is split into raw record slices (nothing is built for
+/// the fields the tool does not read), then each record's known fields are
+/// picked out as raw slices and decoded.
 pub fn parse_agent_store(path: &Path, text: String) -> Result<AgentStore, StoreError> {
-    let raw_records: Vec<&RawValue> = match serde_json::from_str::<Value>(&text) {
-        Err(err) => return Err(syntax_error("agent store", path, &err)),
-        Ok(Value::Array(_)) => {
-            serde_json::from_str(&text).map_err(|err| syntax_error("agent store", path, &err))?
-        }
-        Ok(_) => {
+    let raw_records: Vec<&RawValue> = match serde_json::from_str(&text) {
+        Ok(records) => records,
+        Err(err) if err.classify() == Category::Data => {
             return Err(StoreError::Shape {
                 path: path.to_path_buf(),
                 problem: "the agent store must be a JSON array of agent records ([...])"
                     .to_string(),
             })
         }
+        Err(err) => return Err(syntax_error("agent store", path, &err)),
     };
     let base = text.as_ptr() as usize;
     let mut records = Vec::with_capacity(raw_records.len());
     for (index, raw) in raw_records.iter().enumerate() {
         let start = raw.get().as_ptr() as usize - base;
         let span = start..start + raw.get().len();
-        let fields: Map<String, Value> =
+        let fields: KnownFields<'_> =
             serde_json::from_str(raw.get()).map_err(|_| StoreError::Shape {
                 path: path.to_path_buf(),
                 problem: format!(
@@ -153,7 +157,7 @@ pub fn parse_agent_store(path: &Path, text: String) -> Result<AgentStore, StoreE
             })?;
         records.push(StoredRecord {
             span,
-            record: record_from_fields(index, &fields),
+            record: fields.into_record(index),
         });
     }
     Ok(AgentStore {
@@ -164,66 +168,169 @@ pub fn parse_agent_store(path: &Path, text: String) -> Result<AgentStore, StoreE
     })
 }
 
-/// Reads the fields the tool knows from one record. A field of the wrong type
-/// is noted (by name, never by value) and read as absent.
-pub fn record_from_fields(index: usize, fields: &Map<String, Value>) -> AgentRecord {
-    let mut errors = Vec::new();
-    let mut text = |key: &str, required: bool| -> Option<String> {
-        match fields.get(key) {
-            Some(Value::String(s)) => Some(s.clone()),
-            None => None,
-            Some(Value::Null) if !required => None,
-            Some(other) => {
-                errors.push(format!(
-                    "field `{key}` must be a string{}, not {}",
-                    if required { "" } else { " or null" },
-                    json_type(other)
-                ));
-                None
+/// The fields of a record the tool reads.
+#[derive(Clone, Copy)]
+enum Field {
+    Pubkey,
+    Name,
+    PrivateKeyNsec,
+    RelayUrl,
+    AvatarUrl,
+    PersonaId,
+    AgentCommand,
+    AuthTag,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+        impl Visitor<'_> for FieldVisitor {
+            type Value = Field;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Field, E> {
+                Ok(match key {
+                    "pubkey" => Field::Pubkey,
+                    "name" => Field::Name,
+                    "private_key_nsec" => Field::PrivateKeyNsec,
+                    "relay_url" => Field::RelayUrl,
+                    "avatar_url" => Field::AvatarUrl,
+                    "persona_id" => Field::PersonaId,
+                    "agent_command" => Field::AgentCommand,
+                    "auth_tag" => Field::AuthTag,
+                    _ => Field::Other,
+                })
             }
         }
-    };
-    let pubkey = text("pubkey", true).unwrap_or_default();
-    let name = text("name", true).unwrap_or_default();
-    let secret_key = text("private_key_nsec", false).map(SecretText::new);
-    let relay_url = text("relay_url", true).unwrap_or_default();
-    let persona_id = text("persona_id", false);
-    let agent_command = text("agent_command", false);
-    let auth_tag = text("auth_tag", false);
-    let avatar_url = match fields.get("avatar_url") {
-        None => AvatarField::Absent,
-        Some(Value::Null) => AvatarField::Null,
-        Some(Value::String(s)) => AvatarField::Text(s.clone()),
-        Some(other) => {
-            errors.push(format!(
-                "field `avatar_url` must be a string or null, not {}",
-                json_type(other)
-            ));
-            AvatarField::Absent
-        }
-    };
-    AgentRecord {
-        index,
-        pubkey,
-        name,
-        secret_key,
-        relay_url,
-        avatar_url,
-        persona_id,
-        agent_command,
-        auth_tag,
-        field_errors: errors,
+        deserializer.deserialize_identifier(FieldVisitor)
     }
 }
 
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// The raw JSON of each known field of one record (with a repeated key, the
+/// last one counts, as in most JSON readers); other fields are skipped.
+#[derive(Default)]
+struct KnownFields<'a> {
+    pubkey: Option<&'a RawValue>,
+    name: Option<&'a RawValue>,
+    private_key_nsec: Option<&'a RawValue>,
+    relay_url: Option<&'a RawValue>,
+    avatar_url: Option<&'a RawValue>,
+    persona_id: Option<&'a RawValue>,
+    agent_command: Option<&'a RawValue>,
+    auth_tag: Option<&'a RawValue>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for KnownFields<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for FieldsVisitor<'a> {
+            type Value = KnownFields<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an agent record (a JSON object)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = KnownFields::default();
+                while let Some(field) = map.next_key::<Field>()? {
+                    let slot = match field {
+                        Field::Pubkey => &mut fields.pubkey,
+                        Field::Name => &mut fields.name,
+                        Field::PrivateKeyNsec => &mut fields.private_key_nsec,
+                        Field::RelayUrl => &mut fields.relay_url,
+                        Field::AvatarUrl => &mut fields.avatar_url,
+                        Field::PersonaId => &mut fields.persona_id,
+                        Field::AgentCommand => &mut fields.agent_command,
+                        Field::AuthTag => &mut fields.auth_tag,
+                        Field::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(map.next_value::<&'de RawValue>()?);
+                }
+                Ok(fields)
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor(std::marker::PhantomData))
+    }
+}
+
+/// What a raw JSON value is, for messages (never the value itself).
+fn json_type(raw: &RawValue) -> &'static str {
+    match raw.get().as_bytes().first() {
+        Some(b'n') => "null",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'"') => "a string",
+        Some(b'[') => "an array",
+        Some(b'{') => "an object",
+        _ => "a number",
+    }
+}
+
+/// A raw JSON string's text, `Ok(None)` for null, or `Err(type)`.
+fn raw_text(raw: &RawValue) -> Result<Option<String>, &'static str> {
+    match json_type(raw) {
+        "null" => Ok(None),
+        "a string" => serde_json::from_str::<String>(raw.get())
+            .map(Some)
+            .map_err(|_| "a string"),
+        other => Err(other),
+    }
+}
+
+impl KnownFields<'_> {
+    /// Decodes the fields the rules read. A field of the wrong type is noted
+    /// (by name, never by value) and read as absent.
+    fn into_record(self, index: usize) -> AgentRecord {
+        let mut errors = Vec::new();
+        let mut text = |key: &str, raw: Option<&RawValue>, required: bool| -> Option<String> {
+            let raw = raw?;
+            match raw_text(raw) {
+                Ok(Some(value)) => Some(value),
+                Ok(None) if !required => None,
+                Ok(None) | Err(_) => {
+                    errors.push(format!(
+                        "field `{key}` must be a string{}, not {}",
+                        if required { "" } else { " or null" },
+                        json_type(raw)
+                    ));
+                    None
+                }
+            }
+        };
+        let pubkey = text("pubkey", self.pubkey, true).unwrap_or_default();
+        let name = text("name", self.name, true).unwrap_or_default();
+        let secret_key =
+            text("private_key_nsec", self.private_key_nsec, false).map(SecretText::new);
+        let relay_url = text("relay_url", self.relay_url, true).unwrap_or_default();
+        let persona_id = text("persona_id", self.persona_id, false);
+        let agent_command = text("agent_command", self.agent_command, false);
+        let auth_tag = text("auth_tag", self.auth_tag, false);
+        let avatar_url = match self.avatar_url.map(|raw| (raw, raw_text(raw))) {
+            None => AvatarField::Absent,
+            Some((_, Ok(None))) => AvatarField::Null,
+            Some((_, Ok(Some(text)))) => AvatarField::Text(text),
+            Some((raw, Err(_))) => {
+                errors.push(format!(
+                    "field `avatar_url` must be a string or null, not {}",
+                    json_type(raw)
+                ));
+                AvatarField::Absent
+            }
+        };
+        AgentRecord {
+            index,
+            pubkey,
+            name,
+            secret_key,
+            relay_url,
+            avatar_url,
+            persona_id,
+            agent_command,
+            auth_tag,
+            field_errors: errors,
+        }
     }
 }
 

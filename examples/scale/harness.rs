@@ -481,7 +481,7 @@ fn pure_core(
     });
     report.push(Row {
         relay: "pure".into(),
-        stage: "plan (core::rules::plan), in-memory snapshot".into(),
+        stage: "plan (core::rules::plan), in-memory snapshot, 1 thread".into(),
         n,
         time,
         ratio: None,
@@ -489,6 +489,25 @@ fn pure_core(
         note: summary.clone(),
     });
     check_plan_counts(agents, &summary, "pure plan", report);
+    // As the tool runs it: on every core (config's default).
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let parallel = reprofile::core::model::Policy {
+        threads,
+        ..reprofile::core::model::Policy::default()
+    };
+    let (time, summary, peak) = best_of_sync(repeats, || {
+        let plan = rules::plan(&snapshot, &parallel, now);
+        plan_summary(&plan)
+    });
+    report.push(Row {
+        relay: "pure".into(),
+        stage: format!("plan, in-memory snapshot, {threads} threads"),
+        n,
+        time,
+        ratio: None,
+        peak_mib: peak,
+        note: summary.clone(),
+    });
 
     drop(snapshot);
 

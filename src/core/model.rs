@@ -164,6 +164,9 @@ pub struct Policy {
     pub publish_without_invalid_auth_tag: bool,
     /// Which rules run.
     pub mode: PlanMode,
+    /// Threads the planner may use for large snapshots (1: plan on the
+    /// caller's thread). The plan does not depend on it.
+    pub threads: usize,
 }
 
 impl Default for Policy {
@@ -173,6 +176,7 @@ impl Default for Policy {
             future_tolerance_secs: 15 * 60,
             publish_without_invalid_auth_tag: false,
             mode: PlanMode::Full,
+            threads: 1,
         }
     }
 }

@@ -140,19 +140,20 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, now: u64) -> Plan {
         }
     }
 
+    let outcomes = decide_all(snapshot, policy, now, &copies);
     let mut result = Plan {
         complete: true,
         agents: snapshot.agents.len(),
         ..Plan::default()
     };
-    for agent in &snapshot.agents {
+    for (agent, outcome) in snapshot.agents.iter().zip(outcomes) {
         let record = &agent.record;
         let label = if is_pubkey_hex(&record.pubkey) {
             record.pubkey.clone()
         } else {
             format!("record #{}", record.index)
         };
-        match decide(agent, snapshot, policy, now, &copies) {
+        match outcome {
             Outcome::Unchanged => result.unchanged.push(label),
             Outcome::Actions(actions) => result.actions.extend(actions),
             Outcome::Skip(reason, detail) => {
@@ -178,6 +179,45 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, now: u64) -> Plan {
         .sort_by(|a, b| (&a.agent, a.index).cmp(&(&b.agent, b.index)));
     result.unchanged.sort();
     result
+}
+
+/// Below this many agents, planning stays on one thread.
+const PARALLEL_MIN_AGENTS: usize = 2_000;
+
+/// Every agent's outcome, in snapshot order. The agents are independent, so
+/// large snapshots are decided on `policy.threads` threads (scoped: no thread
+/// outlives the call, and the result does not depend on how it was split).
+fn decide_all(
+    snapshot: &Snapshot,
+    policy: &Policy,
+    now: u64,
+    copies: &HashMap<&str, Vec<usize>>,
+) -> Vec<Outcome> {
+    let agents = &snapshot.agents;
+    let threads = policy.threads.max(1);
+    if threads == 1 || agents.len() < PARALLEL_MIN_AGENTS {
+        return agents
+            .iter()
+            .map(|a| decide(a, snapshot, policy, now, copies))
+            .collect();
+    }
+    let chunk = agents.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = agents
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|a| decide(a, snapshot, policy, now, copies))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| part.join().expect("a planner thread does not panic"))
+            .collect()
+    })
 }
 
 fn decide(

@@ -762,3 +762,37 @@ fn republish_of(plan: &Plan, n: u8) -> &RepublishProfile {
         })
         .unwrap()
 }
+
+#[test]
+fn rule_e4_parallel_planning_gives_the_same_plan() {
+    let agents: Vec<_> = (0..2_500u32)
+        .map(|i| {
+            let mut secret = [7u8; 32];
+            secret[..4].copy_from_slice(&i.to_be_bytes());
+            let keys = Keys::new(SecretKey::from_slice(&secret).unwrap());
+            let mut rec = record(1, &format!("agent {i}"));
+            rec.index = i as usize;
+            rec.pubkey = keys.public_key().to_hex();
+            rec.secret_key = Some(SecretText::new(keys.secret_key().to_bech32().unwrap()));
+            let relay = match i % 4 {
+                0 => RelayObservation::NoProfile,
+                1 => profile(&format!("agent {i}"), "https://img/1.png"),
+                2 => down(),
+                _ => profile("stale", "https://img/1.png"),
+            };
+            (rec, relay)
+        })
+        .collect();
+    let snapshot = world(agents);
+    let sequential = plan(&snapshot, &Policy::default(), NOW);
+    let parallel = plan(
+        &snapshot,
+        &Policy {
+            threads: 3,
+            ..Policy::default()
+        },
+        NOW,
+    );
+    assert_eq!(sequential, parallel);
+    assert_eq!(sequential.actions.len(), 1_250);
+}
