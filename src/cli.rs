@@ -559,6 +559,11 @@ pub async fn make_plan(
     let gathered = snapshot::gather(config, only).await?;
     let now = now_secs();
     let plan = rules::plan(&gathered.snapshot, &config.policy, now);
+    // The plan holds what it needs; the snapshot is dropped before writing.
+    let gathered = snapshot::Gathered {
+        snapshot: Default::default(),
+        ..gathered
+    };
     let kind = match config.policy.mode {
         PlanMode::Full => PlanKind::Reconcile,
         PlanMode::BackfillOnly => PlanKind::Migrate,

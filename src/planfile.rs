@@ -7,6 +7,7 @@
 //! plans of the same world have the same digest. Writing is atomic (temp file
 //! in the same folder, then rename). No private key ever enters a plan.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -94,10 +95,13 @@ pub enum PlanKind {
 }
 
 // ---- file types ----
+//
+// They borrow from the plan when writing (a large plan is not copied to be
+// serialized) and own their strings when reading (`'static`).
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FilePlan {
+struct FilePlan<'a> {
     format_version: u64,
     created_at: String,
     created_at_unix: u64,
@@ -106,9 +110,9 @@ struct FilePlan {
     complete: bool,
     store: StoreIdentity,
     summary: FileSummary,
-    actions: Vec<FileAction>,
-    skipped: Vec<FileSkip>,
-    unchanged: Vec<String>,
+    actions: Vec<FileAction<'a>>,
+    skipped: Vec<FileSkip<'a>>,
+    unchanged: Cow<'a, [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     digest: Option<String>,
 }
@@ -132,69 +136,69 @@ struct FileSummary {
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-enum FileAction {
+enum FileAction<'a> {
     BackfillAvatar {
         id: String,
-        agent: String,
-        name: String,
+        agent: Cow<'a, str>,
+        name: Cow<'a, str>,
         record_index: usize,
-        source: String,
-        avatar_url: String,
-        precondition: BackfillPrecondition,
+        source: Cow<'a, str>,
+        avatar_url: Cow<'a, str>,
+        precondition: BackfillPrecondition<'a>,
     },
     RepublishProfile {
         id: String,
-        agent: String,
-        name: String,
-        relay: String,
+        agent: Cow<'a, str>,
+        name: Cow<'a, str>,
+        relay: Cow<'a, str>,
         reasons: Vec<String>,
-        picture: String,
-        before: Option<FileBefore>,
-        after: FileAfter,
-        precondition: RepublishPrecondition,
+        picture: Cow<'a, str>,
+        before: Option<FileBefore<'a>>,
+        after: FileAfter<'a>,
+        precondition: RepublishPrecondition<'a>,
     },
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BackfillPrecondition {
+struct BackfillPrecondition<'a> {
     /// The record's `avatar_url` when planned (null when absent or null).
-    avatar_url: Option<String>,
+    avatar_url: Option<Cow<'a, str>>,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RepublishPrecondition {
+struct RepublishPrecondition<'a> {
     /// The id of the newest kind:0 when planned; null when there was none.
-    newest_event_id: Option<String>,
+    newest_event_id: Option<Cow<'a, str>>,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileBefore {
-    id: String,
+struct FileBefore<'a> {
+    id: Cow<'a, str>,
     created_at: u64,
-    content: String,
+    content: Cow<'a, str>,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileAfter {
-    content: String,
-    tags: Vec<Vec<String>>,
-    auth_tag_source: String,
+struct FileAfter<'a> {
+    content: Cow<'a, str>,
+    tags: Cow<'a, [Vec<String>]>,
+    auth_tag_source: Cow<'a, str>,
     created_at_must_exceed: u64,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileSkip {
-    agent: String,
-    name: String,
+struct FileSkip<'a> {
+    agent: Cow<'a, str>,
+    name: Cow<'a, str>,
     record_index: usize,
-    reason: String,
-    detail: String,
-    relay: Option<String>,
+    reason: Cow<'a, str>,
+    detail: Cow<'a, str>,
+    relay: Option<Cow<'a, str>>,
 }
 
 /// RFC 3339 (UTC, seconds) for Unix seconds.
@@ -204,7 +208,7 @@ pub fn rfc3339(secs: u64) -> String {
         .unwrap_or_else(|| secs.to_string())
 }
 
-fn to_file(doc: &PlanDocument) -> FilePlan {
+fn to_file(doc: &PlanDocument) -> FilePlan<'_> {
     let summary = doc.plan.summary();
     FilePlan {
         format_version: FORMAT_VERSION,
@@ -230,53 +234,53 @@ fn to_file(doc: &PlanDocument) -> FilePlan {
             .skipped
             .iter()
             .map(|s| FileSkip {
-                agent: s.agent.clone(),
-                name: s.name.clone(),
+                agent: Cow::Borrowed(&s.agent),
+                name: Cow::Borrowed(&s.name),
                 record_index: s.index,
-                reason: s.reason.as_str().to_string(),
-                detail: s.detail.clone(),
-                relay: s.relay.clone(),
+                reason: Cow::Borrowed(s.reason.as_str()),
+                detail: Cow::Borrowed(&s.detail),
+                relay: s.relay.as_deref().map(Cow::Borrowed),
             })
             .collect(),
-        unchanged: doc.plan.unchanged.clone(),
+        unchanged: Cow::Borrowed(&doc.plan.unchanged),
         digest: None,
     }
 }
 
-fn action_to_file(action: &Action) -> FileAction {
+fn action_to_file(action: &Action) -> FileAction<'_> {
     let id = action.id();
     match action {
         Action::BackfillAvatar(b) => FileAction::BackfillAvatar {
             id,
-            agent: b.agent.clone(),
-            name: b.name.clone(),
+            agent: Cow::Borrowed(&b.agent),
+            name: Cow::Borrowed(&b.name),
             record_index: b.index,
-            source: b.source.as_str().to_string(),
-            avatar_url: b.avatar_url.clone(),
+            source: Cow::Borrowed(b.source.as_str()),
+            avatar_url: Cow::Borrowed(&b.avatar_url),
             precondition: BackfillPrecondition {
-                avatar_url: b.before.clone(),
+                avatar_url: b.before.as_deref().map(Cow::Borrowed),
             },
         },
         Action::RepublishProfile(r) => FileAction::RepublishProfile {
             id,
-            agent: r.agent.clone(),
-            name: r.name.clone(),
-            relay: r.relay.clone(),
+            agent: Cow::Borrowed(&r.agent),
+            name: Cow::Borrowed(&r.name),
+            relay: Cow::Borrowed(&r.relay),
             reasons: r.reasons.iter().map(|x| x.as_str().to_string()).collect(),
-            picture: r.picture.clone(),
+            picture: Cow::Borrowed(&r.picture),
             before: r.before.as_ref().map(|b| FileBefore {
-                id: b.id.clone(),
+                id: Cow::Borrowed(&b.id),
                 created_at: b.created_at,
-                content: b.content.clone(),
+                content: Cow::Borrowed(&b.content),
             }),
             after: FileAfter {
-                content: r.after.content.clone(),
-                tags: r.after.tags.clone(),
-                auth_tag_source: r.auth_tag_source.as_str().to_string(),
+                content: Cow::Borrowed(&r.after.content),
+                tags: Cow::Borrowed(&r.after.tags),
+                auth_tag_source: Cow::Borrowed(r.auth_tag_source.as_str()),
                 created_at_must_exceed: r.after.created_at_above,
             },
             precondition: RepublishPrecondition {
-                newest_event_id: r.before.as_ref().map(|b| b.id.clone()),
+                newest_event_id: r.before.as_ref().map(|b| Cow::Borrowed(b.id.as_str())),
             },
         },
     }
@@ -286,7 +290,7 @@ fn action_to_file(action: &Action) -> FileAction {
 /// timestamps blanked (`created_at` "" and `created_at_unix` 0) and no
 /// `digest`, so two plans of the same world have the same digest. The file is
 /// serialized straight into the hash, with no intermediate tree.
-fn content_digest(file: &mut FilePlan) -> String {
+fn content_digest(file: &mut FilePlan<'_>) -> String {
     let created_at = std::mem::take(&mut file.created_at);
     let created_at_unix = std::mem::take(&mut file.created_at_unix);
     let digest = file.digest.take();
@@ -356,7 +360,7 @@ pub fn from_json(path: &Path, text: &str) -> Result<PlanDocument, PlanFileError>
         }
         None => return Err(not_a_plan("it has no format_version".to_string())),
     }
-    let mut file: FilePlan =
+    let mut file: FilePlan<'static> =
         serde_json::from_str(text).map_err(|err| not_a_plan(err.to_string()))?;
     if file.digest.clone() != Some(content_digest(&mut file)) {
         return Err(PlanFileError::Edited {
@@ -366,7 +370,7 @@ pub fn from_json(path: &Path, text: &str) -> Result<PlanDocument, PlanFileError>
     from_file(file).map_err(not_a_plan)
 }
 
-fn from_file(file: FilePlan) -> Result<PlanDocument, String> {
+fn from_file(file: FilePlan<'_>) -> Result<PlanDocument, String> {
     let mut actions = Vec::with_capacity(file.actions.len());
     for action in file.actions {
         actions.push(match action {
@@ -379,13 +383,13 @@ fn from_file(file: FilePlan) -> Result<PlanDocument, String> {
                 precondition,
                 ..
             } => Action::BackfillAvatar(BackfillAvatar {
-                agent,
-                name,
+                agent: agent.into_owned(),
+                name: name.into_owned(),
                 index: record_index,
                 source: AvatarSource::parse(&source)
                     .ok_or_else(|| format!("unknown backfill source {source:?}"))?,
-                avatar_url,
-                before: precondition.avatar_url,
+                avatar_url: avatar_url.into_owned(),
+                before: precondition.avatar_url.map(Cow::into_owned),
             }),
             FileAction::RepublishProfile {
                 agent,
@@ -397,10 +401,10 @@ fn from_file(file: FilePlan) -> Result<PlanDocument, String> {
                 after,
                 ..
             } => Action::RepublishProfile(RepublishProfile {
-                agent,
-                name,
-                picture,
-                relay,
+                agent: agent.into_owned(),
+                name: name.into_owned(),
+                picture: picture.into_owned(),
+                relay: relay.into_owned(),
                 reasons: reasons
                     .iter()
                     .map(|r| {
@@ -408,16 +412,16 @@ fn from_file(file: FilePlan) -> Result<PlanDocument, String> {
                     })
                     .collect::<Result<_, _>>()?,
                 before: before.map(|b| EventBefore {
-                    id: b.id,
+                    id: b.id.into_owned(),
                     created_at: b.created_at,
-                    content: b.content,
+                    content: b.content.into_owned(),
                 }),
                 auth_tag_source: AuthTagSource::parse(&after.auth_tag_source).ok_or_else(|| {
                     format!("unknown auth_tag_source {:?}", after.auth_tag_source)
                 })?,
                 after: EventAfter {
-                    content: after.content,
-                    tags: after.tags,
+                    content: after.content.into_owned(),
+                    tags: after.tags.into_owned(),
                     created_at_above: after.created_at_must_exceed,
                     planned_created_at: 0,
                 },
@@ -431,11 +435,11 @@ fn from_file(file: FilePlan) -> Result<PlanDocument, String> {
             Ok(Skip {
                 reason: SkipReason::parse(&s.reason)
                     .ok_or_else(|| format!("unknown skip reason {:?}", s.reason))?,
-                agent: s.agent,
-                name: s.name,
+                agent: s.agent.into_owned(),
+                name: s.name.into_owned(),
                 index: s.record_index,
-                detail: s.detail,
-                relay: s.relay,
+                detail: s.detail.into_owned(),
+                relay: s.relay.map(Cow::into_owned),
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -446,7 +450,7 @@ fn from_file(file: FilePlan) -> Result<PlanDocument, String> {
         plan: Plan {
             actions,
             skipped,
-            unchanged: file.unchanged,
+            unchanged: file.unchanged.into_owned(),
             complete: file.complete,
             agents: file.summary.agents,
         },
@@ -482,15 +486,26 @@ fn stem_with_digest(doc: &PlanDocument, digest: &str) -> String {
 /// Writes `contents` to `path` atomically: a temp file in the same folder,
 /// flushed and synced, then renamed over the target.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, |out| out.write_all(contents))
+}
+
+/// Like [`write_atomic`], with the content streamed by `fill` into a buffered
+/// writer (no copy of a large file in memory).
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new()
+    let temp = tempfile::Builder::new()
         .prefix(".reprofile-")
         .suffix(".tmp")
         .tempfile_in(dir)?;
-    temp.write_all(contents)?;
+    let mut out = std::io::BufWriter::new(temp);
+    fill(&mut out)?;
+    let temp = out.into_inner().map_err(|err| err.into_error())?;
     temp.as_file().sync_all()?;
     temp.persist(path).map_err(|err| err.error)?;
     Ok(())
@@ -505,7 +520,9 @@ pub fn write(
     out: Option<&Path>,
     rendering: &str,
 ) -> Result<PathBuf, PlanFileError> {
-    let (json, digest) = to_json_and_digest(doc);
+    let mut file = to_file(doc);
+    let digest = content_digest(&mut file);
+    file.digest = Some(digest.clone());
     let json_path = match out {
         Some(path) => path.to_path_buf(),
         None => dir.join(format!("{}.json", stem_with_digest(doc, &digest))),
@@ -517,7 +534,13 @@ pub fn write(
     if let Some(parent) = json_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
-    write_atomic(&json_path, json.as_bytes()).map_err(io(&json_path))?;
+    // Streamed: a 100,000-agent plan is tens of MB.
+    write_atomic_with(&json_path, |out| {
+        serde_json::to_writer_pretty(&mut *out, &file)?;
+        out.write_all(b"\n")
+    })
+    .map_err(io(&json_path))?;
+    drop(file);
     let text_path = json_path.with_extension("txt");
     write_atomic(&text_path, rendering.as_bytes()).map_err(io(&text_path))?;
     Ok(json_path)
