@@ -18,12 +18,12 @@ use nostr::{EventBuilder, Keys, Kind, PublicKey, Tag, Timestamp};
 
 use crate::config::Config;
 use crate::core::apply::{
-    self as rules_apply, check_backfill, check_republish, event_to_sign, Outcome, Precheck,
-    RecordNow,
+    self as rules_apply, backfill_outcome, check_backfill, check_republish, confirm_publish,
+    event_to_sign, republish_after_backfill, Outcome, Precheck, RecordNow,
 };
 use crate::core::model::{AgentRecord, RelayObservation};
 use crate::core::plan::{Action, BackfillAvatar, RepublishProfile, Skip};
-use crate::core::rules::{agent_keys, profile_matches};
+use crate::core::rules::agent_keys;
 use crate::journal::{Entry, Journal};
 use crate::lock::{lock_path, ApplyLock};
 use crate::planfile::{rfc3339, PlanDocument};
@@ -253,33 +253,20 @@ pub async fn apply(
         apply_backfills(&mut run, config, &backfills, &stamp, opts.fault)?
     };
 
-    // Republishes, per relay.
-    let backfilled_ok: HashSet<String> = run
+    // Republishes, per relay; each waits for its agent's backfill (E1).
+    let backfill_results: HashMap<String, (Outcome, Option<String>)> = run
         .results
         .values()
-        .filter(|r| matches!(r.outcome, Outcome::Applied | Outcome::AlreadyApplied))
-        .map(|r| r.agent.clone())
+        .map(|r| (r.agent.clone(), (r.outcome, r.reason.clone())))
         .collect();
     let mut by_relay: BTreeMap<&str, Vec<&RepublishProfile>> = BTreeMap::new();
     for action in &doc.plan.actions {
         if let Action::RepublishProfile(r) = action {
-            let planned_backfill = backfills.iter().any(|b| b.agent == r.agent);
-            if planned_backfill && !backfilled_ok.contains(&r.agent) {
-                let backfill_result = run
-                    .results
-                    .values()
-                    .find(|x| x.agent == r.agent)
-                    .map(|x| (x.outcome, x.reason.clone().unwrap_or_default()));
-                let (outcome, why) = backfill_result.unwrap_or((Outcome::Failed, String::new()));
-                run.finish(
-                    action,
-                    outcome,
-                    Some(format!(
-                        "not published: the avatar backfill of this agent was {}: {why}",
-                        outcome.as_str()
-                    )),
-                    None,
-                )?;
+            let backfill = backfill_results
+                .get(&r.agent)
+                .map(|(outcome, why)| (*outcome, why.as_deref()));
+            if let Some((outcome, why)) = republish_after_backfill(backfill) {
+                run.finish(action, outcome, Some(why), None)?;
                 continue;
             }
             by_relay.entry(r.relay.as_str()).or_default().push(r);
@@ -398,24 +385,11 @@ fn apply_backfills(
     for action in backfills {
         let whole = Action::BackfillAvatar((*action).clone());
         let precheck = prechecks.get(&action.agent).cloned();
-        let (outcome, reason) = if written.contains(&action.agent) {
-            (Outcome::Applied, None)
-        } else {
-            match (precheck, &error) {
-                (Some(Precheck::AlreadyApplied), _) => (Outcome::AlreadyApplied, None),
-                (Some(Precheck::Stale(why)), _) => (Outcome::Stale, Some(why)),
-                (_, Some(err)) => (Outcome::Failed, Some(err.clone())),
-                (Some(Precheck::Proceed), None) => (
-                    Outcome::Stale,
-                    Some("the pubkey is no longer on exactly one record".to_string()),
-                ),
-                (Some(Precheck::Unknown(why)), None) => (Outcome::Failed, Some(why)),
-                (None, None) => (
-                    Outcome::Failed,
-                    Some("the store was not written".to_string()),
-                ),
-            }
-        };
+        let (outcome, reason) = backfill_outcome(
+            written.contains(&action.agent),
+            precheck.as_ref(),
+            error.as_deref(),
+        );
         run.finish(&whole, outcome, reason, None)?;
     }
     Ok(backup)
@@ -530,30 +504,7 @@ async fn republish_on_relay(
             .and_then(|m| m.get(&action.agent))
             .cloned()
             .unwrap_or_else(|| unreadable.clone());
-        let (outcome, reason) = match &seen {
-            RelayObservation::Newest(event) if event.id == event_id => (Outcome::Applied, None),
-            _ if profile_matches(&seen, &action.name, &action.picture) => (
-                Outcome::Applied,
-                Some("a newer matching profile is on the relay".to_string()),
-            ),
-            RelayObservation::Unreadable(why) => (
-                Outcome::Failed,
-                Some(format!(
-                    "published but not confirmed: cannot read the relay back ({why})"
-                )),
-            ),
-            RelayObservation::Newest(event) => (
-                Outcome::Failed,
-                Some(format!(
-                    "the relay said OK but its newest kind:0 is {}, not the published event",
-                    event.id
-                )),
-            ),
-            RelayObservation::NoProfile => (
-                Outcome::Failed,
-                Some("the relay said OK but does not have the event".to_string()),
-            ),
-        };
+        let (outcome, reason) = confirm_publish(action, &event_id, &seen);
         run.finish(&whole, outcome, reason, Some(event_id))?;
     }
     Ok(())

@@ -81,6 +81,52 @@ pub fn check_backfill(action: &BackfillAvatar, current: Option<&AvatarField>) ->
     }
 }
 
+/// The outcome of a backfill after the store write: written, or what its
+/// precondition said, or the write's error.
+pub fn backfill_outcome(
+    written: bool,
+    precheck: Option<&Precheck>,
+    write_error: Option<&str>,
+) -> (Outcome, Option<String>) {
+    if written {
+        return (Outcome::Applied, None);
+    }
+    match (precheck, write_error) {
+        (Some(Precheck::AlreadyApplied), _) => (Outcome::AlreadyApplied, None),
+        (Some(Precheck::Stale(why)), _) => (Outcome::Stale, Some(why.clone())),
+        (_, Some(error)) => (Outcome::Failed, Some(error.to_string())),
+        (Some(Precheck::Proceed), None) => (
+            Outcome::Stale,
+            Some("the pubkey is no longer on exactly one record".to_string()),
+        ),
+        (Some(Precheck::Unknown(why)), None) => (Outcome::Failed, Some(why.clone())),
+        (None, None) => (
+            Outcome::Failed,
+            Some("the store was not written".to_string()),
+        ),
+    }
+}
+
+/// Rule E1 at apply time: a republish whose agent's backfill (in the same
+/// plan) did not end applied or already applied is not attempted (it would
+/// publish an avatar the record does not hold); it reports the backfill's
+/// outcome. `None`: go ahead.
+pub fn republish_after_backfill(
+    backfill: Option<(Outcome, Option<&str>)>,
+) -> Option<(Outcome, String)> {
+    match backfill {
+        None | Some((Outcome::Applied | Outcome::AlreadyApplied, _)) => None,
+        Some((outcome, why)) => Some((
+            outcome,
+            format!(
+                "not published: the avatar backfill of this agent was {}: {}",
+                outcome.as_str(),
+                why.unwrap_or_default()
+            ),
+        )),
+    }
+}
+
 /// The record as apply sees it just before a republish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordNow {
@@ -125,6 +171,40 @@ pub fn check_republish(
             Some(id) => format!("the relay's newest kind:0 is now {id}, not the planned one"),
             None => "the planned kind:0 is no longer on the relay".to_string(),
         })
+    }
+}
+
+/// Whether a publish took, from the profile read back after it: our event,
+/// or a newer one that already shows the planned name and picture, is
+/// applied; anything else failed, with why.
+pub fn confirm_publish(
+    action: &RepublishProfile,
+    published_id: &str,
+    read_back: &RelayObservation,
+) -> (Outcome, Option<String>) {
+    match read_back {
+        RelayObservation::Newest(event) if event.id == published_id => (Outcome::Applied, None),
+        _ if profile_matches(read_back, &action.name, &action.picture) => (
+            Outcome::Applied,
+            Some("a newer matching profile is on the relay".to_string()),
+        ),
+        RelayObservation::Unreadable(why) => (
+            Outcome::Failed,
+            Some(format!(
+                "published but not confirmed: cannot read the relay back ({why})"
+            )),
+        ),
+        RelayObservation::Newest(event) => (
+            Outcome::Failed,
+            Some(format!(
+                "the relay said OK but its newest kind:0 is {}, not the published event",
+                event.id
+            )),
+        ),
+        RelayObservation::NoProfile => (
+            Outcome::Failed,
+            Some("the relay said OK but does not have the event".to_string()),
+        ),
     }
 }
 
@@ -409,6 +489,73 @@ mod tests {
             check_republish(&action, Some(&repictured), &RelayObservation::NoProfile),
             Precheck::Stale(_)
         ));
+    }
+
+    #[test]
+    fn rule_e1_a_republish_waits_for_its_backfill() {
+        assert_eq!(republish_after_backfill(None), None);
+        assert_eq!(
+            republish_after_backfill(Some((Outcome::Applied, None))),
+            None
+        );
+        assert_eq!(
+            republish_after_backfill(Some((Outcome::AlreadyApplied, None))),
+            None
+        );
+        let (outcome, why) =
+            republish_after_backfill(Some((Outcome::Stale, Some("user picked one")))).unwrap();
+        assert_eq!(outcome, Outcome::Stale);
+        assert!(why.contains("user picked one"));
+        assert_eq!(
+            republish_after_backfill(Some((Outcome::Failed, Some("disk full"))))
+                .unwrap()
+                .0,
+            Outcome::Failed
+        );
+    }
+
+    #[test]
+    fn a_backfill_outcome_follows_its_precondition_and_the_write() {
+        assert_eq!(
+            backfill_outcome(true, Some(&Precheck::Proceed), None).0,
+            Outcome::Applied
+        );
+        assert_eq!(
+            backfill_outcome(false, Some(&Precheck::AlreadyApplied), Some("x")).0,
+            Outcome::AlreadyApplied
+        );
+        assert_eq!(
+            backfill_outcome(false, Some(&Precheck::Stale("s".into())), None).0,
+            Outcome::Stale
+        );
+        assert_eq!(
+            backfill_outcome(false, Some(&Precheck::Proceed), Some("disk full")).0,
+            Outcome::Failed
+        );
+        assert_eq!(backfill_outcome(false, None, None).0, Outcome::Failed);
+    }
+
+    #[test]
+    fn a_publish_is_confirmed_only_by_our_event_or_a_newer_matching_one() {
+        let action = republish(Some("e1"));
+        assert_eq!(
+            confirm_publish(&action, "ours", &newest("ours", "{}")).0,
+            Outcome::Applied
+        );
+        let matching = r#"{"display_name":"Ada","picture":"https://p/1.png"}"#;
+        assert_eq!(
+            confirm_publish(&action, "ours", &newest("newer", matching)).0,
+            Outcome::Applied
+        );
+        for read_back in [
+            newest("other", "{}"),
+            RelayObservation::NoProfile,
+            RelayObservation::Unreadable("down".into()),
+        ] {
+            let (outcome, why) = confirm_publish(&action, "ours", &read_back);
+            assert_eq!(outcome, Outcome::Failed);
+            assert!(why.is_some());
+        }
     }
 
     #[test]
