@@ -1,5 +1,5 @@
 //! nostr-rs-relay, started on a free loopback port with its own temp
-//! database (as `tests/it/external_relay.rs` does), when it is installed.
+//! database, when it is installed (also used by `tests/it/external_relay.rs`).
 
 #![allow(dead_code)]
 

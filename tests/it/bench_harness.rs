@@ -4,7 +4,7 @@
 //! checks a timing (benchmarks are not timed tests).
 
 #[path = "../../examples/scale/harness.rs"]
-mod harness;
+pub mod harness;
 
 use harness::{Options, RelayKind};
 
