@@ -15,14 +15,7 @@ use reprofile::relay::read_profiles;
 use reprofile::snapshot::read_options;
 use serde_json::Value;
 
-use crate::world::{expected, stderr, stdout, World};
-
-fn forced() -> ApplyOptions {
-    ApplyOptions {
-        force: true,
-        ..ApplyOptions::default()
-    }
-}
+use crate::world::{expected, forced, stderr, stdout, World};
 
 async fn plan_and_apply(config: &Config) -> (PlanDocument, std::path::PathBuf, ApplyReport) {
     let (doc, path) = make_plan(config, &[], None).await.expect("plan");

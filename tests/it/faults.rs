@@ -12,7 +12,7 @@ use reprofile::cli::{make_plan, now_secs};
 use reprofile::core::apply::Outcome;
 use reprofile::store_write::InjectedFault;
 
-use crate::world::{stderr, World};
+use crate::world::{forced, stderr, World};
 
 fn files_in(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -106,18 +106,9 @@ async fn a_journal_that_cannot_be_written_stops_the_apply_before_any_change() {
     assert!(format!("{err:#}").contains("nothing was changed"));
     assert_eq!(std::fs::read(world.store_path()).unwrap(), original);
     // The lock was released: the next apply runs.
-    let report = apply(
-        &config,
-        &doc,
-        &path,
-        &ApplyOptions {
-            force: true,
-            ..ApplyOptions::default()
-        },
-        &now_secs,
-    )
-    .await
-    .unwrap();
+    let report = apply(&config, &doc, &path, &forced(), &now_secs)
+        .await
+        .unwrap();
     assert!(report.succeeded());
 }
 
@@ -156,18 +147,9 @@ async fn a_symlinked_store_is_written_at_its_target_and_stays_a_symlink() {
     std::os::unix::fs::symlink(&target, world.store_path()).unwrap();
     let config = world.config();
     let (doc, path) = make_plan(&config, &[], None).await.unwrap();
-    let report = apply(
-        &config,
-        &doc,
-        &path,
-        &ApplyOptions {
-            force: true,
-            ..ApplyOptions::default()
-        },
-        &now_secs,
-    )
-    .await
-    .unwrap();
+    let report = apply(&config, &doc, &path, &forced(), &now_secs)
+        .await
+        .unwrap();
     assert!(report.succeeded());
     let link = std::fs::symlink_metadata(world.store_path()).unwrap();
     assert!(link.file_type().is_symlink(), "still a symlink");

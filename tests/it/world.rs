@@ -156,6 +156,15 @@ impl World {
     }
 }
 
+/// Apply options with the safety threshold lifted (the fixture world is
+/// drifted on purpose).
+pub fn forced() -> reprofile::apply::ApplyOptions {
+    reprofile::apply::ApplyOptions {
+        force: true,
+        ..reprofile::apply::ApplyOptions::default()
+    }
+}
+
 /// The config of a world whose live relay is `relay_url`.
 pub fn config_text(relay_url: &str, extra: &str) -> String {
     format!(
