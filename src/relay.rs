@@ -9,7 +9,8 @@
 //! falls behind) gives [`RelayObservation::Unreadable`] for every author of the
 //! affected subscription, never [`RelayObservation::NoProfile`]: an unreadable
 //! relay must never look like a missing profile, or the tool would republish
-//! over a profile it never saw.
+//! over a profile it never saw. A subscription that goes unanswered while the
+//! relay answers others is asked again once, on a fresh subscription id.
 //!
 //! What it must not do: decide anything about profiles (that is the core's
 //! job; this module only reports what the relay holds), write to relays, or
@@ -297,8 +298,8 @@ pub(crate) async fn connect(
 enum BatchState {
     /// Its REQ has not been sent yet.
     Waiting,
-    /// Its REQ was sent; EOSE is due by the deadline.
-    InFlight { deadline: Instant },
+    /// Its REQ was sent at `sent`; EOSE is due by the deadline.
+    InFlight { sent: Instant, deadline: Instant },
     /// The relay sent EOSE: the events seen are all it holds.
     Complete,
     /// The relay could not be read for this batch.
@@ -310,6 +311,17 @@ struct Batch {
     id: SubscriptionId,
     authors: Vec<PublicKey>,
     state: BatchState,
+    /// Whether it was already asked again on a fresh subscription.
+    retried: bool,
+}
+
+impl Batch {
+    /// The batch's one filter: kind:0 of its authors, without a limit.
+    fn filter(&self) -> Filter {
+        Filter::new()
+            .kind(Kind::Metadata)
+            .authors(self.authors.iter().copied())
+    }
 }
 
 /// The state of reading one relay: batches, their progress, and the newest
@@ -321,6 +333,10 @@ struct ProfileQuery {
     newest: HashMap<PublicKey, Event>,
     query_timeout: Duration,
     last_notice: Option<String>,
+    /// When the relay last ended a subscription: proof it was answering then.
+    last_eose: Option<Instant>,
+    /// CLOSEs and REQs of batches asked again, for the next write.
+    retries: Vec<ClientMessage<'static>>,
     progress: crate::progress::Progress,
 }
 
@@ -333,6 +349,8 @@ impl ProfileQuery {
             newest: HashMap::new(),
             query_timeout,
             last_notice: None,
+            last_eose: None,
+            retries: Vec::new(),
             progress: crate::progress::Progress::none(),
         };
         for (index, chunk) in chunks.enumerate() {
@@ -345,6 +363,7 @@ impl ProfileQuery {
                 id,
                 authors: chunk.to_vec(),
                 state: BatchState::Waiting,
+                retried: false,
             });
         }
         query
@@ -368,15 +387,13 @@ impl ProfileQuery {
             let in_flight = self.in_flight_count();
             let mut messages: Vec<ClientMessage<'static>> =
                 to_close.drain(..).map(ClientMessage::close).collect();
+            messages.append(&mut self.retries);
             let mut sent_now = Vec::new();
             while in_flight + sent_now.len() < MAX_SUBSCRIPTIONS_IN_FLIGHT
                 && next_to_send < self.batches.len()
             {
                 let batch = &self.batches[next_to_send];
-                let filter = Filter::new()
-                    .kind(Kind::Metadata)
-                    .authors(batch.authors.iter().copied());
-                messages.push(ClientMessage::req(batch.id.clone(), vec![filter]));
+                messages.push(ClientMessage::req(batch.id.clone(), vec![batch.filter()]));
                 sent_now.push(next_to_send);
                 next_to_send += 1;
             }
@@ -385,9 +402,10 @@ impl ProfileQuery {
                     self.fail_remaining(&format!("could not send the request: {error}"));
                     return;
                 }
-                let deadline = Instant::now() + self.query_timeout;
+                let sent = Instant::now();
+                let deadline = sent + self.query_timeout;
                 for index in sent_now {
-                    self.batches[index].state = BatchState::InFlight { deadline };
+                    self.batches[index].state = BatchState::InFlight { sent, deadline };
                 }
             }
 
@@ -398,9 +416,15 @@ impl ProfileQuery {
 
             match tokio::time::timeout_at(deadline, notifications.recv()).await {
                 Err(_elapsed) => {
-                    // One subscription went unanswered: the relay is treated as
-                    // unresponsive, and the batches not yet sent are not tried,
-                    // so a silent relay costs one query timeout, not one per batch.
+                    // A subscription went unanswered. When the relay ended other
+                    // subscriptions after this one was sent, it is alive and lost
+                    // just this one: ask once more on a fresh subscription.
+                    if self.retry_timed_out(url, deadline) {
+                        continue;
+                    }
+                    // Otherwise the relay is treated as unresponsive, and the
+                    // batches not yet sent are not tried, so a silent relay
+                    // costs one query timeout, not one per batch.
                     let mut reason = format!(
                         "timed out after {} waiting for EOSE",
                         human_duration(self.query_timeout)
@@ -457,6 +481,7 @@ impl ProfileQuery {
                         batch.state = BatchState::Complete;
                         progress.inc(batch.authors.len() as u64);
                         to_close.push(subscription_id.into_owned());
+                        self.last_eose = Some(Instant::now());
                     }
                 }
                 RelayMessage::Closed {
@@ -530,6 +555,61 @@ impl ProfileQuery {
         }
     }
 
+    /// Asks again, on a fresh subscription, for every batch whose deadline
+    /// (`deadline`, just passed) went by without EOSE, when the relay ended
+    /// another subscription after that batch was sent and the batch was not
+    /// asked again before. Returns false, changing nothing, when any timed-out
+    /// batch does not qualify: the relay is then unresponsive, not lossy.
+    ///
+    /// Events the lost subscription delivered are kept (they are signed
+    /// kind:0s of its authors); only the fresh subscription's EOSE completes
+    /// the batch, and anything later on the lost one is ignored.
+    fn retry_timed_out(&mut self, url: &str, deadline: Instant) -> bool {
+        let last_eose = self.last_eose;
+        let timed_out: Vec<usize> = self
+            .batches
+            .iter()
+            .enumerate()
+            .filter(|(_, batch)| {
+                matches!(batch.state, BatchState::InFlight { deadline: due, .. } if due <= deadline)
+            })
+            .map(|(index, _)| index)
+            .collect();
+        let qualifies = |batch: &Batch| match batch.state {
+            BatchState::InFlight { sent, .. } => {
+                !batch.retried && last_eose.is_some_and(|eose| eose > sent)
+            }
+            _ => false,
+        };
+        if timed_out.is_empty() || !timed_out.iter().all(|&i| qualifies(&self.batches[i])) {
+            return false;
+        }
+        let sent = Instant::now();
+        for index in timed_out {
+            let batch = &mut self.batches[index];
+            let fresh = SubscriptionId::new(format!("{}-again", batch.id));
+            tracing::warn!(
+                relay = %url,
+                subscription = %batch.id,
+                "no EOSE while the relay answered other subscriptions; asking again once"
+            );
+            self.batch_of_subscription.remove(&batch.id);
+            self.batch_of_subscription.insert(fresh.clone(), index);
+            self.retries.push(ClientMessage::close(std::mem::replace(
+                &mut batch.id,
+                fresh.clone(),
+            )));
+            self.retries
+                .push(ClientMessage::req(fresh, vec![batch.filter()]));
+            batch.retried = true;
+            batch.state = BatchState::InFlight {
+                sent,
+                deadline: sent + self.query_timeout,
+            };
+        }
+        true
+    }
+
     fn in_flight_batch(&mut self, subscription_id: &SubscriptionId) -> Option<&mut Batch> {
         let index = *self.batch_of_subscription.get(subscription_id)?;
         let batch = &mut self.batches[index];
@@ -547,7 +627,7 @@ impl ProfileQuery {
         self.batches
             .iter()
             .filter_map(|batch| match batch.state {
-                BatchState::InFlight { deadline } => Some(deadline),
+                BatchState::InFlight { deadline, .. } => Some(deadline),
                 _ => None,
             })
             .min()

@@ -398,6 +398,96 @@ async fn relay_that_never_sends_eose_gives_unreadable_after_the_query_timeout() 
     );
     assert_eq!(table.len(), 250);
     assert_all_unreadable(&table, &["timed out after 1 s waiting for EOSE"]);
+    assert_eq!(
+        fake.requests().len(),
+        3,
+        "a relay that answers nothing is not asked again"
+    );
+}
+
+/// 250 authors with one profile each, served by a relay that loses the REQs
+/// numbered in `ignored`; returns the events, the table and the REQs seen.
+async fn read_from_a_lossy_relay(
+    ignored: Vec<usize>,
+) -> (
+    Vec<Event>,
+    HashMap<String, RelayObservation>,
+    Vec<serde_json::Value>,
+) {
+    let agents = keys(250);
+    let events: Vec<Event> = agents
+        .iter()
+        .map(|k| signed_profile(k, 1_700_000_000, r#"{"name":"a"}"#))
+        .collect();
+    let fake = FakeRelay::start(FakeBehaviour::IgnoreReqs {
+        ignored,
+        events: events.iter().map(Event::as_json).collect(),
+    })
+    .await;
+    let authors: Vec<PublicKey> = agents.iter().map(Keys::public_key).collect();
+    let table = read_one(
+        fake.url(),
+        &authors,
+        &short_read_options(2 * SECOND, SECOND),
+    )
+    .await;
+    assert_eq!(fake.connections(), 1, "asked again on the same connection");
+    (events, table, fake.requests())
+}
+
+fn authors_of(request: &serde_json::Value) -> &serde_json::Value {
+    &request[2]["authors"]
+}
+
+#[tokio::test]
+async fn a_subscription_the_relay_loses_is_asked_again_once_on_a_fresh_subscription() {
+    // The first of three REQs goes unanswered while the other two complete.
+    let (events, table, requests) = read_from_a_lossy_relay(vec![0]).await;
+
+    assert_eq!(table.len(), 250);
+    for event in &events {
+        assert_eq!(
+            newest_id(&table[&event.pubkey.to_hex()]),
+            event.id.to_hex(),
+            "every author read, the lost batch's too"
+        );
+    }
+    assert_eq!(requests.len(), 4, "the lost REQ is sent once more");
+    assert_eq!(authors_of(&requests[3]), authors_of(&requests[0]));
+    assert_ne!(
+        requests[3][1], requests[0][1],
+        "asked again on a fresh subscription id"
+    );
+}
+
+#[tokio::test]
+async fn a_subscription_lost_twice_gives_unreadable_for_its_authors_only() {
+    // The first REQ and its second asking (the fourth REQ) both go unanswered.
+    let (events, table, requests) = read_from_a_lossy_relay(vec![0, 3]).await;
+
+    assert_eq!(requests.len(), 4, "asked again once, not a third time");
+    let lost: Vec<&str> = authors_of(&requests[0])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(lost.len(), 100);
+    for event in &events {
+        let author = event.pubkey.to_hex();
+        match &table[&author] {
+            RelayObservation::Unreadable(reason) if lost.contains(&author.as_str()) => {
+                assert!(
+                    reason.contains("timed out after 1 s waiting for EOSE"),
+                    "{reason}"
+                );
+            }
+            observation if lost.contains(&author.as_str()) => {
+                panic!("{author} was never answered but got {observation:?}")
+            }
+            observation => assert_eq!(newest_id(observation), event.id.to_hex()),
+        }
+    }
 }
 
 #[tokio::test]

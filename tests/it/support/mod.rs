@@ -163,6 +163,14 @@ pub enum FakeBehaviour {
     Closed(String),
     /// Never answers (no event, no EOSE); the connection stays open.
     Silent,
+    /// Never answers the REQs whose ordinals (0-based, counted over all
+    /// connections in the order received) are listed; answers every other
+    /// REQ like [`FakeBehaviour::EventsThenEose`]. A relay that loses a
+    /// subscription now and then.
+    IgnoreReqs {
+        ignored: Vec<usize>,
+        events: Vec<String>,
+    },
     /// Sends the raw events, then closes the TCP connection without EOSE
     /// (and without a websocket close handshake).
     EventsThenDisconnect(Vec<String>),
@@ -397,10 +405,23 @@ async fn serve_connection(
                 }
             }
             Some("REQ") => {
-                log.lock().unwrap().requests.push(value.clone());
+                let ordinal = {
+                    let mut log = log.lock().unwrap();
+                    log.requests.push(value.clone());
+                    log.requests.len() - 1
+                };
                 let sub = json!(subscription).to_string();
                 let mut replies = Vec::new();
                 match &behaviour {
+                    FakeBehaviour::IgnoreReqs { ignored, events } => {
+                        if !ignored.contains(&ordinal) {
+                            replies.extend(
+                                events.iter().map(|raw| format!(r#"["EVENT",{sub},{raw}]"#)),
+                            );
+                            replies.push(format!(r#"["EOSE",{sub}]"#));
+                        }
+                        open.insert(subscription);
+                    }
                     FakeBehaviour::EventsThenEose(events) => {
                         replies
                             .extend(events.iter().map(|raw| format!(r#"["EVENT",{sub},{raw}]"#)));
