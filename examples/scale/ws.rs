@@ -11,6 +11,10 @@
 //! - [`per_agent_sdk`]: the same with nostr-sdk's `Client::fetch_events_from`
 //!   (one auto-closing subscription per agent, on one connected client):
 //!   what an app built on nostr-sdk gets, Nagle's delays included.
+//! - [`batched_raw`]: the floor of any batched reader: the tool's request
+//!   pattern (REQs of 100 authors, 16 open at a time, one connection) with
+//!   nothing else done, or with the signatures checked on every core. It says
+//!   how fast the relay itself answers, and what is left for a client.
 //! - [`pipelined_publish`]: the relay's own limit for writes: one connection,
 //!   every EVENT written back to back (a writer task), the OKs read as they
 //!   come until there is one per event.
@@ -233,4 +237,122 @@ pub async fn pipelined_publish(
     let mut sink = writer.await??;
     let _ = sink.close().await;
     Ok((counts, elapsed))
+}
+
+/// What [`batched_raw`] does with the events it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchedCheck {
+    /// Counts them; no parsing beyond the message type.
+    Nothing,
+    /// Parses each and checks its id and signature, on this many threads,
+    /// while the reading goes on.
+    VerifyOn(usize),
+}
+
+/// Reads kind:0 of `authors` with the tool's request pattern (REQs of
+/// `per_filter` authors, at most `window` open, the next sent at each EOSE)
+/// over one connection. Returns the events received (all verified with
+/// [`BatchedCheck::VerifyOn`]) and the time from before connecting to the
+/// last EOSE and the last check.
+pub async fn batched_raw(
+    url: &str,
+    authors: &[PublicKey],
+    per_filter: usize,
+    window: usize,
+    check: BatchedCheck,
+    timeout: Duration,
+) -> anyhow::Result<(usize, Duration)> {
+    let requests: Vec<String> = authors
+        .chunks(per_filter)
+        .enumerate()
+        .map(|(n, chunk)| {
+            let authors: Vec<String> = chunk.iter().map(|a| format!(r#""{}""#, a.to_hex())).collect();
+            format!(r#"["REQ","b{n}",{{"kinds":[0],"authors":[{}]}}]"#, authors.join(","))
+        })
+        .collect();
+    let total = requests.len();
+    // Checkers: threads that parse and verify event texts as they arrive.
+    let (to_checkers, from_reader) = std::sync::mpsc::sync_channel::<Vec<String>>(64);
+    let from_reader = std::sync::Arc::new(std::sync::Mutex::new(from_reader));
+    let threads = match check {
+        BatchedCheck::Nothing => 0,
+        BatchedCheck::VerifyOn(n) => n.max(1),
+    };
+    let started = Instant::now();
+    let checkers: Vec<std::thread::JoinHandle<anyhow::Result<usize>>> = (0..threads)
+        .map(|_| {
+            let from_reader = std::sync::Arc::clone(&from_reader);
+            std::thread::spawn(move || {
+                let mut verified = 0;
+                loop {
+                    let Ok(texts) = from_reader.lock().unwrap().recv() else {
+                        return Ok(verified);
+                    };
+                    for text in texts {
+                        if let RelayMessage::Event { event, .. } = RelayMessage::from_json(&text)? {
+                            event.verify().context("an event does not verify")?;
+                            verified += 1;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let (mut socket, _) = tokio::time::timeout(timeout, connect(url))
+        .await
+        .context("connect timed out")?
+        .with_context(|| format!("cannot connect to {url}"))?;
+    let mut next = 0;
+    for request in requests.iter().take(window) {
+        socket.feed(Message::text(request.clone())).await?;
+        next += 1;
+    }
+    socket.flush().await?;
+    let mut ended = 0;
+    let mut received = 0;
+    let mut pending: Vec<String> = Vec::new();
+    while ended < total {
+        let message = tokio::time::timeout(timeout, socket.next())
+            .await
+            .with_context(|| format!("no EOSE in time ({ended} of {total} ended)"))?
+            .context("connection closed")??;
+        let Message::Text(text) = message else {
+            continue;
+        };
+        if text.starts_with(r#"["EVENT""#) {
+            received += 1;
+            if threads > 0 {
+                pending.push(text.as_str().to_owned());
+                if pending.len() >= 64 {
+                    to_checkers.send(std::mem::take(&mut pending))?;
+                }
+            }
+        } else if let Some(rest) = text.strip_prefix(r#"["EOSE",""#) {
+            ended += 1;
+            let sub = rest.trim_end_matches("\"]");
+            socket.feed(Message::text(format!(r#"["CLOSE","{sub}"]"#))).await?;
+            if next < total {
+                socket.feed(Message::text(requests[next].clone())).await?;
+                next += 1;
+            }
+            socket.flush().await?;
+        } else if text.starts_with(r#"["CLOSED""#) {
+            bail!("the relay closed a subscription: {text}");
+        }
+    }
+    if !pending.is_empty() {
+        to_checkers.send(pending)?;
+    }
+    drop(to_checkers);
+    let mut verified = 0;
+    for checker in checkers {
+        verified += checker.join().expect("checker thread")?;
+    }
+    let elapsed = started.elapsed();
+    if threads > 0 && verified != received {
+        bail!("{received} events received, {verified} verified");
+    }
+    let _ = socket.close(None).await;
+    Ok((received, elapsed))
 }
