@@ -266,8 +266,14 @@ pub async fn batched_raw(
         .chunks(per_filter)
         .enumerate()
         .map(|(n, chunk)| {
-            let authors: Vec<String> = chunk.iter().map(|a| format!(r#""{}""#, a.to_hex())).collect();
-            format!(r#"["REQ","b{n}",{{"kinds":[0],"authors":[{}]}}]"#, authors.join(","))
+            let authors: Vec<String> = chunk
+                .iter()
+                .map(|a| format!(r#""{}""#, a.to_hex()))
+                .collect();
+            format!(
+                r#"["REQ","b{n}",{{"kinds":[0],"authors":[{}]}}]"#,
+                authors.join(",")
+            )
         })
         .collect();
     let total = requests.len();
@@ -331,7 +337,9 @@ pub async fn batched_raw(
         } else if let Some(rest) = text.strip_prefix(r#"["EOSE",""#) {
             ended += 1;
             let sub = rest.trim_end_matches("\"]");
-            socket.feed(Message::text(format!(r#"["CLOSE","{sub}"]"#))).await?;
+            socket
+                .feed(Message::text(format!(r#"["CLOSE","{sub}"]"#)))
+                .await?;
             if next < total {
                 socket.feed(Message::text(requests[next].clone())).await?;
                 next += 1;

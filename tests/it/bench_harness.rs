@@ -78,7 +78,33 @@ async fn the_scale_harness_produces_every_figure_on_a_tiny_world() {
             tool.note, "republish=18 backfill=2 unchanged=20 skipped=0",
             "{table}"
         );
+        // The floors read every seeded profile (one per agent but the 10%
+        // missing ones), with and without checking signatures.
+        let floors: Vec<&str> = report
+            .rows
+            .iter()
+            .filter(|r| r.relay == relay && r.stage.starts_with("floor: batched raw ws"))
+            .map(|r| r.note.as_str())
+            .collect();
+        assert_eq!(floors.len(), 2, "{table}");
+        assert!(
+            floors.iter().all(|note| note.starts_with("36 events;")),
+            "{floors:?}\n{table}"
+        );
     }
+    // The drift sweep: 0%, 5%, 10%, 25% and 45% of 40 agents stale.
+    let sweep: Vec<&str> = report
+        .rows
+        .iter()
+        .filter(|r| r.relay == "pure" && r.stage.contains("% stale, rest in sync"))
+        .map(|r| r.note.as_str())
+        .collect();
+    assert_eq!(
+        sweep,
+        [0, 2, 4, 10, 18]
+            .map(|k| format!("republish={k} backfill=0 unchanged={} skipped=0", 40 - k)),
+        "{table}"
+    );
     for stage in [
         "store parse",
         "plan (core::rules::plan)",
