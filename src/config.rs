@@ -269,6 +269,9 @@ pub struct RawRelay {
     /// Relays read at once.
     #[serde(default = "default_concurrency")]
     pub max_concurrent_relays: usize,
+    /// Connections one relay's agents are read over (1 to 16).
+    #[serde(default = "default_read_connections")]
+    pub read_connections: usize,
     /// Events awaiting the relay's OK at once, per relay.
     #[serde(default = "default_in_flight")]
     pub max_publish_in_flight: usize,
@@ -290,6 +293,7 @@ impl Default for RawRelay {
             query_timeout_secs: default_query(),
             publish_timeout_secs: default_publish(),
             max_concurrent_relays: default_concurrency(),
+            read_connections: default_read_connections(),
             max_publish_in_flight: default_in_flight(),
             auth_key_file: None,
             authors_per_filter: default_authors_per_filter(),
@@ -309,6 +313,9 @@ fn default_publish() -> u64 {
 }
 fn default_concurrency() -> usize {
     8
+}
+fn default_read_connections() -> usize {
+    1
 }
 fn default_in_flight() -> usize {
     64
@@ -353,6 +360,8 @@ pub struct RelaySettings {
     pub publish_timeout: Duration,
     /// Relays read at once.
     pub max_concurrent_relays: usize,
+    /// Connections one relay's agents are read over.
+    pub read_connections: usize,
     /// Events awaiting OK at once, per relay.
     pub max_publish_in_flight: usize,
     /// The NIP-42 service key file, when configured.
@@ -498,6 +507,12 @@ pub fn resolve(raw: RawConfig, path: Option<&Path>, base: &Path) -> Result<Confi
             "[relay] max_concurrent_relays must be at least 1".to_string(),
         ));
     }
+    if !(1..=16).contains(&raw.relay.read_connections) {
+        return Err(value_error(format!(
+            "[relay] read_connections = {} is out of range; use 1 to 16",
+            raw.relay.read_connections
+        )));
+    }
     if !(1..=100).contains(&raw.relay.authors_per_filter) {
         return Err(value_error(format!(
             "[relay] authors_per_filter = {} is out of range; use 1 to 100",
@@ -541,6 +556,7 @@ pub fn resolve(raw: RawConfig, path: Option<&Path>, base: &Path) -> Result<Confi
             query_timeout: Duration::from_secs(raw.relay.query_timeout_secs),
             publish_timeout: Duration::from_secs(raw.relay.publish_timeout_secs),
             max_concurrent_relays: raw.relay.max_concurrent_relays,
+            read_connections: raw.relay.read_connections,
             max_publish_in_flight: raw.relay.max_publish_in_flight,
             auth_key_file: raw.relay.auth_key_file.as_deref().map(absolute),
             authors_per_filter: raw.relay.authors_per_filter,
@@ -616,6 +632,19 @@ mod tests {
         let err = parse_str("[relay.rewrite]\n\"ws://a:1\" = \"http://b\"\n").unwrap_err();
         assert!(err.to_string().contains("ws:// or wss://"), "{err}");
         assert!(parse_str("[avatars]\nbot = \"ftp://x\"\n").is_err());
+        for bad in [0, 17] {
+            let err = parse_str(&format!("[relay]\nread_connections = {bad}\n")).unwrap_err();
+            assert_eq!(err.to_string().lines().count(), 1, "one line: {err}");
+            assert!(
+                err.to_string().contains(&format!(
+                    "read_connections = {bad} is out of range; use 1 to 16"
+                )),
+                "{err}"
+            );
+        }
+        let config = parse_str("[relay]\nread_connections = 2\n").unwrap();
+        assert_eq!(config.relay.read_connections, 2);
+        assert_eq!(parse_str("").unwrap().relay.read_connections, 1);
     }
 
     #[test]

@@ -81,6 +81,11 @@ pub struct ReadOptions {
     pub timeouts: RelayTimeouts,
     /// How many relays are read at the same time (at least 1 is used).
     pub max_concurrent_relays: usize,
+    /// How many connections one relay's authors are spread over (at least 1
+    /// is used; never more than it has batches). nostr-sdk checks each
+    /// event's signature on its connection's one task, so a relay with
+    /// thousands of agents is read faster over one connection per core.
+    pub connections_per_relay: usize,
     /// How many authors one REQ filter names; values outside
     /// `1..=`[`MAX_AUTHORS_PER_FILTER`] are clamped into that range.
     pub authors_per_filter: usize,
@@ -93,6 +98,7 @@ impl Default for ReadOptions {
         Self {
             timeouts: RelayTimeouts::default(),
             max_concurrent_relays: 8,
+            connections_per_relay: 1,
             authors_per_filter: MAX_AUTHORS_PER_FILTER,
             progress: crate::progress::Progress::none(),
         }
@@ -107,8 +113,10 @@ impl Default for ReadOptions {
 /// author listed twice for one relay is read once); a relay with no authors is
 /// not contacted and maps to an empty table.
 ///
-/// Each relay is read over one connection, at most
-/// `opts.max_concurrent_relays` relays at a time. "Newest" is NIP-01's order:
+/// Each relay is read over one connection (or, with
+/// `opts.connections_per_relay` above 1, its authors are split over that many
+/// connections, each with whole batches), at most `opts.max_concurrent_relays`
+/// relays at a time. "Newest" is NIP-01's order:
 /// greatest `created_at`, ties broken by the lowest event id. Events that are
 /// not kind 0, whose author was not asked for in that subscription, or whose
 /// id or signature does not verify (nostr-sdk checks both before handing an
@@ -121,7 +129,9 @@ pub async fn read_profiles(
     requests: BTreeMap<String, Vec<PublicKey>>,
     opts: &ReadOptions,
 ) -> BTreeMap<String, HashMap<String, RelayObservation>> {
-    let max_in_flight = opts.max_concurrent_relays.max(1);
+    let connections = opts.connections_per_relay.max(1);
+    let max_in_flight = opts.max_concurrent_relays.max(1) * connections;
+    let per_filter = opts.authors_per_filter.clamp(1, MAX_AUTHORS_PER_FILTER);
     let mut results = BTreeMap::new();
     let mut tasks: JoinSet<(String, HashMap<String, RelayObservation>)> = JoinSet::new();
     // What each running task reads, so that a task that panics still gives its
@@ -129,17 +139,24 @@ pub async fn read_profiles(
     let mut running: HashMap<tokio::task::Id, (String, Vec<PublicKey>)> = HashMap::new();
 
     for (url, authors) in requests {
-        while tasks.len() >= max_in_flight {
-            collect_one(&mut tasks, &mut running, &mut results).await;
+        let authors = unique_authors(&authors);
+        // Whole batches per connection: the same REQs as over one connection.
+        let batches = authors.len().div_ceil(per_filter).max(1);
+        let per_connection = batches.div_ceil(connections.min(batches)) * per_filter;
+        results.insert(url.clone(), HashMap::with_capacity(authors.len()));
+        for share in split_authors(&authors, per_connection) {
+            while tasks.len() >= max_in_flight {
+                collect_one(&mut tasks, &mut running, &mut results).await;
+            }
+            let task_opts = opts.clone();
+            let task_url = url.clone();
+            let task_authors = share.to_vec();
+            let handle = tasks.spawn(async move {
+                let observations = read_relay(&task_url, &task_authors, &task_opts).await;
+                (task_url, observations)
+            });
+            running.insert(handle.id(), (url.clone(), share.to_vec()));
         }
-        let task_opts = opts.clone();
-        let task_url = url.clone();
-        let task_authors = authors.clone();
-        let handle = tasks.spawn(async move {
-            let observations = read_relay(&task_url, &task_authors, &task_opts).await;
-            (task_url, observations)
-        });
-        running.insert(handle.id(), (url, authors));
     }
     while !tasks.is_empty() {
         collect_one(&mut tasks, &mut running, &mut results).await;
@@ -156,7 +173,7 @@ async fn collect_one(
     match tasks.join_next_with_id().await {
         Some(Ok((id, (url, observations)))) => {
             running.remove(&id);
-            results.insert(url, observations);
+            results.entry(url).or_default().extend(observations);
         }
         Some(Err(error)) => {
             if let Some((url, authors)) = running.remove(&error.id()) {
@@ -170,8 +187,8 @@ async fn collect_one(
                             RelayObservation::Unreadable(reason.clone()),
                         )
                     })
-                    .collect();
-                results.insert(url, observations);
+                    .collect::<Vec<_>>();
+                results.entry(url).or_default().extend(observations);
             }
         }
         None => {}
@@ -216,6 +233,14 @@ async fn read_relay(
         }
     }
     query.into_observations()
+}
+
+/// `authors` in shares of at most `size` (at least one share, maybe empty).
+fn split_authors(authors: &[PublicKey], size: usize) -> Vec<&[PublicKey]> {
+    if authors.is_empty() {
+        return vec![authors];
+    }
+    authors.chunks(size.max(1)).collect()
 }
 
 /// The authors in first-seen order, each once.

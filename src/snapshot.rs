@@ -47,6 +47,7 @@ pub fn read_options(config: &Config) -> ReadOptions {
             publish: config.relay.publish_timeout,
         },
         max_concurrent_relays: config.relay.max_concurrent_relays,
+        connections_per_relay: config.relay.read_connections,
         authors_per_filter: config.relay.authors_per_filter,
         progress: crate::progress::Progress::none(),
     }

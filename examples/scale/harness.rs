@@ -734,6 +734,16 @@ async fn on_relay(
     }
     log(opts, format!("{label}: snapshot + plan, {n} agents"));
     let tool = tool_snapshot_plan(opts, &config, &label, "", worlds, report).await?;
+    // The same with the relay's agents read over one connection per core
+    // (`[relay] read_connections`), so nostr-sdk's signature checks run on
+    // every core.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if cores > 1 {
+        let mut spread = config.clone();
+        spread.relay.read_connections = cores;
+        let tag = format!(", {cores} read connections");
+        tool_snapshot_plan(opts, &spread, &label, &tag, worlds, report).await?;
+    }
     let authors: Vec<PublicKey> = worlds.main.iter().map(|a| a.keys.public_key()).collect();
     batched_floor_rows(opts, &label, &url, &authors, report).await?;
 

@@ -192,6 +192,46 @@ async fn requests_name_at_most_100_authors_per_filter_without_limit_over_one_con
 }
 
 #[tokio::test]
+async fn read_connections_spread_one_relays_whole_batches_over_several_connections() {
+    let agents = keys(250);
+    let events: Vec<Event> = agents
+        .iter()
+        .map(|k| signed_profile(k, 1_700_000_000, r#"{"name":"a"}"#))
+        .collect();
+    let authors: Vec<PublicKey> = agents.iter().map(Keys::public_key).collect();
+    // 250 authors are 3 batches: 2 connections get 2 and 1 of them; 8
+    // connections are capped at the 3 batches there are.
+    for (connections, expected_connections) in [(2, 2), (8, 3)] {
+        let fake = FakeRelay::start(FakeBehaviour::EventsThenEose(
+            events.iter().map(Event::as_json).collect(),
+        ))
+        .await;
+        let opts = ReadOptions {
+            connections_per_relay: connections,
+            ..short_read_options(2 * SECOND, 2 * SECOND)
+        };
+        let table = read_one(fake.url(), &authors, &opts).await;
+
+        assert_eq!(fake.connections(), expected_connections);
+        assert_eq!(table.len(), 250);
+        for event in &events {
+            assert_eq!(newest_id(&table[&event.pubkey.to_hex()]), event.id.to_hex());
+        }
+        let requests = fake.requests();
+        assert_eq!(requests.len(), 3, "the same batches as over one connection");
+        let mut asked: Vec<String> = requests
+            .iter()
+            .flat_map(|r| r[2]["authors"].as_array().unwrap().clone())
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect();
+        asked.sort();
+        let mut expected: Vec<String> = authors.iter().map(PublicKey::to_hex).collect();
+        expected.sort();
+        assert_eq!(asked, expected, "every author asked exactly once");
+    }
+}
+
+#[tokio::test]
 async fn many_batches_are_pipelined_with_a_bounded_number_of_open_subscriptions() {
     let fake = FakeRelay::start(FakeBehaviour::EventsThenEose(Vec::new())).await;
     let authors: Vec<PublicKey> = keys(200).iter().map(Keys::public_key).collect();
