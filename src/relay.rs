@@ -130,7 +130,7 @@ pub async fn read_profiles(
     opts: &ReadOptions,
 ) -> BTreeMap<String, HashMap<String, RelayObservation>> {
     let connections = opts.connections_per_relay.max(1);
-    let max_in_flight = opts.max_concurrent_relays.max(1) * connections;
+    let max_relays = opts.max_concurrent_relays.max(1);
     let per_filter = opts.authors_per_filter.clamp(1, MAX_AUTHORS_PER_FILTER);
     let mut results = BTreeMap::new();
     let mut tasks: JoinSet<(String, HashMap<String, RelayObservation>)> = JoinSet::new();
@@ -144,10 +144,11 @@ pub async fn read_profiles(
         let batches = authors.len().div_ceil(per_filter).max(1);
         let per_connection = batches.div_ceil(connections.min(batches)) * per_filter;
         results.insert(url.clone(), HashMap::with_capacity(authors.len()));
+        // At most `max_relays` relays at a time, each over all its connections.
+        while relays_running(&running) >= max_relays {
+            collect_one(&mut tasks, &mut running, &mut results).await;
+        }
         for share in split_authors(&authors, per_connection) {
-            while tasks.len() >= max_in_flight {
-                collect_one(&mut tasks, &mut running, &mut results).await;
-            }
             let task_opts = opts.clone();
             let task_url = url.clone();
             let task_authors = share.to_vec();
@@ -162,6 +163,15 @@ pub async fn read_profiles(
         collect_one(&mut tasks, &mut running, &mut results).await;
     }
     results
+}
+
+/// How many distinct relays the running tasks read.
+fn relays_running(running: &HashMap<tokio::task::Id, (String, Vec<PublicKey>)>) -> usize {
+    running
+        .values()
+        .map(|(url, _)| url.as_str())
+        .collect::<HashSet<_>>()
+        .len()
 }
 
 /// Waits for one relay task and files its observations.

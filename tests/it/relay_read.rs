@@ -662,18 +662,26 @@ async fn max_concurrent_relays_bounds_how_many_relays_are_read_at_once() {
     );
 
     // One at a time: one query timeout each.
-    let opts = ReadOptions {
-        max_concurrent_relays: 1,
-        ..short_read_options(2 * SECOND, SECOND)
-    };
-    let started = Instant::now();
-    let results = read_profiles(requests, &opts).await;
-    let serial = started.elapsed();
-    assert_eq!(results.len(), 3);
-    for table in results.values() {
-        assert_all_unreadable(table, &["timed out"]);
+    // One at a time: one query timeout each, also when each relay may be
+    // read over several connections (the bound is on relays).
+    for connections_per_relay in [1, 2] {
+        let opts = ReadOptions {
+            max_concurrent_relays: 1,
+            connections_per_relay,
+            ..short_read_options(2 * SECOND, SECOND)
+        };
+        let started = Instant::now();
+        let results = read_profiles(requests.clone(), &opts).await;
+        let serial = started.elapsed();
+        assert_eq!(results.len(), 3);
+        for table in results.values() {
+            assert_all_unreadable(table, &["timed out"]);
+        }
+        assert!(
+            serial >= 3 * SECOND,
+            "one relay at a time over {connections_per_relay} connection(s), took {serial:?}"
+        );
     }
-    assert!(serial >= 3 * SECOND, "one relay at a time, took {serial:?}");
 }
 
 #[tokio::test]
