@@ -3,8 +3,9 @@
 //! The file has its own serialization types (as ripgrep's JSON printer does),
 //! so the core's types can change without changing the format. Format
 //! version 1. The file carries a digest of its own content (everything but
-//! `created_at` and `digest`), so a hand-edited plan is recognized, and two
-//! plans of the same world have the same digest. Writing is atomic (temp file
+//! `created_at`, `created_at_unix` and `digest`), so a hand-edited plan is
+//! recognized, and two plans of the same world have the same digest; the two
+//! timestamps must name the same second, so neither is changed alone. Writing is atomic (temp file
 //! in the same folder, then rename). No private key ever enters a plan.
 
 use std::borrow::Cow;
@@ -53,7 +54,7 @@ pub enum PlanFileError {
         found: String,
     },
     /// The content no longer matches its digest.
-    #[error("{path}: the plan was changed after it was written (its digest does not match its content); make a new plan with `reprofile plan` instead of editing one")]
+    #[error("{path}: the plan was changed after it was written (its digest or its two timestamps do not match its content); make a new plan with `reprofile plan` instead of editing one")]
     Edited {
         /// The file.
         path: PathBuf,
@@ -362,7 +363,11 @@ pub fn from_json(path: &Path, text: &str) -> Result<PlanDocument, PlanFileError>
     }
     let mut file: FilePlan<'static> =
         serde_json::from_str(text).map_err(|err| not_a_plan(err.to_string()))?;
-    if file.digest.clone() != Some(content_digest(&mut file)) {
+    // The digest leaves the timestamps out (two plans of one world share it);
+    // they are held to each other instead, so neither can be changed alone.
+    if file.digest.clone() != Some(content_digest(&mut file))
+        || file.created_at != rfc3339(file.created_at_unix)
+    {
         return Err(PlanFileError::Edited {
             path: path.to_path_buf(),
         });
@@ -649,6 +654,30 @@ mod tests {
             ]
         );
         assert!(prune(dir.path(), 2).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_plan_whose_time_was_edited_is_refused() {
+        let text = to_json(&sample());
+        assert!(from_json(Path::new("p.json"), &text).is_ok());
+        let unix = sample().created_at.to_string();
+        let later = (sample().created_at + 3600).to_string();
+        let time = rfc3339(sample().created_at);
+        let later_time = rfc3339(sample().created_at + 3600);
+        for edited in [
+            text.replace(&unix, &later),
+            text.replace(&time, &later_time),
+        ] {
+            assert_ne!(edited, text);
+            let err = from_json(Path::new("p.json"), &edited).unwrap_err();
+            assert!(matches!(err, PlanFileError::Edited { .. }), "{err}");
+        }
+        // Both moved together: a consistent time, as a plan made an hour later.
+        let both = text.replace(&unix, &later).replace(&time, &later_time);
+        assert_eq!(
+            from_json(Path::new("p.json"), &both).unwrap().created_at,
+            sample().created_at + 3600
+        );
     }
 
     proptest::proptest! {
