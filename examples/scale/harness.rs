@@ -1256,6 +1256,13 @@ fn targets(opts: &Options, report: &Report) -> Vec<String> {
                     "{relay}: snapshot + plan >= 20x faster than per-agent at N={n}: {ratio:.1}x {}",
                     verdict(ratio >= 20.0)
                 ));
+                if let Some(floor) = report.find(relay, "floor: batched raw ws, signatures checked")
+                {
+                    out.push(format!(
+                        "{relay}: ceiling of any batched reader that checks signatures on every core: {:.1}x (per-agent / that floor, before store and plan)",
+                        row.time.as_secs_f64() / floor.time.as_secs_f64()
+                    ));
+                }
             }
         }
         if let Some(row) = report.rows.iter().find(|r| {
