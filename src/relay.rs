@@ -1,8 +1,8 @@
 //! The read side of the relay edge: the newest kind:0 of each agent, with proof
 //! that the relay's answer was complete.
 //!
-//! This module owns talking to relays for reading: one connection per relay,
-//! kind:0 requests for many authors at once, and the completeness check. An
+//! This module owns talking to relays for reading: one connection per relay
+//! (or a few, with `read_connections`), kind:0 requests for many authors at once, and the completeness check. An
 //! author's relay state counts as known only when the relay ended the stored
 //! events of that author's subscription (EOSE). Anything else (the relay is
 //! down, too slow, refuses with CLOSED, drops the connection, or this reader

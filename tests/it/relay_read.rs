@@ -65,6 +65,29 @@ fn keys(n: usize) -> Vec<Keys> {
     (0..n).map(|_| Keys::generate()).collect()
 }
 
+/// One kind:0 for each of `agents`.
+fn one_profile_each(agents: &[Keys]) -> Vec<Event> {
+    agents
+        .iter()
+        .map(|k| signed_profile(k, 1_700_000_000, r#"{"name":"a"}"#))
+        .collect()
+}
+
+/// Asserts the REQs named every one of `authors` exactly once, in filters of
+/// at most 100.
+fn assert_each_author_asked_once(requests: &[serde_json::Value], authors: &[PublicKey]) {
+    let mut asked: Vec<String> = Vec::new();
+    for request in requests {
+        let in_filter = request[2]["authors"].as_array().unwrap();
+        assert!(in_filter.len() <= 100);
+        asked.extend(in_filter.iter().map(|a| a.as_str().unwrap().to_owned()));
+    }
+    asked.sort();
+    let mut expected: Vec<String> = authors.iter().map(PublicKey::to_hex).collect();
+    expected.sort();
+    assert_eq!(asked, expected, "every author asked exactly once");
+}
+
 #[tokio::test]
 async fn fixture_seed_reads_newest_for_seeded_authors_and_no_profile_for_the_rest() {
     let relay = start_local_relay().await;
@@ -174,30 +197,20 @@ async fn requests_name_at_most_100_authors_per_filter_without_limit_over_one_con
     assert_eq!(fake.connections(), 1, "one connection per relay");
     let requests = fake.requests();
     assert_eq!(requests.len(), 3, "250 authors in filters of at most 100");
-    let mut asked = Vec::new();
     for request in &requests {
         let request = request.as_array().unwrap();
         assert_eq!(request.len(), 3, "one filter per REQ: {request:?}");
         let filter = request[2].as_object().unwrap();
         assert_eq!(filter["kinds"], json!([0]));
         assert!(!filter.contains_key("limit"), "no limit: {filter:?}");
-        let in_filter = filter["authors"].as_array().unwrap();
-        assert!(in_filter.len() <= 100);
-        asked.extend(in_filter.iter().map(|a| a.as_str().unwrap().to_owned()));
     }
-    asked.sort();
-    let mut expected: Vec<String> = authors.iter().map(PublicKey::to_hex).collect();
-    expected.sort();
-    assert_eq!(asked, expected, "every author asked exactly once");
+    assert_each_author_asked_once(&requests, &authors);
 }
 
 #[tokio::test]
 async fn read_connections_spread_one_relays_whole_batches_over_several_connections() {
     let agents = keys(250);
-    let events: Vec<Event> = agents
-        .iter()
-        .map(|k| signed_profile(k, 1_700_000_000, r#"{"name":"a"}"#))
-        .collect();
+    let events = one_profile_each(&agents);
     let authors: Vec<PublicKey> = agents.iter().map(Keys::public_key).collect();
     // 250 authors are 3 batches: 2 connections get 2 and 1 of them; 8
     // connections are capped at the 3 batches there are.
@@ -219,15 +232,7 @@ async fn read_connections_spread_one_relays_whole_batches_over_several_connectio
         }
         let requests = fake.requests();
         assert_eq!(requests.len(), 3, "the same batches as over one connection");
-        let mut asked: Vec<String> = requests
-            .iter()
-            .flat_map(|r| r[2]["authors"].as_array().unwrap().clone())
-            .map(|a| a.as_str().unwrap().to_owned())
-            .collect();
-        asked.sort();
-        let mut expected: Vec<String> = authors.iter().map(PublicKey::to_hex).collect();
-        expected.sort();
-        assert_eq!(asked, expected, "every author asked exactly once");
+        assert_each_author_asked_once(&requests, &authors);
     }
 }
 
@@ -455,10 +460,7 @@ async fn read_from_a_lossy_relay(
     Vec<serde_json::Value>,
 ) {
     let agents = keys(250);
-    let events: Vec<Event> = agents
-        .iter()
-        .map(|k| signed_profile(k, 1_700_000_000, r#"{"name":"a"}"#))
-        .collect();
+    let events = one_profile_each(&agents);
     let fake = FakeRelay::start(FakeBehaviour::IgnoreReqs {
         ignored,
         events: events.iter().map(Event::as_json).collect(),
