@@ -22,14 +22,16 @@ use crate::core::apply::{
     event_to_sign, republish_after_backfill, Outcome, Precheck, RecordNow,
 };
 use crate::core::model::{AgentRecord, RelayObservation};
+use crate::core::nip_oa::parse_tag_json;
 use crate::core::plan::{Action, BackfillAvatar, RepublishProfile, Skip};
 use crate::core::rules::agent_keys;
 use crate::journal::{Entry, Journal};
 use crate::lock::{lock_path, ApplyLock};
 use crate::planfile::{rfc3339, PlanDocument};
+use crate::protocol::nip42::Identity;
 use crate::publish::{publish_all, Delivery, PublishItem, PublishOptions};
-use crate::relay::read_profiles;
-use crate::snapshot::read_options;
+use crate::relay::{read_profiles, read_relays, ReadOptions};
+use crate::snapshot::{agent_identity, read_auth_key, read_options, sign_in_identities};
 use crate::store::read_agent_store;
 use crate::store_write::{
     resolve_target, write_avatars, AvatarEdit, EditDecision, InjectedFault, WriteOptions,
@@ -278,17 +280,19 @@ pub async fn apply(
         for stored in &store.records {
             *copies.entry(stored.record.pubkey.clone()).or_default() += 1;
         }
+        let store_records: Vec<AgentRecord> = store.records.into_iter().map(|s| s.record).collect();
         // Only a pubkey on exactly one record identifies a record.
-        let records: HashMap<String, AgentRecord> = store
-            .records
-            .into_iter()
-            .filter(|s| copies.get(&s.record.pubkey) == Some(&1))
-            .map(|s| (s.record.pubkey.clone(), s.record))
+        let records: HashMap<String, AgentRecord> = store_records
+            .iter()
+            .filter(|r| copies.get(&r.pubkey) == Some(&1))
+            .map(|r| (r.pubkey.clone(), r.clone()))
             .collect();
-        let service_keys = match &config.relay.auth_key_file {
-            Some(path) => Some(read_service_keys(path)?),
-            None => None,
-        };
+        let service_keys = read_auth_key(config)?;
+        let identities = Arc::new(sign_in_identities(
+            config,
+            store_records.iter(),
+            service_keys.as_ref(),
+        ));
         for (relay, actions) in by_relay {
             if opts.stopping() {
                 tracing::info!(relay, "stopping: the rest is left for the next run");
@@ -301,6 +305,7 @@ pub async fn apply(
                 &actions,
                 &records,
                 service_keys.as_ref(),
+                &identities,
             )
             .await?;
         }
@@ -319,17 +324,6 @@ pub async fn apply(
         skipped: doc.plan.skipped.clone(),
         journal: run.journal.path().to_path_buf(),
         backup,
-    })
-}
-
-fn read_service_keys(path: &Path) -> anyhow::Result<Keys> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read [relay] auth_key_file {}", path.display()))?;
-    Keys::parse(text.trim()).map_err(|_| {
-        anyhow::anyhow!(
-            "[relay] auth_key_file {} does not hold a valid nsec or hex secret key",
-            path.display()
-        )
     })
 }
 
@@ -402,18 +396,25 @@ async fn republish_on_relay(
     actions: &[&RepublishProfile],
     records: &HashMap<String, AgentRecord>,
     service_keys: Option<&Keys>,
+    identities: &Arc<BTreeMap<String, Vec<Identity>>>,
 ) -> anyhow::Result<()> {
     let authors: Vec<PublicKey> = actions
         .iter()
         .filter_map(|a| PublicKey::from_hex(&a.agent).ok())
         .collect();
-    let read = read_options(config);
-    let current = read_profiles(BTreeMap::from([(relay.to_string(), authors)]), &read).await;
+    let read = ReadOptions {
+        identities: Arc::clone(identities),
+        ..read_options(config)
+    };
+    let current = read_relays(BTreeMap::from([(relay.to_string(), authors)]), &read)
+        .await
+        .remove(relay)
+        .unwrap_or_default();
     let unreadable = RelayObservation::Unreadable("the relay was not read".to_string());
     let observation = |agent: &str| -> RelayObservation {
         current
-            .get(relay)
-            .and_then(|m| m.get(agent))
+            .observations
+            .get(agent)
             .cloned()
             .unwrap_or_else(|| unreadable.clone())
     };
@@ -450,7 +451,22 @@ async fn republish_on_relay(
                     (run.now)(),
                     config.policy.future_tolerance_secs,
                 ) {
-                    Ok(event) => to_publish.push((action, PublishItem { event, keys })),
+                    Ok(event) => {
+                        // The relay checks the tag; a record's tag goes as it is.
+                        let tag = record
+                            .auth_tag
+                            .as_deref()
+                            .and_then(|text| parse_tag_json(text).ok());
+                        let sign_in = agent_identity(record, keys.clone(), tag);
+                        to_publish.push((
+                            action,
+                            PublishItem {
+                                event,
+                                keys,
+                                sign_in: Some(sign_in),
+                            },
+                        ))
+                    }
                     Err(why) => run.finish(&whole, Outcome::Failed, Some(why), None)?,
                 }
             }
@@ -465,6 +481,10 @@ async fn republish_on_relay(
         publish_timeout: config.relay.publish_timeout,
         max_in_flight: config.relay.max_publish_in_flight,
         service_keys: service_keys.cloned(),
+        // A relay that demanded authentication of the read above takes
+        // each agent's event only from a connection signed in as that agent.
+        sign_in_as_author: current.auth_demanded,
+        max_author_sessions: config.relay.max_author_sessions,
         ..PublishOptions::default()
     };
     let items: Vec<PublishItem> = to_publish.iter().map(|(_, item)| item.clone()).collect();

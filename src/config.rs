@@ -275,6 +275,10 @@ pub struct RawRelay {
     /// Events awaiting the relay's OK at once, per relay.
     #[serde(default = "default_in_flight")]
     pub max_publish_in_flight: usize,
+    /// Connections signed in as one agent each, open at once per relay, on a
+    /// relay that demands authentication (1 to 256).
+    #[serde(default = "default_author_sessions")]
+    pub max_author_sessions: usize,
     /// A file holding a service key (nsec) to answer NIP-42 challenges with,
     /// instead of each agent's own key.
     pub auth_key_file: Option<PathBuf>,
@@ -295,6 +299,7 @@ impl Default for RawRelay {
             max_concurrent_relays: default_concurrency(),
             read_connections: default_read_connections(),
             max_publish_in_flight: default_in_flight(),
+            max_author_sessions: default_author_sessions(),
             auth_key_file: None,
             authors_per_filter: default_authors_per_filter(),
             rewrite: BTreeMap::new(),
@@ -319,6 +324,9 @@ fn default_read_connections() -> usize {
 }
 fn default_in_flight() -> usize {
     64
+}
+fn default_author_sessions() -> usize {
+    16
 }
 fn default_authors_per_filter() -> usize {
     100
@@ -364,6 +372,8 @@ pub struct RelaySettings {
     pub read_connections: usize,
     /// Events awaiting OK at once, per relay.
     pub max_publish_in_flight: usize,
+    /// Connections signed in as one agent each, open at once per relay.
+    pub max_author_sessions: usize,
     /// The NIP-42 service key file, when configured.
     pub auth_key_file: Option<PathBuf>,
     /// Authors per REQ filter.
@@ -473,6 +483,12 @@ pub fn resolve(raw: RawConfig, path: Option<&Path>, base: &Path) -> Result<Confi
             )));
         }
     }
+    if !(1..=256).contains(&raw.relay.max_author_sessions) {
+        return Err(value_error(format!(
+            "[relay] max_author_sessions = {} is out of range; use 1 to 256",
+            raw.relay.max_author_sessions
+        )));
+    }
     if raw.relay.max_publish_in_flight == 0 {
         return Err(value_error(
             "[relay] max_publish_in_flight must be at least 1".to_string(),
@@ -558,6 +574,7 @@ pub fn resolve(raw: RawConfig, path: Option<&Path>, base: &Path) -> Result<Confi
             max_concurrent_relays: raw.relay.max_concurrent_relays,
             read_connections: raw.relay.read_connections,
             max_publish_in_flight: raw.relay.max_publish_in_flight,
+            max_author_sessions: raw.relay.max_author_sessions,
             auth_key_file: raw.relay.auth_key_file.as_deref().map(absolute),
             authors_per_filter: raw.relay.authors_per_filter,
             rewrite,

@@ -12,6 +12,7 @@ pub mod journal;
 pub mod lock;
 pub mod planfile;
 pub mod progress;
+pub mod protocol;
 pub mod publish;
 pub mod relay;
 pub mod render;

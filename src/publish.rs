@@ -55,7 +55,14 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
 use tokio::time::Instant;
 
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
 use crate::core::apply::{classify_ok, Backoff, PublishAnswer};
+use crate::protocol::nip42::Identity;
+use crate::protocol::write::AuthorPublish;
 use crate::relay::{capped_relay_text, human_duration, Connection};
 
 /// How many times one batch may open a new connection after losing one.
@@ -72,6 +79,8 @@ const MAX_AUTH_DEMANDS: u32 = 3;
 /// Longest piece of relay-supplied text kept in a delivery.
 const MAX_RELAY_TEXT_CHARS: usize = 300;
 
+pub use crate::protocol::write::Delivery;
+
 /// One event to publish, with the key of the agent that signed it (used to
 /// answer a NIP-42 challenge as that agent).
 #[derive(Debug, Clone)]
@@ -80,18 +89,11 @@ pub struct PublishItem {
     pub event: Event,
     /// The agent's keys.
     pub keys: Keys,
-}
-
-/// What became of one event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    /// The relay said OK (true, or `duplicate:`).
-    Accepted,
-    /// The relay refused it; its message, verbatim (control characters
-    /// escaped, at most 300 characters).
-    Refused(String),
-    /// No answer, a lost connection, or retries used up; why.
-    Failed(String),
+    /// Who a connection of its own signs in as, on a relay that wants each
+    /// author signed in ([`PublishOptions::sign_in_as_author`]): the agent's
+    /// keys with its NIP-OA tag and the relay as the store names it. `None`:
+    /// the agent's keys, no tag, the relay's URL as published to.
+    pub sign_in: Option<Identity>,
 }
 
 /// How to publish.
@@ -105,8 +107,16 @@ pub struct PublishOptions {
     pub backoff: Backoff,
     /// Events in flight at once on one connection (at least 1 is used).
     pub max_in_flight: usize,
-    /// A service key to authenticate with (NIP-42) instead of the agent's.
+    /// A service key to authenticate with (NIP-42) instead of the agent's,
+    /// on the shared connection (not with `sign_in_as_author`).
     pub service_keys: Option<Keys>,
+    /// Publish each event over a connection of its own, signed in (NIP-42)
+    /// as its author before the event goes: what a relay that admits one
+    /// identity per connection and checks the author (Buzz) needs.
+    pub sign_in_as_author: bool,
+    /// With `sign_in_as_author`: how many such connections are open at once
+    /// (at least 1 is used).
+    pub max_author_sessions: usize,
 }
 
 impl Default for PublishOptions {
@@ -117,6 +127,8 @@ impl Default for PublishOptions {
             backoff: Backoff::default(),
             max_in_flight: 64,
             service_keys: None,
+            sign_in_as_author: false,
+            max_author_sessions: 16,
         }
     }
 }
@@ -134,10 +146,86 @@ pub async fn publish_all(
     if items.is_empty() {
         return Vec::new();
     }
+    if opts.sign_in_as_author {
+        return publish_as_authors(url, items, opts).await;
+    }
     let item_count = items.len();
     let mut batch = Batch::new(items, opts);
     batch.run(url).await;
     batch.into_deliveries(item_count)
+}
+
+/// Publishes each distinct event over a connection of its own, signed in as
+/// its author ([`AuthorPublish`]), at most `opts.max_author_sessions` at a
+/// time; one delivery per item, in order. A refusal of one agent (no NIP-OA
+/// tag, a tag by a non-member) holds back no other.
+async fn publish_as_authors(
+    url: &str,
+    items: Vec<PublishItem>,
+    opts: &PublishOptions,
+) -> Vec<Delivery> {
+    let mut first_item: HashMap<EventId, usize> = HashMap::new();
+    let mut job_of_item = Vec::with_capacity(items.len());
+    let mut jobs: Vec<(Event, Identity)> = Vec::new();
+    for item in items {
+        let job = *first_item.entry(item.event.id).or_insert_with(|| {
+            let identity = item.sign_in.clone().unwrap_or_else(|| Identity {
+                keys: item.keys.clone(),
+                auth_tag: None,
+                relay_tag: url.to_owned(),
+                label: format!("agent {}", item.event.pubkey.to_hex()),
+            });
+            jobs.push((item.event.clone(), identity));
+            jobs.len() - 1
+        });
+        job_of_item.push(job);
+    }
+    let limit = Arc::new(Semaphore::new(opts.max_author_sessions.max(1)));
+    let mut tasks = JoinSet::new();
+    for (job, (event, identity)) in jobs.into_iter().enumerate() {
+        let limit = Arc::clone(&limit);
+        let url = url.to_owned();
+        let opts = opts.clone();
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let mut session = AuthorPublish::new(
+                event,
+                identity,
+                true,
+                opts.publish_timeout,
+                opts.backoff,
+                jitter(),
+                std::time::Instant::now(),
+            );
+            let delivery = match crate::relay::connect(&url, opts.connect_timeout, 64).await {
+                Ok(mut connection) => {
+                    crate::relay::drive(&mut session, &mut connection).await;
+                    connection.client.shutdown().await;
+                    session
+                        .delivery()
+                        .cloned()
+                        .unwrap_or_else(|| Delivery::Failed("publishing did not finish".to_owned()))
+                }
+                Err(reason) => Delivery::Failed(reason),
+            };
+            (job, delivery)
+        });
+    }
+    let mut deliveries: Vec<Option<Delivery>> = vec![None; first_item.len()];
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((job, delivery)) => deliveries[job] = Some(delivery),
+            Err(error) => tracing::warn!(relay = %url, %error, "publish task failed"),
+        }
+    }
+    job_of_item
+        .into_iter()
+        .map(|job| {
+            deliveries[job]
+                .clone()
+                .unwrap_or_else(|| Delivery::Failed("internal error while publishing".to_owned()))
+        })
+        .collect()
 }
 
 /// Where one distinct event stands.
@@ -171,16 +259,16 @@ struct Job {
 
 /// The identity an authentication is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Identity {
+enum AuthAs {
     Agent,
     Service,
 }
 
-impl Identity {
+impl AuthAs {
     fn describe(self) -> &'static str {
         match self {
-            Identity::Agent => "the agent",
-            Identity::Service => "the service key",
+            AuthAs::Agent => "the agent",
+            AuthAs::Service => "the service key",
         }
     }
 }
@@ -188,7 +276,7 @@ impl Identity {
 /// An authentication under way for one identity on one connection.
 struct PendingAuth {
     keys: Keys,
-    identity: Identity,
+    identity: AuthAs,
     /// Jobs of this identity, to resend once authenticated.
     waiting: Vec<usize>,
     /// Jobs of other identities that wait for the connection's first
@@ -645,8 +733,8 @@ impl<'a> Batch<'a> {
         }
         let opts = self.opts;
         let (keys, identity) = match &opts.service_keys {
-            Some(keys) => (keys.clone(), Identity::Service),
-            None => (self.jobs[job].keys.clone(), Identity::Agent),
+            Some(keys) => (keys.clone(), AuthAs::Service),
+            None => (self.jobs[job].keys.clone(), AuthAs::Agent),
         };
         let pubkey = keys.public_key();
         if let Some(&authed_at) = link.auth.authed.get(&pubkey) {
@@ -898,7 +986,11 @@ mod tests {
         let event = EventBuilder::new(nostr::Kind::Metadata, "{}")
             .sign_with_keys(&keys)
             .expect("sign");
-        let item = PublishItem { event, keys };
+        let item = PublishItem {
+            event,
+            keys,
+            sign_in: None,
+        };
         let opts = PublishOptions {
             connect_timeout: Duration::from_secs(2),
             ..PublishOptions::default()

@@ -7,12 +7,17 @@
 //! relay URL) are simply not sent to a relay.
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
 
-use nostr::PublicKey;
+use anyhow::Context;
+use nostr::{Keys, PublicKey};
 
 use crate::config::Config;
-use crate::core::model::{AgentSnapshot, RelayObservation, Snapshot};
-use crate::core::rules::{is_pubkey_hex, parse_relay_url};
+use crate::core::model::{AgentRecord, AgentSnapshot, RelayObservation, Snapshot};
+use crate::core::rules::{is_pubkey_hex, parse_relay_url, short_pubkey};
+use crate::core::sign_in::read_candidates;
+use crate::protocol::nip42::Identity;
 use crate::relay::{read_profiles, ReadOptions, RelayTimeouts};
 use crate::store::{read_agent_store, read_personas, AgentStore};
 
@@ -50,6 +55,87 @@ pub fn read_options(config: &Config) -> ReadOptions {
         connections_per_relay: config.relay.read_connections,
         authors_per_filter: config.relay.authors_per_filter,
         progress: crate::progress::Progress::none(),
+        identities: Arc::default(),
+    }
+}
+
+/// How many agents a read may try to sign in as, per relay (one connection
+/// each), after `[relay] auth_key_file`.
+pub const MAX_SIGN_IN_AGENTS: usize = 3;
+
+/// The key of `[relay] auth_key_file`, when set.
+pub fn read_auth_key(config: &Config) -> anyhow::Result<Option<Keys>> {
+    let Some(path) = &config.relay.auth_key_file else {
+        return Ok(None);
+    };
+    read_key_file(path).map(Some)
+}
+
+fn read_key_file(path: &Path) -> anyhow::Result<Keys> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read [relay] auth_key_file {}", path.display()))?;
+    Keys::parse(text.trim()).map_err(|_| {
+        anyhow::anyhow!(
+            "[relay] auth_key_file {} does not hold a valid nsec or hex secret key",
+            path.display()
+        )
+    })
+}
+
+/// For each relay (as read, after rewrite) of `records`, who a read
+/// connection signs in as when the relay demands it: `auth_key` first, then up
+/// to [`MAX_SIGN_IN_AGENTS`] agents of that relay chosen by the core. Each
+/// AUTH names the relay as the store does (before `[relay.rewrite]`).
+pub fn sign_in_identities<'a>(
+    config: &Config,
+    records: impl IntoIterator<Item = &'a AgentRecord>,
+    auth_key: Option<&Keys>,
+) -> BTreeMap<String, Vec<Identity>> {
+    let mut by_relay: BTreeMap<String, Vec<&AgentRecord>> = BTreeMap::new();
+    for record in records {
+        if parse_relay_url(&record.relay_url).is_ok() {
+            by_relay
+                .entry(config.effective_relay(&record.relay_url))
+                .or_default()
+                .push(record);
+        }
+    }
+    by_relay
+        .into_iter()
+        .map(|(relay, records)| {
+            let mut identities = Vec::new();
+            if let Some(keys) = auth_key {
+                identities.push(Identity {
+                    keys: keys.clone(),
+                    auth_tag: None,
+                    relay_tag: records[0].relay_url.trim().to_owned(),
+                    label: "[relay] auth_key_file".to_owned(),
+                });
+            }
+            identities.extend(
+                read_candidates(&records, MAX_SIGN_IN_AGENTS)
+                    .into_iter()
+                    .map(|candidate| {
+                        agent_identity(candidate.record, candidate.keys, Some(candidate.auth_tag))
+                    }),
+            );
+            (relay, identities)
+        })
+        .collect()
+}
+
+/// An agent signing in as itself: its keys, its NIP-OA tag, its relay as the
+/// store names it.
+pub fn agent_identity(record: &AgentRecord, keys: Keys, auth_tag: Option<Vec<String>>) -> Identity {
+    Identity {
+        keys,
+        auth_tag,
+        relay_tag: record.relay_url.trim().to_owned(),
+        label: format!(
+            "agent {} ({})",
+            record.name.trim(),
+            short_pubkey(&record.pubkey)
+        ),
     }
 }
 
@@ -82,6 +168,12 @@ pub async fn gather(config: &Config, only: &[String]) -> anyhow::Result<Gathered
         }
     }
     let selected: HashSet<&str> = only.iter().map(String::as_str).collect();
+    // Any agent of a relay may sign in to read it, selected or not.
+    let identities = sign_in_identities(
+        config,
+        store.records.iter().map(|r| &r.record),
+        read_auth_key(config)?.as_ref(),
+    );
     let AgentStore {
         path,
         digest,
@@ -124,6 +216,7 @@ pub async fn gather(config: &Config, only: &[String]) -> anyhow::Result<Gathered
     let progress = crate::progress::Progress::bar(total as u64, "snapshot");
     let options = ReadOptions {
         progress: progress.clone(),
+        identities: Arc::new(identities),
         ..read_options(config)
     };
     let mut observed = read_profiles(requests, &options).await;

@@ -333,6 +333,7 @@ fn apply_set(k: usize, offset: u64, now: u64) -> ApplySet {
         .map(|(event, agent)| PublishItem {
             event,
             keys: agent.keys.clone(),
+            sign_in: None,
         })
         .collect();
     let raw_events = world::replacement_events(&agents[2 * k..], now);

@@ -153,7 +153,8 @@ pub fn check_republish(
     if record.avatar.as_deref() != Some(action.picture.as_str()) {
         return Precheck::Stale("the record's avatar_url changed since planning".to_string());
     }
-    if let RelayObservation::Unreadable(reason) = relay_now {
+    if let RelayObservation::Unreadable(reason) | RelayObservation::AuthRefused(reason) = relay_now
+    {
         return Precheck::Unknown(format!("cannot read the relay to check: {reason}"));
     }
     if profile_matches(relay_now, &action.name, &action.picture) {
@@ -188,7 +189,7 @@ pub fn confirm_publish(
             Outcome::Applied,
             Some("a newer matching profile is on the relay".to_string()),
         ),
-        RelayObservation::Unreadable(why) => (
+        RelayObservation::Unreadable(why) | RelayObservation::AuthRefused(why) => (
             Outcome::Failed,
             Some(format!(
                 "published but not confirmed: cannot read the relay back ({why})"

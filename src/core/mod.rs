@@ -14,4 +14,5 @@ pub mod plan;
 #[cfg(test)]
 mod properties;
 pub mod rules;
+pub mod sign_in;
 pub mod validate;

@@ -117,6 +117,11 @@ pub enum RelayObservation {
     /// The relay could not be read: down, timed out, refused (CLOSED), or the
     /// query failed. The reason is for people.
     Unreadable(String),
+    /// The relay demands authentication (NIP-42) and no identity could sign
+    /// in: every one tried was refused, or there was none. The reason (with
+    /// the relay's message) is for people. Like `Unreadable`, the profile is
+    /// unknown.
+    AuthRefused(String),
 }
 
 /// One agent as the snapshot saw it.

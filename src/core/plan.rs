@@ -89,6 +89,9 @@ pub enum SkipReason {
     KeyMismatch,
     /// B3 and C5: the relay could not be read.
     RelayUnreachable,
+    /// B3 and C5, when the relay could not be read because it demands
+    /// authentication (NIP-42) and no identity could sign in.
+    RelayAuthRefused,
     /// B4: no source yields an avatar.
     NoAvatar,
     /// D3: the new `created_at` would be too far in the future.
@@ -98,14 +101,24 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    /// True for the reasons that leave an agent's relay state unknown (the
+    /// plan is then incomplete).
+    pub fn is_relay_unknown(self) -> bool {
+        matches!(
+            self,
+            SkipReason::RelayUnreachable | SkipReason::RelayAuthRefused
+        )
+    }
+
     /// Every reason, in the order renderings group them.
-    pub const ALL: [SkipReason; 9] = [
+    pub const ALL: [SkipReason; 10] = [
         SkipReason::InvalidRecord,
         SkipReason::DuplicateRecord,
         SkipReason::InvalidRelayUrl,
         SkipReason::InvalidKey,
         SkipReason::KeyMismatch,
         SkipReason::RelayUnreachable,
+        SkipReason::RelayAuthRefused,
         SkipReason::NoAvatar,
         SkipReason::ClockSkew,
         SkipReason::AuthTagInvalid,
@@ -120,6 +133,7 @@ impl SkipReason {
             SkipReason::InvalidKey => "invalid_key",
             SkipReason::KeyMismatch => "key_mismatch",
             SkipReason::RelayUnreachable => "relay_unreachable",
+            SkipReason::RelayAuthRefused => "relay_auth_refused",
             SkipReason::NoAvatar => "no_avatar",
             SkipReason::ClockSkew => "clock_skew",
             SkipReason::AuthTagInvalid => "auth_tag_invalid",

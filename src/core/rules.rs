@@ -44,6 +44,10 @@ pub enum ProfileState<'a> {
     Unknown {
         /// Why, for people.
         reason: &'a str,
+        /// The skip reason it gives: `relay_unreachable`, or
+        /// `relay_auth_refused` when the relay demanded an authentication
+        /// no identity passed.
+        skip: SkipReason,
     },
 }
 
@@ -52,7 +56,14 @@ impl<'a> ProfileState<'a> {
     pub fn classify(observation: &'a RelayObservation) -> Self {
         match observation {
             RelayObservation::NoProfile => ProfileState::Missing,
-            RelayObservation::Unreadable(reason) => ProfileState::Unknown { reason },
+            RelayObservation::Unreadable(reason) => ProfileState::Unknown {
+                reason,
+                skip: SkipReason::RelayUnreachable,
+            },
+            RelayObservation::AuthRefused(reason) => ProfileState::Unknown {
+                reason,
+                skip: SkipReason::RelayAuthRefused,
+            },
             RelayObservation::Newest(event) => match ProfileContent::parse(&event.content) {
                 Some(content) => ProfileState::Present { event, content },
                 None => ProfileState::Malformed { event },
@@ -158,7 +169,7 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, now: u64) -> Plan {
             Outcome::Actions(actions) => result.actions.extend(actions),
             Outcome::Skip(reason, detail) => {
                 // A decision was left open for want of the relay's state.
-                if reason == SkipReason::RelayUnreachable {
+                if reason.is_relay_unknown() {
                     result.complete = false;
                 }
                 result.skipped.push(Skip {
@@ -298,11 +309,8 @@ fn decide(
 
     // C. Does the profile need a republish?
     let reasons = match &state {
-        ProfileState::Unknown { reason } => {
-            return Outcome::Skip(
-                SkipReason::RelayUnreachable,
-                format!("{relay} could not be read: {reason}"),
-            )
+        ProfileState::Unknown { reason, skip } => {
+            return Outcome::Skip(*skip, format!("{relay} could not be read: {reason}"))
         }
         ProfileState::Missing => vec![RepublishReason::Missing],
         ProfileState::Malformed { .. } => vec![RepublishReason::Malformed],
@@ -403,9 +411,9 @@ fn choose_backfill(
         return Ok((AvatarSource::Persona, avatar.clone()));
     }
     match state {
-        ProfileState::Unknown { reason } => {
+        ProfileState::Unknown { reason, skip } => {
             return Err((
-                SkipReason::RelayUnreachable,
+                *skip,
                 format!(
                     "legacy record without a persona avatar, and its relay could not be read \
                      ({reason}); the avatar cannot be chosen safely"

@@ -519,6 +519,7 @@ async fn seed_with_publisher(url: &str) {
         .map(|event| PublishItem {
             event,
             keys: service.clone(),
+            sign_in: None,
         })
         .collect();
     let opts = PublishOptions {

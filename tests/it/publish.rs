@@ -38,6 +38,8 @@ fn fast_options() -> PublishOptions {
         },
         max_in_flight: 64,
         service_keys: None,
+        sign_in_as_author: false,
+        max_author_sessions: 16,
     }
 }
 
@@ -55,6 +57,7 @@ fn items_for(agents: &[Keys]) -> Vec<PublishItem> {
                     .to_string(),
             ),
             keys: keys.clone(),
+            sign_in: None,
         }
         })
         .collect()
@@ -215,6 +218,7 @@ async fn a_challenge_sent_at_connect_is_used_and_each_agent_authenticates_once()
     items.extend(agents.iter().enumerate().map(|(index, keys)| PublishItem {
         event: signed_profile(keys, 1_800_000_000 + index as u64, r#"{"name":"again"}"#),
         keys: keys.clone(),
+        sign_in: None,
     }));
 
     let deliveries = publish_all(fake.url(), items, &fast_options()).await;

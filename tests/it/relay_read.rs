@@ -12,7 +12,8 @@ use nostr::{Event, EventBuilder, JsonUtil, Keys, Kind, PublicKey, Timestamp};
 use nostr_relay_builder::builder::{RelayBuilderNip42, RelayBuilderNip42Mode, RelayTestOptions};
 use nostr_relay_builder::MockRelay;
 use reprofile::core::model::RelayObservation;
-use reprofile::relay::{read_profiles, ReadOptions};
+use reprofile::protocol::nip42::Identity;
+use reprofile::relay::{read_profiles, read_relays, ReadOptions};
 use serde_json::json;
 
 use crate::support::{
@@ -45,10 +46,24 @@ fn newest_id(observation: &RelayObservation) -> &str {
 /// Asserts every author of `table` is `Unreadable` with a reason containing
 /// every one of `needles`.
 fn assert_all_unreadable(table: &HashMap<String, RelayObservation>, needles: &[&str]) {
+    assert_all_reasons(table, false, needles)
+}
+
+/// Asserts every author of `table` is `AuthRefused` with a reason containing
+/// every one of `needles`.
+fn assert_all_auth_refused(table: &HashMap<String, RelayObservation>, needles: &[&str]) {
+    assert_all_reasons(table, true, needles)
+}
+
+fn assert_all_reasons(
+    table: &HashMap<String, RelayObservation>,
+    auth_refused: bool,
+    needles: &[&str],
+) {
     assert!(!table.is_empty());
     for (author, observation) in table {
         match observation {
-            RelayObservation::Unreadable(reason) => {
+            RelayObservation::Unreadable(reason) if !auth_refused => {
                 for needle in needles {
                     assert!(
                         reason.contains(needle),
@@ -56,7 +71,15 @@ fn assert_all_unreadable(table: &HashMap<String, RelayObservation>, needles: &[&
                     );
                 }
             }
-            other => panic!("{author}: expected Unreadable, got {other:?}"),
+            RelayObservation::AuthRefused(reason) if auth_refused => {
+                for needle in needles {
+                    assert!(
+                        reason.contains(needle),
+                        "{author}: reason {reason:?} lacks {needle:?}"
+                    );
+                }
+            }
+            other => panic!("{author}: expected auth_refused={auth_refused}, got {other:?}"),
         }
     }
 }
@@ -534,10 +557,7 @@ async fn a_subscription_lost_twice_gives_unreadable_for_its_authors_only() {
 
 #[tokio::test]
 async fn closed_subscription_gives_unreadable_with_the_relays_message() {
-    let fake = FakeRelay::start(FakeBehaviour::Closed(
-        "auth-required: members only".to_owned(),
-    ))
-    .await;
+    let fake = FakeRelay::start(FakeBehaviour::Closed("blocked: members only".to_owned())).await;
     let authors: Vec<PublicKey> = keys(2).iter().map(Keys::public_key).collect();
     let table = read_one(
         fake.url(),
@@ -548,7 +568,7 @@ async fn closed_subscription_gives_unreadable_with_the_relays_message() {
 
     assert_all_unreadable(
         &table,
-        &["relay closed the subscription: auth-required: members only"],
+        &["relay closed the subscription: blocked: members only"],
     );
 }
 
@@ -565,8 +585,52 @@ async fn relay_demanding_nip42_auth_for_reads_gives_unreadable_not_no_profile() 
     let authors: Vec<PublicKey> = seed.iter().map(|e| e.pubkey).collect();
     let table = read_one(&url, &authors, &short_read_options(2 * SECOND, 2 * SECOND)).await;
 
+    // No identity to sign in as: refused authentication, with the relay's
+    // message, never "no profile".
     assert_eq!(table.len(), seed.len());
-    assert_all_unreadable(&table, &["relay closed the subscription", "auth-required"]);
+    assert_all_auth_refused(&table, &["auth-required", "no identity to sign in as"]);
+}
+
+#[tokio::test]
+async fn a_reader_signs_in_when_the_relay_demands_nip42_and_reads_every_profile() {
+    let relay = start_local_relay_with(bulk_relay_builder().nip42(RelayBuilderNip42 {
+        mode: RelayBuilderNip42Mode::Read,
+    }))
+    .await;
+    let url = relay.url().await.to_string();
+    let seed = seed_events();
+    publish_events(&url, &seed).await;
+    let authors: Vec<PublicKey> = seed.iter().map(|e| e.pubkey).collect();
+    let reader = Keys::generate();
+    let opts = ReadOptions {
+        identities: std::sync::Arc::new(BTreeMap::from([(
+            url.clone(),
+            vec![Identity {
+                keys: reader,
+                auth_tag: None,
+                relay_tag: url.clone(),
+                label: "test reader".to_owned(),
+            }],
+        )])),
+        ..short_read_options(2 * SECOND, 2 * SECOND)
+    };
+    let requests = BTreeMap::from([(url.clone(), authors.clone())]);
+    let read = read_relays(requests, &opts)
+        .await
+        .remove(&url)
+        .expect("read");
+
+    assert!(read.auth_demanded, "the relay refused the first REQs");
+    for event in &seed {
+        let observation = &read.observations[&event.pubkey.to_hex()];
+        let seen = newest_id(observation);
+        // Every author has its newest seeded profile (several may be seeded).
+        assert!(
+            seed.iter()
+                .any(|e| e.pubkey == event.pubkey && e.id.to_hex() == seen),
+            "{observation:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,177 @@
+//! Who signs in to read a relay that demands authentication (NIP-42).
+//!
+//! A Buzz relay serves kind:0s only to an authenticated connection, and
+//! admits an agent only by the NIP-OA tag its AUTH event carries. Any agent of
+//! the relay that can prove itself will do for reading everyone's profiles,
+//! so the choice is about which ones are most likely to be let in:
+//!
+//! - the record's key must be the key of its pubkey (rule A5), and its
+//!   `auth_tag` must verify for it (form and owner signature; the relay does
+//!   not check the conditions, so neither does this);
+//! - a store may begin with records that cannot sign in (an old owner, a
+//!   revoked tag), so agents whose tag names the owner most of that relay's
+//!   agents share come first, then store order;
+//! - a pubkey that appears twice in the store is not used (rule A2).
+//!
+//! The edge turns the result into identities, tries at most a few, one per
+//! connection, and puts `[relay] auth_key_file` first when it is set.
+//!
+//! Pure: no I/O; parsing keys and verifying tags is all it does, and it stops
+//! after `max` usable candidates so a large store costs a few checks.
+
+use std::collections::HashMap;
+
+use nostr::Keys;
+
+use super::model::AgentRecord;
+use super::nip_oa;
+use super::rules::agent_keys;
+
+/// An agent that can sign in: its record, keys and NIP-OA tag.
+pub struct Candidate<'a> {
+    /// The record.
+    pub record: &'a AgentRecord,
+    /// Its keys (checked against its pubkey).
+    pub keys: Keys,
+    /// Its NIP-OA tag, verified for its pubkey.
+    pub auth_tag: Vec<String>,
+}
+
+/// How many records may be checked (key derivation and tag signature) before
+/// giving up on finding more candidates.
+const MAX_CHECKS: usize = 64;
+
+/// Up to `max` agents among `records` (one relay's records, in store order)
+/// that can sign in, best first.
+pub fn read_candidates<'a>(records: &[&'a AgentRecord], max: usize) -> Vec<Candidate<'a>> {
+    let mut copies: HashMap<&str, usize> = HashMap::with_capacity(records.len());
+    for record in records {
+        *copies.entry(record.pubkey.as_str()).or_default() += 1;
+    }
+    // The owner each tag names, read cheaply; verified only for the few tried.
+    let tagged: Vec<(&AgentRecord, Vec<String>)> = records
+        .iter()
+        .filter(|record| copies.get(record.pubkey.as_str()) == Some(&1))
+        .filter_map(|record| {
+            let tag = nip_oa::parse_tag_json(record.auth_tag.as_deref()?).ok()?;
+            (tag.len() == 4 && tag[0] == "auth").then_some((*record, tag))
+        })
+        .collect();
+    let mut owners: HashMap<&str, usize> = HashMap::new();
+    for (_, tag) in &tagged {
+        *owners.entry(tag[1].as_str()).or_default() += 1;
+    }
+    let mut order: Vec<usize> = (0..tagged.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(owners[tagged[i].1[1].as_str()]), i));
+
+    let mut chosen = Vec::new();
+    for i in order.into_iter().take(MAX_CHECKS) {
+        if chosen.len() >= max {
+            break;
+        }
+        let (record, tag) = &tagged[i];
+        if nip_oa::verify(tag, &record.pubkey).is_err() {
+            continue;
+        }
+        let Ok(keys) = agent_keys(record) else {
+            continue;
+        };
+        chosen.push(Candidate {
+            record,
+            keys,
+            auth_tag: tag.clone(),
+        });
+    }
+    chosen
+}
+
+#[cfg(test)]
+mod tests {
+    use nostr::nips::nip19::ToBech32;
+
+    use super::*;
+    use crate::core::model::{AvatarField, SecretText};
+
+    fn record(index: usize, keys: &Keys, tag: Option<Vec<String>>) -> AgentRecord {
+        AgentRecord {
+            index,
+            pubkey: keys.public_key().to_hex(),
+            name: format!("agent {index}"),
+            secret_key: Some(SecretText::new(
+                keys.secret_key().to_bech32().expect("nsec"),
+            )),
+            relay_url: "ws://127.0.0.1:7777".into(),
+            avatar_url: AvatarField::Null,
+            persona_id: None,
+            agent_command: None,
+            auth_tag: tag.map(|t| serde_json::to_string(&t).expect("json")),
+            field_errors: vec![],
+        }
+    }
+
+    fn tagged(index: usize, owner: &Keys) -> AgentRecord {
+        let keys = Keys::generate();
+        let tag = nip_oa::sign(owner, &keys.public_key().to_hex(), "");
+        record(index, &keys, Some(tag))
+    }
+
+    #[test]
+    fn agents_of_the_most_common_owner_come_first_then_store_order() {
+        let old_owner = Keys::generate();
+        let owner = Keys::generate();
+        let records = [
+            tagged(0, &old_owner),
+            tagged(1, &owner),
+            tagged(2, &owner),
+            tagged(3, &owner),
+        ];
+        let refs: Vec<&AgentRecord> = records.iter().collect();
+        let chosen: Vec<usize> = read_candidates(&refs, 3)
+            .iter()
+            .map(|c| c.record.index)
+            .collect();
+        assert_eq!(chosen, vec![1, 2, 3]);
+        let all: Vec<usize> = read_candidates(&refs, 10)
+            .iter()
+            .map(|c| c.record.index)
+            .collect();
+        assert_eq!(all, vec![1, 2, 3, 0]);
+    }
+
+    #[test]
+    fn records_that_cannot_sign_in_are_passed_over() {
+        let owner = Keys::generate();
+        let no_tag = record(0, &Keys::generate(), None);
+        let mut wrong_key = tagged(1, &owner);
+        wrong_key.secret_key = Some(SecretText::new(
+            Keys::generate().secret_key().to_bech32().expect("nsec"),
+        ));
+        // A tag signed for another agent does not verify for this one.
+        let other = Keys::generate();
+        let mut borrowed_tag = tagged(2, &owner);
+        borrowed_tag.auth_tag = Some(
+            serde_json::to_string(&nip_oa::sign(&owner, &other.public_key().to_hex(), ""))
+                .expect("json"),
+        );
+        let duplicate = tagged(3, &owner);
+        let duplicate_copy = AgentRecord {
+            index: 4,
+            ..duplicate.clone()
+        };
+        let good = tagged(5, &owner);
+        let records = [
+            no_tag,
+            wrong_key,
+            borrowed_tag,
+            duplicate,
+            duplicate_copy,
+            good,
+        ];
+        let refs: Vec<&AgentRecord> = records.iter().collect();
+        let chosen = read_candidates(&refs, 3);
+        assert_eq!(chosen.len(), 1);
+        assert_eq!(chosen[0].record.index, 5);
+        assert_eq!(chosen[0].keys.public_key().to_hex(), records[5].pubkey);
+        nip_oa::verify(&chosen[0].auth_tag, &records[5].pubkey).expect("valid tag");
+    }
+}

@@ -1,0 +1,533 @@
+//! Reading the newest kind:0 of many authors over one connection, with proof
+//! that the relay's answer was complete, and NIP-42 when the relay demands it.
+//!
+//! The authors are split into batches, one REQ (one subscription) each; at
+//! most [`MAX_SUBSCRIPTIONS_IN_FLIGHT`] are open at once, and each EOSE closes
+//! its subscription and lets the next REQ go out. An author's state is known
+//! only when its own subscription ended with EOSE; anything else (CLOSED, a
+//! timeout, a lost connection, a reader that fell behind) makes its authors
+//! unreadable, never "no profile".
+//!
+//! Authentication: when the relay sends a challenge and the session has an
+//! identity, it signs in, and holds new REQs until the relay has answered. A
+//! REQ refused with `auth-required:` goes back in the queue while
+//! authentication can still succeed, and is sent again once it has; when it
+//! cannot (no identity, or the relay refused this identity), the batch ends
+//! as [`BatchState::Refused`], which the driver may retry with another
+//! identity on a new connection (a refused AUTH poisons a connection).
+//!
+//! A subscription that goes unanswered while the relay answers others is asked
+//! again once, on a fresh subscription id. A relay that answered nothing since
+//! the REQ went out is unresponsive: every batch not yet complete fails, so a
+//! silent relay costs one query timeout.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use nostr::{ClientMessage, Event, Filter, Kind, PublicKey, RelayMessage, SubscriptionId};
+
+use super::nip42::{is_auth_required, AuthStatus, Identity, Nip42};
+use super::{capped_relay_text, human_duration, Input, Session};
+use crate::core::model::{ExistingEvent, RelayObservation};
+
+/// How many subscriptions one connection keeps open at a time.
+///
+/// Sending every REQ at once would save a few round trips, but relays limit
+/// concurrent subscriptions per connection (strfry allows 20 by default) and
+/// refuse the rest. A window keeps the pipe full without hitting that limit.
+pub const MAX_SUBSCRIPTIONS_IN_FLIGHT: usize = 16;
+
+/// Longest piece of relay-supplied text (CLOSED or NOTICE message) kept in a reason.
+const MAX_RELAY_TEXT_CHARS: usize = 200;
+
+/// Where one subscription (one batch of authors) stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchState {
+    /// Its REQ has not been sent yet (or goes again after authentication).
+    Waiting,
+    /// Its REQ was sent at `sent`; EOSE is due by the deadline.
+    InFlight {
+        /// When the REQ went out.
+        sent: Instant,
+        /// When EOSE is due.
+        deadline: Instant,
+    },
+    /// The relay sent EOSE: the events seen are all it holds.
+    Complete,
+    /// The relay could not be read for this batch; why.
+    Failed(String),
+    /// The relay demands authentication and this connection could not
+    /// provide it; why (with the relay's message).
+    Refused(String),
+}
+
+/// One batch of authors and its subscription.
+#[derive(Debug)]
+struct Batch {
+    id: SubscriptionId,
+    authors: Vec<PublicKey>,
+    state: BatchState,
+    /// Whether it was already asked again on a fresh subscription.
+    retried: bool,
+    /// Whether it waits in the queue because the relay demanded
+    /// authentication for it.
+    held_for_auth: bool,
+    /// Whether its REQ went out after the connection had signed in (a
+    /// refusal of a REQ sent before is answered by sending it again).
+    sent_signed_in: bool,
+}
+
+impl Batch {
+    /// The batch's one filter: kind:0 of its authors, without a limit.
+    fn filter(&self) -> Filter {
+        Filter::new()
+            .kind(Kind::Metadata)
+            .authors(self.authors.iter().copied())
+    }
+}
+
+/// Reading one relay's profiles over one connection.
+#[derive(Debug)]
+pub struct ReadSession {
+    batches: Vec<Batch>,
+    batch_of_subscription: HashMap<SubscriptionId, usize>,
+    batch_of_author: HashMap<PublicKey, usize>,
+    newest: HashMap<PublicKey, Event>,
+    /// Batches to send, in order.
+    queue: VecDeque<usize>,
+    /// CLOSEs (and REQs of batches asked again) for the next write.
+    outbox: Vec<ClientMessage<'static>>,
+    query_timeout: Duration,
+    last_notice: Option<String>,
+    /// When the relay last ended a subscription: proof it was answering then.
+    last_eose: Option<Instant>,
+    auth: Nip42,
+    /// Whether the relay refused a REQ with `auth-required:`.
+    auth_demanded: bool,
+    /// Advanced by the number of authors of each batch as it completes.
+    progress: crate::progress::Progress,
+}
+
+impl ReadSession {
+    /// A session for `chunks` of authors (one subscription each), waiting at
+    /// most `query_timeout` for each EOSE, signing in as `identity` when the
+    /// relay asks (or never, with `None`). Subscription ids are
+    /// `reprofile-kind0-<n>`.
+    pub fn new<'a>(
+        chunks: impl Iterator<Item = &'a [PublicKey]>,
+        query_timeout: Duration,
+        identity: Option<Identity>,
+    ) -> Self {
+        let mut session = Self {
+            batches: Vec::new(),
+            batch_of_subscription: HashMap::new(),
+            batch_of_author: HashMap::new(),
+            newest: HashMap::new(),
+            queue: VecDeque::new(),
+            outbox: Vec::new(),
+            query_timeout,
+            last_notice: None,
+            last_eose: None,
+            auth: Nip42::new(identity, query_timeout),
+            auth_demanded: false,
+            progress: crate::progress::Progress::none(),
+        };
+        for (index, chunk) in chunks.enumerate() {
+            let id = SubscriptionId::new(format!("reprofile-kind0-{index}"));
+            session.batch_of_subscription.insert(id.clone(), index);
+            for author in chunk {
+                session.batch_of_author.insert(*author, index);
+            }
+            session.batches.push(Batch {
+                id,
+                authors: chunk.to_vec(),
+                state: BatchState::Waiting,
+                retried: false,
+                held_for_auth: false,
+                sent_signed_in: false,
+            });
+            session.queue.push_back(index);
+        }
+        session
+    }
+
+    /// Reports progress (authors read) to `progress`.
+    pub fn with_progress(mut self, progress: crate::progress::Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Whether the relay refused a REQ with `auth-required:` (so it demands
+    /// authentication of readers, and most likely of writers).
+    pub fn auth_demanded(&self) -> bool {
+        self.auth_demanded
+    }
+
+    /// Where authentication stands on this connection.
+    pub fn auth_status(&self) -> AuthStatus {
+        self.auth.status()
+    }
+
+    /// The authors of the batches that ended [`BatchState::Refused`].
+    pub fn refused_authors(&self) -> Vec<PublicKey> {
+        self.batches
+            .iter()
+            .filter(|b| matches!(b.state, BatchState::Refused(_)))
+            .flat_map(|b| b.authors.iter().copied())
+            .collect()
+    }
+
+    /// Marks every batch that is not complete (open or not yet sent) as
+    /// failed, e.g. when the connection could not be opened.
+    pub fn fail_remaining(&mut self, reason: &str) {
+        self.queue.clear();
+        for batch in &mut self.batches {
+            if matches!(
+                batch.state,
+                BatchState::Waiting | BatchState::InFlight { .. }
+            ) {
+                batch.state = BatchState::Failed(reason.to_owned());
+            }
+        }
+    }
+
+    /// One observation per author: the newest event or no profile for a
+    /// complete batch, the batch's reason otherwise.
+    pub fn into_observations(mut self) -> HashMap<String, RelayObservation> {
+        let mut observations = HashMap::with_capacity(self.batch_of_author.len());
+        for batch in &self.batches {
+            for author in &batch.authors {
+                let observation = match &batch.state {
+                    BatchState::Complete => match self.newest.remove(author) {
+                        Some(event) => RelayObservation::Newest(existing_event(event)),
+                        None => RelayObservation::NoProfile,
+                    },
+                    BatchState::Failed(reason) => RelayObservation::Unreadable(reason.clone()),
+                    BatchState::Refused(reason) => RelayObservation::AuthRefused(reason.clone()),
+                    // Unreachable once the session is done, but an unfinished
+                    // batch is never "no profile".
+                    BatchState::Waiting | BatchState::InFlight { .. } => {
+                        RelayObservation::Unreadable("read did not finish".to_owned())
+                    }
+                };
+                observations.insert(author.to_hex(), observation);
+            }
+        }
+        observations
+    }
+
+    /// Keeps `event` if it is a kind:0 by an author of that open subscription
+    /// and newer, by NIP-01 order, than what was seen for that author.
+    fn accept_event(&mut self, subscription_id: &SubscriptionId, event: Event) {
+        let Some(&index) = self.batch_of_subscription.get(subscription_id) else {
+            tracing::debug!(id = %event.id, "event for an unknown subscription ignored");
+            return;
+        };
+        if !matches!(self.batches[index].state, BatchState::InFlight { .. }) {
+            tracing::debug!(id = %event.id, "event after the end of its subscription ignored");
+            return;
+        }
+        if event.kind != Kind::Metadata {
+            tracing::debug!(id = %event.id, kind = %event.kind, "event of another kind ignored");
+            return;
+        }
+        if self.batch_of_author.get(&event.pubkey) != Some(&index) {
+            tracing::debug!(id = %event.id, "event from an author not asked for ignored");
+            return;
+        }
+        match self.newest.get(&event.pubkey) {
+            Some(current) if !is_newer(&event, current) => {}
+            _ => {
+                self.newest.insert(event.pubkey, event);
+            }
+        }
+    }
+
+    /// The relay ended a subscription with CLOSED.
+    fn closed(&mut self, subscription_id: &SubscriptionId, message: &str, now: Instant) {
+        let Some(index) = self.in_flight_index(subscription_id) else {
+            return;
+        };
+        let text = capped_relay_text(message, MAX_RELAY_TEXT_CHARS);
+        if !is_auth_required(message) {
+            self.batches[index].state =
+                BatchState::Failed(format!("relay closed the subscription: {text}"));
+            return;
+        }
+        self.auth_demanded = true;
+        self.auth.on_auth_required(&text, now);
+        let batch = &mut self.batches[index];
+        match self.auth.status() {
+            // Sent before the sign-in completed (a relay may answer the AUTH
+            // before it answers an earlier REQ): send it again.
+            AuthStatus::Authenticated if !batch.sent_signed_in => {
+                batch.state = BatchState::Waiting;
+                self.queue.push_back(index);
+            }
+            AuthStatus::Pending => {
+                // Asked again once signed in; the relay already ended this one.
+                batch.state = BatchState::Waiting;
+                batch.held_for_auth = true;
+                self.queue.push_back(index);
+            }
+            AuthStatus::Refused(why) => batch.state = BatchState::Refused(why),
+            AuthStatus::Authenticated => {
+                let who = self
+                    .auth
+                    .identity()
+                    .map_or("this identity".to_owned(), |i| i.label.clone());
+                batch.state = BatchState::Refused(format!(
+                    "the relay refused to serve {who} after it signed in: {text}"
+                ));
+            }
+            AuthStatus::NotAsked => {
+                batch.state = BatchState::Failed(format!("relay closed the subscription: {text}"))
+            }
+        }
+    }
+
+    /// Once authentication is refused, the batches held for it end refused.
+    fn settle_held_batches(&mut self) {
+        let AuthStatus::Refused(why) = self.auth.status() else {
+            return;
+        };
+        let mut held = Vec::new();
+        for (index, batch) in self.batches.iter_mut().enumerate() {
+            if batch.held_for_auth && batch.state == BatchState::Waiting {
+                batch.state = BatchState::Refused(why.clone());
+                held.push(index);
+            }
+        }
+        self.queue.retain(|index| !held.contains(index));
+    }
+
+    /// Asks again, on a fresh subscription, for every batch whose deadline
+    /// (`due`, just passed) went by without EOSE, when the relay ended another
+    /// subscription after that batch was sent and the batch was not asked
+    /// again before. Returns false, changing nothing, when any timed-out batch
+    /// does not qualify: the relay is then unresponsive, not lossy.
+    ///
+    /// Events the lost subscription delivered are kept (they are signed
+    /// kind:0s of its authors); only the fresh subscription's EOSE completes
+    /// the batch, and anything later on the lost one is ignored.
+    fn retry_timed_out(&mut self, due: Instant, now: Instant) -> bool {
+        let last_eose = self.last_eose;
+        let timed_out: Vec<usize> = self
+            .batches
+            .iter()
+            .enumerate()
+            .filter(|(_, batch)| {
+                matches!(batch.state, BatchState::InFlight { deadline, .. } if deadline <= due)
+            })
+            .map(|(index, _)| index)
+            .collect();
+        let qualifies = |batch: &Batch| match batch.state {
+            BatchState::InFlight { sent, .. } => {
+                !batch.retried && last_eose.is_some_and(|eose| eose > sent)
+            }
+            _ => false,
+        };
+        if timed_out.is_empty() || !timed_out.iter().all(|&i| qualifies(&self.batches[i])) {
+            return false;
+        }
+        let signed_in = self.auth.status() == AuthStatus::Authenticated;
+        for index in timed_out {
+            let batch = &mut self.batches[index];
+            batch.sent_signed_in = signed_in;
+            let fresh = SubscriptionId::new(format!("{}-again", batch.id));
+            tracing::warn!(
+                subscription = %batch.id,
+                "no EOSE while the relay answered other subscriptions; asking again once"
+            );
+            self.batch_of_subscription.remove(&batch.id);
+            self.batch_of_subscription.insert(fresh.clone(), index);
+            self.outbox.push(ClientMessage::close(std::mem::replace(
+                &mut batch.id,
+                fresh.clone(),
+            )));
+            self.outbox
+                .push(ClientMessage::req(fresh, vec![batch.filter()]));
+            batch.retried = true;
+            batch.state = BatchState::InFlight {
+                sent: now,
+                deadline: now + self.query_timeout,
+            };
+        }
+        true
+    }
+
+    fn in_flight_index(&self, subscription_id: &SubscriptionId) -> Option<usize> {
+        let index = *self.batch_of_subscription.get(subscription_id)?;
+        matches!(self.batches[index].state, BatchState::InFlight { .. }).then_some(index)
+    }
+
+    fn in_flight_count(&self) -> usize {
+        self.batches
+            .iter()
+            .filter(|batch| matches!(batch.state, BatchState::InFlight { .. }))
+            .count()
+    }
+
+    fn next_batch_deadline(&self) -> Option<Instant> {
+        self.batches
+            .iter()
+            .filter_map(|batch| match batch.state {
+                BatchState::InFlight { deadline, .. } => Some(deadline),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Marks the open subscriptions as failed and closes them.
+    fn fail_in_flight(&mut self, reason: &str) {
+        for batch in &mut self.batches {
+            if matches!(batch.state, BatchState::InFlight { .. }) {
+                batch.state = BatchState::Failed(reason.to_owned());
+                self.outbox.push(ClientMessage::close(batch.id.clone()));
+            }
+        }
+    }
+}
+
+impl Session for ReadSession {
+    fn handle_input(&mut self, input: Input, now: Instant) {
+        match input {
+            Input::Message(message) => match message {
+                RelayMessage::Event {
+                    subscription_id,
+                    event,
+                } => self.accept_event(&subscription_id, event.into_owned()),
+                RelayMessage::EndOfStoredEvents(subscription_id) => {
+                    if let Some(index) = self.in_flight_index(&subscription_id) {
+                        let batch = &mut self.batches[index];
+                        batch.state = BatchState::Complete;
+                        self.progress.inc(batch.authors.len() as u64);
+                        self.outbox
+                            .push(ClientMessage::close(subscription_id.into_owned()));
+                        self.last_eose = Some(now);
+                    }
+                }
+                RelayMessage::Closed {
+                    subscription_id,
+                    message,
+                } => self.closed(&subscription_id, &message, now),
+                RelayMessage::Notice(message) => {
+                    let text = capped_relay_text(&message, MAX_RELAY_TEXT_CHARS);
+                    tracing::debug!(notice = %text, "relay notice");
+                    self.last_notice = Some(text);
+                }
+                RelayMessage::Auth { challenge } => self.auth.on_challenge(&challenge, now),
+                RelayMessage::Ok {
+                    event_id,
+                    status,
+                    message,
+                } => {
+                    let text = capped_relay_text(&message, MAX_RELAY_TEXT_CHARS);
+                    if self.auth.on_ok(&event_id, status, &text) {
+                        self.settle_held_batches();
+                    }
+                }
+                other => tracing::debug!(message = ?other, "relay message ignored"),
+            },
+            Input::Lagged(missed) => {
+                // Lost notifications may have held events or EOSEs of the
+                // open subscriptions: none of them can be trusted.
+                self.fail_in_flight(&format!(
+                    "timed out: the reader fell behind and lost {missed} relay messages before EOSE"
+                ));
+            }
+            Input::Lost(reason) => self.fail_remaining(&format!("{reason} before EOSE")),
+        }
+    }
+
+    fn poll_transmit(&mut self, now: Instant, now_unix: u64) -> Vec<ClientMessage<'static>> {
+        let mut frames = std::mem::take(&mut self.outbox);
+        if let Some(auth) = self.auth.poll_transmit(now, now_unix) {
+            frames.push(auth);
+        }
+        // REQs wait while authentication is under way: sent now, they would
+        // only be refused.
+        let status = self.auth.status();
+        if status != AuthStatus::Pending {
+            let mut in_flight = self.in_flight_count();
+            while in_flight < MAX_SUBSCRIPTIONS_IN_FLIGHT {
+                let Some(index) = self.queue.pop_front() else {
+                    break;
+                };
+                let batch = &mut self.batches[index];
+                frames.push(ClientMessage::req(batch.id.clone(), vec![batch.filter()]));
+                batch.sent_signed_in = status == AuthStatus::Authenticated;
+                batch.state = BatchState::InFlight {
+                    sent: now,
+                    deadline: now + self.query_timeout,
+                };
+                in_flight += 1;
+            }
+        }
+        frames
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        [self.next_batch_deadline(), self.auth.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.auth.handle_timeout(now);
+        self.settle_held_batches();
+        let Some(due) = self.next_batch_deadline().filter(|due| *due <= now) else {
+            return;
+        };
+        // A subscription went unanswered. When the relay ended others after
+        // it was sent, it is alive and lost just this one: ask once more.
+        if self.retry_timed_out(due, now) {
+            return;
+        }
+        // Otherwise the relay is unresponsive, and the batches not yet sent
+        // are not tried, so a silent relay costs one query timeout.
+        let mut reason = format!(
+            "timed out after {} waiting for EOSE",
+            human_duration(self.query_timeout)
+        );
+        if let Some(notice) = &self.last_notice {
+            let _ = write!(reason, " (last NOTICE from the relay: {notice})");
+        }
+        self.fail_remaining(&reason);
+    }
+
+    fn is_done(&self) -> bool {
+        !self.batches.iter().any(|batch| {
+            matches!(
+                batch.state,
+                BatchState::Waiting | BatchState::InFlight { .. }
+            )
+        })
+    }
+}
+
+/// NIP-01 order for replaceable events: `candidate` replaces `current` when it
+/// has a greater `created_at`, or the same `created_at` and a lower id (ids
+/// compare as bytes, which is the order of their lower-case hex).
+fn is_newer(candidate: &Event, current: &Event) -> bool {
+    (candidate.created_at, std::cmp::Reverse(candidate.id))
+        > (current.created_at, std::cmp::Reverse(current.id))
+}
+
+fn existing_event(event: Event) -> ExistingEvent {
+    ExistingEvent {
+        id: event.id.to_hex(),
+        created_at: event.created_at.as_secs(),
+        tags: event
+            .tags
+            .iter()
+            .map(|tag| tag.as_slice().to_vec())
+            .collect(),
+        content: event.content,
+    }
+}
+
+#[cfg(test)]
+mod tests;

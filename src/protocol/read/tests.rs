@@ -1,0 +1,379 @@
+//! The read session as tables: relay messages in (with their `now`), frames
+//! and observations out. No socket, no sleeping.
+
+use std::borrow::Cow;
+
+use nostr::{EventBuilder, EventId, JsonUtil, Keys, Timestamp};
+
+use super::*;
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn profile(keys: &Keys, created_at: u64, content: &str) -> Event {
+    EventBuilder::new(Kind::Metadata, content)
+        .custom_created_at(Timestamp::from_secs(created_at))
+        .sign_with_keys(keys)
+        .expect("sign")
+}
+
+fn identity() -> Identity {
+    Identity {
+        keys: Keys::generate(),
+        auth_tag: Some(vec![
+            "auth".into(),
+            "ab".repeat(32),
+            "".into(),
+            "cd".repeat(64),
+        ]),
+        relay_tag: "ws://relay.test".into(),
+        label: "agent Ada".into(),
+    }
+}
+
+fn sub(n: usize) -> SubscriptionId {
+    SubscriptionId::new(format!("reprofile-kind0-{n}"))
+}
+
+fn msg(message: RelayMessage<'static>) -> Input {
+    Input::Message(message)
+}
+
+fn eose(n: usize) -> Input {
+    msg(RelayMessage::EndOfStoredEvents(Cow::Owned(sub(n))))
+}
+
+fn closed(n: usize, text: &str) -> Input {
+    msg(RelayMessage::Closed {
+        subscription_id: Cow::Owned(sub(n)),
+        message: Cow::Owned(text.to_owned()),
+    })
+}
+
+fn event(n: usize, event: &Event) -> Input {
+    msg(RelayMessage::Event {
+        subscription_id: Cow::Owned(sub(n)),
+        event: Cow::Owned(event.clone()),
+    })
+}
+
+fn challenge(text: &str) -> Input {
+    msg(RelayMessage::Auth {
+        challenge: Cow::Owned(text.to_owned()),
+    })
+}
+
+fn ok(id: EventId, accepted: bool, text: &str) -> Input {
+    msg(RelayMessage::Ok {
+        event_id: id,
+        status: accepted,
+        message: Cow::Owned(text.to_owned()),
+    })
+}
+
+/// The frames as short words: `REQ reprofile-kind0-0`, `CLOSE …`, `AUTH`.
+fn words(frames: &[ClientMessage<'static>]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|frame| match frame {
+            ClientMessage::Req {
+                subscription_id, ..
+            } => format!("REQ {subscription_id}"),
+            ClientMessage::Close(id) => format!("CLOSE {id}"),
+            ClientMessage::Auth(_) => "AUTH".to_owned(),
+            other => other.as_json(),
+        })
+        .collect()
+}
+
+fn auth_id(frames: &[ClientMessage<'static>]) -> EventId {
+    frames
+        .iter()
+        .find_map(|frame| match frame {
+            ClientMessage::Auth(event) => Some(event.id),
+            _ => None,
+        })
+        .expect("an AUTH frame")
+}
+
+/// One author per batch.
+fn session(authors: &[PublicKey], identity: Option<Identity>) -> ReadSession {
+    ReadSession::new(authors.chunks(1), TIMEOUT, identity)
+}
+
+fn authors(n: usize) -> Vec<PublicKey> {
+    (0..n).map(|_| Keys::generate().public_key()).collect()
+}
+
+#[test]
+fn a_relay_that_never_asks_is_read_without_any_auth() {
+    let t0 = Instant::now();
+    let who = authors(2);
+    let mut s = session(&who, Some(identity()));
+    assert_eq!(
+        words(&s.poll_transmit(t0, 1)),
+        ["REQ reprofile-kind0-0", "REQ reprofile-kind0-1"]
+    );
+    s.handle_input(eose(0), t0);
+    s.handle_input(eose(1), t0);
+    assert_eq!(
+        words(&s.poll_transmit(t0, 1)),
+        ["CLOSE reprofile-kind0-0", "CLOSE reprofile-kind0-1"]
+    );
+    assert!(s.is_done());
+    assert!(!s.auth_demanded());
+    assert_eq!(s.auth_status(), AuthStatus::NotAsked);
+    let observations = s.into_observations();
+    assert!(observations
+        .values()
+        .all(|o| *o == RelayObservation::NoProfile));
+}
+
+#[test]
+fn a_refused_req_waits_for_the_sign_in_and_goes_again() {
+    let t0 = Instant::now();
+    let keys = Keys::generate();
+    let stored = profile(&keys, 100, r#"{"name":"Ada"}"#);
+    let mut s = session(&[keys.public_key()], Some(identity()));
+    assert_eq!(words(&s.poll_transmit(t0, 1)), ["REQ reprofile-kind0-0"]);
+    // Buzz: the challenge at connect, then the REQ refused.
+    s.handle_input(challenge("c1"), t0);
+    s.handle_input(closed(0, "auth-required: not authenticated"), t0);
+    let frames = s.poll_transmit(t0, 1_700_000_000);
+    assert_eq!(words(&frames), ["AUTH"], "no REQ while signing in");
+    let ClientMessage::Auth(auth) = &frames[0] else {
+        unreachable!()
+    };
+    assert_eq!(auth.created_at.as_secs(), 1_700_000_000);
+    assert!(s.auth_demanded());
+    s.handle_input(ok(auth_id(&frames), true, ""), t0);
+    assert_eq!(words(&s.poll_transmit(t0, 1)), ["REQ reprofile-kind0-0"]);
+    s.handle_input(event(0, &stored), t0);
+    s.handle_input(eose(0), t0);
+    s.poll_transmit(t0, 1);
+    assert!(s.is_done());
+    assert_eq!(
+        s.into_observations()[&keys.public_key().to_hex()],
+        RelayObservation::Newest(existing_event(stored))
+    );
+}
+
+#[test]
+fn a_refusal_of_a_req_sent_before_the_sign_in_completed_sends_it_again() {
+    let t0 = Instant::now();
+    let who = authors(1);
+    let mut s = session(&who, Some(identity()));
+    s.poll_transmit(t0, 1);
+    s.handle_input(challenge("c1"), t0);
+    let frames = s.poll_transmit(t0, 1);
+    assert_eq!(words(&frames), ["AUTH"]);
+    // The relay answers the AUTH before the earlier REQ's refusal.
+    s.handle_input(ok(auth_id(&frames), true, ""), t0);
+    s.handle_input(closed(0, "auth-required: not authenticated"), t0);
+    assert_eq!(words(&s.poll_transmit(t0, 1)), ["REQ reprofile-kind0-0"]);
+    s.handle_input(eose(0), t0);
+    assert!(s.is_done());
+    assert_eq!(
+        s.into_observations()[&who[0].to_hex()],
+        RelayObservation::NoProfile
+    );
+}
+
+#[test]
+fn a_refused_identity_ends_the_held_batches_refused_with_the_relays_message() {
+    let t0 = Instant::now();
+    let who = authors(2);
+    let mut s = session(&who, Some(identity()));
+    s.poll_transmit(t0, 1);
+    s.handle_input(challenge("c1"), t0);
+    s.handle_input(closed(0, "auth-required: not authenticated"), t0);
+    s.handle_input(closed(1, "auth-required: not authenticated"), t0);
+    let frames = s.poll_transmit(t0, 1);
+    s.handle_input(
+        ok(auth_id(&frames), false, "restricted: not a relay member"),
+        t0,
+    );
+    assert!(s.poll_transmit(t0, 1).is_empty(), "nothing more to send");
+    assert!(s.is_done());
+    assert_eq!(s.refused_authors().len(), 2);
+    for observation in s.into_observations().values() {
+        assert_eq!(
+            *observation,
+            RelayObservation::AuthRefused(
+                "authentication as agent Ada was refused: restricted: not a relay member"
+                    .to_owned()
+            )
+        );
+    }
+}
+
+#[test]
+fn without_an_identity_a_demand_for_auth_is_refused_not_missing() {
+    let t0 = Instant::now();
+    let who = authors(1);
+    let mut s = session(&who, None);
+    s.poll_transmit(t0, 1);
+    s.handle_input(challenge("c1"), t0);
+    assert!(
+        s.poll_transmit(t0, 1).is_empty(),
+        "no AUTH without an identity"
+    );
+    s.handle_input(closed(0, "auth-required: not authenticated"), t0);
+    assert!(s.is_done());
+    match &s.into_observations()[&who[0].to_hex()] {
+        RelayObservation::AuthRefused(why) => {
+            assert!(why.contains("auth-required: not authenticated"), "{why}");
+            assert!(why.contains("no identity"), "{why}");
+        }
+        other => panic!("expected AuthRefused, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_auth_that_gets_no_answer_ends_the_held_batches_refused() {
+    let t0 = Instant::now();
+    let who = authors(1);
+    let mut s = session(&who, Some(identity()));
+    s.poll_transmit(t0, 1);
+    s.handle_input(challenge("c1"), t0);
+    s.handle_input(closed(0, "auth-required: not authenticated"), t0);
+    s.poll_transmit(t0, 1);
+    assert_eq!(s.poll_timeout(), Some(t0 + TIMEOUT));
+    s.handle_timeout(t0 + TIMEOUT);
+    assert!(s.is_done());
+    assert!(matches!(
+        &s.into_observations()[&who[0].to_hex()],
+        RelayObservation::AuthRefused(why) if why.contains("no answer")
+    ));
+}
+
+#[test]
+fn a_closed_without_auth_required_is_unreadable_with_the_relays_message() {
+    let t0 = Instant::now();
+    let who = authors(1);
+    let mut s = session(&who, Some(identity()));
+    s.poll_transmit(t0, 1);
+    s.handle_input(closed(0, "blocked: \x1b[31mno"), t0);
+    assert!(s.is_done());
+    assert_eq!(
+        s.into_observations()[&who[0].to_hex()],
+        RelayObservation::Unreadable(
+            "relay closed the subscription: blocked: \\u{1b}[31mno".to_owned()
+        )
+    );
+}
+
+#[test]
+fn events_after_eose_and_of_other_authors_do_not_change_the_answer() {
+    let t0 = Instant::now();
+    let keys = Keys::generate();
+    let stranger = Keys::generate();
+    let stored = profile(&keys, 100, r#"{"v":1}"#);
+    let live = profile(&keys, 200, r#"{"v":2}"#);
+    let mut s = session(&[keys.public_key()], None);
+    s.poll_transmit(t0, 1);
+    s.handle_input(event(0, &profile(&stranger, 300, "{}")), t0);
+    s.handle_input(event(0, &stored), t0);
+    s.handle_input(eose(0), t0);
+    s.handle_input(event(0, &live), t0);
+    assert_eq!(
+        s.into_observations()[&keys.public_key().to_hex()],
+        RelayObservation::Newest(existing_event(stored))
+    );
+}
+
+#[test]
+fn a_reader_that_falls_behind_reports_unreadable_and_closes_its_subscriptions() {
+    let t0 = Instant::now();
+    let who = authors(1);
+    let mut s = session(&who, None);
+    s.poll_transmit(t0, 1);
+    s.handle_input(Input::Lagged(7), t0);
+    assert_eq!(words(&s.poll_transmit(t0, 1)), ["CLOSE reprofile-kind0-0"]);
+    assert!(s.is_done());
+    assert!(matches!(
+        &s.into_observations()[&who[0].to_hex()],
+        RelayObservation::Unreadable(why) if why.contains("lost 7 relay messages")
+    ));
+}
+
+#[test]
+fn a_lost_connection_makes_every_unfinished_batch_unreadable() {
+    let t0 = Instant::now();
+    let who = authors(2);
+    let mut s = session(&who, None);
+    s.poll_transmit(t0, 1);
+    s.handle_input(eose(0), t0);
+    s.handle_input(Input::Lost("connection dropped".into()), t0);
+    assert!(s.is_done());
+    let observations = s.into_observations();
+    assert_eq!(observations[&who[0].to_hex()], RelayObservation::NoProfile);
+    assert_eq!(
+        observations[&who[1].to_hex()],
+        RelayObservation::Unreadable("connection dropped before EOSE".into())
+    );
+}
+
+#[test]
+fn a_subscription_lost_while_the_relay_answers_others_is_asked_again_once() {
+    let t0 = Instant::now();
+    let t1 = t0 + Duration::from_millis(10);
+    let who = authors(2);
+    let mut s = session(&who, None);
+    s.poll_transmit(t0, 1);
+    s.handle_input(eose(1), t1);
+    s.poll_transmit(t1, 1);
+    // Batch 0's EOSE never comes; the relay ended batch 1 after it was sent.
+    s.handle_timeout(t0 + TIMEOUT);
+    assert_eq!(
+        words(&s.poll_transmit(t0 + TIMEOUT, 1)),
+        ["CLOSE reprofile-kind0-0", "REQ reprofile-kind0-0-again"]
+    );
+    assert!(!s.is_done());
+    // Lost again: unknown, no third try.
+    s.handle_timeout(t0 + TIMEOUT * 2);
+    assert!(s.is_done());
+    assert!(s.poll_transmit(t0 + TIMEOUT * 2, 1).is_empty());
+    assert!(matches!(
+        &s.into_observations()[&who[0].to_hex()],
+        RelayObservation::Unreadable(why) if why.starts_with("timed out after 5 s")
+    ));
+}
+
+#[test]
+fn a_silent_relay_costs_one_timeout_and_leaves_no_batch_unsent_as_missing() {
+    let t0 = Instant::now();
+    let who = authors(MAX_SUBSCRIPTIONS_IN_FLIGHT + 3);
+    let mut s = session(&who, None);
+    assert_eq!(s.poll_transmit(t0, 1).len(), MAX_SUBSCRIPTIONS_IN_FLIGHT);
+    s.handle_input(
+        msg(RelayMessage::Notice(Cow::Owned("slow down".into()))),
+        t0,
+    );
+    s.handle_timeout(t0 + TIMEOUT);
+    assert!(s.is_done());
+    let observations = s.into_observations();
+    assert_eq!(observations.len(), who.len());
+    assert!(observations.values().all(|o| matches!(
+        o,
+        RelayObservation::Unreadable(why) if why.contains("last NOTICE from the relay: slow down")
+    )));
+}
+
+#[test]
+fn newer_means_greater_created_at_then_lower_id() {
+    let keys = Keys::generate();
+    let old = profile(&keys, 100, "{}");
+    let new = profile(&keys, 200, "{}");
+    assert!(is_newer(&new, &old));
+    assert!(!is_newer(&old, &new));
+    let a = profile(&keys, 300, r#"{"v":1}"#);
+    let b = profile(&keys, 300, r#"{"v":2}"#);
+    let (low, high) = if a.id < b.id { (a, b) } else { (b, a) };
+    assert!(
+        low.id.to_hex() < high.id.to_hex(),
+        "byte order is hex order"
+    );
+    assert!(is_newer(&low, &high));
+    assert!(!is_newer(&high, &low));
+    assert!(!is_newer(&low, &low));
+}
