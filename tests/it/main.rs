@@ -2,6 +2,7 @@
 
 mod apply;
 mod bench_harness;
+mod buzz;
 mod cli;
 mod daemon;
 mod external_relay;

@@ -9,12 +9,16 @@
 //!   NOTICE instead of EOSE, invalid events, several versions of a kind:0),
 //!   and, for publishing, scripted OK answers (refusals, rate limits, silence,
 //!   held answers, a dropped connection, NIP-42 with a challenge at connect).
+//! - [`buzz`]: the real Buzz relay (with its Postgres and Redis), a raw
+//!   websocket client for it, and an agent store in the app's format.
 //!
 //! Nothing here sleeps to synchronize: every wait is on a real event (a
 //! connection, a relay's OK, a message), bounded by a timeout.
 
 // Helpers shared by several test modules; not every module uses every helper.
 #![allow(dead_code)]
+
+pub mod buzz;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
