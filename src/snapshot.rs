@@ -116,7 +116,7 @@ pub fn sign_in_identities<'a>(
                 read_candidates(&records, MAX_SIGN_IN_AGENTS)
                     .into_iter()
                     .map(|candidate| {
-                        agent_identity(candidate.record, candidate.keys, Some(candidate.auth_tag))
+                        agent_identity(candidate.record, candidate.keys, candidate.auth_tag)
                     }),
             );
             (relay, identities)

@@ -11,6 +11,12 @@
 //! - a store may begin with records that cannot sign in (an old owner, a
 //!   revoked tag), so agents whose tag names the owner most of that relay's
 //!   agents share come first, then store order;
+//! - when that owner is not a member, none of its agents gets in, so the
+//!   next candidate is an agent of the next most common owner: one agent per
+//!   owner, owners by how many agents they have, before a second agent of
+//!   any owner;
+//! - agents with no usable tag come last: an open relay lets in any key, a
+//!   closed one none of them;
 //! - a pubkey that appears twice in the store is not used (rule A2).
 //!
 //! The edge turns the result into identities, tries at most a few, one per
@@ -33,8 +39,9 @@ pub struct Candidate<'a> {
     pub record: &'a AgentRecord,
     /// Its keys (checked against its pubkey).
     pub keys: Keys,
-    /// Its NIP-OA tag, verified for its pubkey.
-    pub auth_tag: Vec<String>,
+    /// Its NIP-OA tag, verified for its pubkey (`None`: it has none, and
+    /// only a relay that lets in any key admits it).
+    pub auth_tag: Option<Vec<String>>,
 }
 
 /// How many records may be checked (key derivation and tag signature) before
@@ -61,11 +68,30 @@ pub fn read_candidates<'a>(records: &[&'a AgentRecord], max: usize) -> Vec<Candi
     for (_, tag) in &tagged {
         *owners.entry(tag[1].as_str()).or_default() += 1;
     }
+    // Rank of each agent among its owner's agents (0 for the first in store
+    // order): one agent per owner first, popular owners first, store order.
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let rank: Vec<usize> = tagged
+        .iter()
+        .map(|(_, tag)| {
+            let count = seen.entry(tag[1].as_str()).or_default();
+            *count += 1;
+            *count - 1
+        })
+        .collect();
     let mut order: Vec<usize> = (0..tagged.len()).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(owners[tagged[i].1[1].as_str()]), i));
+    order.sort_by_key(|&i| {
+        let owner = tagged[i].1[1].as_str();
+        (rank[i], std::cmp::Reverse(owners[owner]), owner, i)
+    });
 
     let mut chosen = Vec::new();
-    for i in order.into_iter().take(MAX_CHECKS) {
+    let mut checks = 0;
+    for i in order {
+        checks += 1;
+        if checks > MAX_CHECKS {
+            break;
+        }
         if chosen.len() >= max {
             break;
         }
@@ -79,8 +105,25 @@ pub fn read_candidates<'a>(records: &[&'a AgentRecord], max: usize) -> Vec<Candi
         chosen.push(Candidate {
             record,
             keys,
-            auth_tag: tag.clone(),
+            auth_tag: Some(tag.clone()),
         });
+    }
+    let untagged = records.iter().filter(|record| {
+        copies.get(record.pubkey.as_str()) == Some(&1)
+            && !tagged.iter().any(|(t, _)| t.index == record.index)
+    });
+    for record in untagged {
+        checks += 1;
+        if chosen.len() >= max || checks > MAX_CHECKS {
+            break;
+        }
+        if let Ok(keys) = agent_keys(record) {
+            chosen.push(Candidate {
+                record,
+                keys,
+                auth_tag: None,
+            });
+        }
     }
     chosen
 }
@@ -116,7 +159,7 @@ mod tests {
     }
 
     #[test]
-    fn agents_of_the_most_common_owner_come_first_then_store_order() {
+    fn the_most_common_owners_agent_comes_first_then_one_agent_per_owner() {
         let old_owner = Keys::generate();
         let owner = Keys::generate();
         let records = [
@@ -130,12 +173,14 @@ mod tests {
             .iter()
             .map(|c| c.record.index)
             .collect();
-        assert_eq!(chosen, vec![1, 2, 3]);
+        // If the common owner is not a member, the next try is another
+        // owner's agent, not a second agent of the same owner.
+        assert_eq!(chosen, vec![1, 0, 2]);
         let all: Vec<usize> = read_candidates(&refs, 10)
             .iter()
             .map(|c| c.record.index)
             .collect();
-        assert_eq!(all, vec![1, 2, 3, 0]);
+        assert_eq!(all, vec![1, 0, 2, 3]);
     }
 
     #[test]
@@ -169,9 +214,16 @@ mod tests {
         ];
         let refs: Vec<&AgentRecord> = records.iter().collect();
         let chosen = read_candidates(&refs, 3);
-        assert_eq!(chosen.len(), 1);
-        assert_eq!(chosen[0].record.index, 5);
+        let indexes: Vec<usize> = chosen.iter().map(|c| c.record.index).collect();
+        // The valid tagged agent first, then the untagged agent (an open
+        // relay lets it in); the others cannot sign in at all.
+        assert_eq!(indexes, vec![5, 0]);
         assert_eq!(chosen[0].keys.public_key().to_hex(), records[5].pubkey);
-        nip_oa::verify(&chosen[0].auth_tag, &records[5].pubkey).expect("valid tag");
+        nip_oa::verify(
+            chosen[0].auth_tag.as_ref().expect("tag"),
+            &records[5].pubkey,
+        )
+        .expect("valid tag");
+        assert!(chosen[1].auth_tag.is_none());
     }
 }

@@ -3,6 +3,7 @@
 mod apply;
 mod bench_harness;
 mod buzz;
+mod buzz_world;
 mod cli;
 mod daemon;
 mod external_relay;
