@@ -19,3 +19,4 @@ pub mod schedule;
 pub mod snapshot;
 pub mod store;
 pub mod store_write;
+pub mod tls;
