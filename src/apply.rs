@@ -465,6 +465,7 @@ async fn republish_on_relay(
         publish_timeout: config.relay.publish_timeout,
         max_in_flight: config.relay.max_publish_in_flight,
         service_keys: service_keys.cloned(),
+        tls: config.relay.tls.clone(),
         ..PublishOptions::default()
     };
     let items: Vec<PublishItem> = to_publish.iter().map(|(_, item)| item.clone()).collect();

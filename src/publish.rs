@@ -107,6 +107,8 @@ pub struct PublishOptions {
     pub max_in_flight: usize,
     /// A service key to authenticate with (NIP-42) instead of the agent's.
     pub service_keys: Option<Keys>,
+    /// Whom `wss://` relays are trusted by.
+    pub tls: crate::tls::Tls,
 }
 
 impl Default for PublishOptions {
@@ -117,6 +119,7 @@ impl Default for PublishOptions {
             backoff: Backoff::default(),
             max_in_flight: 64,
             service_keys: None,
+            tls: crate::tls::Tls::default(),
         }
     }
 }
@@ -318,8 +321,9 @@ impl<'a> Batch<'a> {
     async fn run(&mut self, url: &str) {
         let channel_size = self.max_in_flight().saturating_mul(8).max(4096);
         let mut reconnects = 0;
+        let tls = &self.opts.tls;
         loop {
-            let mut link = match connect(url, self.opts.connect_timeout, channel_size).await {
+            let mut link = match connect(url, self.opts.connect_timeout, channel_size, tls).await {
                 Ok(link) => link,
                 Err(reason) if reconnects == 0 => {
                     tracing::warn!(relay = %url, %reason, "cannot publish");
@@ -834,12 +838,13 @@ async fn connect(
     url: &str,
     connect_timeout: Duration,
     channel_size: usize,
+    tls: &crate::tls::Tls,
 ) -> Result<Link, String> {
     let Connection {
         client,
         relay,
         notifications,
-    } = crate::relay::connect(url, connect_timeout, channel_size).await?;
+    } = crate::relay::connect(url, connect_timeout, channel_size, tls).await?;
     Ok(Link {
         client,
         relay,

@@ -91,6 +91,8 @@ pub struct ReadOptions {
     pub authors_per_filter: usize,
     /// Advanced by the number of authors of each batch as it completes.
     pub progress: crate::progress::Progress,
+    /// Whom `wss://` relays are trusted by.
+    pub tls: crate::tls::Tls,
 }
 
 impl Default for ReadOptions {
@@ -101,6 +103,7 @@ impl Default for ReadOptions {
             connections_per_relay: 1,
             authors_per_filter: MAX_AUTHORS_PER_FILTER,
             progress: crate::progress::Progress::none(),
+            tls: crate::tls::Tls::default(),
         }
     }
 }
@@ -223,7 +226,7 @@ async fn read_relay(
     // (nostr-sdk emits two per new event) with margin, so that a fast relay
     // does not overrun this reader.
     let channel_size = (MAX_SUBSCRIPTIONS_IN_FLIGHT * per_filter * 4).max(2048);
-    match connect(url, opts.timeouts.connect, channel_size).await {
+    match connect(url, opts.timeouts.connect, channel_size, &opts.tls).await {
         Ok(connection) => {
             let Connection {
                 client,
@@ -281,8 +284,10 @@ pub(crate) async fn connect(
     url: &str,
     connect_timeout: Duration,
     channel_size: usize,
+    tls: &crate::tls::Tls,
 ) -> Result<Connection, String> {
     let client = Client::builder()
+        .websocket_transport(tls.websocket_transport())
         .opts(ClientOptions::new().automatic_authentication(false))
         .build();
     let relay_opts = RelayOptions::new()

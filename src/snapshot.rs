@@ -50,6 +50,7 @@ pub fn read_options(config: &Config) -> ReadOptions {
         connections_per_relay: config.relay.read_connections,
         authors_per_filter: config.relay.authors_per_filter,
         progress: crate::progress::Progress::none(),
+        tls: config.relay.tls.clone(),
     }
 }
 

@@ -38,6 +38,7 @@ fn fast_options() -> PublishOptions {
         },
         max_in_flight: 64,
         service_keys: None,
+        tls: reprofile::tls::Tls::default(),
     }
 }
 
