@@ -485,6 +485,7 @@ async fn republish_on_relay(
         // each agent's event only from a connection signed in as that agent.
         sign_in_as_author: current.auth_demanded,
         max_author_sessions: config.relay.max_author_sessions,
+        tls: config.relay.tls.clone(),
         ..PublishOptions::default()
     };
     let items: Vec<PublishItem> = to_publish.iter().map(|(_, item)| item.clone()).collect();

@@ -4,7 +4,9 @@
 //! Two stages, as in ripgrep: [`RawConfig`] mirrors the file (unknown keys are
 //! an error that names them), and [`Config`] is the resolved form (paths made
 //! absolute against the config file's folder, URLs checked, timeouts as
-//! durations). Nothing here touches the network or the stores.
+//! durations). Nothing here touches the network or the stores; the one file
+//! it reads besides the config is `[relay] ca_file`, so that a private CA
+//! that cannot be used is refused at start-up.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,6 +42,16 @@ pub enum ConfigError {
         column: usize,
         /// What is wrong.
         message: String,
+    },
+    /// `[relay] ca_file` cannot be used.
+    #[error("{path}: [relay] ca_file {file} {problem}; point ca_file at a PEM file holding your relay's CA certificate (-----BEGIN CERTIFICATE-----), or remove it")]
+    CaFile {
+        /// The config file.
+        path: PathBuf,
+        /// The CA file (absolute).
+        file: PathBuf,
+        /// What is wrong with it.
+        problem: crate::tls::CaFileError,
     },
     /// A value that parses but cannot be used.
     #[error("{path}: {message}")]
@@ -285,6 +297,9 @@ pub struct RawRelay {
     /// Authors per REQ filter (at most 100).
     #[serde(default = "default_authors_per_filter")]
     pub authors_per_filter: usize,
+    /// A PEM file of CA certificates trusted for `wss://` relays, besides
+    /// the built-in web roots and the OS store.
+    pub ca_file: Option<PathBuf>,
     /// Relay URL to relay URL, applied to reads and writes alike.
     #[serde(default)]
     pub rewrite: BTreeMap<String, String>,
@@ -302,6 +317,7 @@ impl Default for RawRelay {
             max_author_sessions: default_author_sessions(),
             auth_key_file: None,
             authors_per_filter: default_authors_per_filter(),
+            ca_file: None,
             rewrite: BTreeMap::new(),
         }
     }
@@ -378,6 +394,11 @@ pub struct RelaySettings {
     pub auth_key_file: Option<PathBuf>,
     /// Authors per REQ filter.
     pub authors_per_filter: usize,
+    /// The private CA file, when configured.
+    pub ca_file: Option<PathBuf>,
+    /// Whom `wss://` relays are trusted by: web roots, the OS store and the
+    /// certificates of `ca_file`.
+    pub tls: crate::tls::Tls,
     /// Relay URL rewrites (both sides normalized).
     pub rewrite: BTreeMap<String, String>,
 }
@@ -562,6 +583,18 @@ pub fn resolve(raw: RawConfig, path: Option<&Path>, base: &Path) -> Result<Confi
             base.join(p)
         }
     };
+    let ca_file = raw.relay.ca_file.as_deref().map(absolute);
+    let tls =
+        match &ca_file {
+            Some(file) => crate::tls::Tls::with_private_ca(
+                crate::tls::read_ca_file(file).map_err(|problem| ConfigError::CaFile {
+                    path: shown.clone(),
+                    file: file.clone(),
+                    problem,
+                })?,
+            ),
+            None => crate::tls::Tls::default(),
+        };
     Ok(Config {
         source: path.map(Path::to_path_buf),
         agents: absolute(&raw.store.agents),
@@ -577,6 +610,8 @@ pub fn resolve(raw: RawConfig, path: Option<&Path>, base: &Path) -> Result<Confi
             max_author_sessions: raw.relay.max_author_sessions,
             auth_key_file: raw.relay.auth_key_file.as_deref().map(absolute),
             authors_per_filter: raw.relay.authors_per_filter,
+            ca_file,
+            tls,
             rewrite,
         },
         policy: Policy {
@@ -708,6 +743,57 @@ mod tests {
             config.effective_relay("wss://other.example"),
             "wss://other.example"
         );
+    }
+
+    #[test]
+    fn ca_file_resolves_against_the_config_folder_and_is_read_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap();
+        std::fs::write(dir.path().join("company-ca.pem"), ca.pem()).unwrap();
+        let config_path = dir.path().join("config.toml");
+        let config = parse(
+            "[relay]\nca_file = \"company-ca.pem\"\n",
+            &config_path,
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(
+            config.relay.ca_file,
+            Some(dir.path().join("company-ca.pem"))
+        );
+        assert_eq!(
+            config.relay.tls,
+            crate::tls::Tls::with_private_ca(vec![ca.der().clone()])
+        );
+        assert_eq!(parse_str("").unwrap().relay.tls, crate::tls::Tls::default());
+
+        for (text, problem) in [
+            ("[relay]\nca_file = \"nowhere.pem\"\n", "cannot be read"),
+            (
+                "[relay]\nca_file = \"config.toml\"\n",
+                "holds no PEM certificate",
+            ),
+        ] {
+            std::fs::write(&config_path, text).unwrap();
+            let err = parse(text, &config_path, dir.path())
+                .unwrap_err()
+                .to_string();
+            assert_eq!(err.lines().count(), 1, "one line: {err}");
+            assert!(err.contains(problem), "{err}");
+            assert!(err.contains("point ca_file at a PEM file"), "{err}");
+            let named = if problem == "cannot be read" {
+                "nowhere.pem"
+            } else {
+                "config.toml"
+            };
+            assert!(
+                err.contains(&dir.path().join(named).display().to_string()),
+                "names the file: {err}"
+            );
+        }
     }
 
     #[test]

@@ -20,3 +20,4 @@ pub mod schedule;
 pub mod snapshot;
 pub mod store;
 pub mod store_write;
+pub mod tls;

@@ -117,6 +117,8 @@ pub struct PublishOptions {
     /// With `sign_in_as_author`: how many such connections are open at once
     /// (at least 1 is used).
     pub max_author_sessions: usize,
+    /// Whom `wss://` relays are trusted by.
+    pub tls: crate::tls::Tls,
 }
 
 impl Default for PublishOptions {
@@ -129,6 +131,7 @@ impl Default for PublishOptions {
             service_keys: None,
             sign_in_as_author: false,
             max_author_sessions: 16,
+            tls: crate::tls::Tls::default(),
         }
     }
 }
@@ -197,17 +200,17 @@ async fn publish_as_authors(
                 jitter(),
                 std::time::Instant::now(),
             );
-            let delivery = match crate::relay::connect(&url, opts.connect_timeout, 64).await {
-                Ok(mut connection) => {
-                    crate::relay::drive(&mut session, &mut connection).await;
-                    connection.client.shutdown().await;
-                    session
-                        .delivery()
-                        .cloned()
-                        .unwrap_or_else(|| Delivery::Failed("publishing did not finish".to_owned()))
-                }
-                Err(reason) => Delivery::Failed(reason),
-            };
+            let delivery =
+                match crate::relay::connect(&url, opts.connect_timeout, 64, &opts.tls).await {
+                    Ok(mut connection) => {
+                        crate::relay::drive(&mut session, &mut connection).await;
+                        connection.client.shutdown().await;
+                        session.delivery().cloned().unwrap_or_else(|| {
+                            Delivery::Failed("publishing did not finish".to_owned())
+                        })
+                    }
+                    Err(reason) => Delivery::Failed(reason),
+                };
             (job, delivery)
         });
     }
@@ -406,8 +409,9 @@ impl<'a> Batch<'a> {
     async fn run(&mut self, url: &str) {
         let channel_size = self.max_in_flight().saturating_mul(8).max(4096);
         let mut reconnects = 0;
+        let tls = &self.opts.tls;
         loop {
-            let mut link = match connect(url, self.opts.connect_timeout, channel_size).await {
+            let mut link = match connect(url, self.opts.connect_timeout, channel_size, tls).await {
                 Ok(link) => link,
                 Err(reason) if reconnects == 0 => {
                     tracing::warn!(relay = %url, %reason, "cannot publish");
@@ -922,12 +926,13 @@ async fn connect(
     url: &str,
     connect_timeout: Duration,
     channel_size: usize,
+    tls: &crate::tls::Tls,
 ) -> Result<Link, String> {
     let Connection {
         client,
         relay,
         notifications,
-    } = crate::relay::connect(url, connect_timeout, channel_size).await?;
+    } = crate::relay::connect(url, connect_timeout, channel_size, tls).await?;
     Ok(Link {
         client,
         relay,

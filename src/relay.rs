@@ -90,6 +90,8 @@ pub struct ReadOptions {
     /// signs in as when the relay demands it, in the order they are tried
     /// (one per connection). A relay with none reads without authentication.
     pub identities: Arc<BTreeMap<String, Vec<Identity>>>,
+    /// Whom `wss://` relays are trusted by.
+    pub tls: crate::tls::Tls,
 }
 
 impl Default for ReadOptions {
@@ -101,6 +103,7 @@ impl Default for ReadOptions {
             authors_per_filter: MAX_AUTHORS_PER_FILTER,
             progress: crate::progress::Progress::none(),
             identities: Arc::default(),
+            tls: crate::tls::Tls::default(),
         }
     }
 }
@@ -255,7 +258,7 @@ async fn read_relay(url: &str, authors: &[PublicKey], opts: &ReadOptions) -> Rel
         // produce (nostr-sdk emits two per new event) with margin, so that a
         // fast relay does not overrun this reader.
         let channel_size = (MAX_SUBSCRIPTIONS_IN_FLIGHT * per_filter * 4).max(2048);
-        match connect(url, opts.timeouts.connect, channel_size).await {
+        match connect(url, opts.timeouts.connect, channel_size, &opts.tls).await {
             Ok(mut connection) => {
                 drive(&mut session, &mut connection).await;
                 // Disconnects the relay and stops its connection task.
@@ -335,8 +338,10 @@ pub(crate) async fn connect(
     url: &str,
     connect_timeout: Duration,
     channel_size: usize,
+    tls: &crate::tls::Tls,
 ) -> Result<Connection, String> {
     let client = Client::builder()
+        .websocket_transport(tls.websocket_transport())
         .opts(ClientOptions::new().automatic_authentication(false))
         .build();
     let relay_opts = RelayOptions::new()

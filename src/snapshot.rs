@@ -56,6 +56,7 @@ pub fn read_options(config: &Config) -> ReadOptions {
         authors_per_filter: config.relay.authors_per_filter,
         progress: crate::progress::Progress::none(),
         identities: Arc::default(),
+        tls: config.relay.tls.clone(),
     }
 }
 

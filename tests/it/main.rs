@@ -15,4 +15,5 @@ mod publish;
 mod relay_read;
 mod secrets;
 mod support;
+mod tls;
 mod world;

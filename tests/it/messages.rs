@@ -61,6 +61,22 @@ const CASES: &[Case] = &[
         message: "query_timeout_secs = 0 is out of range",
     },
     Case {
+        name: "ca_file missing",
+        config_extra: "",
+        store: None,
+        personas: None,
+        args: &["--config", "CA_MISSING", "plan"],
+        message: "missing-ca.pem cannot be read (No such file or directory",
+    },
+    Case {
+        name: "ca_file without a certificate",
+        config_extra: "",
+        store: None,
+        personas: None,
+        args: &["--config", "CA_EMPTY", "plan"],
+        message: "personas.json holds no PEM certificate; point ca_file at a PEM file",
+    },
+    Case {
         name: "bad avatar URL",
         config_extra: "[avatars]\nbot = \"ftp://x\"\n",
         store: None,
@@ -213,12 +229,29 @@ async fn every_error_message_is_one_line_that_says_what_to_fix() {
             format!("{config}\n{}", case.config_extra),
         )
         .unwrap();
-        let zero = world.dir.path().join("zero.toml");
-        std::fs::write(
-            &zero,
-            config.replace("query_timeout_secs = 5", "query_timeout_secs = 0"),
-        )
-        .unwrap();
+        // Variants of the config named by a placeholder in `args`.
+        let variants = [
+            ("ZERO", "query_timeout_secs = 5", "query_timeout_secs = 0"),
+            (
+                "CA_MISSING",
+                "[relay]\n",
+                "[relay]\nca_file = \"missing-ca.pem\"\n",
+            ),
+            (
+                "CA_EMPTY",
+                "[relay]\n",
+                "[relay]\nca_file = \"personas.json\"\n",
+            ),
+        ];
+        let mut variant_paths = std::collections::HashMap::new();
+        for (placeholder, from, to) in variants {
+            let path = world
+                .dir
+                .path()
+                .join(format!("{}.toml", placeholder.to_lowercase()));
+            std::fs::write(&path, config.replace(from, to)).unwrap();
+            variant_paths.insert(placeholder, path);
+        }
         if let Some(store) = case.store {
             std::fs::write(world.store_path(), store).unwrap();
         }
@@ -229,12 +262,9 @@ async fn every_error_message_is_one_line_that_says_what_to_fix() {
         let args: Vec<String> = case
             .args
             .iter()
-            .map(|a| {
-                if *a == "ZERO" {
-                    zero.display().to_string()
-                } else {
-                    a.to_string()
-                }
+            .map(|a| match variant_paths.get(a) {
+                Some(path) => path.display().to_string(),
+                None => a.to_string(),
             })
             .collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

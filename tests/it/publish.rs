@@ -40,6 +40,7 @@ fn fast_options() -> PublishOptions {
         service_keys: None,
         sign_in_as_author: false,
         max_author_sessions: 16,
+        tls: reprofile::tls::Tls::default(),
     }
 }
 

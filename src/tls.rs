@@ -1,0 +1,558 @@
+//! Whom `wss://` relay connections trust, and the websocket transport that
+//! connects with that trust.
+//!
+//! nostr-sdk's default transport trusts only the built-in web roots, so a
+//! relay behind a company CA fails with `UnknownIssuer`. This module owns:
+//! - reading `[relay] ca_file` (a private CA, PEM) and refusing one that holds
+//!   no usable certificate ([`read_ca_file`]);
+//! - the root store: the built-in web roots (webpki-roots), the OS store
+//!   (rustls-native-certs, which reads `SSL_CERT_FILE` / `SSL_CERT_DIR`
+//!   instead when either is set) and the private CA; built once per [`Tls`]
+//!   (the first `wss://` connection builds it; every later one shares it);
+//! - [`Tls::websocket_transport`], a nostr-sdk `WebSocketTransport` that
+//!   connects `ws://` in the clear and `wss://` with that store (rustls with
+//!   the ring provider), within the connect timeout nostr-sdk passes.
+//!
+//! It must not decide anything about relays, profiles or retries, and never
+//! turns an unreadable OS store into a failure: that is logged and the web
+//! roots and the private CA are still trusted.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_wsocket::{Message, WebSocket};
+use futures_util::stream::{FuturesUnordered, SplitSink};
+use futures_util::{Sink, SinkExt, StreamExt, TryStreamExt};
+use nostr_sdk::pool::transport::error::TransportError;
+use nostr_sdk::pool::transport::websocket::{
+    WebSocketSink, WebSocketStream as TransportStream, WebSocketTransport,
+};
+use nostr_sdk::pool::ConnectionMode;
+use nostr_sdk::util::BoxedFuture;
+use nostr_sdk::Url;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use rustls::{ClientConfig, RootCertStore};
+use tokio::net::TcpStream;
+use tokio_tungstenite::Connector;
+
+/// Why a `[relay] ca_file` cannot be used (the config names the file).
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    /// The file cannot be read (missing, a folder, no permission).
+    #[error("cannot be read ({0})")]
+    Unreadable(io::Error),
+    /// The PEM text is broken.
+    #[error("is not valid PEM ({0})")]
+    NotPem(String),
+    /// No `-----BEGIN CERTIFICATE-----` section.
+    #[error("holds no PEM certificate")]
+    NoCertificate,
+    /// A certificate section that is not a usable X.509 certificate.
+    #[error("holds a certificate that cannot be trusted as a CA ({0})")]
+    BadCertificate(String),
+}
+
+/// Reads the private CA file: every PEM certificate in it, each checked to
+/// be usable as a trust anchor. An empty result is an error, so a `ca_file`
+/// that trusts nothing is found at start-up, not at the first `wss://` relay.
+pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, CaFileError> {
+    let bytes = std::fs::read(path).map_err(CaFileError::Unreadable)?;
+    let certificates = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| CaFileError::NotPem(error.to_string()))?;
+    if certificates.is_empty() {
+        return Err(CaFileError::NoCertificate);
+    }
+    for certificate in &certificates {
+        RootCertStore::empty()
+            .add(certificate.clone())
+            .map_err(|error| CaFileError::BadCertificate(error.to_string()))?;
+    }
+    Ok(certificates)
+}
+
+/// The OS certificate store as rustls-native-certs found it.
+#[derive(Debug, Default)]
+pub struct OsStore {
+    /// The certificates it holds.
+    pub certificates: Vec<CertificateDer<'static>>,
+    /// What could not be read (a missing `SSL_CERT_FILE`, an unreadable
+    /// file); logged, never fatal.
+    pub errors: Vec<String>,
+}
+
+impl OsStore {
+    /// Loads the OS store once per process (it is read from disk, which
+    /// takes milliseconds); later calls share the first result.
+    fn shared() -> &'static OsStore {
+        static OS_STORE: OnceLock<OsStore> = OnceLock::new();
+        OS_STORE.get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            OsStore {
+                certificates: found.certs,
+                errors: found.errors.iter().map(ToString::to_string).collect(),
+            }
+        })
+    }
+}
+
+/// How many trust anchors came from where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RootCounts {
+    /// Built-in web roots.
+    pub web: usize,
+    /// OS store certificates accepted.
+    pub os: usize,
+    /// OS store certificates rustls could not use (skipped).
+    pub os_skipped: usize,
+    /// Private CA certificates (`[relay] ca_file`).
+    pub private_ca: usize,
+}
+
+/// The root store: web roots, then the OS store (unusable certificates
+/// skipped, read errors logged), then the private CA.
+pub fn root_store(
+    os: &OsStore,
+    private_ca: &[CertificateDer<'static>],
+) -> (RootCertStore, RootCounts) {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let web = roots.len();
+    for error in &os.errors {
+        tracing::warn!(
+            "the OS certificate store could not be read in full ({error}); going on with what was read, the built-in web roots and [relay] ca_file"
+        );
+    }
+    let (os_added, os_skipped) = roots.add_parsable_certificates(os.certificates.iter().cloned());
+    let mut private = 0;
+    for certificate in private_ca {
+        // Checked when the config was read; a failure here cannot happen
+        // for certificates from `read_ca_file`.
+        if roots.add(certificate.clone()).is_ok() {
+            private += 1;
+        }
+    }
+    let counts = RootCounts {
+        web,
+        os: os_added,
+        os_skipped,
+        private_ca: private,
+    };
+    (roots, counts)
+}
+
+/// The rustls client config for `wss://`: ring as the crypto provider (named
+/// here, so no process-wide default provider is needed), TLS 1.2 and 1.3.
+fn client_config(roots: RootCertStore) -> Result<ClientConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Whom `wss://` relays are trusted by: the web roots, the OS store and the
+/// private CA it was made with. Cheap to clone (one `Arc`); clones share the
+/// root store, built at the first `wss://` connection.
+#[derive(Clone)]
+pub struct Tls {
+    transport: Arc<TlsTransport>,
+}
+
+impl Tls {
+    /// Trust the web roots, the OS store and `private_ca` (from
+    /// [`read_ca_file`]).
+    pub fn with_private_ca(private_ca: Vec<CertificateDer<'static>>) -> Self {
+        Self {
+            transport: Arc::new(TlsTransport {
+                private_ca,
+                client_config: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The nostr-sdk websocket transport that connects with this trust (for
+    /// `ClientBuilder::websocket_transport`).
+    pub fn websocket_transport(&self) -> Arc<dyn WebSocketTransport> {
+        self.transport.clone()
+    }
+}
+
+impl Default for Tls {
+    /// The web roots and the OS store; one shared value per process, so its
+    /// root store is built once however many options are made.
+    fn default() -> Self {
+        static DEFAULT: OnceLock<Tls> = OnceLock::new();
+        DEFAULT
+            .get_or_init(|| Tls::with_private_ca(Vec::new()))
+            .clone()
+    }
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.transport.fmt(f)
+    }
+}
+
+impl PartialEq for Tls {
+    /// Two values trust alike when they add the same private CA.
+    fn eq(&self, other: &Self) -> bool {
+        self.transport.private_ca == other.transport.private_ca
+    }
+}
+
+impl Eq for Tls {}
+
+/// The transport behind [`Tls`].
+struct TlsTransport {
+    private_ca: Vec<CertificateDer<'static>>,
+    /// Built at the first `wss://` connection; `Err` holds why it could not
+    /// be (never expected with ring).
+    client_config: OnceLock<Result<Arc<ClientConfig>, String>>,
+}
+
+impl fmt::Debug for TlsTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field("private_ca_certificates", &self.private_ca.len())
+            .finish()
+    }
+}
+
+impl TlsTransport {
+    fn client_config(&self) -> Result<Arc<ClientConfig>, ConnectError> {
+        self.client_config
+            .get_or_init(|| {
+                let (roots, counts) = root_store(OsStore::shared(), &self.private_ca);
+                tracing::debug!(
+                    web = counts.web,
+                    os = counts.os,
+                    os_skipped = counts.os_skipped,
+                    private_ca = counts.private_ca,
+                    "wss:// trust anchors"
+                );
+                client_config(roots)
+                    .map(Arc::new)
+                    .map_err(|error| error.to_string())
+            })
+            .clone()
+            .map_err(ConnectError::Setup)
+    }
+}
+
+impl WebSocketTransport for TlsTransport {
+    fn support_ping(&self) -> bool {
+        true
+    }
+
+    fn connect<'a>(
+        &'a self,
+        url: &'a Url,
+        mode: &'a ConnectionMode,
+        timeout: Duration,
+    ) -> BoxedFuture<'a, Result<(WebSocketSink, TransportStream), TransportError>> {
+        Box::pin(async move {
+            // Only direct connections exist in nostr-sdk as built here (no
+            // socks or tor features); anything else is refused, not ignored.
+            if !matches!(mode, ConnectionMode::Direct) {
+                return Err(TransportError::backend(ConnectError::Setup(
+                    "only direct connections are supported".to_string(),
+                )));
+            }
+            let socket = tokio::time::timeout(timeout, Box::pin(self.open(url)))
+                .await
+                .map_err(|_| TransportError::backend(ConnectError::Timeout))?
+                .map_err(TransportError::backend)?;
+            let (sink, stream) = socket.split();
+            let sink: WebSocketSink = Box::new(TransportSink(sink));
+            let stream: TransportStream = Box::pin(stream.map_err(TransportError::backend));
+            Ok((sink, stream))
+        })
+    }
+}
+
+impl TlsTransport {
+    /// TCP, then TLS for `wss://`, then the websocket handshake.
+    async fn open(&self, url: &Url) -> Result<WebSocket, ConnectError> {
+        let host = url.host_str().ok_or(ConnectError::NoHost)?;
+        let port = url.port_or_known_default().ok_or(ConnectError::NoHost)?;
+        let connector = match url.scheme() {
+            "wss" => Connector::Rustls(self.client_config()?),
+            _ => Connector::Plain,
+        };
+        // Brackets are not part of an IPv6 address for the lookup.
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let tcp = connect_tcp(host, port).await.map_err(ConnectError::Io)?;
+        let (socket, _) = tokio_tungstenite::client_async_tls_with_config(
+            url.as_str(),
+            tcp,
+            None,
+            Some(connector),
+        )
+        .await
+        .map_err(ConnectError::from_websocket)?;
+        // async-wsocket's socket: it turns frames into the Message type
+        // nostr-sdk's transport speaks, as the default transport does.
+        Ok(WebSocket::Tokio(socket))
+    }
+}
+
+/// How long one address gets before the next is tried alongside it (RFC 8305).
+const NEXT_ADDRESS_DELAY: Duration = Duration::from_millis(250);
+
+/// Connects to the first address that answers: addresses alternate between
+/// IPv6 and IPv4 (the family DNS named first leads), and each later attempt
+/// starts when the previous one fails or after [`NEXT_ADDRESS_DELAY`], as the
+/// default transport does.
+async fn connect_tcp(host: &str, port: u16) -> io::Result<TcpStream> {
+    let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+    let mut pending = interleave_families(found).into_iter();
+    let Some(first) = pending.next() else {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!("{host} resolves to no address"),
+        ));
+    };
+    let mut attempts = FuturesUnordered::new();
+    attempts.push(TcpStream::connect(first));
+    let mut last_error = None;
+    loop {
+        tokio::select! {
+            Some(result) = attempts.next() => match result {
+                Ok(stream) => return Ok(stream),
+                Err(error) => {
+                    last_error = Some(error);
+                    if let Some(next) = pending.next() {
+                        attempts.push(TcpStream::connect(next));
+                    } else if attempts.is_empty() {
+                        break;
+                    }
+                }
+            },
+            _ = tokio::time::sleep(NEXT_ADDRESS_DELAY), if pending.len() > 0 => {
+                if let Some(next) = pending.next() {
+                    attempts.push(TcpStream::connect(next));
+                }
+            }
+            else => break,
+        }
+    }
+    Err(last_error.unwrap_or_else(|| io::Error::other("no address could be connected")))
+}
+
+/// Orders addresses alternating between families, the first one's family
+/// leading, each family in DNS order.
+fn interleave_families(addresses: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    let Some(lead_is_v6) = addresses.first().map(SocketAddr::is_ipv6) else {
+        return addresses;
+    };
+    let (lead, other): (Vec<_>, Vec<_>) = addresses
+        .into_iter()
+        .partition(|a| a.is_ipv6() == lead_is_v6);
+    let mut ordered = Vec::with_capacity(lead.len() + other.len());
+    let mut lead = lead.into_iter();
+    let mut other = other.into_iter();
+    loop {
+        match (lead.next(), other.next()) {
+            (None, None) => return ordered,
+            (a, b) => ordered.extend(a.into_iter().chain(b)),
+        }
+    }
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    /// The connect timeout passed. relay.rs recognizes the bare word, as
+    /// the default transport reports it.
+    #[error("timeout")]
+    Timeout,
+    /// The URL has no host or port.
+    #[error("the relay URL has no host")]
+    NoHost,
+    /// TCP.
+    #[error("{0}")]
+    Io(io::Error),
+    /// The relay's certificate is not trusted; says what to do.
+    #[error("TLS: {0}; the relay's certificate is not trusted: put its CA certificate in [relay] ca_file or in the OS certificate store")]
+    Untrusted(rustls::Error),
+    /// TLS or the websocket handshake.
+    #[error("{0}")]
+    Websocket(Box<tokio_tungstenite::tungstenite::Error>),
+    /// The TLS settings could not be made.
+    #[error("TLS setup: {0}")]
+    Setup(String),
+}
+
+impl ConnectError {
+    fn from_websocket(error: tokio_tungstenite::tungstenite::Error) -> Self {
+        use tokio_tungstenite::tungstenite::Error as WsError;
+        if let WsError::Io(io_error) = &error {
+            let certificate = io_error
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .filter(|tls| matches!(tls, rustls::Error::InvalidCertificate(_)));
+            if let Some(tls) = certificate {
+                return ConnectError::Untrusted(tls.clone());
+            }
+        }
+        ConnectError::Websocket(Box::new(error))
+    }
+}
+
+/// The websocket's sending half with nostr-sdk's error type. A struct, not
+/// `sink_map_err`, as nostr-sdk's own transport does (rust-nostr issue 984).
+struct TransportSink(SplitSink<WebSocket, Message>);
+
+impl Sink<Message> for TransportSink {
+    type Error = TransportError;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready_unpin(cx).map_err(TransportError::backend)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+        self.0
+            .start_send_unpin(item)
+            .map_err(TransportError::backend)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_flush_unpin(cx).map_err(TransportError::backend)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_close_unpin(cx).map_err(TransportError::backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_ca() -> (String, CertificateDer<'static>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "reprofile unit test CA");
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), cert.der().clone())
+    }
+
+    #[test]
+    fn ca_file_with_certificates_reads_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pem_a, der_a) = test_ca();
+        let (pem_b, der_b) = test_ca();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, format!("# company CAs\n{pem_a}\n{pem_b}")).unwrap();
+        assert_eq!(read_ca_file(&path).unwrap(), vec![der_a, der_b]);
+    }
+
+    #[test]
+    fn ca_file_missing_empty_or_broken_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        assert!(matches!(
+            read_ca_file(&missing),
+            Err(CaFileError::Unreadable(_))
+        ));
+        assert!(matches!(
+            read_ca_file(dir.path()),
+            Err(CaFileError::Unreadable(_))
+        ));
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificate here\n").unwrap();
+        assert!(matches!(
+            read_ca_file(&empty),
+            Err(CaFileError::NoCertificate)
+        ));
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert!(matches!(read_ca_file(&broken), Err(CaFileError::NotPem(_))));
+        let not_x509 = dir.path().join("not-x509.pem");
+        std::fs::write(
+            &not_x509,
+            "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            read_ca_file(&not_x509),
+            Err(CaFileError::BadCertificate(_))
+        ));
+    }
+
+    #[test]
+    fn root_store_holds_web_roots_os_store_and_private_ca() {
+        let (_, os_ca) = test_ca();
+        let (_, private_ca) = test_ca();
+        let os = OsStore {
+            certificates: vec![os_ca, CertificateDer::from(b"not a certificate".to_vec())],
+            errors: Vec::new(),
+        };
+        let (roots, counts) = root_store(&os, &[private_ca]);
+        assert_eq!(
+            counts,
+            RootCounts {
+                web: webpki_roots::TLS_SERVER_ROOTS.len(),
+                os: 1,
+                os_skipped: 1,
+                private_ca: 1,
+            }
+        );
+        assert_eq!(roots.len(), webpki_roots::TLS_SERVER_ROOTS.len() + 2);
+    }
+
+    #[test]
+    fn unreadable_os_store_still_trusts_web_roots_and_private_ca() {
+        let (_, private_ca) = test_ca();
+        let os = OsStore {
+            certificates: Vec::new(),
+            errors: vec!["SSL_CERT_FILE /nowhere: No such file or directory".to_string()],
+        };
+        let (roots, counts) = root_store(&os, &[private_ca]);
+        assert_eq!(counts.os, 0);
+        assert_eq!(counts.private_ca, 1);
+        assert_eq!(roots.len(), webpki_roots::TLS_SERVER_ROOTS.len() + 1);
+        assert!(client_config(roots).is_ok());
+    }
+
+    #[test]
+    fn addresses_alternate_families_led_by_the_first() {
+        let v6 = |p: u16| SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], p));
+        let v4 = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        assert_eq!(
+            interleave_families(vec![v6(1), v6(2), v6(3), v4(4)]),
+            vec![v6(1), v4(4), v6(2), v6(3)]
+        );
+        assert_eq!(
+            interleave_families(vec![v4(1), v6(2), v4(3)]),
+            vec![v4(1), v6(2), v4(3)]
+        );
+        assert!(interleave_families(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn default_is_shared_and_equal_to_no_private_ca() {
+        let a = Tls::default();
+        let b = Tls::default();
+        assert!(Arc::ptr_eq(&a.transport, &b.transport));
+        assert_eq!(a, Tls::with_private_ca(Vec::new()));
+        let (_, ca) = test_ca();
+        assert_ne!(a, Tls::with_private_ca(vec![ca]));
+    }
+}
