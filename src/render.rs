@@ -105,7 +105,7 @@ pub fn render(doc: &PlanDocument, style: Style) -> String {
     let unreadable: BTreeSet<&str> = plan
         .skipped
         .iter()
-        .filter(|s| s.reason == SkipReason::RelayUnreachable)
+        .filter(|s| s.reason.is_relay_unknown())
         .filter_map(|s| s.relay.as_deref())
         .collect();
     if !plan.complete {
@@ -413,7 +413,7 @@ pub fn render_summary(doc: &PlanDocument, style: Style) -> String {
             let unreadable: BTreeSet<&str> = plan
                 .skipped
                 .iter()
-                .filter(|x| x.reason == SkipReason::RelayUnreachable)
+                .filter(|x| x.reason.is_relay_unknown())
                 .filter_map(|x| x.relay.as_deref())
                 .collect();
             style.paint(
