@@ -246,3 +246,60 @@ pub async fn gather(config: &Config, only: &[String]) -> anyhow::Result<Gathered
         snapshot: Snapshot { agents, personas },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use nostr::nips::nip19::ToBech32;
+
+    use super::*;
+    use crate::core::model::{AvatarField, SecretText};
+    use crate::core::nip_oa;
+
+    fn record(index: usize, keys: &Keys, relay_url: &str, tag: Option<Vec<String>>) -> AgentRecord {
+        AgentRecord {
+            index,
+            pubkey: keys.public_key().to_hex(),
+            name: format!("Agent {index}"),
+            secret_key: Some(SecretText::new(keys.secret_key().to_bech32().unwrap())),
+            relay_url: relay_url.into(),
+            avatar_url: AvatarField::Null,
+            persona_id: None,
+            agent_command: None,
+            auth_tag: tag.map(|t| serde_json::to_string(&t).unwrap()),
+            field_errors: vec![],
+        }
+    }
+
+    #[test]
+    fn sign_in_identities_are_keyed_by_the_relay_read_and_name_the_relay_as_the_store_does() {
+        let config = crate::config::parse(
+            "[relay.rewrite]\n\"wss://buzz.example.com\" = \"ws://127.0.0.1:4848\"\n",
+            Path::new("config.toml"),
+            Path::new("."),
+        )
+        .expect("config");
+        let owner = Keys::generate();
+        let agent = Keys::generate();
+        let tag = nip_oa::sign(&owner, &agent.public_key().to_hex(), "");
+        let records = [record(
+            0,
+            &agent,
+            "wss://buzz.example.com",
+            Some(tag.clone()),
+        )];
+        let service = Keys::generate();
+        let identities = sign_in_identities(&config, records.iter(), Some(&service));
+
+        let for_relay = &identities["ws://127.0.0.1:4848"];
+        assert_eq!(for_relay.len(), 2);
+        assert_eq!(for_relay[0].label, "[relay] auth_key_file", "tried first");
+        assert_eq!(for_relay[0].keys.public_key(), service.public_key());
+        assert_eq!(for_relay[0].auth_tag, None);
+        assert_eq!(for_relay[1].keys.public_key(), agent.public_key());
+        assert_eq!(for_relay[1].auth_tag.as_ref(), Some(&tag));
+        for identity in for_relay {
+            assert_eq!(identity.relay_tag, "wss://buzz.example.com");
+        }
+        assert!(for_relay[1].label.starts_with("agent Agent 0 ("));
+    }
+}
