@@ -680,7 +680,46 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_crafted_plan_with_a_64_byte_non_hex_pubkey_is_read_and_shown() {
+        // The case that once panicked `show`: 64 bytes, not 64 characters.
+        let doc = crafted(vec!["é".repeat(32), "\x1b[31mred".to_owned()]);
+        let read = from_json(Path::new("p.json"), &to_json(&doc)).expect("read");
+        let shown = crate::render::render(&read, crate::render::Style { color: false });
+        assert!(shown.contains("éééééééé…éééééééé"), "{shown}");
+        assert!(!shown.contains('\u{1b}'), "{shown}");
+    }
+
     proptest::proptest! {
+        #[test]
+        fn property_a_crafted_plan_with_any_unicode_is_read_and_shown_without_panic(
+            texts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::any::<String>(),
+                    // Control characters, escapes, quotes, wide characters.
+                    "[\\x00-\\x1f\\x7f-\\u{9f}aé€😀\"\\\\<>{}\\[\\]:,]{0,70}",
+                ],
+                1..24,
+            )
+        ) {
+            let doc = crafted(texts);
+            let text = to_json(&doc);
+            // Read it (it may be refused, never a panic), and show it.
+            if let Ok(read) = from_json(Path::new("p.json"), &text) {
+                for color in [false, true] {
+                    let style = crate::render::Style { color };
+                    let shown = crate::render::render(&read, style);
+                    let summary = crate::render::render_summary(&read, style);
+                    for out in [shown, summary] {
+                        proptest::prop_assert!(
+                            !out.contains('\u{1b}') || color,
+                            "no escape sequence from the plan's text reaches the terminal"
+                        );
+                    }
+                }
+            }
+        }
+
         #[test]
         fn property_parsing_any_bytes_as_a_plan_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
             let text = String::from_utf8_lossy(&bytes).into_owned();
@@ -706,6 +745,48 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A plan whose every string is arbitrary text (any Unicode, control
+    /// characters included); its digest is recomputed as anyone can.
+    fn crafted(texts: Vec<String>) -> PlanDocument {
+        use crate::core::plan::*;
+        let mut texts = texts.into_iter().cycle();
+        let mut next = || texts.next().unwrap_or_default();
+        let mut doc = sample();
+        doc.store.path = next();
+        doc.store.sha256 = next();
+        for action in &mut doc.plan.actions {
+            match action {
+                Action::BackfillAvatar(b) => {
+                    b.agent = next();
+                    b.name = next();
+                    b.avatar_url = next();
+                    b.before = Some(next());
+                }
+                Action::RepublishProfile(r) => {
+                    r.agent = next();
+                    r.name = next();
+                    r.picture = next();
+                    r.relay = next();
+                    r.before = Some(EventBefore {
+                        id: next(),
+                        created_at: 5,
+                        content: next(),
+                    });
+                    r.after.content = next();
+                    r.after.tags = vec![vec![next(), next()]];
+                }
+            }
+        }
+        for skip in &mut doc.plan.skipped {
+            skip.agent = next();
+            skip.name = next();
+            skip.detail = next();
+            skip.relay = Some(next());
+        }
+        doc.plan.unchanged = vec![next(), next()];
+        doc
     }
 
     fn sample() -> PlanDocument {

@@ -54,6 +54,7 @@ impl Style {
 
 /// Renders a whole plan.
 pub fn render(doc: &PlanDocument, style: Style) -> String {
+    let doc = &*terminal_safe(doc);
     let mut out = String::new();
     let plan = &doc.plan;
     let what = match doc.kind {
@@ -311,7 +312,11 @@ pub fn render_report(report: &crate::apply::ApplyReport, style: Style) -> String
             Outcome::Stale => (Paint::Warn, "stale"),
             Outcome::Failed => (Paint::Remove, "failed"),
         };
-        let who = format!("{} ({})", result.name, short_pubkey(&result.agent));
+        let who = format!(
+            "{} ({})",
+            crate::protocol::capped_relay_text(&result.name, usize::MAX),
+            short_pubkey(&result.agent)
+        );
         let _ = write!(
             out,
             "  {} {} {who}",
@@ -320,6 +325,7 @@ pub fn render_report(report: &crate::apply::ApplyReport, style: Style) -> String
         );
         match &result.reason {
             Some(reason) => {
+                let reason = crate::protocol::capped_relay_text(reason, usize::MAX);
                 let _ = writeln!(out, ": {reason}");
             }
             None => out.push('\n'),
@@ -370,6 +376,7 @@ pub fn render_report(report: &crate::apply::ApplyReport, style: Style) -> String
 /// and skip reason, then the summary line.
 pub fn render_summary(doc: &PlanDocument, style: Style) -> String {
     use std::collections::BTreeMap;
+    let doc = &*terminal_safe(doc);
     let plan = &doc.plan;
     let mut out = String::new();
     let _ = writeln!(
@@ -438,4 +445,95 @@ pub fn render_summary(doc: &PlanDocument, style: Style) -> String {
     }
     let _ = writeln!(out, "{}", summary_line(doc));
     out
+}
+
+/// The plan with every control character of its text escaped (`\u{1b}`),
+/// except the line breaks and tabs a kind:0's JSON may hold between tokens: a
+/// plan file's text comes from stores and relays (and a plan file can be
+/// crafted), and must not reach a terminal as an escape sequence. Borrowed
+/// as it is when there is nothing to escape (the common case).
+fn terminal_safe(doc: &PlanDocument) -> std::borrow::Cow<'_, PlanDocument> {
+    use crate::core::plan::Action;
+    fn unsafe_text(text: &str) -> bool {
+        text.chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+    }
+    fn escape(text: &mut String, keep_layout: bool) {
+        if text.chars().any(char::is_control) {
+            *text = text
+                .chars()
+                .flat_map(|c| {
+                    let keep = !c.is_control() || (keep_layout && (c == '\n' || c == '\t'));
+                    let escaped: Vec<char> = if keep {
+                        vec![c]
+                    } else {
+                        c.escape_default().collect()
+                    };
+                    escaped
+                })
+                .collect();
+        }
+    }
+    let mut texts: Vec<&str> = vec![&doc.store.path, &doc.store.sha256];
+    for action in &doc.plan.actions {
+        match action {
+            Action::BackfillAvatar(b) => {
+                texts.extend([&*b.agent, &b.name, &b.avatar_url]);
+                texts.extend(b.before.as_deref());
+            }
+            Action::RepublishProfile(r) => {
+                texts.extend([&*r.agent, &r.name, &r.picture, &r.relay, &r.after.content]);
+                texts.extend(r.before.iter().flat_map(|b| [&*b.id, &b.content]));
+                texts.extend(r.after.tags.iter().flatten().map(String::as_str));
+            }
+        }
+    }
+    for skip in &doc.plan.skipped {
+        texts.extend([&*skip.agent, &skip.name, &skip.detail]);
+        texts.extend(skip.relay.as_deref());
+    }
+    texts.extend(doc.plan.unchanged.iter().map(String::as_str));
+    if !texts.into_iter().any(unsafe_text) {
+        return std::borrow::Cow::Borrowed(doc);
+    }
+    let mut safe = doc.clone();
+    escape(&mut safe.store.path, false);
+    escape(&mut safe.store.sha256, false);
+    for action in &mut safe.plan.actions {
+        match action {
+            Action::BackfillAvatar(b) => {
+                for text in [&mut b.agent, &mut b.name, &mut b.avatar_url] {
+                    escape(text, false);
+                }
+                if let Some(before) = &mut b.before {
+                    escape(before, false);
+                }
+            }
+            Action::RepublishProfile(r) => {
+                for text in [&mut r.agent, &mut r.name, &mut r.picture, &mut r.relay] {
+                    escape(text, false);
+                }
+                escape(&mut r.after.content, true);
+                if let Some(before) = &mut r.before {
+                    escape(&mut before.id, false);
+                    escape(&mut before.content, true);
+                }
+                for text in r.after.tags.iter_mut().flatten() {
+                    escape(text, false);
+                }
+            }
+        }
+    }
+    for skip in &mut safe.plan.skipped {
+        for text in [&mut skip.agent, &mut skip.name, &mut skip.detail] {
+            escape(text, false);
+        }
+        if let Some(relay) = &mut skip.relay {
+            escape(relay, false);
+        }
+    }
+    for text in &mut safe.plan.unchanged {
+        escape(text, false);
+    }
+    std::borrow::Cow::Owned(safe)
 }

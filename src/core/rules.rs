@@ -118,13 +118,30 @@ pub fn profile_matches(observation: &RelayObservation, name: &str, picture: &str
     }
 }
 
-/// A short form of a pubkey for people: the first and last 8 digits.
+/// A short form of a pubkey (or of an event id) for people: the first and
+/// last 8 digits. Anything else (a crafted plan file can hold any text) is
+/// shortened by characters the same way, with control characters escaped, so
+/// it can neither panic nor reach a terminal as an escape sequence.
 pub fn short_pubkey(pubkey: &str) -> String {
-    if pubkey.len() == 64 {
-        format!("{}…{}", &pubkey[..8], &pubkey[56..])
+    let chars: Vec<char> = pubkey.chars().collect();
+    let shown: String = if chars.len() > 17 {
+        let head: String = chars[..8].iter().collect();
+        let tail: String = chars[chars.len() - 8..].iter().collect();
+        format!("{head}…{tail}")
     } else {
-        pubkey.to_string()
-    }
+        pubkey.to_owned()
+    };
+    shown
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 /// What the rules decided for one agent.
@@ -507,3 +524,23 @@ fn choose_auth_tag(
 #[cfg(test)]
 #[path = "rules_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod short_pubkey_tests {
+    use super::short_pubkey;
+
+    #[test]
+    fn short_pubkey_shortens_hex_and_never_panics_on_other_text() {
+        let hex = format!("{}{}", "1a2b3c4d", "0".repeat(48)) + "5e6f7a8b";
+        assert_eq!(short_pubkey(&hex), "1a2b3c4d…5e6f7a8b");
+        // 64 bytes, but not 64 characters: slicing by bytes would panic.
+        let crafted = "é".repeat(32);
+        assert_eq!(crafted.len(), 64);
+        assert_eq!(
+            short_pubkey(&crafted),
+            format!("{}…{}", "é".repeat(8), "é".repeat(8))
+        );
+        assert_eq!(short_pubkey("record #3"), "record #3");
+        assert_eq!(short_pubkey("\x1b[31m"), "\\u{1b}[31m");
+    }
+}
