@@ -142,8 +142,9 @@ pub enum Command {
     ///
     /// Starts an embedded relay on a free loopback port, lays out a temporary
     /// copy of the example world (examples/basic), seeds the relay with a
-    /// drifted state and runs `plan` against it. Nothing inside the checkout
-    /// is written; the output says where the copies are.
+    /// drifted state, then runs `plan`, `apply` and `plan` again against it.
+    /// Nothing inside the checkout is written; the output says where the
+    /// copies are.
     Demo {
         /// Lay the world out in this folder instead of a new temporary one.
         #[arg(long, value_name = "DIR")]

@@ -97,7 +97,12 @@ pub async fn seed_relay(url: &str, events: &[Event]) -> anyhow::Result<()> {
 /// relay URL at `relay_url`. Returns the config file's path.
 pub fn lay_out_world(dir: &Path, relay_url: &str) -> anyhow::Result<PathBuf> {
     let store = dir.join("managed-agents.json");
-    write_private(&store, STORE.as_bytes())?;
+    write_private(&store, STORE.as_bytes()).with_context(|| {
+        format!(
+            "cannot write the demo's store {}; give --dir a new or empty folder",
+            store.display()
+        )
+    })?;
     std::fs::write(dir.join("personas.json"), PERSONAS)?;
     let config_path = dir.join("config.toml");
     std::fs::write(
@@ -130,7 +135,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub async fn run(keep_dir: Option<&Path>) -> anyhow::Result<()> {
     let dir = match keep_dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the demo folder {}", dir.display()))?;
             dir.to_path_buf()
         }
         None => tempfile::Builder::new()

@@ -311,6 +311,21 @@ async fn cli_demo_plans_applies_and_ends_with_no_changes() {
     assert!(text.contains("Apply complete: 12 applied, 0 already applied, 0 stale, 0 failed."));
     assert!(text.contains("No changes. 11 unchanged, 4 skipped (listed above)."));
     stable_settings(dir.path()).bind(|| insta::assert_snapshot!("demo", text));
+
+    // The same folder again: one line naming the file, and nothing changed.
+    let store = world.join("managed-agents.json");
+    let before = std::fs::read(&store).unwrap();
+    let again = crate::world::run_binary(
+        vec!["demo".into(), "--dir".into(), world.display().to_string()],
+        dir.path().into(),
+    )
+    .await;
+    assert_eq!(again.status.code(), Some(1));
+    let err = stderr(&again);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&store.display().to_string()), "{err}");
+    assert!(err.contains("give --dir a new or empty folder"), "{err}");
+    assert_eq!(std::fs::read(&store).unwrap(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
