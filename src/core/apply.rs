@@ -368,7 +368,7 @@ mod tests {
             index: 0,
             source: AvatarSource::Persona,
             avatar_url: "https://p/1.png".into(),
-            before: None,
+            before: AvatarField::Null,
         }
     }
 
