@@ -60,7 +60,7 @@ impl AvatarField {
     pub fn record_phrase(&self) -> &'static str {
         match self {
             AvatarField::Absent => "legacy record",
-            AvatarField::Null => "record with avatar_url null",
+            AvatarField::Null => "record with avatar_url null (no stored avatar)",
             AvatarField::Text(_) => "record with a blank avatar_url",
         }
     }
