@@ -2,8 +2,10 @@
 
 mod apply;
 mod bench_harness;
+mod buzz_app;
 mod cli;
 mod daemon;
+mod discovery;
 mod external_relay;
 mod faults;
 mod fixture_world;
