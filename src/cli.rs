@@ -188,8 +188,8 @@ pub enum Command {
     /// would skip (bad pubkey, duplicate, empty name, bad relay URL, a key
     /// that does not parse or belongs to another pubkey, an invalid auth tag)
     /// as errors, and what it works around (no stored avatar, missing
-    /// personas) as warnings. It says which agent store it checks. Exit code 1 when there is any error. Nothing is written and
-    /// no relay is contacted.
+    /// personas) as warnings. It says which agent store it checks. Exit code
+    /// 1 when there is any error. Nothing is written and no relay is contacted.
     Validate,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {

@@ -230,10 +230,16 @@ fn field_lines_shown(content: &ProfileContent, shown: &mut HashMap<String, Strin
             let key = serde_json::to_string(key).expect("a string always serializes");
             let line = format!("{key}: {raw}");
             if !shown.contains_key(&line) {
-                let value = match serde_json::from_str::<String>(raw) {
-                    Ok(text) if text.starts_with("data:") => shown_url_value(&text),
-                    _ => raw.to_string(),
-                };
+                // Only a long data: URL is shown otherwise; the rest as written.
+                let short = raw
+                    .starts_with("\"data:")
+                    .then(|| serde_json::from_str::<String>(raw).ok())
+                    .flatten()
+                    .and_then(|text| match shown_url(&text) {
+                        Cow::Owned(short) => Some(short),
+                        Cow::Borrowed(_) => None,
+                    });
+                let value = short.unwrap_or_else(|| raw.to_string());
                 shown.insert(line.clone(), format!("{key}: {value}"));
             }
             line

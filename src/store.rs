@@ -385,28 +385,12 @@ pub fn read_persona_store(
                     count: naming.len(),
                     plural: if naming.len() == 1 { "" } else { "s" },
                     verb: if naming.len() == 1 { "s" } else { "" },
-                    first: record_subject(first),
+                    first: crate::core::validate::record_subject(first),
                     source,
                 }),
             }
         }
         other => other,
-    }
-}
-
-/// A record as people read it: `record #N (name, pubkey…)`, never its key.
-pub fn record_subject(record: &AgentRecord) -> String {
-    let mut labels = Vec::new();
-    if !record.name.trim().is_empty() {
-        labels.push(record.name.clone());
-    }
-    if crate::core::rules::is_pubkey_hex(&record.pubkey) {
-        labels.push(crate::core::rules::short_pubkey(&record.pubkey));
-    }
-    if labels.is_empty() {
-        format!("record #{}", record.index)
-    } else {
-        format!("record #{} ({})", record.index, labels.join(", "))
     }
 }
 

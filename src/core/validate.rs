@@ -34,6 +34,22 @@ pub struct Finding {
     pub message: String,
 }
 
+/// A record as people read it: `record #N (name, pubkey…)`, never its key.
+pub fn record_subject(record: &AgentRecord) -> String {
+    let mut labels = Vec::new();
+    if !record.name.trim().is_empty() {
+        labels.push(record.name.clone());
+    }
+    if is_pubkey_hex(&record.pubkey) {
+        labels.push(short_pubkey(&record.pubkey));
+    }
+    if labels.is_empty() {
+        format!("record #{}", record.index)
+    } else {
+        format!("record #{} ({})", record.index, labels.join(", "))
+    }
+}
+
 /// Checks every record; findings in store order.
 pub fn validate_records(
     records: &[AgentRecord],
@@ -47,18 +63,7 @@ pub fn validate_records(
     }
     let mut findings = Vec::new();
     for record in records {
-        let mut labels = Vec::new();
-        if !record.name.trim().is_empty() {
-            labels.push(record.name.clone());
-        }
-        if is_pubkey_hex(&record.pubkey) {
-            labels.push(short_pubkey(&record.pubkey));
-        }
-        let subject = if labels.is_empty() {
-            format!("record #{}", record.index)
-        } else {
-            format!("record #{} ({})", record.index, labels.join(", "))
-        };
+        let subject = record_subject(record);
         let field_error = |field: &str| {
             let needle = format!("`{field}`");
             record.field_errors.iter().any(|e| e.contains(&needle))
