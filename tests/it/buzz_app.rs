@@ -873,6 +873,10 @@ async fn the_buzz_app_store_plans_and_applies_with_fizz_carried_intact() {
             let content: serde_json::Value = serde_json::from_str(&event.content).unwrap();
             assert_eq!(content["picture"], fizz);
             assert_eq!(content["display_name"], "Bramble");
+            // The EVENT frame (content escaped once more, plus ~450 bytes of
+            // id, pubkey, sig and tags) stays under the Buzz relay's 64 KiB.
+            let escaped = serde_json::to_string(&event.content).unwrap();
+            assert!(escaped.len() + 1_000 < 65_536, "{}", escaped.len());
         }
         other => panic!("{other:?}"),
     }
