@@ -18,10 +18,10 @@ use nostr::{EventBuilder, Keys, Kind, PublicKey, Tag, Timestamp};
 
 use crate::config::Config;
 use crate::core::apply::{
-    self as rules_apply, backfill_outcome, check_backfill, check_republish, confirm_publish,
-    event_to_sign, republish_after_backfill, Outcome, Precheck, RecordNow,
+    self as rules_apply, backfill_after_apply, backfill_outcome, check_backfill, check_republish,
+    confirm_publish, event_to_sign, republish_after_backfill, Outcome, Precheck, RecordNow,
 };
-use crate::core::model::{AgentRecord, RelayObservation};
+use crate::core::model::{AgentRecord, AvatarField, RelayObservation};
 use crate::core::nip_oa::parse_tag_json;
 use crate::core::plan::{Action, BackfillAvatar, RepublishProfile, Skip};
 use crate::core::rules::agent_keys;
@@ -149,7 +149,22 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Journals an action's outcome and counts it done.
     fn finish(
+        &mut self,
+        action: &Action,
+        outcome: Outcome,
+        reason: Option<String>,
+        event_id: Option<String>,
+    ) -> anyhow::Result<()> {
+        self.record(action, outcome, reason, event_id)?;
+        self.progress.inc(1);
+        Ok(())
+    }
+
+    /// Journals an outcome (a later line for the same action replaces the
+    /// earlier one, in the report and for readers of the journal).
+    fn record(
         &mut self,
         action: &Action,
         outcome: Outcome,
@@ -194,7 +209,6 @@ impl Run<'_> {
             ),
         }
         self.results.insert(result.id.clone(), result);
-        self.progress.inc(1);
         Ok(())
     }
 }
@@ -254,6 +268,11 @@ pub async fn apply(
     } else {
         apply_backfills(&mut run, config, &backfills, &stamp, opts.fault)?
     };
+    if opts.fault == InjectedFault::AppRewritesStoreAfterBackfill {
+        if let Some(backup) = &backup {
+            rewrite_as_the_app_does(&target, &std::fs::read(backup)?)?;
+        }
+    }
 
     // Republishes, per relay; each waits for its agent's backfill (E1).
     let backfill_results: HashMap<String, (Outcome, Option<String>)> = run
@@ -310,6 +329,7 @@ pub async fn apply(
             .await?;
         }
     }
+    recheck_backfills(&mut run, config, &backfills)?;
     run.journal.sync().ok();
     run.progress.finish();
 
@@ -325,6 +345,63 @@ pub async fn apply(
         journal: run.journal.path().to_path_buf(),
         backup,
     })
+}
+
+/// The end of an apply, beside the running app: the store is read once more
+/// and each backfill that landed is asked about again (the core decides); one
+/// the app has rewritten away is journaled and reported `stale` (the next run
+/// redoes it). A store that cannot be read now changes no outcome.
+fn recheck_backfills(
+    run: &mut Run<'_>,
+    config: &Config,
+    backfills: &[&BackfillAvatar],
+) -> anyhow::Result<()> {
+    let landed: Vec<(&BackfillAvatar, Outcome)> = backfills
+        .iter()
+        .filter_map(|b| {
+            let id = Action::BackfillAvatar((*b).clone()).id();
+            run.results.get(&id).map(|r| (*b, r.outcome))
+        })
+        .filter(|(_, outcome)| matches!(outcome, Outcome::Applied | Outcome::AlreadyApplied))
+        .collect();
+    if landed.is_empty() {
+        return Ok(());
+    }
+    let store = match read_agent_store(&config.agents) {
+        Ok(store) => store,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the store again to check the backfills");
+            return Ok(());
+        }
+    };
+    let mut by_pubkey: HashMap<&str, Vec<&AvatarField>> = HashMap::new();
+    for stored in &store.records {
+        by_pubkey
+            .entry(stored.record.pubkey.as_str())
+            .or_default()
+            .push(&stored.record.avatar_url);
+    }
+    for (action, outcome) in landed {
+        let now = by_pubkey
+            .get(action.agent.as_str())
+            .filter(|fields| fields.len() == 1)
+            .map(|fields| fields[0]);
+        if let Some((outcome, why)) = backfill_after_apply(action, outcome, now) {
+            let whole = Action::BackfillAvatar(action.clone());
+            run.record(&whole, outcome, Some(why), None)?;
+        }
+    }
+    Ok(())
+}
+
+/// The fault [`InjectedFault::AppRewritesStoreAfterBackfill`]: the store
+/// rewritten with `bytes` as the desktop app writes it (`storage.rs`
+/// `atomic_write_json`): `<store>.json.tmp` beside it, renamed over it.
+fn rewrite_as_the_app_does(target: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let temp = target.with_extension("json.tmp");
+    std::fs::write(&temp, bytes)?;
+    std::fs::rename(&temp, target)?;
+    Ok(())
 }
 
 fn apply_backfills(

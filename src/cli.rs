@@ -14,9 +14,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::apply::{self, ApplyOptions};
-use crate::config::{self, Config};
+use crate::config::{self, Config, Environment, StoreOrigin};
 use crate::core::model::PlanMode;
 use crate::core::rules;
+use crate::discover::AppProfile;
 use crate::planfile::{self, PlanDocument, PlanKind, StoreIdentity};
 use crate::render::{self, Style};
 use crate::snapshot;
@@ -25,19 +26,21 @@ use crate::snapshot;
 ///
 /// reprofile snapshots every agent record of the desktop app's agent store and
 /// each agent's newest kind:0 on its own relay, decides what is needed
-/// (republish a missing or stale profile, backfill `avatar_url` on legacy
-/// records) and writes a reviewable plan to the plans folder.
+/// (republish a missing or stale profile, backfill `avatar_url` on records
+/// without one) and writes a reviewable plan to the plans folder.
 #[derive(Debug, Parser)]
 #[command(name = "reprofile", version, about, long_about = None)]
 pub struct Cli {
     /// The config file; relative paths in it resolve against its folder.
-    #[arg(
-        long,
-        global = true,
-        default_value = "config.toml",
-        value_name = "PATH"
-    )]
-    pub config: PathBuf,
+    /// Default: ./config.toml when there is one, else built-in defaults (the
+    /// agent store found in the Buzz app's data folder).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Which build of the Buzz app to find the agent store of, when config.toml
+    /// sets no [store] agents (wins over [store] app_profile).
+    #[arg(long, global = true, value_enum, value_name = "PROFILE")]
+    pub app_profile: Option<AppProfileArg>,
 
     /// More log lines on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -54,6 +57,24 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// A build of the Buzz app (its data lives in a folder of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AppProfileArg {
+    /// The released app (xyz.block.buzz.app).
+    Release,
+    /// The dev build (xyz.block.buzz.app.dev).
+    Dev,
+}
+
+impl From<AppProfileArg> for AppProfile {
+    fn from(arg: AppProfileArg) -> Self {
+        match arg {
+            AppProfileArg::Release => AppProfile::Release,
+            AppProfileArg::Dev => AppProfile::Dev,
+        }
+    }
 }
 
 /// Log line format.
@@ -109,9 +130,9 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Backfill avatar_url on legacy records, once; nothing is published.
+    /// Backfill avatar_url where a record has none (null, absent or blank), once; nothing is published.
     ///
-    /// Plans the backfill of rule B for every legacy record (persona avatar,
+    /// Plans the backfill of rule B for every such record (persona avatar,
     /// else the relay's picture, else the runtime command's default; never
     /// the command's when the relay cannot be read), writes the migration
     /// plan to the plans folder, and applies it. Running it twice: the second
@@ -167,9 +188,9 @@ pub enum Command {
     /// Lists every problem found (not only the first): records the planner
     /// would skip (bad pubkey, duplicate, empty name, bad relay URL, a key
     /// that does not parse or belongs to another pubkey, an invalid auth tag)
-    /// as errors, and what it works around (legacy records, missing personas)
-    /// as warnings. Exit code 1 when there is any error. Nothing is written and
-    /// no relay is contacted.
+    /// as errors, and what it works around (no stored avatar, missing
+    /// personas) as warnings. It says which agent store it checks. Exit code
+    /// 1 when there is any error. Nothing is written and no relay is contacted.
     Validate,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
@@ -270,23 +291,85 @@ pub fn stdout_style() -> Style {
     }
 }
 
-fn load_config(path: &Path) -> anyhow::Result<Config> {
-    Ok(config::load(path)?)
+/// The global flags that choose the config and the store.
+struct ConfigArgs {
+    config: Option<PathBuf>,
+    app_profile: Option<AppProfileArg>,
+    quiet: bool,
+}
+
+/// The config file used when `--config` is not given.
+const DEFAULT_CONFIG: &str = "config.toml";
+
+/// Loads the config: `--config`, else ./config.toml when there is anything by
+/// that name, else the defaults (the store found in the app's data folder,
+/// plans in ./plans).
+fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
+    let env = Environment {
+        app_profile: args.app_profile.map(AppProfile::from),
+        ..Environment::process()
+    };
+    let path = match &args.config {
+        Some(path) => path.clone(),
+        None if std::fs::symlink_metadata(DEFAULT_CONFIG).is_ok() => PathBuf::from(DEFAULT_CONFIG),
+        None => {
+            let here = std::path::absolute(".").context("cannot resolve the current folder")?;
+            return Ok(config::defaults(&here, &env)?);
+        }
+    };
+    Ok(config::load_with(&path, &env)?)
+}
+
+/// Which agent store a command uses and where its path came from, as one line.
+pub fn store_line(config: &Config) -> String {
+    match &config.store_origin {
+        StoreOrigin::App(found) => format!(
+            "store: {} (found: Buzz app data, {})",
+            config.agents.display(),
+            found.profile
+        ),
+        StoreOrigin::Config => format!(
+            "store: {} (from {})",
+            config.agents.display(),
+            config
+                .source
+                .as_deref()
+                .map_or_else(|| DEFAULT_CONFIG.to_string(), |p| p.display().to_string())
+        ),
+    }
+}
+
+/// Says on stderr which store is used (and warns of a stale Sprout copy),
+/// unless `--quiet`.
+fn tell_store(config: &Config, quiet: bool) {
+    if quiet {
+        return;
+    }
+    eprintln!("{}", store_line(config));
+    if let Some(warning) = snapshot::stale_copy_warning(config) {
+        eprintln!("warning: {warning}");
+    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let args = ConfigArgs {
+        config: cli.config,
+        app_profile: cli.app_profile,
+        quiet: cli.quiet,
+    };
     match cli.command {
         Command::Plan {
             out,
             detailed_exitcode,
             agents,
         } => {
-            let config = load_config(&cli.config)?;
+            let config = load_config(&args)?;
             let only = agents
                 .iter()
                 .map(|a| parse_agent_arg(a))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let (doc, path) = runtime()?.block_on(make_plan(&config, &only, out.as_deref()))?;
+            tell_store(&config, args.quiet);
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(render::render(&doc, stdout_style()).as_bytes())?;
             writeln!(stdout, "Saved the plan to {}", path.display())?;
@@ -302,7 +385,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             auto_approve,
             force,
         } => {
-            let config = load_config(&cli.config)?;
+            let config = load_config(&args)?;
             require_approval_channel(auto_approve)?;
             let rt = runtime()?;
             let (doc, path, fresh) = match plan {
@@ -325,7 +408,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dry_run,
             auto_approve,
         } => {
-            let mut config = load_config(&cli.config)?;
+            let mut config = load_config(&args)?;
             if !dry_run {
                 require_approval_channel(auto_approve)?;
             }
@@ -349,7 +432,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ))
         }
         Command::Run { once } => {
-            let config = load_config(&cli.config)?;
+            let config = load_config(&args)?;
             let rt = runtime()?;
             if once {
                 Ok(rt.block_on(crate::schedule::run_once(&config)))
@@ -357,7 +440,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rt.block_on(crate::schedule::run_daemon(config))
             }
         }
-        Command::Validate => validate(&cli.config),
+        Command::Validate => validate(&args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "reprofile", &mut std::io::stdout());
@@ -388,13 +471,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// `validate`: every problem of config and stores, without the network.
-fn validate(config_path: &Path) -> anyhow::Result<ExitCode> {
+fn validate(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     use crate::core::validate::{validate_records, Severity};
+    use crate::store::{read_agent_store, read_persona_store};
     let mut out = std::io::stdout().lock();
-    let config = match config::load(config_path) {
+    let config = match load_config(args) {
         Ok(config) => config,
         Err(err) => {
-            writeln!(out, "error: {err}")?;
+            writeln!(out, "error: {}", one_line(&err))?;
             writeln!(
                 out,
                 "The config has a problem; the stores were not checked."
@@ -402,33 +486,50 @@ fn validate(config_path: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    writeln!(out, "ok: config {}", config_path.display())?;
+    match &config.source {
+        Some(path) => writeln!(out, "ok: config {}", path.display())?,
+        None => writeln!(
+            out,
+            "ok: no config file ({DEFAULT_CONFIG} not found): built-in defaults"
+        )?,
+    }
+    tell_store(&config, args.quiet);
     let mut errors = 0usize;
     let mut warnings = 0usize;
-    let personas = match &config.personas {
-        None => Some(std::collections::BTreeMap::new()),
-        Some(path) => match crate::store::read_personas(path) {
-            Ok(personas) => {
-                writeln!(
-                    out,
-                    "ok: persona store {} ({} persona{})",
-                    path.display(),
-                    personas.len(),
-                    if personas.len() == 1 { "" } else { "s" }
-                )?;
-                Some(personas)
-            }
-            Err(err) => {
-                errors += 1;
-                writeln!(out, "error: {err}")?;
-                None
-            }
-        },
-    };
-    match crate::store::read_agent_store(&config.agents) {
+    let store = snapshot::check_app_store(&config)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| Ok(read_agent_store(&config.agents)?));
+    let records = store.as_ref().map_or(&[][..], |s| &s.records[..]);
+    let personas_there = config.personas_configured || config.personas.exists();
+    let personas = match read_persona_store(&config.personas, config.personas_configured, records) {
+        Ok(personas) if !personas_there => {
+            writeln!(
+                out,
+                "ok: no persona store at {} (no record names a persona)",
+                config.personas.display()
+            )?;
+            Some(personas)
+        }
+        Ok(personas) => {
+            writeln!(
+                out,
+                "ok: persona store {} ({} persona{})",
+                config.personas.display(),
+                personas.len(),
+                if personas.len() == 1 { "" } else { "s" }
+            )?;
+            Some(personas)
+        }
         Err(err) => {
             errors += 1;
             writeln!(out, "error: {err}")?;
+            None
+        }
+    };
+    match store {
+        Err(err) => {
+            errors += 1;
+            writeln!(out, "error: {}", one_line(&err))?;
         }
         Ok(store) => {
             writeln!(

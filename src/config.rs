@@ -17,6 +17,7 @@ use serde::Deserialize;
 use crate::core::avatar::CommandAvatars;
 use crate::core::model::{PlanMode, Policy};
 use crate::core::rules::parse_relay_url;
+use crate::discover::{self, AppProfile, AppStore, DiscoverError, Os};
 
 /// A config that cannot be used, with what to do about it (one line).
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,9 @@ pub enum ConfigError {
         /// What is wrong and what to do.
         message: String,
     },
+    /// No `[store] agents`, and the app's data folder cannot be worked out.
+    #[error(transparent)]
+    Discover(#[from] DiscoverError),
 }
 
 /// The file as written.
@@ -221,27 +225,17 @@ pub struct SafetySettings {
 }
 
 /// `[store]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
-    /// The agent store (the app's `managed-agents.json`).
-    #[serde(default = "default_agents")]
-    pub agents: PathBuf,
-    /// The persona store; optional.
+    /// The agent store (the app's `managed-agents.json`); when unset, the one
+    /// the Buzz app keeps in its data folder.
+    pub agents: Option<PathBuf>,
+    /// The persona store; when unset, `personas.json` beside the agent store.
     pub personas: Option<PathBuf>,
-}
-
-impl Default for RawStore {
-    fn default() -> Self {
-        Self {
-            agents: default_agents(),
-            personas: None,
-        }
-    }
-}
-
-fn default_agents() -> PathBuf {
-    PathBuf::from("managed-agents.json")
+    /// Which build of the app to find the store of (`release` or `dev`),
+    /// when `agents` is unset; `--app-profile` wins over it.
+    pub app_profile: Option<AppProfile>,
 }
 
 /// `[plans]`
@@ -403,6 +397,43 @@ pub struct RelaySettings {
     pub rewrite: BTreeMap<String, String>,
 }
 
+/// Where the agent store's path came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreOrigin {
+    /// `[store] agents` in the config file.
+    Config,
+    /// Found where the Buzz app keeps it (no `[store] agents`).
+    App(AppStore),
+}
+
+/// What resolving `[store]` may look at besides the config file: the OS
+/// layout, the environment variables and the `--app-profile` flag. Tests
+/// pass a fake one; the binary passes the process's.
+#[derive(Clone, Copy)]
+pub struct Environment<'a> {
+    /// The OS layout of data folders.
+    pub os: Os,
+    /// An environment variable's value.
+    pub var: &'a dyn Fn(&str) -> Option<String>,
+    /// `--app-profile`, when given (it wins over `[store] app_profile`).
+    pub app_profile: Option<AppProfile>,
+}
+
+fn process_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl Environment<'static> {
+    /// This process: its OS, its environment, no `--app-profile`.
+    pub fn process() -> Self {
+        Environment {
+            os: Os::current(),
+            var: &process_var,
+            app_profile: None,
+        }
+    }
+}
+
 /// The resolved config.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -410,8 +441,15 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// The agent store.
     pub agents: PathBuf,
-    /// The persona store, when configured.
-    pub personas: Option<PathBuf>,
+    /// Where the agent store's path came from.
+    pub store_origin: StoreOrigin,
+    /// The persona store: `[store] personas`, else `personas.json` beside the
+    /// agent store.
+    pub personas: PathBuf,
+    /// True when `[store] personas` was set (then it must exist); a persona
+    /// store looked for beside the agent store may be absent while no record
+    /// names a persona.
+    pub personas_configured: bool,
     /// The plans folder.
     pub plans_dir: PathBuf,
     /// Relay settings.
@@ -446,8 +484,14 @@ pub fn rewrite_relay_url(url: &str, rewrite: &BTreeMap<String, String>) -> Strin
     }
 }
 
-/// Reads and resolves the config file at `path`.
+/// Reads and resolves the config file at `path`, in this process's
+/// environment.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, &Environment::process())
+}
+
+/// Reads and resolves the config file at `path` in `env`.
+pub fn load_with(path: &Path, env: &Environment<'_>) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
         path: path.to_path_buf(),
         source,
@@ -457,11 +501,27 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    parse(&text, &absolute, &base)
+    parse_with(&text, &absolute, &base, env)
+}
+
+/// The config with no file at all: every default, relative paths (the plans
+/// folder) against `base`, the store found where the app keeps it.
+pub fn defaults(base: &Path, env: &Environment<'_>) -> Result<Config, ConfigError> {
+    resolve(RawConfig::default(), None, base, env)
 }
 
 /// Parses config text; `path` is for messages, `base` resolves relative paths.
 pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Config, ConfigError> {
+    parse_with(text, path, base, &Environment::process())
+}
+
+/// [`parse`] in `env`.
+pub fn parse_with(
+    text: &str,
+    path: &Path,
+    base: &Path,
+    env: &Environment<'_>,
+) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|err| {
         let (line, column) = err
             .span()
@@ -474,7 +534,7 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Config, ConfigError
             message: err.message().trim().replace('\n', " "),
         }
     })?;
-    resolve(raw, Some(path), base)
+    resolve(raw, Some(path), base, env)
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -484,8 +544,14 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Resolves a raw config: checks values and makes paths absolute.
-pub fn resolve(raw: RawConfig, path: Option<&Path>, base: &Path) -> Result<Config, ConfigError> {
+/// Resolves a raw config: checks values, makes paths absolute and, without
+/// `[store] agents`, locates the app's store in `env`.
+pub fn resolve(
+    raw: RawConfig,
+    path: Option<&Path>,
+    base: &Path,
+    env: &Environment<'_>,
+) -> Result<Config, ConfigError> {
     let shown = path
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("config.toml"));
@@ -595,10 +661,28 @@ pub fn resolve(raw: RawConfig, path: Option<&Path>, base: &Path) -> Result<Confi
             ),
             None => crate::tls::Tls::default(),
         };
+    let (agents, store_origin) = match raw.store.agents.as_deref() {
+        Some(agents) => (absolute(agents), StoreOrigin::Config),
+        None => {
+            let profile = env
+                .app_profile
+                .or(raw.store.app_profile)
+                .unwrap_or_default();
+            let found = discover::app_store(env.os, env.var, profile)?;
+            (found.agents.clone(), StoreOrigin::App(found))
+        }
+    };
+    let personas = match (&raw.store.personas, &store_origin) {
+        (Some(personas), _) => absolute(personas),
+        (None, StoreOrigin::App(found)) => found.personas.clone(),
+        (None, StoreOrigin::Config) => agents.with_file_name("personas.json"),
+    };
     Ok(Config {
         source: path.map(Path::to_path_buf),
-        agents: absolute(&raw.store.agents),
-        personas: raw.store.personas.as_deref().map(absolute),
+        agents,
+        store_origin,
+        personas,
+        personas_configured: raw.store.personas.is_some(),
         plans_dir: absolute(&raw.plans.dir),
         relay: RelaySettings {
             connect_timeout: Duration::from_secs(raw.relay.connect_timeout_secs),
@@ -641,26 +725,117 @@ pub fn resolve(raw: RawConfig, path: Option<&Path>, base: &Path) -> Result<Confi
 mod tests {
     use super::*;
 
+    fn fake_home(name: &str) -> Option<String> {
+        (name == "HOME").then(|| "/home/u".to_string())
+    }
+
+    fn fake_env() -> Environment<'static> {
+        Environment {
+            os: Os::Xdg,
+            var: &fake_home,
+            app_profile: None,
+        }
+    }
+
     fn parse_str(text: &str) -> Result<Config, ConfigError> {
-        parse(
+        parse_with(
             text,
             Path::new("/etc/reprofile/config.toml"),
             Path::new("/etc/reprofile"),
+            &fake_env(),
         )
     }
+
+    const APP_STORE: &str = "/home/u/.local/share/xyz.block.buzz.app/agents/managed-agents.json";
 
     #[test]
     fn defaults_resolve_against_the_config_folder() {
         let config = parse_str("").unwrap();
-        assert_eq!(
-            config.agents,
-            PathBuf::from("/etc/reprofile/managed-agents.json")
-        );
+        assert_eq!(config.agents, PathBuf::from(APP_STORE));
         assert_eq!(config.plans_dir, PathBuf::from("/etc/reprofile/plans"));
         assert_eq!(config.relay.connect_timeout, Duration::from_secs(10));
         assert_eq!(config.relay.query_timeout, Duration::from_secs(15));
         assert_eq!(config.relay.publish_timeout, Duration::from_secs(15));
         assert_eq!(config.policy.future_tolerance_secs, 900);
+    }
+
+    #[test]
+    fn without_store_agents_the_apps_store_is_used_with_personas_beside_it() {
+        let config = parse_str("").unwrap();
+        assert_eq!(config.agents, PathBuf::from(APP_STORE));
+        assert!(
+            matches!(&config.store_origin, StoreOrigin::App(found) if found.profile == AppProfile::Release)
+        );
+        assert_eq!(
+            config.personas,
+            PathBuf::from("/home/u/.local/share/xyz.block.buzz.app/agents/personas.json")
+        );
+        assert!(!config.personas_configured);
+
+        // The config key picks the dev build; the flag wins over it.
+        let dev = parse_str("[store]\napp_profile = \"dev\"\n").unwrap();
+        assert_eq!(
+            dev.agents,
+            PathBuf::from("/home/u/.local/share/xyz.block.buzz.app.dev/agents/managed-agents.json")
+        );
+        let flagged = parse_with(
+            "[store]\napp_profile = \"dev\"\n",
+            Path::new("/etc/reprofile/config.toml"),
+            Path::new("/etc/reprofile"),
+            &Environment {
+                app_profile: Some(AppProfile::Release),
+                ..fake_env()
+            },
+        )
+        .unwrap();
+        assert_eq!(flagged.agents, PathBuf::from(APP_STORE));
+        assert!(parse_str("[store]\napp_profile = \"beta\"\n")
+            .unwrap_err()
+            .to_string()
+            .contains("beta"));
+
+        // No config file at all: the same, plans in the given folder.
+        let none = defaults(Path::new("/work"), &fake_env()).unwrap();
+        assert_eq!(none.agents, PathBuf::from(APP_STORE));
+        assert_eq!(none.plans_dir, PathBuf::from("/work/plans"));
+        assert_eq!(none.source, None);
+    }
+
+    #[test]
+    fn a_configured_store_gets_personas_beside_it_unless_they_are_set() {
+        let config = parse_str("[store]\nagents = \"data/agents.json\"\n").unwrap();
+        assert_eq!(
+            config.agents,
+            PathBuf::from("/etc/reprofile/data/agents.json")
+        );
+        assert_eq!(config.store_origin, StoreOrigin::Config);
+        assert_eq!(
+            config.personas,
+            PathBuf::from("/etc/reprofile/data/personas.json")
+        );
+        assert!(!config.personas_configured);
+        let set = parse_str("[store]\nagents = \"a.json\"\npersonas = \"/p/x.json\"\n").unwrap();
+        assert_eq!(set.personas, PathBuf::from("/p/x.json"));
+        assert!(set.personas_configured);
+    }
+
+    #[test]
+    fn no_home_and_no_store_agents_is_an_error_that_says_what_to_set() {
+        let nothing = |_: &str| None;
+        let err = parse_with(
+            "",
+            Path::new("/etc/reprofile/config.toml"),
+            Path::new("/etc/reprofile"),
+            &Environment {
+                os: Os::Xdg,
+                var: &nothing,
+                app_profile: None,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("HOME is not set"), "{err}");
+        assert!(err.contains("set [store] agents"), "{err}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod demo;
+pub mod discover;
 pub mod journal;
 pub mod lock;
 pub mod planfile;

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::core::model::AvatarField;
 use crate::core::plan::{
     Action, AuthTagSource, AvatarSource, BackfillAvatar, EventAfter, EventBefore, Plan,
     RepublishProfile, RepublishReason, Skip, SkipReason,
@@ -163,8 +164,25 @@ enum FileAction<'a> {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BackfillPrecondition<'a> {
-    /// The record's `avatar_url` when planned (null when absent or null).
-    avatar_url: Option<Cow<'a, str>>,
+    /// The record's `avatar_url` when planned: null when null, the text when
+    /// blank, and left out when the record had no such field. (Plans written
+    /// before this distinction have null for both; apply treats them alike.)
+    #[serde(
+        default,
+        deserialize_with = "present_or_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    avatar_url: Option<Option<Cow<'a, str>>>,
+}
+
+/// A field that is present reads as `Some` (`Some(None)` for null); a
+/// missing one is `None` through `#[serde(default)]`.
+fn present_or_null<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -259,7 +277,10 @@ fn action_to_file(action: &Action) -> FileAction<'_> {
             source: Cow::Borrowed(b.source.as_str()),
             avatar_url: Cow::Borrowed(&b.avatar_url),
             precondition: BackfillPrecondition {
-                avatar_url: b.before.as_deref().map(Cow::Borrowed),
+                avatar_url: b
+                    .before
+                    .as_json_value()
+                    .map(|value| value.map(Cow::Borrowed)),
             },
         },
         Action::RepublishProfile(r) => FileAction::RepublishProfile {
@@ -394,7 +415,11 @@ fn from_file(file: FilePlan<'_>) -> Result<PlanDocument, String> {
                 source: AvatarSource::parse(&source)
                     .ok_or_else(|| format!("unknown backfill source {source:?}"))?,
                 avatar_url: avatar_url.into_owned(),
-                before: precondition.avatar_url.map(Cow::into_owned),
+                before: match precondition.avatar_url {
+                    None => AvatarField::Absent,
+                    Some(None) => AvatarField::Null,
+                    Some(Some(text)) => AvatarField::Text(text.into_owned()),
+                },
             }),
             FileAction::RepublishProfile {
                 agent,
@@ -762,7 +787,7 @@ mod tests {
                     b.agent = next();
                     b.name = next();
                     b.avatar_url = next();
-                    b.before = Some(next());
+                    b.before = crate::core::model::AvatarField::Text(next());
                 }
                 Action::RepublishProfile(r) => {
                     r.agent = next();
@@ -807,7 +832,7 @@ mod tests {
                         index: 0,
                         source: AvatarSource::Persona,
                         avatar_url: "https://p/1.png".into(),
-                        before: None,
+                        before: crate::core::model::AvatarField::Null,
                     }),
                     Action::RepublishProfile(RepublishProfile {
                         agent: "a".repeat(64),
@@ -841,6 +866,24 @@ mod tests {
                 complete: true,
                 agents: 3,
             },
+        }
+    }
+
+    #[test]
+    fn a_backfill_precondition_keeps_absent_null_and_blank_apart() {
+        use crate::core::plan::Action;
+        for (before, json) in [
+            (AvatarField::Absent, "\"precondition\": {}"),
+            (AvatarField::Null, "\"avatar_url\": null"),
+            (AvatarField::Text(" ".into()), "\"avatar_url\": \" \""),
+        ] {
+            let mut doc = sample();
+            if let Action::BackfillAvatar(b) = &mut doc.plan.actions[0] {
+                b.before = before.clone();
+            }
+            let text = to_json(&doc);
+            assert!(text.contains(json), "{text}");
+            assert_eq!(from_json(Path::new("p.json"), &text).unwrap(), doc);
         }
     }
 

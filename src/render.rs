@@ -6,12 +6,14 @@
 //! by reason, and a last line that counts everything. The renderer writes to a
 //! `String`; colour is a choice of the caller (terminal, `NO_COLOR`).
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use similar::{ChangeTag, TextDiff};
 
 use crate::core::content::ProfileContent;
+use crate::core::model::AvatarField;
 use crate::core::plan::{Action, BackfillAvatar, RepublishProfile, RepublishReason, SkipReason};
 use crate::core::rules::short_pubkey;
 use crate::planfile::{rfc3339, PlanDocument, PlanKind};
@@ -150,23 +152,100 @@ pub fn summary_line(doc: &PlanDocument) -> String {
     }
 }
 
-fn render_backfill(out: &mut String, b: &BackfillAvatar, style: Style) {
-    let was = match &b.before {
-        None => "absent".to_string(),
-        Some(text) => format!("{text:?}"),
+/// `data:` URLs longer than this are shown short.
+const DATA_URL_SHOWN_WHOLE: usize = 100;
+
+/// How an avatar or picture URL is shown to people (the one helper every
+/// human rendering uses): a long `data:` URL as its header, size and digest,
+/// `data:image/png;base64,… (52 KB, sha256 1a2b3c4d…)`, since 52 KB of
+/// base64 helps no reviewer; anything else as it is. The digest (SHA-256 of
+/// the whole URL) tells two such avatars apart. Plan files keep the full
+/// value.
+pub fn shown_url(url: &str) -> Cow<'_, str> {
+    if !url.starts_with("data:") || url.len() <= DATA_URL_SHOWN_WHOLE {
+        return Cow::Borrowed(url);
+    }
+    // The header (media type and encoding) up to the comma, cut when odd.
+    let header = match url.find(',') {
+        Some(comma) if comma < 64 => &url[..=comma],
+        _ => url
+            .char_indices()
+            .nth(32)
+            .map_or(url, |(cut, _)| &url[..cut]),
     };
+    let bytes = url.len();
+    let size = if bytes < 1000 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{} KB", (bytes + 500) / 1000)
+    };
+    let digest = crate::store::sha256_hex(url.as_bytes());
+    Cow::Owned(format!("{header}… ({size}, sha256 {}…)", &digest[..8]))
+}
+
+/// A URL as a quoted value in a rendering: `"https://…"`, or a long `data:`
+/// URL in its short form, unquoted (it is not the literal value).
+pub fn shown_url_value(url: &str) -> String {
+    match shown_url(url) {
+        Cow::Borrowed(whole) => format!("{whole:?}"),
+        Cow::Owned(short) => short,
+    }
+}
+
+/// What a record's `avatar_url` was, as the app wrote it: `null` (what the
+/// app writes for "no stored avatar"), `absent` (a legacy record without the
+/// field), or the blank text.
+fn shown_avatar_field(field: &AvatarField) -> String {
+    match field {
+        AvatarField::Absent => "absent".to_string(),
+        AvatarField::Null => "null".to_string(),
+        AvatarField::Text(text) => shown_url_value(text),
+    }
+}
+
+fn render_backfill(out: &mut String, b: &BackfillAvatar, style: Style) {
     let _ = writeln!(
         out,
-        "  {} backfill_avatar from {} (record #{}, avatar_url was {was})",
+        "  {} backfill_avatar from {} (record #{}, avatar_url was {})",
         style.paint(Paint::Backfill, "<"),
         b.source.as_str(),
-        b.index
+        b.index,
+        shown_avatar_field(&b.before)
     );
     let _ = writeln!(
         out,
         "      {}",
-        style.paint(Paint::Add, &format!("+ \"avatar_url\": {:?}", b.avatar_url))
+        style.paint(
+            Paint::Add,
+            &format!("+ \"avatar_url\": {}", shown_url_value(&b.avatar_url))
+        )
     );
+}
+
+/// The content's field lines for the diff (`"key": raw value`), and how each
+/// is shown: a string value that is a long `data:` URL in its short form.
+fn field_lines_shown(content: &ProfileContent, shown: &mut HashMap<String, String>) -> Vec<String> {
+    content
+        .entries()
+        .map(|(key, raw)| {
+            let key = serde_json::to_string(key).expect("a string always serializes");
+            let line = format!("{key}: {raw}");
+            if !shown.contains_key(&line) {
+                // Only a long data: URL is shown otherwise; the rest as written.
+                let short = raw
+                    .starts_with("\"data:")
+                    .then(|| serde_json::from_str::<String>(raw).ok())
+                    .flatten()
+                    .and_then(|text| match shown_url(&text) {
+                        Cow::Owned(short) => Some(short),
+                        Cow::Borrowed(_) => None,
+                    });
+                let value = short.unwrap_or_else(|| raw.to_string());
+                shown.insert(line.clone(), format!("{key}: {value}"));
+            }
+            line
+        })
+        .collect()
 }
 
 fn render_republish(out: &mut String, r: &RepublishProfile, style: Style) {
@@ -182,13 +261,14 @@ fn render_republish(out: &mut String, r: &RepublishProfile, style: Style) {
         r.relay,
         reasons.join(", ")
     );
+    let mut shown: HashMap<String, String> = HashMap::new();
     let after_lines = ProfileContent::parse(&r.after.content)
-        .map(|c| c.field_lines())
+        .map(|c| field_lines_shown(&c, &mut shown))
         .unwrap_or_else(|| vec![r.after.content.clone()]);
     let before_lines = match &r.before {
         None => Vec::new(),
         Some(before) => match ProfileContent::parse(&before.content) {
-            Some(content) => content.field_lines(),
+            Some(content) => field_lines_shown(&content, &mut shown),
             None => {
                 let _ = writeln!(
                     out,
@@ -209,7 +289,8 @@ fn render_republish(out: &mut String, r: &RepublishProfile, style: Style) {
     let after_refs: Vec<&str> = after_lines.iter().map(String::as_str).collect();
     let diff = TextDiff::from_slices(&before_refs, &after_refs);
     for change in diff.iter_all_changes() {
-        let line = clip(change.value(), 160);
+        let full = change.value();
+        let line = clip(shown.get(full).map_or(full, String::as_str), 160);
         match change.tag() {
             ChangeTag::Delete => {
                 let _ = writeln!(
@@ -479,7 +560,9 @@ fn terminal_safe(doc: &PlanDocument) -> std::borrow::Cow<'_, PlanDocument> {
         match action {
             Action::BackfillAvatar(b) => {
                 texts.extend([&*b.agent, &b.name, &b.avatar_url]);
-                texts.extend(b.before.as_deref());
+                if let crate::core::model::AvatarField::Text(before) = &b.before {
+                    texts.push(before);
+                }
             }
             Action::RepublishProfile(r) => {
                 texts.extend([&*r.agent, &r.name, &r.picture, &r.relay, &r.after.content]);
@@ -505,7 +588,7 @@ fn terminal_safe(doc: &PlanDocument) -> std::borrow::Cow<'_, PlanDocument> {
                 for text in [&mut b.agent, &mut b.name, &mut b.avatar_url] {
                     escape(text, false);
                 }
-                if let Some(before) = &mut b.before {
+                if let crate::core::model::AvatarField::Text(before) = &mut b.before {
                     escape(before, false);
                 }
             }
@@ -536,4 +619,142 @@ fn terminal_safe(doc: &PlanDocument) -> std::borrow::Cow<'_, PlanDocument> {
         escape(text, false);
     }
     std::borrow::Cow::Owned(safe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::plan::{
+        AuthTagSource, AvatarSource, EventAfter, EventBefore, Plan, RepublishReason,
+    };
+    use crate::planfile::StoreIdentity;
+
+    /// A `data:` URL of `len` bytes.
+    fn data_url(len: usize, fill: char) -> String {
+        let header = "data:image/png;base64,";
+        format!("{header}{}", fill.to_string().repeat(len - header.len()))
+    }
+
+    #[test]
+    fn a_long_data_url_is_shown_as_header_size_and_digest() {
+        let url = data_url(52_356, 'A');
+        let digest = crate::store::sha256_hex(url.as_bytes());
+        assert_eq!(
+            shown_url(&url),
+            format!("data:image/png;base64,… (52 KB, sha256 {}…)", &digest[..8])
+        );
+        assert_eq!(
+            shown_url(&data_url(640, 'B')).split(" (").nth(1).unwrap()[..9].to_string(),
+            "640 bytes"
+        );
+        // Short data: URLs and ordinary URLs are shown whole.
+        assert_eq!(shown_url("data:,hi"), "data:,hi");
+        assert_eq!(shown_url("https://a/x.png"), "https://a/x.png");
+        assert_eq!(shown_url_value("https://a/x.png"), "\"https://a/x.png\"");
+        // A data: URL with no comma early on is cut on a character boundary.
+        let odd = format!("data:{}", "é".repeat(200));
+        assert!(
+            shown_url(&odd).starts_with("data:ééé"),
+            "{}",
+            shown_url(&odd)
+        );
+    }
+
+    fn doc_with(actions: Vec<Action>) -> PlanDocument {
+        PlanDocument {
+            created_at: 1_795_000_000,
+            kind: PlanKind::Reconcile,
+            store: StoreIdentity {
+                path: "/s.json".into(),
+                sha256: "ab".repeat(32),
+                records: 1,
+            },
+            plan: Plan {
+                actions,
+                skipped: vec![],
+                unchanged: vec![],
+                complete: true,
+                agents: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn the_rendering_shows_data_avatars_short_and_says_null() {
+        let fizz = data_url(52_356, 'F');
+        let old = data_url(30_000, 'O');
+        let agent = "a".repeat(64);
+        let before_content =
+            format!(r#"{{"display_name":"Nectar","picture":"{old}","about":"bee"}}"#);
+        let after_content = format!(
+            r#"{{"display_name":"Nectar","picture":"{fizz}","about":"bee","name":"Nectar"}}"#
+        );
+        let doc = doc_with(vec![
+            Action::BackfillAvatar(BackfillAvatar {
+                agent: agent.clone(),
+                name: "Nectar".into(),
+                index: 3,
+                source: AvatarSource::Persona,
+                avatar_url: fizz.clone(),
+                before: AvatarField::Null,
+            }),
+            Action::RepublishProfile(RepublishProfile {
+                agent: agent.clone(),
+                name: "Nectar".into(),
+                picture: fizz.clone(),
+                relay: "ws://r".into(),
+                reasons: vec![RepublishReason::PictureChanged],
+                before: Some(EventBefore {
+                    id: "e".repeat(64),
+                    created_at: 5,
+                    content: before_content,
+                }),
+                after: EventAfter {
+                    content: after_content,
+                    tags: vec![],
+                    created_at_above: 5,
+                    planned_created_at: 0,
+                },
+                auth_tag_source: AuthTagSource::None,
+            }),
+        ]);
+        let text = render(&doc, Style::default());
+        let short_fizz = shown_url(&fizz).into_owned();
+        let short_old = shown_url(&old).into_owned();
+        assert!(
+            text.contains("< backfill_avatar from persona (record #3, avatar_url was null)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("+ \"avatar_url\": {short_fizz}")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("- \"picture\": {short_old}")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("+ \"picture\": {short_fizz}")),
+            "{text}"
+        );
+        assert!(text.contains("  \"about\": \"bee\""), "{text}");
+        assert!(text.lines().all(|l| l.len() < 200), "{text}");
+        assert!(!text.contains("FFFFFFFF"), "no base64 in the rendering");
+
+        // Absent and blank are told apart from null.
+        for (before, shown) in [
+            (AvatarField::Absent, "avatar_url was absent"),
+            (AvatarField::Text("  ".into()), "avatar_url was \"  \""),
+        ] {
+            let doc = doc_with(vec![Action::BackfillAvatar(BackfillAvatar {
+                agent: agent.clone(),
+                name: "Nectar".into(),
+                index: 3,
+                source: AvatarSource::Command,
+                avatar_url: "https://c/goose.png".into(),
+                before,
+            })]);
+            assert!(render(&doc, Style::default()).contains(shown));
+        }
+    }
 }

@@ -13,13 +13,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use nostr::{Keys, PublicKey};
 
-use crate::config::Config;
+use crate::config::{Config, StoreOrigin};
 use crate::core::model::{AgentRecord, AgentSnapshot, RelayObservation, Snapshot};
 use crate::core::rules::{is_pubkey_hex, parse_relay_url, short_pubkey};
 use crate::core::sign_in::read_candidates;
+use crate::discover::{stale_folder_of, stale_warning, DiscoverError};
 use crate::protocol::nip42::Identity;
 use crate::relay::{read_profiles, ReadOptions, RelayTimeouts};
-use crate::store::{read_agent_store, read_personas, AgentStore};
+use crate::store::{read_agent_store, read_persona_store, AgentStore};
 
 /// Which store a snapshot was taken from (its text is not kept: apply
 /// re-reads the store before writing, and a large store's text would double
@@ -140,13 +141,40 @@ pub fn agent_identity(record: &AgentRecord, keys: Keys, auth_tag: Option<Vec<Str
     }
 }
 
+/// For a store located in the app's data folder: an error naming where it
+/// was looked for (and what was found instead) when it is not there.
+pub fn check_app_store(config: &Config) -> Result<(), DiscoverError> {
+    match &config.store_origin {
+        StoreOrigin::App(found) if !found.agents.exists() => Err(found.not_found(
+            found.other_profile_agents.exists(),
+            found.stale_dir.is_dir(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The one warning line about a stale Sprout-era copy, when there is one:
+/// beside the app's folder (it is not used), or around a store given by path
+/// (it is used, as asked, but the app never reads it).
+pub fn stale_copy_warning(config: &Config) -> Option<String> {
+    match &config.store_origin {
+        StoreOrigin::App(found) => found.stale_dir.is_dir().then(|| found.stale_warning()),
+        StoreOrigin::Config => stale_folder_of(&config.agents).map(|stale| {
+            format!(
+                "{}; the store {} in it is used because config.toml names it, but edits there change nothing the app sees",
+                stale_warning(&stale),
+                config.agents.display()
+            )
+        }),
+    }
+}
+
 /// Reads the stores named in `config` (nothing from the network).
 pub fn read_stores(config: &Config) -> anyhow::Result<(AgentStore, BTreeMap<String, String>)> {
+    check_app_store(config)?;
     let store = read_agent_store(&config.agents)?;
-    let personas = match &config.personas {
-        Some(path) => read_personas(path)?,
-        None => BTreeMap::new(),
-    };
+    let personas =
+        read_persona_store(&config.personas, config.personas_configured, &store.records)?;
     Ok((store, personas))
 }
 

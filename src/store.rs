@@ -55,6 +55,24 @@ pub enum StoreError {
         /// What is wrong and where.
         problem: String,
     },
+    /// Records name a persona, and no persona store can be read: without it
+    /// a persona's avatar could not win over a wrong relay picture (the bug
+    /// the persona rule exists for), so nothing is planned.
+    #[error("{count} record{plural} of the agent store name{verb} a persona ({first}), but there is no persona store at {path} ({source}); set [store] personas in config.toml to the app's personas.json")]
+    PersonasNeeded {
+        /// The persona store looked for.
+        path: PathBuf,
+        /// How many records have a `persona_id`.
+        count: usize,
+        /// `s` or nothing.
+        plural: &'static str,
+        /// `s` or nothing (agreeing with `count`).
+        verb: &'static str,
+        /// The first such record, as `record #N (name, pubkey…)`.
+        first: String,
+        /// Why it cannot be read.
+        source: std::io::Error,
+    },
 }
 
 /// One record of the agent store.
@@ -334,6 +352,48 @@ impl KnownFields<'_> {
     }
 }
 
+/// The records that name a persona (a non-null `persona_id`): with any, a
+/// persona store is required.
+pub fn records_naming_a_persona(records: &[StoredRecord]) -> impl Iterator<Item = &AgentRecord> {
+    records
+        .iter()
+        .map(|r| &r.record)
+        .filter(|r| r.persona_id.is_some())
+}
+
+/// Reads the persona store at `path` for the agent store's `records`.
+///
+/// A persona store set in config.toml (`configured`) must be there. One
+/// looked for beside the agent store may be missing only while no record
+/// names a persona (then there are no personas); when a record names one,
+/// its absence is [`StoreError::PersonasNeeded`]. A persona store that is
+/// there but unreadable or broken is always an error.
+pub fn read_persona_store(
+    path: &Path,
+    configured: bool,
+    records: &[StoredRecord],
+) -> Result<BTreeMap<String, String>, StoreError> {
+    match read_personas(path) {
+        Err(StoreError::Unreadable { source, .. })
+            if !configured && source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            let naming: Vec<&AgentRecord> = records_naming_a_persona(records).collect();
+            match naming.first() {
+                None => Ok(BTreeMap::new()),
+                Some(first) => Err(StoreError::PersonasNeeded {
+                    path: path.to_path_buf(),
+                    count: naming.len(),
+                    plural: if naming.len() == 1 { "" } else { "s" },
+                    verb: if naming.len() == 1 { "s" } else { "" },
+                    first: crate::core::validate::record_subject(first),
+                    source,
+                }),
+            }
+        }
+        other => other,
+    }
+}
+
 /// Reads the persona store: persona id to its `avatar_url` (blank when none).
 pub fn read_personas(path: &Path) -> Result<BTreeMap<String, String>, StoreError> {
     let bytes = std::fs::read(path).map_err(|source| StoreError::Unreadable {
@@ -477,6 +537,47 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_missing_persona_store_is_an_error_only_when_a_record_names_a_persona() {
+        let dir = tempfile::tempdir().unwrap();
+        let beside = dir.path().join("personas.json");
+        let plain = parse(r#"[{"pubkey":"a","persona_id":null},{"pubkey":"b"}]"#).unwrap();
+        assert!(read_persona_store(&beside, false, &plain.records)
+            .unwrap()
+            .is_empty());
+        let err = read_persona_store(&beside, true, &plain.records).unwrap_err();
+        assert!(matches!(err, StoreError::Unreadable { .. }), "{err}");
+
+        let naming = parse(
+            r#"[{"pubkey":"a","name":"Ada","persona_id":null},{"pubkey":"b","name":"Bee","persona_id":"builtin:fizz"}]"#,
+        )
+        .unwrap();
+        let message = read_persona_store(&beside, false, &naming.records)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("1 record of the agent store names a persona (record #1 (Bee)), but there is no persona store at "),
+            "{message}"
+        );
+        assert!(message.contains(&beside.display().to_string()), "{message}");
+        assert!(
+            message.ends_with("set [store] personas in config.toml to the app's personas.json"),
+            "{message}"
+        );
+        assert!(!message.contains('\n'));
+
+        std::fs::write(
+            &beside,
+            r#"[{"id":"builtin:fizz","avatar_url":"data:image/png;base64,AA=="}]"#,
+        )
+        .unwrap();
+        let personas = read_persona_store(&beside, false, &naming.records).unwrap();
+        assert_eq!(personas["builtin:fizz"], "data:image/png;base64,AA==");
+        // A persona store that is there but broken is an error either way.
+        std::fs::write(&beside, "{").unwrap();
+        assert!(read_persona_store(&beside, false, &plain.records).is_err());
     }
 
     #[test]

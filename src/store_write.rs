@@ -212,21 +212,39 @@ pub fn resolve_target(path: &Path) -> std::io::Result<PathBuf> {
 }
 
 /// Writes a 0600 backup of `bytes` next to the store, created 0600 from the
-/// start. Returns its path.
+/// start. Returns its path. A backup is never overwritten: when one of the
+/// same second exists (two applies that write within a second), the name
+/// gets `-2`, `-3`, ...
 pub fn write_backup(store_target: &Path, bytes: &[u8], stamp: &str) -> std::io::Result<PathBuf> {
     let name = store_target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "store".to_string());
-    let path = store_target.with_file_name(format!("{name}.reprofile-{stamp}.bak"));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    Ok(path)
+    let mut attempt = 1u32;
+    loop {
+        let suffix = if attempt == 1 {
+            String::new()
+        } else {
+            format!("-{attempt}")
+        };
+        let path = store_target.with_file_name(format!("{name}.reprofile-{stamp}{suffix}.bak"));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(mut file) => {
+                file.write_all(bytes)?;
+                file.sync_all()?;
+                return Ok(path);
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && attempt < 1000 => {
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 /// Hooks for tests: a failure injected into the write path.
@@ -239,6 +257,10 @@ pub enum InjectedFault {
     DiskFull,
     /// The journal cannot be opened (as in a read-only plans folder).
     JournalReadOnly,
+    /// Just after apply's backfill write, the desktop app rewrites the store
+    /// as it does when an agent starts or stops: the whole file, from what it
+    /// read before that write, to a temp file renamed over the store.
+    AppRewritesStoreAfterBackfill,
 }
 
 /// The result of one store write.
@@ -371,6 +393,24 @@ mod tests {
 
     fn store(text: &str) -> AgentStore {
         parse_agent_store(Path::new("s.json"), text.to_string()).unwrap()
+    }
+
+    #[test]
+    fn a_backup_of_the_same_second_gets_a_new_name_and_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("managed-agents.json");
+        let first = write_backup(&store, b"one", "20260101T000000Z").unwrap();
+        let second = write_backup(&store, b"two", "20260101T000000Z").unwrap();
+        assert_eq!(
+            first.file_name().unwrap(),
+            "managed-agents.json.reprofile-20260101T000000Z.bak"
+        );
+        assert_eq!(
+            second.file_name().unwrap(),
+            "managed-agents.json.reprofile-20260101T000000Z-2.bak"
+        );
+        assert_eq!(std::fs::read(&first).unwrap(), b"one");
+        assert_eq!(std::fs::read(&second).unwrap(), b"two");
     }
 
     #[test]

@@ -197,7 +197,7 @@ pub fn store_json(agents: &[Agent]) -> String {
                 "last_stopped_at": null,
                 "last_exit_code": null,
                 "last_error": null,
-                "respond_to": "owner_only",
+                "respond_to": "owner-only",
                 "respond_to_allowlist": [],
             });
             if agent.state != State::Legacy {

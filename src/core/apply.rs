@@ -107,6 +107,49 @@ pub fn backfill_outcome(
     }
 }
 
+/// Living beside the running app: the desktop app rewrites the whole store
+/// when an agent starts or stops, from what it read before, and does not
+/// honour reprofile's lock, so a backfill written during an apply can be
+/// overwritten. At the end of the apply, the store is read once more; given a
+/// backfill that ended `outcome` and the record's `avatar_url` in the store
+/// now (`None` when no single record has the pubkey), this says whether the
+/// backfill must be reported again as `stale`, and why. `None`: it stands.
+pub fn backfill_after_apply(
+    action: &BackfillAvatar,
+    outcome: Outcome,
+    now: Option<&AvatarField>,
+) -> Option<(Outcome, String)> {
+    if !matches!(outcome, Outcome::Applied | Outcome::AlreadyApplied) {
+        return None;
+    }
+    let lost = "the store was rewritten meanwhile (the desktop app rewrites the whole file when \
+                an agent starts or stops)";
+    match now {
+        None => Some((
+            Outcome::Stale,
+            format!("{lost} and no longer holds this agent's record"),
+        )),
+        Some(field) => match field.usable() {
+            Some(avatar) if avatar == action.avatar_url => None,
+            Some(_) => Some((
+                Outcome::Stale,
+                format!("{lost} and the record's avatar_url is now another value, which is kept"),
+            )),
+            None => Some((
+                Outcome::Stale,
+                format!(
+                    "{lost} without the backfilled avatar_url (it is {} again); the next run redoes it",
+                    match field {
+                        AvatarField::Absent => "absent",
+                        AvatarField::Null => "null",
+                        AvatarField::Text(_) => "blank",
+                    }
+                ),
+            )),
+        },
+    }
+}
+
 /// Rule E1 at apply time: a republish whose agent's backfill (in the same
 /// plan) did not end applied or already applied is not attempted (it would
 /// publish an avatar the record does not hold); it reports the backfill's
@@ -369,7 +412,7 @@ mod tests {
             index: 0,
             source: AvatarSource::Persona,
             avatar_url: "https://p/1.png".into(),
-            before: None,
+            before: AvatarField::Null,
         }
     }
 
@@ -434,6 +477,44 @@ mod tests {
             Precheck::Stale(_)
         ));
         assert!(matches!(check_backfill(&action, None), Precheck::Stale(_)));
+    }
+
+    #[test]
+    fn a_backfill_the_app_rewrote_away_is_stale_at_the_end_of_apply() {
+        let action = backfill();
+        let kept = AvatarField::Text("https://p/1.png".into());
+        for outcome in [Outcome::Applied, Outcome::AlreadyApplied] {
+            assert_eq!(backfill_after_apply(&action, outcome, Some(&kept)), None);
+            for (now, says) in [
+                (
+                    Some(AvatarField::Null),
+                    "without the backfilled avatar_url (it is null again); the next run redoes it",
+                ),
+                (Some(AvatarField::Absent), "(it is absent again)"),
+                (Some(AvatarField::Text("".into())), "(it is blank again)"),
+                (
+                    Some(AvatarField::Text("https://user/pick.png".into())),
+                    "is now another value, which is kept",
+                ),
+                (None, "no longer holds this agent's record"),
+            ] {
+                let (stale, why) = backfill_after_apply(&action, outcome, now.as_ref())
+                    .unwrap_or_else(|| panic!("{now:?} must make the backfill stale"));
+                assert_eq!(stale, Outcome::Stale);
+                assert!(
+                    why.starts_with("the store was rewritten meanwhile"),
+                    "{why}"
+                );
+                assert!(why.contains(says), "{why}");
+            }
+        }
+        // What did not land is not revisited.
+        for outcome in [Outcome::Stale, Outcome::Failed] {
+            assert_eq!(
+                backfill_after_apply(&action, outcome, Some(&AvatarField::Null)),
+                None
+            );
+        }
     }
 
     #[test]

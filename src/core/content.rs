@@ -153,6 +153,11 @@ impl ProfileContent {
         out
     }
 
+    /// Each key with its value's raw JSON text, in order.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.get()))
+    }
+
     /// One line per key, `"key": value`, for field-level diffs.
     pub fn field_lines(&self) -> Vec<String> {
         self.entries

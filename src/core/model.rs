@@ -53,6 +53,18 @@ impl AvatarField {
         }
     }
 
+    /// A record whose field holds no usable avatar, as people should read it:
+    /// only a record without the field is "legacy" (RECONCILE.md's inputs);
+    /// `null` is what the app writes for "no stored avatar", also for new
+    /// records, and is called by its name.
+    pub fn record_phrase(&self) -> &'static str {
+        match self {
+            AvatarField::Absent => "legacy record",
+            AvatarField::Null => "record with avatar_url null (no stored avatar)",
+            AvatarField::Text(_) => "record with a blank avatar_url",
+        }
+    }
+
     /// The field as it would be written in JSON: `None` for absent.
     pub fn as_json_value(&self) -> Option<Option<&str>> {
         match self {

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use super::model::AvatarField;
+
 /// Where a backfilled avatar came from (rule B2), in the order they are tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AvatarSource {
@@ -166,10 +168,9 @@ pub struct BackfillAvatar {
     pub source: AvatarSource,
     /// The avatar to store.
     pub avatar_url: String,
-    /// Precondition: the record's `avatar_url` when planned (`None` when absent
-    /// or null, the blank text when blank). Apply acts only while the record is
-    /// still legacy.
-    pub before: Option<String>,
+    /// Precondition: the record's `avatar_url` when planned (absent, null or
+    /// blank). Apply acts only while the record still has no usable avatar.
+    pub before: AvatarField,
 }
 
 /// The kind:0 that was on the relay when planned.

@@ -308,11 +308,7 @@ fn decide(
                     index: record.index,
                     source,
                     avatar_url: avatar.clone(),
-                    before: record
-                        .avatar_url
-                        .as_json_value()
-                        .flatten()
-                        .map(str::to_string),
+                    before: record.avatar_url.clone(),
                 }));
                 avatar
             }
@@ -432,8 +428,9 @@ fn choose_backfill(
             return Err((
                 *skip,
                 format!(
-                    "legacy record without a persona avatar, and its relay could not be read \
-                     ({reason}); the avatar cannot be chosen safely"
+                    "{} without a persona avatar, and its relay could not be read \
+                     ({reason}); the avatar cannot be chosen safely",
+                    record.avatar_url.record_phrase()
                 ),
             ))
         }
@@ -450,8 +447,9 @@ fn choose_backfill(
         None => Err((
             SkipReason::NoAvatar,
             format!(
-                "legacy record: no persona avatar, no picture on the relay, and no default \
-                 avatar for command `{command}`; set avatar_url or add the command under [avatars]"
+                "{}: no persona avatar, no picture on the relay, and no default \
+                 avatar for command `{command}`; set avatar_url or add the command under [avatars]",
+                record.avatar_url.record_phrase()
             ),
         )),
     }

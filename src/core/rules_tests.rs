@@ -350,6 +350,45 @@ fn rule_b3_relay_unreachable_blocks_command_fallback() {
 }
 
 #[test]
+fn rule_b3_names_a_null_avatar_null_and_only_an_absent_one_legacy() {
+    for (field, named) in [
+        (
+            AvatarField::Null,
+            "record with avatar_url null (no stored avatar) without",
+        ),
+        (AvatarField::Absent, "legacy record without"),
+        (
+            AvatarField::Text(" ".into()),
+            "record with a blank avatar_url without",
+        ),
+    ] {
+        let mut rec = legacy(1, "Ada");
+        rec.avatar_url = field;
+        let plan = run(vec![(rec, down())]);
+        let (reason, detail) = only_skip(&plan);
+        assert_eq!(reason, SkipReason::RelayUnreachable);
+        assert!(detail.starts_with(named), "{detail}");
+    }
+    let mut rec = legacy(1, "Ada");
+    rec.avatar_url = AvatarField::Null;
+    let plan = run(vec![(rec.clone(), RelayObservation::NoProfile)]);
+    let backfill = backfill(&plan);
+    assert_eq!(
+        backfill.before,
+        AvatarField::Null,
+        "the plan keeps the null"
+    );
+    rec.agent_command = Some("my-bot".to_string());
+    let plan = run(vec![(rec, RelayObservation::NoProfile)]);
+    let (reason, detail) = only_skip(&plan);
+    assert_eq!(reason, SkipReason::NoAvatar);
+    assert!(
+        detail.starts_with("record with avatar_url null (no stored avatar): no persona avatar"),
+        "{detail}"
+    );
+}
+
+#[test]
 fn rule_b4_nothing_yields_an_avatar_skips_no_avatar() {
     let mut rec = legacy(1, "Ada");
     rec.agent_command = Some("my-bot".to_string());

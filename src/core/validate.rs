@@ -3,12 +3,12 @@
 //! The same checks the planner makes before it needs a relay (rule A, the
 //! key of A5 whether or not a republish is due, the auth tag's structure and
 //! signature for a kind:0 dated `now`), plus warnings for what the planner
-//! will have to work around (legacy records, dangling personas). Pure: the
+//! will have to work around (no stored avatar, dangling personas). Pure: the
 //! caller reads the files and prints the findings.
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::model::{AgentRecord, Policy};
+use super::model::{AgentRecord, AvatarField, Policy};
 use super::nip_oa;
 use super::rules::{agent_keys, is_pubkey_hex, parse_relay_url, short_pubkey};
 
@@ -34,6 +34,22 @@ pub struct Finding {
     pub message: String,
 }
 
+/// A record as people read it: `record #N (name, pubkey…)`, never its key.
+pub fn record_subject(record: &AgentRecord) -> String {
+    let mut labels = Vec::new();
+    if !record.name.trim().is_empty() {
+        labels.push(record.name.clone());
+    }
+    if is_pubkey_hex(&record.pubkey) {
+        labels.push(short_pubkey(&record.pubkey));
+    }
+    if labels.is_empty() {
+        format!("record #{}", record.index)
+    } else {
+        format!("record #{} ({})", record.index, labels.join(", "))
+    }
+}
+
 /// Checks every record; findings in store order.
 pub fn validate_records(
     records: &[AgentRecord],
@@ -47,18 +63,7 @@ pub fn validate_records(
     }
     let mut findings = Vec::new();
     for record in records {
-        let mut labels = Vec::new();
-        if !record.name.trim().is_empty() {
-            labels.push(record.name.clone());
-        }
-        if is_pubkey_hex(&record.pubkey) {
-            labels.push(short_pubkey(&record.pubkey));
-        }
-        let subject = if labels.is_empty() {
-            format!("record #{}", record.index)
-        } else {
-            format!("record #{} ({})", record.index, labels.join(", "))
-        };
+        let subject = record_subject(record);
         let field_error = |field: &str| {
             let needle = format!("`{field}`");
             record.field_errors.iter().any(|e| e.contains(&needle))
@@ -126,12 +131,20 @@ pub fn validate_records(
                 .command_avatars
                 .lookup(record.agent_command.as_deref().unwrap_or_default())
                 .is_some();
+            // Rule B2 backfills absent, null and blank alike; the wording
+            // names which (`null` is what the app writes, not "legacy").
+            let what = match &record.avatar_url {
+                AvatarField::Absent => "legacy record (no avatar_url)",
+                AvatarField::Null => "avatar_url is null (no stored avatar)",
+                AvatarField::Text(_) => "avatar_url is blank",
+            };
             let message = if persona_avatar || command_avatar {
-                "legacy record (no avatar_url); `reprofile migrate` backfills it".to_string()
+                format!("{what}; `reprofile migrate` backfills it")
             } else {
-                "legacy record (no avatar_url) with no persona avatar and no default for its \
-                 command: only a picture on its relay can give it an avatar"
-                    .to_string()
+                format!(
+                    "{what} with no persona avatar and no default for its command: only a \
+                     picture on its relay can give it an avatar"
+                )
             };
             add(Severity::Warning, message);
         }
@@ -189,6 +202,37 @@ mod tests {
             .count();
         assert_eq!((errors, warnings), (4, 2), "{findings:#?}");
         assert!(findings.iter().all(|f| !f.message.contains("nsec1garbage")));
+    }
+
+    #[test]
+    fn rule_b2_a_null_avatar_is_called_null_and_only_an_absent_one_legacy() {
+        let mut null = record(1);
+        null.avatar_url = AvatarField::Null;
+        let mut absent = record(2);
+        absent.avatar_url = AvatarField::Absent;
+        let mut blank = record(3);
+        blank.avatar_url = AvatarField::Text("  ".into());
+        let mut nothing = record(4);
+        nothing.avatar_url = AvatarField::Null;
+        nothing.agent_command = Some("my-bot".into());
+        let findings = validate_records(
+            &[null, absent, blank, nothing],
+            &BTreeMap::new(),
+            &Policy::default(),
+            0,
+        );
+        let messages: Vec<&str> = findings.iter().map(|f| f.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "avatar_url is null (no stored avatar); `reprofile migrate` backfills it",
+                "legacy record (no avatar_url); `reprofile migrate` backfills it",
+                "avatar_url is blank; `reprofile migrate` backfills it",
+                "avatar_url is null (no stored avatar) with no persona avatar and no default \
+                 for its command: only a picture on its relay can give it an avatar",
+            ]
+        );
+        assert!(findings.iter().all(|f| f.severity == Severity::Warning));
     }
 
     #[test]

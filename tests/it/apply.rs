@@ -232,6 +232,86 @@ async fn a_concurrent_store_edit_survives_and_an_edited_record_is_stale() {
     );
 }
 
+/// Beside the running app: the app rewrites the whole store (temp file and
+/// rename, from what it read before) just after apply's backfill write. Each
+/// backfill is then reported stale at the end of the apply, saying the store
+/// was rewritten, and the next run redoes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_the_app_rewrites_away_is_reported_stale_and_the_next_run_redoes_it() {
+    let world = World::start().await;
+    let config = world.config();
+    let original = std::fs::read(world.store_path()).unwrap();
+    let (doc, path) = make_plan(&config, &[], None).await.unwrap();
+    let backfilled: Vec<String> = doc
+        .plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::BackfillAvatar(b) => Some(b.agent.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(backfilled.len(), 5);
+    let options = reprofile::apply::ApplyOptions {
+        fault: reprofile::store_write::InjectedFault::AppRewritesStoreAfterBackfill,
+        ..forced()
+    };
+    let report = apply(&config, &doc, &path, &options, &now_secs)
+        .await
+        .unwrap();
+    assert!(!report.succeeded(), "stale makes the apply exit 1");
+    assert_eq!(
+        std::fs::read(world.store_path()).unwrap(),
+        original,
+        "the app's rewrite is what the store holds"
+    );
+    for result in &report.results {
+        let was_backfilled = backfilled.contains(&result.agent);
+        let reason = result.reason.as_deref().unwrap_or("");
+        match (result.kind, was_backfilled) {
+            ("backfill_avatar", _) => {
+                assert_eq!(result.outcome, Outcome::Stale, "{result:?}");
+                assert!(
+                    reason.starts_with("the store was rewritten meanwhile")
+                        && reason.ends_with("the next run redoes it"),
+                    "{reason}"
+                );
+            }
+            // Read after the rewrite, the record no longer wants that picture.
+            ("republish_profile", true) => {
+                assert_eq!(result.outcome, Outcome::Stale, "{result:?}");
+                assert!(reason.contains("avatar_url changed"), "{reason}");
+            }
+            _ => assert_eq!(result.outcome, Outcome::Applied, "{result:?}"),
+        }
+    }
+    // The journal says it as it happened: applied, then stale.
+    let journal = reprofile::journal::read(&report.journal).unwrap();
+    for agent in &backfilled {
+        let lines: Vec<&str> = journal
+            .iter()
+            .filter(|e| &e.agent == agent && e.kind == "backfill_avatar")
+            .map(|e| e.outcome.as_str())
+            .collect();
+        assert_eq!(lines, ["applied", "stale"], "{agent}");
+    }
+
+    // The next run redoes the backfills (and their republishes), and converges.
+    let (again, _, report) = plan_and_apply(&config).await;
+    assert_eq!(
+        again
+            .plan
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::BackfillAvatar(_)))
+            .count(),
+        5
+    );
+    assert!(report.succeeded(), "{report:#?}");
+    let (last, _) = make_plan(&config, &[], None).await.unwrap();
+    assert!(last.plan.actions.is_empty(), "{:#?}", last.plan.actions);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_refuses_a_plan_of_another_store_or_over_the_safety_threshold() {
     let world = World::start().await;

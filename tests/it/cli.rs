@@ -249,12 +249,36 @@ async fn cli_help_explains_each_command() {
         text.contains("--detailed-exitcode") && text.contains("--agent"),
         "{text}"
     );
-    let missing = crate::world::run_binary(vec!["plan".into()], dir.path().into()).await;
+    // No config file and no app store under the (fake) home: one line that
+    // names the path looked at and what to set.
+    let missing = crate::world::run_binary_with_env(
+        vec!["plan".into()],
+        dir.path().into(),
+        vec![("HOME", Some(dir.path().into())), ("XDG_DATA_HOME", None)],
+    )
+    .await;
     assert_eq!(missing.status.code(), Some(1));
+    let looked_at = dir
+        .path()
+        .join(".local/share/xyz.block.buzz.app/agents/managed-agents.json");
+    assert_eq!(
+        stderr(&missing),
+        format!(
+            "error: no Buzz agent store at {} (the release app's data); set [store] agents in config.toml to the app's managed-agents.json\n",
+            looked_at.display()
+        )
+    );
+    // An explicit --config that is not there is still an error.
+    let explicit = crate::world::run_binary(
+        vec!["--config".into(), "config.toml".into(), "plan".into()],
+        dir.path().into(),
+    )
+    .await;
+    assert_eq!(explicit.status.code(), Some(1));
     assert!(
-        stderr(&missing).contains("cannot read the config file"),
+        stderr(&explicit).contains("cannot read the config file config.toml"),
         "{}",
-        stderr(&missing)
+        stderr(&explicit)
     );
 }
 

@@ -3,9 +3,11 @@
 mod apply;
 mod bench_harness;
 mod buzz;
+mod buzz_app;
 mod buzz_world;
 mod cli;
 mod daemon;
+mod discovery;
 mod external_relay;
 mod faults;
 mod fixture_world;

@@ -191,14 +191,30 @@ pub fn json_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Runs the binary with `args` in `cwd`, off the async runtime.
 pub async fn run_binary(args: Vec<String>, cwd: PathBuf) -> Output {
+    run_binary_with_env(args, cwd, Vec::new()).await
+}
+
+/// [`run_binary`] with environment variables set (`Some`) or removed
+/// (`None`), for example a fake home for the app's data folder.
+pub async fn run_binary_with_env(
+    args: Vec<String>,
+    cwd: PathBuf,
+    env: Vec<(&'static str, Option<PathBuf>)>,
+) -> Output {
     tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_reprofile"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_reprofile"));
+        command
             .args(&args)
             .current_dir(cwd)
             .env_remove("REPROFILE_LOG")
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("the binary runs")
+            .env("NO_COLOR", "1");
+        for (name, value) in env {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        command.output().expect("the binary runs")
     })
     .await
     .expect("the blocking task finishes")
