@@ -127,6 +127,11 @@ pub fn render(doc: &PlanDocument, style: Style) -> String {
     out
 }
 
+/// A plan with more actions than this is large: `plan` prints its summary
+/// (and where the full rendering is) unless `--full` is given, and the HTML
+/// review starts with its sections folded.
+pub const LARGE_PLAN_ACTIONS: usize = 200;
+
 /// The last line: counts, or `No changes.`.
 pub fn summary_line(doc: &PlanDocument) -> String {
     let s = doc.plan.summary();
@@ -248,6 +253,70 @@ fn field_lines_shown(content: &ProfileContent, shown: &mut HashMap<String, Strin
         .collect()
 }
 
+/// How a line of a kind:0 diff changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineChange {
+    /// Only in the relay's current content.
+    Removed,
+    /// Only in the content to publish.
+    Added,
+    /// In both.
+    Kept,
+}
+
+/// One line of a kind:0 diff, as people see it: `"key": value` with a long
+/// `data:` URL in its short form (see [`shown_url`]), not clipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiffLine {
+    /// Removed, added or kept.
+    pub change: LineChange,
+    /// The line's text.
+    pub text: String,
+}
+
+/// The field-level diff of a republish's kind:0 content (the relay's newest
+/// against the one to publish), one line per key; a before that is not a
+/// JSON object is one removed line that says so. Every human rendering of
+/// a plan shows this diff.
+pub fn content_diff(r: &RepublishProfile) -> Vec<DiffLine> {
+    let mut lines = Vec::new();
+    let mut shown: HashMap<String, String> = HashMap::new();
+    let after_lines = ProfileContent::parse(&r.after.content)
+        .map(|c| field_lines_shown(&c, &mut shown))
+        .unwrap_or_else(|| vec![r.after.content.clone()]);
+    let before_lines = match &r.before {
+        None => Vec::new(),
+        Some(before) => match ProfileContent::parse(&before.content) {
+            Some(content) => field_lines_shown(&content, &mut shown),
+            None => {
+                lines.push(DiffLine {
+                    change: LineChange::Removed,
+                    text: format!(
+                        "(content is not a JSON object: {})",
+                        clip(&before.content, 60)
+                    ),
+                });
+                Vec::new()
+            }
+        },
+    };
+    let before_refs: Vec<&str> = before_lines.iter().map(String::as_str).collect();
+    let after_refs: Vec<&str> = after_lines.iter().map(String::as_str).collect();
+    let diff = TextDiff::from_slices(&before_refs, &after_refs);
+    for change in diff.iter_all_changes() {
+        let full = change.value();
+        lines.push(DiffLine {
+            change: match change.tag() {
+                ChangeTag::Delete => LineChange::Removed,
+                ChangeTag::Insert => LineChange::Added,
+                ChangeTag::Equal => LineChange::Kept,
+            },
+            text: shown.get(full).map_or(full, String::as_str).to_string(),
+        });
+    }
+    lines
+}
+
 fn render_republish(out: &mut String, r: &RepublishProfile, style: Style) {
     let symbol = if r.reasons.contains(&RepublishReason::Missing) {
         style.paint(Paint::Add, "+")
@@ -261,53 +330,25 @@ fn render_republish(out: &mut String, r: &RepublishProfile, style: Style) {
         r.relay,
         reasons.join(", ")
     );
-    let mut shown: HashMap<String, String> = HashMap::new();
-    let after_lines = ProfileContent::parse(&r.after.content)
-        .map(|c| field_lines_shown(&c, &mut shown))
-        .unwrap_or_else(|| vec![r.after.content.clone()]);
-    let before_lines = match &r.before {
-        None => Vec::new(),
-        Some(before) => match ProfileContent::parse(&before.content) {
-            Some(content) => field_lines_shown(&content, &mut shown),
-            None => {
+    for line in content_diff(r) {
+        let text = clip(&line.text, 160);
+        match line.change {
+            LineChange::Removed => {
                 let _ = writeln!(
                     out,
                     "      {}",
-                    style.paint(
-                        Paint::Remove,
-                        &format!(
-                            "- (content is not a JSON object: {})",
-                            clip(&before.content, 60)
-                        )
-                    )
+                    style.paint(Paint::Remove, &format!("- {text}"))
                 );
-                Vec::new()
             }
-        },
-    };
-    let before_refs: Vec<&str> = before_lines.iter().map(String::as_str).collect();
-    let after_refs: Vec<&str> = after_lines.iter().map(String::as_str).collect();
-    let diff = TextDiff::from_slices(&before_refs, &after_refs);
-    for change in diff.iter_all_changes() {
-        let full = change.value();
-        let line = clip(shown.get(full).map_or(full, String::as_str), 160);
-        match change.tag() {
-            ChangeTag::Delete => {
+            LineChange::Added => {
                 let _ = writeln!(
                     out,
                     "      {}",
-                    style.paint(Paint::Remove, &format!("- {line}"))
+                    style.paint(Paint::Add, &format!("+ {text}"))
                 );
             }
-            ChangeTag::Insert => {
-                let _ = writeln!(
-                    out,
-                    "      {}",
-                    style.paint(Paint::Add, &format!("+ {line}"))
-                );
-            }
-            ChangeTag::Equal => {
-                let _ = writeln!(out, "        {}", style.paint(Paint::Dim, &line));
+            LineChange::Kept => {
+                let _ = writeln!(out, "        {}", style.paint(Paint::Dim, &text));
             }
         }
     }
@@ -372,7 +413,7 @@ fn render_skipped(out: &mut String, doc: &PlanDocument, style: Style) {
 }
 
 /// Cuts a long value for display, on a character boundary.
-fn clip(text: &str, max_chars: usize) -> String {
+pub(crate) fn clip(text: &str, max_chars: usize) -> String {
     if text.chars().count() <= max_chars {
         text.to_string()
     } else {
