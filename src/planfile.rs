@@ -54,6 +54,12 @@ pub enum PlanFileError {
         /// What the file says.
         found: String,
     },
+    /// `show` without a plan file, and no plan in the plans folder.
+    #[error("no plan file in {dir}; make one with `reprofile plan`, or name one: `reprofile show PLANFILE`")]
+    NoPlan {
+        /// The plans folder.
+        dir: PathBuf,
+    },
     /// The content no longer matches its digest.
     #[error("{path}: the plan was changed after it was written (its digest or its two timestamps do not match its content); make a new plan with `reprofile plan` instead of editing one")]
     Edited {
@@ -600,26 +606,62 @@ pub fn is_plan_file_name(name: &str) -> bool {
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// The plan files this tool named in `dir` (see [`is_plan_file_name`]),
+/// oldest first: by the time in their names, whatever the prefix, then (for
+/// plans of one second) by when the file was written.
+fn plan_files_oldest_first(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut plans: Vec<(String, std::time::SystemTime, String, PathBuf)> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !is_plan_file_name(&name) {
+                return None;
+            }
+            let time = name
+                .split_once('-')
+                .map(|(_, rest)| rest[..16].to_string())
+                .unwrap_or_default();
+            let written = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            Some((time, written, name, entry.path()))
+        })
+        .collect();
+    plans.sort();
+    Ok(plans
+        .into_iter()
+        .map(|(_, _, name, path)| (name, path))
+        .collect())
+}
+
+/// The newest plan file in `dir` (by the time in its name; `plan-` and
+/// `migrate-` alike), for `show` without an argument.
+pub fn newest(dir: &Path) -> Result<PathBuf, PlanFileError> {
+    let plans = match plan_files_oldest_first(dir) {
+        Ok(plans) => plans,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => {
+            return Err(PlanFileError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    plans
+        .into_iter()
+        .next_back()
+        .map(|(_, path)| path)
+        .ok_or_else(|| PlanFileError::NoPlan {
+            dir: dir.to_path_buf(),
+        })
+}
+
 /// Retention: keeps the newest `keep` plan files in `dir` (by the time in
 /// their names) and deletes older ones with their rendering and journal.
 /// Files this tool did not name are never touched. Returns what was deleted.
 pub fn prune(dir: &Path, keep: usize) -> std::io::Result<Vec<PathBuf>> {
-    let mut plans: Vec<(String, PathBuf)> = std::fs::read_dir(dir)?
-        .filter_map(|entry| entry.ok())
-        .filter_map(|entry| {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            is_plan_file_name(&name).then(|| (name, entry.path()))
-        })
-        .collect();
-    // Sort by the time in the name, whatever the prefix.
-    plans.sort_by(|(a, _), (b, _)| {
-        let key = |n: &str| {
-            n.split_once('-')
-                .map(|(_, rest)| rest.to_string())
-                .unwrap_or_default()
-        };
-        key(a).cmp(&key(b)).then(a.cmp(b))
-    });
+    let plans = plan_files_oldest_first(dir)?;
     let excess = plans.len().saturating_sub(keep);
     let mut deleted = Vec::new();
     for (_, path) in plans.into_iter().take(excess) {
@@ -641,6 +683,44 @@ pub fn prune(dir: &Path, keep: usize) -> std::io::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn newest_is_the_latest_plan_by_the_time_in_its_name_then_by_when_written() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            newest(&dir.path().join("none")),
+            Err(PlanFileError::NoPlan { .. })
+        ));
+        assert!(matches!(
+            newest(dir.path()),
+            Err(PlanFileError::NoPlan { .. })
+        ));
+        for name in [
+            "plan-20260102T000000Z-ffffffff.json",
+            "migrate-20260103T000000Z-00000000.json",
+            "notes.json",
+        ] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        let found = newest(dir.path()).unwrap();
+        assert!(found.ends_with("migrate-20260103T000000Z-00000000.json"));
+        // Two plans of one second: the one written last, whatever its digest.
+        let written = std::time::SystemTime::now();
+        for (name, age) in [("ffffffff", 2), ("11111111", 1)] {
+            let path = dir
+                .path()
+                .join(format!("plan-20260104T000000Z-{name}.json"));
+            std::fs::write(&path, "x").unwrap();
+            let file = std::fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(written - std::time::Duration::from_secs(age))
+                .unwrap();
+        }
+        let found = newest(dir.path()).unwrap();
+        assert!(
+            found.ends_with("plan-20260104T000000Z-11111111.json"),
+            "{found:?}"
+        );
+    }
 
     #[test]
     fn retention_keeps_the_newest_plans_with_their_siblings() {
