@@ -17,6 +17,7 @@ pub mod protocol;
 pub mod publish;
 pub mod relay;
 pub mod render;
+pub mod review;
 pub mod schedule;
 pub mod snapshot;
 pub mod store;
