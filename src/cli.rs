@@ -77,6 +77,19 @@ impl From<AppProfileArg> for AppProfile {
     }
 }
 
+/// What `show` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShowFormat {
+    /// The rendering, as `plan` prints it.
+    Text,
+    /// The plan file's JSON.
+    Json,
+    /// Markdown: summary, a table of actions, skipped agents, folded diffs.
+    Markdown,
+    /// One self-contained HTML page.
+    Html,
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -106,6 +119,18 @@ pub enum Command {
         /// Plan only this agent (pubkey hex or npub); repeat for more.
         #[arg(long = "agent", value_name = "PUBKEY")]
         agents: Vec<String>,
+        /// Print the one-screen summary (and where the full rendering is)
+        /// instead of every action.
+        #[arg(long, conflicts_with = "full")]
+        summary: bool,
+        /// Print every action even when the plan has more than 200 (which
+        /// otherwise prints the summary and where the full rendering is).
+        #[arg(long)]
+        full: bool,
+        /// Also write the plan as one self-contained HTML page to FILE: the
+        /// avatars before and after as images, the diffs, the skipped agents.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Apply a saved plan, or plan and apply in one go.
     ///
@@ -171,17 +196,26 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
-    /// Print a saved plan.
+    /// Print a saved plan (by default the newest in the plans folder).
     Show {
-        /// The plan file (JSON) written by `plan`.
-        plan: PathBuf,
-        /// Print the plan's JSON instead of the rendering.
-        #[arg(long, conflicts_with = "summary")]
+        /// The plan file (JSON) written by `plan`; without it, the newest plan
+        /// in the plans folder.
+        plan: Option<PathBuf>,
+        /// Print the plan's JSON instead of the rendering (--format json).
+        #[arg(long, conflicts_with_all = ["summary", "html", "format"])]
         json: bool,
         /// A one-screen overview (counts by reason, source, relay and skip
         /// reason) instead of every action.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["html", "format"])]
         summary: bool,
+        /// One self-contained HTML page (--format html): avatars before and
+        /// after as images, diffs, skipped agents; no scripts.
+        #[arg(long, conflicts_with = "format")]
+        html: bool,
+        /// The output: text (the rendering), json, markdown (for a ticket or
+        /// a pull-request comment) or html.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<ShowFormat>,
     },
     /// Check the config, the agent store and the persona store, offline.
     ///
@@ -362,6 +396,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             detailed_exitcode,
             agents,
+            summary,
+            full,
+            html,
         } => {
             let config = load_config(&args)?;
             let only = agents
@@ -370,9 +407,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let (doc, path) = runtime()?.block_on(make_plan(&config, &only, out.as_deref()))?;
             tell_store(&config, args.quiet);
+            if let Some(html) = &html {
+                crate::review::html::save(&doc, html)
+                    .with_context(|| format!("cannot write the HTML review {}", html.display()))?;
+            }
             let mut stdout = std::io::stdout().lock();
-            stdout.write_all(render::render(&doc, stdout_style()).as_bytes())?;
+            let large = doc.plan.actions.len() > render::LARGE_PLAN_ACTIONS;
+            if summary || (large && !full) {
+                stdout.write_all(render::render_summary(&doc, stdout_style()).as_bytes())?;
+                writeln!(
+                    stdout,
+                    "The full rendering{} is in {} (`reprofile show` prints it{}).",
+                    if summary { "" } else { " of this large plan" },
+                    path.with_extension("txt").display(),
+                    if summary {
+                        ""
+                    } else {
+                        "; `plan --full` prints it here"
+                    },
+                )?;
+            } else {
+                stdout.write_all(render::render(&doc, stdout_style()).as_bytes())?;
+            }
             writeln!(stdout, "Saved the plan to {}", path.display())?;
+            if let Some(html) = &html {
+                writeln!(stdout, "Saved the HTML review to {}", html.display())?;
+            }
             stdout.flush()?;
             Ok(if detailed_exitcode && !doc.plan.is_empty() {
                 ExitCode::from(2)
@@ -454,15 +514,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             plan,
             json,
             summary,
+            html,
+            format,
         } => {
+            let plan = match plan {
+                Some(plan) => plan,
+                None => {
+                    let newest = planfile::newest(&load_config(&args)?.plans_dir)?;
+                    if !args.quiet {
+                        eprintln!("plan: {}", newest.display());
+                    }
+                    newest
+                }
+            };
             let doc = planfile::read(&plan)?;
+            let format = match (json, html) {
+                (true, _) => ShowFormat::Json,
+                (_, true) => ShowFormat::Html,
+                _ => format.unwrap_or(ShowFormat::Text),
+            };
             let mut stdout = std::io::stdout().lock();
-            if json {
-                stdout.write_all(planfile::to_json(&doc).as_bytes())?;
-            } else if summary {
-                stdout.write_all(render::render_summary(&doc, stdout_style()).as_bytes())?;
-            } else {
-                stdout.write_all(render::render(&doc, stdout_style()).as_bytes())?;
+            match format {
+                ShowFormat::Json => stdout.write_all(planfile::to_json(&doc).as_bytes())?,
+                ShowFormat::Html => crate::review::html::write(&doc, &mut stdout)?,
+                ShowFormat::Markdown => crate::review::markdown::write(&doc, &mut stdout)?,
+                ShowFormat::Text if summary => {
+                    stdout.write_all(render::render_summary(&doc, stdout_style()).as_bytes())?
+                }
+                ShowFormat::Text => {
+                    stdout.write_all(render::render(&doc, stdout_style()).as_bytes())?
+                }
             }
             stdout.flush()?;
             Ok(ExitCode::SUCCESS)

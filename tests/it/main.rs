@@ -15,6 +15,8 @@ mod hostile;
 mod messages;
 mod publish;
 mod relay_read;
+mod review;
+mod review_browser;
 mod secrets;
 mod support;
 mod tls;
