@@ -199,21 +199,21 @@ fn rewrite_avatars(doc: &mut PlanDocument, new_url: &BTreeMap<String, String>) {
 /// Chromium: `REPROFILE_CHROMIUM`, else `chromium` on PATH. A missing
 /// browser fails the test with the command that installs it.
 fn chromium() -> PathBuf {
-    if let Some(path) = std::env::var_os("REPROFILE_CHROMIUM") {
-        return PathBuf::from(path);
-    }
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join("chromium"))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "headless Chromium is not installed, and the browser test of the HTML review needs it: \
-                 install it with `apt-get install -y chromium` (or run .ci/setup), or point \
-                 REPROFILE_CHROMIUM at a Chromium binary"
-            )
-        })
+    let found = match std::env::var_os("REPROFILE_CHROMIUM") {
+        Some(path) => Some(PathBuf::from(path)).filter(|path| path.is_file()),
+        None => std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+            .map(|dir| dir.join("chromium"))
+            .find(|path| path.is_file()),
+    };
+    found.unwrap_or_else(|| {
+        panic!(
+            "headless Chromium is not installed (no `chromium` on PATH, or REPROFILE_CHROMIUM \
+             is not a file), and the browser test of the HTML review needs it: install it with \
+             `apt-get install -y chromium` (or run .ci/setup)"
+        )
+    })
 }
 
 /// Runs headless Chromium on `page` and returns the screenshot (PNG file).
