@@ -19,7 +19,8 @@ use nostr::{EventBuilder, Keys, Kind, PublicKey, Tag, Timestamp};
 use crate::config::Config;
 use crate::core::apply::{
     self as rules_apply, backfill_after_apply, backfill_outcome, check_backfill, check_republish,
-    confirm_publish, event_to_sign, republish_after_backfill, Outcome, Precheck, RecordNow,
+    confirm_publish, event_to_sign, republish_after_backfill, AboveSafetyThreshold, NotSignable,
+    Outcome, Precheck, RecordNow,
 };
 use crate::core::model::{AgentRecord, AvatarField, RelayObservation};
 use crate::core::nip_oa::parse_tag_json;
@@ -112,8 +113,8 @@ pub enum Refusal {
         configured: String,
     },
     /// Above the safety threshold.
-    #[error("{0}")]
-    Safety(String),
+    #[error(transparent)]
+    Safety(#[from] AboveSafetyThreshold),
 }
 
 fn canonical(path: &Path) -> PathBuf {
@@ -138,7 +139,7 @@ pub fn check_plan(config: &Config, doc: &PlanDocument, force: bool) -> Result<()
         config.safety.min_agents,
         force,
     )
-    .map_err(Refusal::Safety)
+    .map_err(Refusal::from)
 }
 
 struct Run<'a> {
@@ -544,7 +545,7 @@ async fn republish_on_relay(
                             },
                         ))
                     }
-                    Err(why) => run.finish(&whole, Outcome::Failed, Some(why), None)?,
+                    Err(why) => run.finish(&whole, Outcome::Failed, Some(why.to_string()), None)?,
                 }
             }
         }
@@ -608,6 +609,20 @@ async fn republish_on_relay(
     Ok(())
 }
 
+/// Why a republish could not be signed (its action fails with this reason).
+#[derive(Debug, thiserror::Error)]
+enum SignError {
+    /// The core says it must not be signed now (D3, D4).
+    #[error(transparent)]
+    NotSignable(#[from] NotSignable),
+    /// A planned tag is not a tag nostr accepts.
+    #[error("a planned tag does not parse: {0}")]
+    Tag(nostr::event::tag::Error),
+    /// Signing itself failed.
+    #[error("cannot sign: {0}")]
+    Sign(nostr::event::builder::Error),
+}
+
 /// Signs the republish event with the agent's key (rule D1), as the core
 /// says it must be at `now` (D2 to D4).
 fn sign(
@@ -615,16 +630,16 @@ fn sign(
     keys: &Keys,
     now: u64,
     future_tolerance_secs: u64,
-) -> Result<nostr::Event, String> {
+) -> Result<nostr::Event, SignError> {
     let to_sign = event_to_sign(action, now, future_tolerance_secs)?;
     let tags = to_sign
         .tags
         .iter()
-        .map(|t| Tag::parse(t.clone()).map_err(|e| format!("a planned tag does not parse: {e}")))
-        .collect::<Result<Vec<Tag>, String>>()?;
+        .map(|t| Tag::parse(t.clone()).map_err(SignError::Tag))
+        .collect::<Result<Vec<Tag>, SignError>>()?;
     EventBuilder::new(Kind::from(to_sign.kind), to_sign.content)
         .tags(tags)
         .custom_created_at(Timestamp::from(to_sign.created_at))
         .sign_with_keys(keys)
-        .map_err(|e| format!("cannot sign: {e}"))
+        .map_err(SignError::Sign)
 }
