@@ -7,7 +7,7 @@
 //! `String`; colour is a choice of the caller (terminal, `NO_COLOR`).
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use similar::{ChangeTag, TextDiff};
@@ -105,14 +105,9 @@ pub fn render(doc: &PlanDocument, style: Style) -> String {
 
     render_skipped(&mut out, doc, style);
 
-    let unreadable: BTreeSet<&str> = plan
-        .skipped
-        .iter()
-        .filter(|s| s.reason.is_relay_unknown())
-        .filter_map(|s| s.relay.as_deref())
-        .collect();
     if !plan.complete {
-        let list: Vec<&str> = unreadable.into_iter().collect();
+        let unread = plan.unread_relays();
+        let list: Vec<&str> = unread.iter().map(|u| u.relay.as_str()).collect();
         let _ =
             writeln!(
             out,
@@ -498,18 +493,10 @@ pub fn render_summary(doc: &PlanDocument, style: Style) -> String {
         if plan.complete {
             "yes".to_string()
         } else {
-            let unreadable: BTreeSet<&str> = plan
-                .skipped
-                .iter()
-                .filter(|x| x.reason.is_relay_unknown())
-                .filter_map(|x| x.relay.as_deref())
-                .collect();
+            let unread: Vec<String> = plan.unread_relays().into_iter().map(|u| u.relay).collect();
             style.paint(
                 Paint::Warn,
-                &format!(
-                    "no (unreadable: {})",
-                    unreadable.into_iter().collect::<Vec<_>>().join(", ")
-                ),
+                &format!("no (unreadable: {})", unread.join(", ")),
             )
         }
     );
