@@ -13,7 +13,7 @@ use reprofile::core::apply::Outcome;
 use serde_json::Value;
 
 use crate::support::{FakeBehaviour, FakeRelay};
-use crate::world::{stderr, stdout, World};
+use crate::world::{assert_incomplete_for_the_down_relay, stderr, stdout, World, DOWN_RELAY};
 
 fn append_config(world: &World, extra: &str) {
     let text = std::fs::read_to_string(&world.config_path).unwrap();
@@ -184,6 +184,24 @@ async fn a_tick_longer_than_the_interval_skips_the_next_tick_instead_of_overlapp
     }
 }
 
+/// The metrics file of the last tick: one value by name and labels.
+fn metric(path: &std::path::Path, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let text = std::fs::read_to_string(path).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text");
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .unwrap_or_else(|| panic!("{name} {labels:?} in {text}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_once_in_apply_mode_converges_and_metrics_match_the_journal() {
     let world = World::start().await;
@@ -195,29 +213,15 @@ async fn run_once_in_apply_mode_converges_and_metrics_match_the_journal() {
             metrics.display()
         ),
     );
+    // The fixture's down relay makes the tick incomplete: it applies what
+    // it can, exits 1, names the relay, and is not a success.
     let first = world.cli(&["run", "--once"]).await;
-    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_incomplete_for_the_down_relay(&first);
     assert!(
         stderr(&first).contains("tick finished"),
         "one summary line per tick"
     );
-
-    let text = std::fs::read_to_string(&metrics).unwrap();
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .expect("Prometheus text");
-    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
-        scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .map(|s| match s.value {
-                prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                _ => f64::NAN,
-            })
-            .unwrap_or_else(|| panic!("{name} {labels:?} in {text}"))
-    };
+    let value = |name: &str, labels: &[(&str, &str)]| metric(&metrics, name, labels);
     let journal = reprofile::journal::read(&world.journal_files()[0]).unwrap();
     for kind in ["backfill_avatar", "republish_profile"] {
         for outcome in Outcome::ALL {
@@ -248,11 +252,13 @@ async fn run_once_in_apply_mode_converges_and_metrics_match_the_journal() {
         ),
         1.0
     );
-    assert_eq!(value("reprofile_last_tick_success", &[]), 1.0);
-    assert!(value("reprofile_last_success_timestamp_seconds", &[]) > 1.7e9);
+    assert_eq!(value("reprofile_plan_complete", &[]), 0.0);
+    assert_eq!(value("reprofile_last_tick_success", &[]), 0.0);
+    assert_eq!(value("reprofile_ticks_failed_total", &[]), 1.0);
+    assert_eq!(value("reprofile_last_success_timestamp_seconds", &[]), 0.0);
 
     let second = world.cli(&["run", "--once"]).await;
-    assert_eq!(second.status.code(), Some(0));
+    assert_incomplete_for_the_down_relay(&second);
     let text = std::fs::read_to_string(&metrics).unwrap();
     assert!(
         text.contains("reprofile_planned_actions{type=\"republish_profile\"} 0"),
@@ -261,6 +267,32 @@ async fn run_once_in_apply_mode_converges_and_metrics_match_the_journal() {
     assert!(
         text.contains("reprofile_planned_actions{type=\"backfill_avatar\"} 0"),
         "{text}"
+    );
+
+    // The down relay pointed at the live one: a complete snapshot, its one
+    // agent fixed, and the tick is a success.
+    let config = std::fs::read_to_string(&world.config_path).unwrap();
+    let live = format!("\"ws://127.0.0.1:7777\" = \"{}\"", world.relay_url);
+    std::fs::write(
+        &world.config_path,
+        config.replace(
+            &live,
+            &format!("{live}\n\"{DOWN_RELAY}\" = \"{}\"", world.relay_url),
+        ),
+    )
+    .unwrap();
+    let third = world.cli(&["run", "--once"]).await;
+    assert_eq!(third.status.code(), Some(0), "{}", stderr(&third));
+    assert!(!stderr(&third).contains("error:"), "{}", stderr(&third));
+    assert_eq!(value("reprofile_plan_complete", &[]), 1.0);
+    assert_eq!(value("reprofile_last_tick_success", &[]), 1.0);
+    assert!(value("reprofile_last_success_timestamp_seconds", &[]) > 1.7e9);
+    assert_eq!(
+        value(
+            "reprofile_actions",
+            &[("type", "republish_profile"), ("outcome", "applied")]
+        ),
+        1.0
     );
 }
 
@@ -278,7 +310,7 @@ async fn retention_keeps_exactly_keep_plans() {
         std::fs::write(world.plans_dir().join(format!("{old}.txt")), "").unwrap();
     }
     let output = world.cli(&["run", "--once"]).await;
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_incomplete_for_the_down_relay(&output);
     let plans = world.plan_files();
     let names: Vec<String> = plans
         .iter()
