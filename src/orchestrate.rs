@@ -298,6 +298,7 @@ fn log_tick(config: &Config, report: &TickReport) {
         already_applied = report.count(Outcome::AlreadyApplied),
         stale = report.count(Outcome::Stale),
         failed = report.count(Outcome::Failed),
+        not_begun = report.apply.as_ref().map_or(0, |a| a.not_begun),
         skipped = plan.map_or(0, |p| p.skipped.len()),
         complete = plan.is_some_and(|p| p.complete),
         duration_ms,

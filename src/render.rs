@@ -432,13 +432,21 @@ pub fn render_report(report: &crate::apply::ApplyReport, style: Style) -> String
             backup.display()
         );
     }
-    let line = format!(
-        "Apply complete: {} applied, {} already applied, {} stale, {} failed.",
+    let counts = format!(
+        "{} applied, {} already applied, {} stale, {} failed",
         report.count(Outcome::Applied),
         report.count(Outcome::AlreadyApplied),
         report.count(Outcome::Stale),
         report.count(Outcome::Failed),
     );
+    let line = if report.not_begun == 0 {
+        format!("Apply complete: {counts}.")
+    } else {
+        format!(
+            "Apply stopped: {counts}, {} not begun (left for the next run).",
+            report.not_begun
+        )
+    };
     let paint = if report.succeeded() {
         Paint::Bold
     } else {
@@ -615,6 +623,39 @@ mod tests {
         AuthTagSource, AvatarSource, EventAfter, EventBefore, Plan, RepublishReason,
     };
     use crate::planfile::StoreIdentity;
+
+    #[test]
+    fn a_stopped_apply_says_how_many_actions_were_not_begun() {
+        use crate::apply::{ActionResult, ApplyReport};
+        use crate::core::apply::Outcome;
+        let mut report = ApplyReport {
+            results: vec![ActionResult {
+                id: format!("republish_profile:{}", "a".repeat(64)),
+                kind: "republish_profile",
+                agent: "a".repeat(64),
+                name: "Ada".into(),
+                outcome: Outcome::Applied,
+                reason: None,
+                event_id: None,
+            }],
+            skipped: Vec::new(),
+            journal: "plans/p.journal.jsonl".into(),
+            backup: None,
+            not_begun: 3,
+        };
+        let text = render_report(&report, Style::default());
+        assert!(
+            text.ends_with(
+                "Apply stopped: 1 applied, 0 already applied, 0 stale, 0 failed, 3 not begun (left for the next run).\n"
+            ),
+            "{text}"
+        );
+        assert!(!report.succeeded(), "a stopped apply is not a success");
+        report.not_begun = 0;
+        assert!(render_report(&report, Style::default())
+            .ends_with("Apply complete: 1 applied, 0 already applied, 0 stale, 0 failed.\n"));
+        assert!(report.succeeded());
+    }
 
     /// A `data:` URL of `len` bytes.
     fn data_url(len: usize, fill: char) -> String {

@@ -142,6 +142,90 @@ async fn daemon_ticks_every_second_plan_mode_changes_nothing_and_sigterm_exits_0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_in_apply_mode_stops_between_actions_and_the_event_in_flight_gets_its_ok() {
+    // Four legacy agents, each needing a backfill and a republish, on a
+    // relay that takes 1.5 s to answer each EVENT; one event in flight at a
+    // time. SIGTERM comes while the first event awaits its OK.
+    let world = World::generated(4).await;
+    let slow = FakeRelay::start(FakeBehaviour::SlowOk {
+        delay: Duration::from_millis(1500),
+        challenge: None,
+    })
+    .await;
+    let metrics = world.dir.path().join("reprofile.prom");
+    let text = std::fs::read_to_string(&world.config_path)
+        .unwrap()
+        .replace(&world.relay_url, slow.url())
+        .replace(
+            "publish_timeout_secs = 5",
+            "publish_timeout_secs = 5\nmax_publish_in_flight = 1",
+        );
+    std::fs::write(&world.config_path, text).unwrap();
+    append_config(
+        &world,
+        &format!(
+            "[schedule]\ncron = \"* * * * * *\"\nmode = \"apply\"\nshutdown_grace_secs = 10\nmetrics_file = \"{}\"",
+            metrics.display()
+        ),
+    );
+
+    let (mut child, rx) = tokio::task::block_in_place(|| spawn_daemon(&world));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while slow.event_ids().is_empty() {
+        assert!(Instant::now() < deadline, "no EVENT reached the relay");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sigterm(&child);
+    let status = tokio::task::block_in_place(|| wait_exit(&mut child, Duration::from_secs(10)));
+    assert_eq!(status.code(), Some(0));
+    let lines = tokio::task::block_in_place(|| {
+        collect_until(&rx, Duration::from_secs(5), |l| {
+            l.iter().any(|x| message(x) == "tick finished")
+        })
+    });
+
+    // Nothing was sent after the signal: the relay has the one event.
+    let sent = slow.event_ids();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    // The journal: the backfills (one store write, before the signal) and
+    // the republish whose event was in flight, confirmed by reading back.
+    let journal = reprofile::journal::read(&world.journal_files()[0]).unwrap();
+    let backfills: Vec<_> = journal
+        .iter()
+        .filter(|e| e.kind == "backfill_avatar")
+        .collect();
+    assert_eq!(backfills.len(), 4);
+    assert!(backfills.iter().all(|e| e.outcome == "applied"));
+    let republishes: Vec<_> = journal
+        .iter()
+        .filter(|e| e.kind == "republish_profile")
+        .collect();
+    assert_eq!(republishes.len(), 1, "{republishes:?}");
+    assert_eq!(republishes[0].outcome, "applied");
+    assert_eq!(republishes[0].event_id.as_deref(), Some(sent[0].as_str()));
+    // The tick says what was left, and is not a success.
+    let finished = lines
+        .iter()
+        .find(|l| message(l) == "tick finished")
+        .expect("the tick's summary line");
+    assert_eq!(finished["fields"]["applied"], 5);
+    assert_eq!(finished["fields"]["not_begun"], 3);
+    assert_eq!(metric(&metrics, "reprofile_last_tick_success", &[]), 0.0);
+    assert_eq!(
+        metric(
+            &metrics,
+            "reprofile_actions",
+            &[("type", "republish_profile"), ("outcome", "applied")]
+        ),
+        1.0
+    );
+    // The lock was released.
+    let store = std::fs::canonicalize(world.store_path()).unwrap();
+    reprofile::lock::ApplyLock::acquire(&reprofile::lock::lock_path(&store), "test")
+        .expect("the daemon released the store's lock");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tick_longer_than_the_interval_skips_the_next_tick_instead_of_overlapping() {
     let world = World::start().await;
     // The relay never sends EOSE: each tick waits its 2 s query timeout.
