@@ -369,14 +369,7 @@ async fn a_relay_gone_before_apply_fails_its_republishes_not_the_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_applies_with_auto_approve_and_refuses_without_a_terminal() {
     let world = World::start().await;
-    std::fs::write(
-        &world.config_path,
-        format!(
-            "{}\n[safety]\nmax_republish_fraction = 1.0\n",
-            std::fs::read_to_string(&world.config_path).unwrap()
-        ),
-    )
-    .unwrap();
+    world.append_config("[safety]\nmax_republish_fraction = 1.0");
     let original = std::fs::read(world.store_path()).unwrap();
     let refused = world.cli(&["apply"]).await;
     assert_eq!(refused.status.code(), Some(1));
@@ -412,14 +405,7 @@ async fn the_cli_applies_with_auto_approve_and_refuses_without_a_terminal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_without_a_plan_file_does_what_is_safe_and_exits_1_on_an_incomplete_snapshot() {
     let world = World::start().await;
-    std::fs::write(
-        &world.config_path,
-        format!(
-            "{}\n[safety]\nmax_republish_fraction = 1.0\n",
-            std::fs::read_to_string(&world.config_path).unwrap()
-        ),
-    )
-    .unwrap();
+    world.append_config("[safety]\nmax_republish_fraction = 1.0");
     let output = world.cli(&["apply", "--auto-approve"]).await;
     assert_incomplete_for_the_down_relay(&output);
     assert!(

@@ -15,11 +15,6 @@ use serde_json::Value;
 use crate::support::{FakeBehaviour, FakeRelay};
 use crate::world::{assert_incomplete_for_the_down_relay, stderr, stdout, World, DOWN_RELAY};
 
-fn append_config(world: &World, extra: &str) {
-    let text = std::fs::read_to_string(&world.config_path).unwrap();
-    std::fs::write(&world.config_path, format!("{text}\n{extra}\n")).unwrap();
-}
-
 /// Starts `reprofile run` with JSON logs; its stderr lines arrive on the channel.
 fn spawn_daemon(world: &World) -> (Child, mpsc::Receiver<Value>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_reprofile"))
@@ -101,10 +96,7 @@ fn count_finished(lines: &[Value]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_ticks_every_second_plan_mode_changes_nothing_and_sigterm_exits_0() {
     let world = World::start().await;
-    append_config(
-        &world,
-        "[schedule]\ncron = \"* * * * * *\"\nmode = \"plan\"",
-    );
+    world.append_config("[schedule]\ncron = \"* * * * * *\"\nmode = \"plan\"");
     let store_before = std::fs::read(world.store_path()).unwrap();
 
     let (mut child, rx) = tokio::task::block_in_place(|| spawn_daemon(&world));
@@ -161,9 +153,7 @@ async fn sigterm_in_apply_mode_stops_between_actions_and_the_event_in_flight_get
             "publish_timeout_secs = 5\nmax_publish_in_flight = 1",
         );
     std::fs::write(&world.config_path, text).unwrap();
-    append_config(
-        &world,
-        &format!(
+    world.append_config(&format!(
             "[schedule]\ncron = \"* * * * * *\"\nmode = \"apply\"\nshutdown_grace_secs = 10\nmetrics_file = \"{}\"",
             metrics.display()
         ),
@@ -235,10 +225,7 @@ async fn a_tick_longer_than_the_interval_skips_the_next_tick_instead_of_overlapp
         .replace(&world.relay_url, silent.url())
         .replace("query_timeout_secs = 5", "query_timeout_secs = 2");
     std::fs::write(&world.config_path, text).unwrap();
-    append_config(
-        &world,
-        "[schedule]\ncron = \"* * * * * *\"\nshutdown_grace_secs = 10",
-    );
+    world.append_config("[schedule]\ncron = \"* * * * * *\"\nshutdown_grace_secs = 10");
 
     let (mut child, rx) = tokio::task::block_in_place(|| spawn_daemon(&world));
     let lines = tokio::task::block_in_place(|| {
@@ -290,9 +277,7 @@ fn metric(path: &std::path::Path, name: &str, labels: &[(&str, &str)]) -> f64 {
 async fn run_once_in_apply_mode_converges_and_metrics_match_the_journal() {
     let world = World::start().await;
     let metrics = world.dir.path().join("reprofile.prom");
-    append_config(
-        &world,
-        &format!(
+    world.append_config(&format!(
             "[safety]\nmax_republish_fraction = 1.0\n\n[schedule]\nmode = \"apply\"\nmetrics_file = \"{}\"",
             metrics.display()
         ),
@@ -383,7 +368,7 @@ async fn run_once_in_apply_mode_converges_and_metrics_match_the_journal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_keeps_exactly_keep_plans() {
     let world = World::start().await;
-    append_config(&world, "[schedule]\nkeep_plans = 2");
+    world.append_config("[schedule]\nkeep_plans = 2");
     std::fs::create_dir_all(world.plans_dir()).unwrap();
     for old in [
         "plan-20200101T000000Z-00000000",

@@ -111,6 +111,12 @@ impl World {
         files
     }
 
+    /// Appends `extra` (TOML) to config.toml.
+    pub fn append_config(&self, extra: &str) {
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        std::fs::write(&self.config_path, format!("{text}\n{extra}\n")).unwrap();
+    }
+
     /// The resolved config.
     pub fn config(&self) -> Config {
         config::load(&self.config_path).expect("the world's config loads")
