@@ -261,12 +261,14 @@ pub struct Unread {
 }
 
 impl Unread {
-    /// The relays `plan` could not read, with why from `read_errors`.
+    /// The relays `plan` could not read, with why from `read_errors`; never
+    /// empty for an incomplete plan.
     pub fn of_plan(
         plan: &Plan,
         read_errors: &std::collections::BTreeMap<String, String>,
     ) -> Vec<Unread> {
-        plan.unread_relays()
+        let mut unread: Vec<Unread> = plan
+            .unread_relays()
             .into_iter()
             .map(|u| Unread {
                 why: read_errors.get(&u.relay).cloned(),
@@ -274,7 +276,18 @@ impl Unread {
                 agents: u.agents,
                 reason: u.reason,
             })
-            .collect()
+            .collect();
+        if unread.is_empty() && !plan.complete {
+            // Not reachable through the planner (a relay left unread is
+            // always named), but an incomplete plan must never exit 0.
+            unread.push(Unread {
+                relay: "(not named in the plan)".to_string(),
+                agents: 0,
+                reason: SkipReason::RelayUnreachable,
+                why: None,
+            });
+        }
+        unread
     }
 
     fn agents_text(&self) -> String {
@@ -779,4 +792,91 @@ fn parse_agent_arg(text: &str) -> anyhow::Result<String> {
                 "--agent {text:?} is not a pubkey; give 64 lower-case hex digits or an npub"
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::plan::Skip;
+
+    fn incomplete_plan(relay: Option<&str>) -> Plan {
+        Plan {
+            skipped: vec![Skip {
+                agent: "a".repeat(64),
+                name: "Ada".into(),
+                index: 0,
+                reason: SkipReason::RelayUnreachable,
+                detail: String::new(),
+                relay: relay.map(str::to_string),
+            }],
+            complete: false,
+            ..Plan::default()
+        }
+    }
+
+    #[test]
+    fn conclude_gives_1_for_problems_or_unread_relays_2_for_changes_and_0_otherwise() {
+        let unread = Unread::of_plan(&incomplete_plan(Some("ws://x")), &Default::default());
+        for (ending, code) in [
+            (Ending::default(), ExitCode::SUCCESS),
+            (
+                Ending {
+                    changes: true,
+                    ..Ending::default()
+                },
+                ExitCode::from(2),
+            ),
+            (
+                Ending {
+                    changes: true,
+                    unread: unread.clone(),
+                    ..Ending::default()
+                },
+                ExitCode::from(1),
+            ),
+            (
+                Ending {
+                    problems: true,
+                    ..Ending::default()
+                },
+                ExitCode::from(1),
+            ),
+            (
+                Ending {
+                    warnings: vec!["warning: w".into()],
+                    ..Ending::default()
+                },
+                ExitCode::SUCCESS,
+            ),
+        ] {
+            assert_eq!(conclude(Ok(ending)), code);
+        }
+        assert_eq!(
+            conclude(Err(anyhow::anyhow!("bad config"))),
+            ExitCode::from(1)
+        );
+        let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert_eq!(conclude(Err(pipe.into())), ExitCode::SUCCESS);
+    }
+
+    #[test]
+    fn an_incomplete_plan_always_names_at_least_one_unread_relay() {
+        let read_errors = [("ws://x".to_string(), "connection refused".to_string())].into();
+        let named = Unread::of_plan(&incomplete_plan(Some("ws://x")), &read_errors);
+        assert_eq!(
+            named[0].error_line(),
+            "error: relay ws://x could not be read (relay_unreachable; 1 agent not checked): connection refused"
+        );
+        assert_eq!(
+            named[0].warning_line(),
+            "warning: the plan is incomplete: relay ws://x could not be read when it was made (relay_unreachable; 1 agent not in the plan)"
+        );
+        let unnamed = Unread::of_plan(&incomplete_plan(None), &Default::default());
+        assert_eq!(unnamed.len(), 1, "an incomplete plan never exits 0");
+        let complete = Plan {
+            complete: true,
+            ..Plan::default()
+        };
+        assert!(Unread::of_plan(&complete, &Default::default()).is_empty());
+    }
 }
