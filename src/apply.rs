@@ -7,6 +7,11 @@
 //! outcome goes to the journal as it happens. The whole apply holds the
 //! store's lock. The engine decides nothing itself: preconditions, the event
 //! to sign, relay answers and the safety threshold are the core's.
+//!
+//! With a stop flag ([`ApplyOptions::stop`]), the flag is read between
+//! actions: before the backfills, before each relay's republishes, and by the
+//! publisher before each event it sends (`crate::orchestrate` tells the
+//! whole story of a SIGTERM).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -19,7 +24,8 @@ use nostr::{EventBuilder, Keys, Kind, PublicKey, Tag, Timestamp};
 use crate::config::Config;
 use crate::core::apply::{
     self as rules_apply, backfill_after_apply, backfill_outcome, check_backfill, check_republish,
-    confirm_publish, event_to_sign, republish_after_backfill, Outcome, Precheck, RecordNow,
+    confirm_publish, event_to_sign, republish_after_backfill, AboveSafetyThreshold, NotSignable,
+    Outcome, Precheck, RecordNow,
 };
 use crate::core::model::{AgentRecord, AvatarField, RelayObservation};
 use crate::core::nip_oa::parse_tag_json;
@@ -44,8 +50,11 @@ pub struct ApplyOptions {
     pub force: bool,
     /// A fault injected into the store write (tests).
     pub fault: InjectedFault,
-    /// Set to stop between actions (SIGTERM in the daemon): the action under
-    /// way finishes and is journaled; the rest are left for the next run.
+    /// Set to stop between actions (SIGTERM in the daemon): no new action
+    /// begins (no backfill write, no relay's batch, no further event of a
+    /// batch); events already sent get their OK or time out, are read back
+    /// and journaled. The actions not begun are neither done nor journaled
+    /// ([`ApplyReport::not_begun`]); the next run plans them again.
     pub stop: Option<Arc<AtomicBool>>,
 }
 
@@ -86,6 +95,8 @@ pub struct ApplyReport {
     pub journal: PathBuf,
     /// The store backup made before writing, if any.
     pub backup: Option<PathBuf>,
+    /// Actions of the plan not begun because the apply was asked to stop.
+    pub not_begun: usize,
 }
 
 impl ApplyReport {
@@ -94,9 +105,10 @@ impl ApplyReport {
         self.results.iter().filter(|r| r.outcome == outcome).count()
     }
 
-    /// True when every action was applied or already applied.
+    /// True when every action of the plan was applied or already applied
+    /// (an apply stopped before the end is not a success).
     pub fn succeeded(&self) -> bool {
-        !self.results.iter().any(|r| r.outcome.is_problem())
+        self.not_begun == 0 && !self.results.iter().any(|r| r.outcome.is_problem())
     }
 }
 
@@ -112,8 +124,8 @@ pub enum Refusal {
         configured: String,
     },
     /// Above the safety threshold.
-    #[error("{0}")]
-    Safety(String),
+    #[error(transparent)]
+    Safety(#[from] AboveSafetyThreshold),
 }
 
 fn canonical(path: &Path) -> PathBuf {
@@ -138,7 +150,7 @@ pub fn check_plan(config: &Config, doc: &PlanDocument, force: bool) -> Result<()
         config.safety.min_agents,
         force,
     )
-    .map_err(Refusal::Safety)
+    .map_err(Refusal::from)
 }
 
 struct Run<'a> {
@@ -317,33 +329,38 @@ pub async fn apply(
                 tracing::info!(relay, "stopping: the rest is left for the next run");
                 break;
             }
-            republish_on_relay(
-                &mut run,
-                config,
-                relay,
-                &actions,
-                &records,
-                service_keys.as_ref(),
-                &identities,
-            )
-            .await?;
+            let context = RelayContext {
+                records: &records,
+                service_keys: service_keys.as_ref(),
+                identities: &identities,
+                stop: &opts.stop,
+            };
+            republish_on_relay(&mut run, config, relay, &actions, &context).await?;
         }
     }
     recheck_backfills(&mut run, config, &backfills)?;
     run.journal.sync().ok();
     run.progress.finish();
 
-    let results = doc
+    let results: Vec<ActionResult> = doc
         .plan
         .actions
         .iter()
         .filter_map(|a| run.results.get(&a.id()).cloned())
         .collect();
+    let not_begun = doc.plan.actions.len() - results.len();
+    if not_begun > 0 {
+        tracing::info!(
+            not_begun,
+            "stopped: the actions not begun are left for the next run"
+        );
+    }
     Ok(ApplyReport {
         results,
         skipped: doc.plan.skipped.clone(),
         journal: run.journal.path().to_path_buf(),
         backup,
+        not_begun,
     })
 }
 
@@ -466,15 +483,28 @@ fn apply_backfills(
     Ok(backup)
 }
 
+/// Where a relay's republishes are published: the store's records (by
+/// pubkey), sign-in identities, the service key, and the stop flag.
+struct RelayContext<'a> {
+    records: &'a HashMap<String, AgentRecord>,
+    service_keys: Option<&'a Keys>,
+    identities: &'a Arc<BTreeMap<String, Vec<Identity>>>,
+    stop: &'a Option<Arc<AtomicBool>>,
+}
+
 async fn republish_on_relay(
     run: &mut Run<'_>,
     config: &Config,
     relay: &str,
     actions: &[&RepublishProfile],
-    records: &HashMap<String, AgentRecord>,
-    service_keys: Option<&Keys>,
-    identities: &Arc<BTreeMap<String, Vec<Identity>>>,
+    context: &RelayContext<'_>,
 ) -> anyhow::Result<()> {
+    let RelayContext {
+        records,
+        service_keys,
+        identities,
+        stop,
+    } = context;
     let authors: Vec<PublicKey> = actions
         .iter()
         .filter_map(|a| PublicKey::from_hex(&a.agent).ok())
@@ -544,7 +574,7 @@ async fn republish_on_relay(
                             },
                         ))
                     }
-                    Err(why) => run.finish(&whole, Outcome::Failed, Some(why), None)?,
+                    Err(why) => run.finish(&whole, Outcome::Failed, Some(why.to_string()), None)?,
                 }
             }
         }
@@ -563,6 +593,7 @@ async fn republish_on_relay(
         sign_in_as_author: current.auth_demanded,
         max_author_sessions: config.relay.max_author_sessions,
         tls: config.relay.tls.clone(),
+        stop: Option::clone(stop),
         ..PublishOptions::default()
     };
     let items: Vec<PublishItem> = to_publish.iter().map(|(_, item)| item.clone()).collect();
@@ -583,6 +614,8 @@ async fn republish_on_relay(
             Delivery::Failed(why) => {
                 run.finish(&whole, Outcome::Failed, Some(why), Some(event_id))?
             }
+            // Stopping: not begun, not journaled; the next run plans it again.
+            Delivery::NotSent => {}
         }
     }
     if to_confirm.is_empty() {
@@ -608,6 +641,20 @@ async fn republish_on_relay(
     Ok(())
 }
 
+/// Why a republish could not be signed (its action fails with this reason).
+#[derive(Debug, thiserror::Error)]
+enum SignError {
+    /// The core says it must not be signed now (D3, D4).
+    #[error(transparent)]
+    NotSignable(#[from] NotSignable),
+    /// A planned tag is not a tag nostr accepts.
+    #[error("a planned tag does not parse: {0}")]
+    Tag(nostr::event::tag::Error),
+    /// Signing itself failed.
+    #[error("cannot sign: {0}")]
+    Sign(nostr::event::builder::Error),
+}
+
 /// Signs the republish event with the agent's key (rule D1), as the core
 /// says it must be at `now` (D2 to D4).
 fn sign(
@@ -615,16 +662,16 @@ fn sign(
     keys: &Keys,
     now: u64,
     future_tolerance_secs: u64,
-) -> Result<nostr::Event, String> {
+) -> Result<nostr::Event, SignError> {
     let to_sign = event_to_sign(action, now, future_tolerance_secs)?;
     let tags = to_sign
         .tags
         .iter()
-        .map(|t| Tag::parse(t.clone()).map_err(|e| format!("a planned tag does not parse: {e}")))
-        .collect::<Result<Vec<Tag>, String>>()?;
+        .map(|t| Tag::parse(t.clone()).map_err(SignError::Tag))
+        .collect::<Result<Vec<Tag>, SignError>>()?;
     EventBuilder::new(Kind::from(to_sign.kind), to_sign.content)
         .tags(tags)
         .custom_created_at(Timestamp::from(to_sign.created_at))
         .sign_with_keys(keys)
-        .map_err(|e| format!("cannot sign: {e}"))
+        .map_err(SignError::Sign)
 }

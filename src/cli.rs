@@ -1,14 +1,16 @@
-//! The command line: parse, run, map errors to exit codes.
+//! The command line: parse, run, print, and map the ending to an exit code.
 //!
-//! Each command is a thin sequence of edge calls around the core: read config,
-//! gather a snapshot, plan, write and print. The rendering goes to stdout and
-//! logs (tracing) to stderr, so `reprofile plan > review.txt` works. Errors
-//! print as one line, `error: ...`, that says what is wrong and what to do.
+//! Each command is a thin sequence of calls around [`crate::orchestrate`]
+//! (snapshot, plan, write, apply): read config, call, print. The rendering
+//! goes to stdout and logs (tracing) to stderr, so `reprofile plan >
+//! review.txt` works. How a command ended is an [`Ending`] or an error, and
+//! one function, [`conclude`], turns either into the exit code and the lines
+//! on stderr: `error: ...` (one line that says what is wrong and what to do),
+//! one line per relay an incomplete snapshot could not read.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -16,9 +18,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::apply::{self, ApplyOptions};
 use crate::config::{self, Config, Environment, StoreOrigin};
 use crate::core::model::PlanMode;
+use crate::core::plan::{Plan, SkipReason};
 use crate::core::rules;
 use crate::discover::AppProfile;
-use crate::planfile::{self, PlanDocument, PlanKind, StoreIdentity};
+use crate::orchestrate::{apply_plan, make_plan, now_secs, one_line, TickReport};
+use crate::planfile::{self, PlanDocument};
 use crate::render::{self, Style};
 use crate::snapshot;
 
@@ -105,15 +109,17 @@ pub enum Command {
     /// Snapshot the store and the relays, write a plan to the plans folder, print it.
     ///
     /// Nothing is changed: the plan is for review (`show`) and for `apply`.
-    /// Agents whose relay cannot be read are listed as skipped and the plan
-    /// says `complete: false`.
+    /// Agents whose relay cannot be read are listed as skipped, the plan says
+    /// `complete: false`, and the command exits 1 after writing it, with one
+    /// line on stderr per relay it could not read.
     Plan {
         /// Write the plan JSON here (and its rendering beside it, .txt) instead
         /// of the plans folder.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
-        /// Exit 0 when there is nothing to do, 2 when the plan has actions, 1
-        /// when no plan could be made.
+        /// Exit 0 when the plan is complete and there is nothing to do, 2 when
+        /// it is complete and has actions, 1 on an error or when a relay could
+        /// not be read.
         #[arg(long)]
         detailed_exitcode: bool,
         /// Plan only this agent (pubkey hex or npub); repeat for more.
@@ -143,7 +149,9 @@ pub enum Command {
     /// PLANFILE, a fresh plan is written to the plans folder first.
     ///
     /// Exit code 0 when every action was applied or already applied, 1 when
-    /// any failed or was stale, or the apply was refused.
+    /// any failed or was stale, or the apply was refused; without a PLANFILE
+    /// also 1 when a relay could not be read (what could be done is done). A
+    /// saved plan that is incomplete is applied, with a warning.
     Apply {
         /// The plan to apply (JSON written by `plan`); without it, plan now.
         plan: Option<PathBuf>,
@@ -161,7 +169,7 @@ pub enum Command {
     /// else the relay's picture, else the runtime command's default; never
     /// the command's when the relay cannot be read), writes the migration
     /// plan to the plans folder, and applies it. Running it twice: the second
-    /// run finds nothing to do.
+    /// run finds nothing to do. Exit code as `apply`'s without a PLANFILE.
     Migrate {
         /// Print the migration plan and change nothing.
         #[arg(long)]
@@ -174,13 +182,16 @@ pub enum Command {
     ///
     /// Each tick snapshots, writes its plan to the plans folder and, with
     /// [schedule] mode = "apply", applies it as `apply --auto-approve` would.
-    /// Ticks never overlap; a failed tick is logged and the next one tries
-    /// again; SIGTERM or SIGINT let the running tick finish its current action
-    /// and exit 0. After each tick: a summary log line, plan retention
-    /// (keep_plans) and the metrics file (metrics_file), if configured.
+    /// Ticks never overlap; a failed or incomplete tick is logged and the next
+    /// one tries again; SIGTERM or SIGINT stop the running tick between
+    /// actions (events already sent get their answer, within
+    /// shutdown_grace_secs) and exit 0. After each tick: a summary log line,
+    /// plan retention (keep_plans) and the metrics file (metrics_file), if
+    /// configured.
     Run {
         /// One tick now, then exit (for cron, systemd timers and Kubernetes
-        /// CronJobs); the exit code is apply's (apply mode) or plan's.
+        /// CronJobs); the exit code is apply's without a PLANFILE (apply mode)
+        /// or plan's (plan mode): 1 when a relay could not be read.
         #[arg(long)]
         once: bool,
     },
@@ -190,7 +201,8 @@ pub enum Command {
     /// copy of the example world (examples/basic), seeds the relay with a
     /// drifted state, then runs `plan`, `apply` and `plan` again against it.
     /// Nothing inside the checkout is written; the output says where the
-    /// copies are.
+    /// copies are. The example world names a relay that is down on purpose:
+    /// the demo notes its unread agent and exits 0.
     Demo {
         /// Lay the world out in this folder instead of a new temporary one.
         #[arg(long, value_name = "DIR")]
@@ -251,32 +263,131 @@ pub fn main() -> ExitCode {
     if !cli.quiet {
         crate::progress::enable_on_terminal();
     }
-    match run(cli) {
-        Ok(code) => code,
-        Err(err) => {
-            // A closed stdout (`reprofile plan | head`) is not an error.
+    conclude(run(cli))
+}
+
+/// How a command that ran to its end came out; [`conclude`] makes it the
+/// exit code.
+#[derive(Debug, Default)]
+pub struct Ending {
+    /// Problems already reported on stdout (a failed or stale action, a
+    /// cancelled apply, a `validate` error): exit 1.
+    pub problems: bool,
+    /// `plan --detailed-exitcode` with actions: exit 2 (when complete).
+    pub changes: bool,
+    /// The relays a snapshot of this run could not read: exit 1, a line each.
+    pub unread: Vec<Unread>,
+    /// Lines for stderr that change no exit code (`warning: ...`).
+    pub warnings: Vec<String>,
+}
+
+/// A relay the snapshot could not read, as stderr names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unread {
+    /// The relay (after URL rewrite).
+    pub relay: String,
+    /// How many agents it left unchecked.
+    pub agents: usize,
+    /// `relay_unreachable` or `relay_auth_refused`.
+    pub reason: SkipReason,
+    /// What the relay edge said, when this run read it.
+    pub why: Option<String>,
+}
+
+impl Unread {
+    /// The relays `plan` could not read, with why from `read_errors`; never
+    /// empty for an incomplete plan.
+    pub fn of_plan(
+        plan: &Plan,
+        read_errors: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<Unread> {
+        let mut unread: Vec<Unread> = plan
+            .unread_relays()
+            .into_iter()
+            .map(|u| Unread {
+                why: read_errors.get(&u.relay).cloned(),
+                relay: u.relay,
+                agents: u.agents,
+                reason: u.reason,
+            })
+            .collect();
+        if unread.is_empty() && !plan.complete {
+            // Not reachable through the planner (a relay left unread is
+            // always named), but an incomplete plan must never exit 0.
+            unread.push(Unread {
+                relay: "(not named in the plan)".to_string(),
+                agents: 0,
+                reason: SkipReason::RelayUnreachable,
+                why: None,
+            });
+        }
+        unread
+    }
+
+    fn agents_text(&self) -> String {
+        if self.agents == 1 {
+            "1 agent".to_string()
+        } else {
+            format!("{} agents", self.agents)
+        }
+    }
+
+    /// The stderr line of a run whose snapshot could not read the relay.
+    pub fn error_line(&self) -> String {
+        format!(
+            "error: relay {} could not be read ({}; {} not checked): {}",
+            self.relay,
+            self.reason,
+            self.agents_text(),
+            self.why.as_deref().unwrap_or("no reason given")
+        )
+    }
+
+    /// The stderr line of applying a saved plan that could not read it.
+    pub fn warning_line(&self) -> String {
+        format!(
+            "warning: the plan is incomplete: relay {} could not be read when it was made ({}; {} not in the plan)",
+            self.relay,
+            self.reason,
+            self.agents_text()
+        )
+    }
+}
+
+/// The one place where a command's ending or error becomes the exit code
+/// and the lines on stderr: 0 done; 2 `--detailed-exitcode` and a complete
+/// plan with actions; 1 an error (one `error:` line), problems reported, or
+/// an incomplete snapshot (one `error:` line per unread relay). A closed
+/// stdout (`reprofile plan | head`) is not an error.
+pub fn conclude(result: anyhow::Result<Ending>) -> ExitCode {
+    match result {
+        Ok(ending) => {
+            for line in &ending.warnings {
+                eprintln!("{line}");
+            }
+            for unread in &ending.unread {
+                eprintln!("{}", unread.error_line());
+            }
+            if ending.problems || !ending.unread.is_empty() {
+                ExitCode::from(1)
+            } else if ending.changes {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(err)
             if err
                 .downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-            {
-                return ExitCode::SUCCESS;
-            }
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
             eprintln!("error: {}", one_line(&err));
             ExitCode::from(1)
         }
     }
-}
-
-/// An error and its causes on one line.
-pub fn one_line(err: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in err.chain() {
-        let text = cause.to_string().replace('\n', " ");
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-    }
-    parts.join(": ")
 }
 
 fn init_logging(cli: &Cli) {
@@ -308,14 +419,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
-}
-
-/// The current time in Unix seconds.
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Whether stdout gets colour: a terminal, and `NO_COLOR` unset.
@@ -385,7 +488,7 @@ fn tell_store(config: &Config, quiet: bool) {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(cli: Cli) -> anyhow::Result<Ending> {
     let args = ConfigArgs {
         config: cli.config,
         app_profile: cli.app_profile,
@@ -405,21 +508,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|a| parse_agent_arg(a))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let (doc, path) = runtime()?.block_on(make_plan(&config, &only, out.as_deref()))?;
+            let planned = runtime()?.block_on(make_plan(&config, &only, out.as_deref()))?;
             tell_store(&config, args.quiet);
             if let Some(html) = &html {
-                crate::review::html::save(&doc, html)
+                crate::review::html::save(&planned.doc, html)
                     .with_context(|| format!("cannot write the HTML review {}", html.display()))?;
             }
             let mut stdout = std::io::stdout().lock();
-            let large = doc.plan.actions.len() > render::LARGE_PLAN_ACTIONS;
+            let large = planned.doc.plan.actions.len() > render::LARGE_PLAN_ACTIONS;
             if summary || (large && !full) {
-                stdout.write_all(render::render_summary(&doc, stdout_style()).as_bytes())?;
+                stdout
+                    .write_all(render::render_summary(&planned.doc, stdout_style()).as_bytes())?;
                 writeln!(
                     stdout,
                     "The full rendering{} is in {} (`reprofile show` prints it{}).",
                     if summary { "" } else { " of this large plan" },
-                    path.with_extension("txt").display(),
+                    planned.path.with_extension("txt").display(),
                     if summary {
                         ""
                     } else {
@@ -427,17 +531,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     },
                 )?;
             } else {
-                stdout.write_all(render::render(&doc, stdout_style()).as_bytes())?;
+                stdout.write_all(render::render(&planned.doc, stdout_style()).as_bytes())?;
             }
-            writeln!(stdout, "Saved the plan to {}", path.display())?;
+            writeln!(stdout, "Saved the plan to {}", planned.path.display())?;
             if let Some(html) = &html {
                 writeln!(stdout, "Saved the HTML review to {}", html.display())?;
             }
             stdout.flush()?;
-            Ok(if detailed_exitcode && !doc.plan.is_empty() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
+            Ok(Ending {
+                changes: detailed_exitcode && !planned.doc.plan.is_empty(),
+                unread: Unread::of_plan(&planned.doc.plan, &planned.read_errors),
+                ..Ending::default()
             })
         }
         Command::Apply {
@@ -449,17 +553,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             require_approval_channel(auto_approve)?;
             let rt = runtime()?;
             let (doc, path, fresh) = match plan {
-                Some(path) => (planfile::read(&path)?, path, false),
+                Some(path) => (planfile::read(&path)?, path, None),
                 None => {
-                    let (doc, path) = rt.block_on(make_plan(&config, &[], None))?;
-                    (doc, path, true)
+                    let planned = rt.block_on(make_plan(&config, &[], None))?;
+                    (planned.doc, planned.path, Some(planned.read_errors))
                 }
             };
             rt.block_on(approve_and_apply(
                 &config,
                 &doc,
                 &path,
-                fresh,
+                fresh.as_ref(),
                 auto_approve,
                 force,
             ))
@@ -474,19 +578,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             config.policy.mode = PlanMode::BackfillOnly;
             let rt = runtime()?;
-            let (doc, path) = rt.block_on(make_plan(&config, &[], None))?;
+            let planned = rt.block_on(make_plan(&config, &[], None))?;
             if dry_run {
                 let mut stdout = std::io::stdout().lock();
-                stdout.write_all(render::render(&doc, stdout_style()).as_bytes())?;
-                writeln!(stdout, "Saved the migration plan to {}", path.display())?;
+                stdout.write_all(render::render(&planned.doc, stdout_style()).as_bytes())?;
+                writeln!(
+                    stdout,
+                    "Saved the migration plan to {}",
+                    planned.path.display()
+                )?;
                 writeln!(stdout, "Dry run: nothing was changed.")?;
-                return Ok(ExitCode::SUCCESS);
+                return Ok(Ending {
+                    unread: Unread::of_plan(&planned.doc.plan, &planned.read_errors),
+                    ..Ending::default()
+                });
             }
             rt.block_on(approve_and_apply(
                 &config,
-                &doc,
-                &path,
-                true,
+                &planned.doc,
+                &planned.path,
+                Some(&planned.read_errors),
                 auto_approve,
                 false,
             ))
@@ -495,20 +606,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(&args)?;
             let rt = runtime()?;
             if once {
-                Ok(rt.block_on(crate::schedule::run_once(&config)))
+                tick_ending(rt.block_on(crate::schedule::run_once(&config)))
             } else {
-                rt.block_on(crate::schedule::run_daemon(config))
+                rt.block_on(crate::schedule::run_daemon(config))?;
+                Ok(Ending::default())
             }
         }
         Command::Validate => validate(&args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "reprofile", &mut std::io::stdout());
-            Ok(ExitCode::SUCCESS)
+            Ok(Ending::default())
         }
         Command::Demo { dir } => {
-            runtime()?.block_on(crate::demo::run(dir.as_deref()))?;
-            Ok(ExitCode::SUCCESS)
+            runtime()?.block_on(crate::demo::run(dir.as_deref(), stdout_style()))?;
+            Ok(Ending::default())
         }
         Command::Show {
             plan,
@@ -546,13 +658,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             stdout.flush()?;
-            Ok(ExitCode::SUCCESS)
+            Ok(Ending::default())
         }
     }
 }
 
+/// `run --once`: a failed tick is its error; otherwise problems when an
+/// action failed, was stale or was left undone, and the unread relays.
+fn tick_ending(mut report: TickReport) -> anyhow::Result<Ending> {
+    if let Some(error) = report.error.take() {
+        return Err(error);
+    }
+    Ok(Ending {
+        problems: report.apply.as_ref().is_some_and(|a| !a.succeeded()),
+        unread: report
+            .plan
+            .as_ref()
+            .map(|d| Unread::of_plan(&d.plan, &report.read_errors))
+            .unwrap_or_default(),
+        ..Ending::default()
+    })
+}
+
 /// `validate`: every problem of config and stores, without the network.
-fn validate(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
+fn validate(args: &ConfigArgs) -> anyhow::Result<Ending> {
     use crate::core::validate::{validate_records, Severity};
     use crate::store::{read_agent_store, read_persona_store};
     let mut out = std::io::stdout().lock();
@@ -564,7 +693,10 @@ fn validate(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
                 out,
                 "The config has a problem; the stores were not checked."
             )?;
-            return Ok(ExitCode::from(1));
+            return Ok(Ending {
+                problems: true,
+                ..Ending::default()
+            });
         }
     };
     match &config.source {
@@ -644,10 +776,9 @@ fn validate(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
         warnings,
         if warnings == 1 { "" } else { "s" }
     )?;
-    Ok(if errors == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    Ok(Ending {
+        problems: errors > 0,
+        ..Ending::default()
     })
 }
 
@@ -663,24 +794,39 @@ fn require_approval_channel(auto_approve: bool) -> anyhow::Result<()> {
 }
 
 /// Shows the plan, asks for approval unless `auto_approve`, applies it and
-/// prints the report. Exit code 0 when every action was applied or already
-/// applied, 1 otherwise.
+/// prints the report. `fresh` is `Some` (why each unread relay was not read)
+/// for a plan this run just made and wrote, `None` for a saved plan, whose
+/// incompleteness is repeated as warnings. Problems when an action failed or
+/// was stale, or the apply was cancelled.
 async fn approve_and_apply(
     config: &Config,
     doc: &PlanDocument,
     path: &Path,
-    fresh: bool,
+    fresh: Option<&std::collections::BTreeMap<String, String>>,
     auto_approve: bool,
     force: bool,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<Ending> {
+    let mut ending = match fresh {
+        Some(read_errors) => Ending {
+            unread: Unread::of_plan(&doc.plan, read_errors),
+            ..Ending::default()
+        },
+        None => Ending {
+            warnings: Unread::of_plan(&doc.plan, &Default::default())
+                .iter()
+                .map(Unread::warning_line)
+                .collect(),
+            ..Ending::default()
+        },
+    };
     let style = stdout_style();
     let mut stdout = std::io::stdout();
     stdout.write_all(render::render(doc, style).as_bytes())?;
-    if fresh {
+    if fresh.is_some() {
         writeln!(stdout, "Saved the plan to {}", path.display())?;
     }
     if doc.plan.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(ending);
     }
     apply::check_plan(config, doc, force)?;
     if !auto_approve {
@@ -694,11 +840,12 @@ async fn approve_and_apply(
         std::io::stdin().read_line(&mut answer)?;
         if answer.trim() != "yes" {
             writeln!(stdout, "\nApply cancelled: nothing was changed.")?;
-            return Ok(ExitCode::from(1));
+            ending.problems = true;
+            return Ok(ending);
         }
     }
     writeln!(stdout)?;
-    let report = apply::apply(
+    let report = apply_plan(
         config,
         doc,
         path,
@@ -706,16 +853,12 @@ async fn approve_and_apply(
             force,
             ..ApplyOptions::default()
         },
-        &now_secs,
     )
     .await?;
     stdout.write_all(render::render_report(&report, style).as_bytes())?;
     stdout.flush()?;
-    Ok(if report.succeeded() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    ending.problems = !report.succeeded();
+    Ok(ending)
 }
 
 /// Accepts a pubkey as 64 hex digits or as an npub.
@@ -733,38 +876,89 @@ fn parse_agent_arg(text: &str) -> anyhow::Result<String> {
         })
 }
 
-/// Takes a snapshot, plans it and writes the plan (to `out` or the plans folder).
-pub async fn make_plan(
-    config: &Config,
-    only: &[String],
-    out: Option<&Path>,
-) -> anyhow::Result<(PlanDocument, PathBuf)> {
-    let gathered = snapshot::gather(config, only).await?;
-    let now = now_secs();
-    let plan = rules::plan(&gathered.snapshot, &config.policy, now);
-    // The plan holds what it needs; the snapshot is dropped before writing.
-    let gathered = snapshot::Gathered {
-        snapshot: Default::default(),
-        ..gathered
-    };
-    let kind = match config.policy.mode {
-        PlanMode::Full => PlanKind::Reconcile,
-        PlanMode::BackfillOnly => PlanKind::Migrate,
-    };
-    let store_path =
-        std::fs::canonicalize(&gathered.store.path).unwrap_or_else(|_| gathered.store.path.clone());
-    let doc = PlanDocument {
-        created_at: now,
-        kind,
-        store: StoreIdentity {
-            path: store_path.display().to_string(),
-            sha256: gathered.store.digest.clone(),
-            records: gathered.store.records,
-        },
-        plan,
-    };
-    let rendering = render::render(&doc, Style::default());
-    let path = planfile::write(&doc, &config.plans_dir, out, &rendering)
-        .context("cannot write the plan")?;
-    Ok((doc, path))
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::plan::Skip;
+
+    fn incomplete_plan(relay: Option<&str>) -> Plan {
+        Plan {
+            skipped: vec![Skip {
+                agent: "a".repeat(64),
+                name: "Ada".into(),
+                index: 0,
+                reason: SkipReason::RelayUnreachable,
+                detail: String::new(),
+                relay: relay.map(str::to_string),
+            }],
+            complete: false,
+            ..Plan::default()
+        }
+    }
+
+    #[test]
+    fn conclude_gives_1_for_problems_or_unread_relays_2_for_changes_and_0_otherwise() {
+        let unread = Unread::of_plan(&incomplete_plan(Some("ws://x")), &Default::default());
+        for (ending, code) in [
+            (Ending::default(), ExitCode::SUCCESS),
+            (
+                Ending {
+                    changes: true,
+                    ..Ending::default()
+                },
+                ExitCode::from(2),
+            ),
+            (
+                Ending {
+                    changes: true,
+                    unread: unread.clone(),
+                    ..Ending::default()
+                },
+                ExitCode::from(1),
+            ),
+            (
+                Ending {
+                    problems: true,
+                    ..Ending::default()
+                },
+                ExitCode::from(1),
+            ),
+            (
+                Ending {
+                    warnings: vec!["warning: w".into()],
+                    ..Ending::default()
+                },
+                ExitCode::SUCCESS,
+            ),
+        ] {
+            assert_eq!(conclude(Ok(ending)), code);
+        }
+        assert_eq!(
+            conclude(Err(anyhow::anyhow!("bad config"))),
+            ExitCode::from(1)
+        );
+        let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert_eq!(conclude(Err(pipe.into())), ExitCode::SUCCESS);
+    }
+
+    #[test]
+    fn an_incomplete_plan_always_names_at_least_one_unread_relay() {
+        let read_errors = [("ws://x".to_string(), "connection refused".to_string())].into();
+        let named = Unread::of_plan(&incomplete_plan(Some("ws://x")), &read_errors);
+        assert_eq!(
+            named[0].error_line(),
+            "error: relay ws://x could not be read (relay_unreachable; 1 agent not checked): connection refused"
+        );
+        assert_eq!(
+            named[0].warning_line(),
+            "warning: the plan is incomplete: relay ws://x could not be read when it was made (relay_unreachable; 1 agent not in the plan)"
+        );
+        let unnamed = Unread::of_plan(&incomplete_plan(None), &Default::default());
+        assert_eq!(unnamed.len(), 1, "an incomplete plan never exits 0");
+        let complete = Plan {
+            complete: true,
+            ..Plan::default()
+        };
+        assert!(Unread::of_plan(&complete, &Default::default()).is_empty());
+    }
 }

@@ -7,6 +7,13 @@
 //! configured URL rewrite, applies the plan, and plans again (which ends with
 //! `No changes.` for everything but the agents left for a person). It writes
 //! nothing inside the checkout, and says where the copies are.
+//!
+//! The example world names a relay that is down on purpose
+//! ([`EXAMPLE_DEAD_RELAY`]), to show an unreadable relay. Its plans are
+//! therefore incomplete, which makes `plan` exit 1; the demo says so in a
+//! note and exits 0, since that relay is dead by design. Any other relay it
+//! cannot read (the embedded one) is an error. The steps go through
+//! [`crate::orchestrate`], as the commands do.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,16 +24,19 @@ use nostr::{Event, JsonUtil};
 use nostr_relay_builder::prelude::{LocalRelay, RateLimit, RelayBuilder};
 use nostr_sdk::Client;
 
-use crate::apply::{apply, ApplyOptions};
-use crate::cli::{make_plan, now_secs, stdout_style};
+use crate::apply::ApplyOptions;
 use crate::config;
-use crate::render;
+use crate::orchestrate::{apply_plan, make_plan, Planned};
+use crate::render::{self, Style};
 
 const STORE: &str = include_str!("../examples/basic/managed-agents.json");
 const PERSONAS: &str = include_str!("../examples/basic/personas.json");
 const SEED: &str = include_str!("../examples/basic/relay-seed.jsonl");
 /// The relay URL the example store's records name for the live relay.
 const EXAMPLE_RELAY: &str = "ws://127.0.0.1:7777";
+/// The relay the example store names for an agent whose relay is down, on
+/// purpose: nothing listens on port 9.
+pub const EXAMPLE_DEAD_RELAY: &str = "ws://127.0.0.1:9";
 
 /// The example's seed events.
 pub fn seed_events() -> anyhow::Result<Vec<Event>> {
@@ -130,9 +140,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)
 }
 
-/// Runs the demo; `keep_dir` is where the world is laid out (a new temp
-/// folder when `None`).
-pub async fn run(keep_dir: Option<&Path>) -> anyhow::Result<()> {
+/// Runs the demo, printing to stdout in `style`; `keep_dir` is where the
+/// world is laid out (a new temp folder when `None`). An error when a step
+/// fails, when the apply does not succeed, or when a relay other than
+/// [`EXAMPLE_DEAD_RELAY`] cannot be read.
+pub async fn run(keep_dir: Option<&Path>, style: Style) -> anyhow::Result<()> {
     let dir = match keep_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)
@@ -157,25 +169,17 @@ pub async fn run(keep_dir: Option<&Path>) -> anyhow::Result<()> {
             dir.display()
         )?;
         writeln!(out, "$ reprofile --config {} plan\n", config_path.display())?;
-        let style = stdout_style();
-        let (doc, plan_path) = make_plan(&config, &[], None).await?;
-        out.write_all(render::render(&doc, style).as_bytes())?;
-        writeln!(out, "Saved the plan to {}", plan_path.display())?;
+        let first = make_plan(&config, &[], None).await?;
+        out.write_all(render::render(&first.doc, style).as_bytes())?;
+        writeln!(out, "Saved the plan to {}", first.path.display())?;
 
         writeln!(
             out,
             "\n$ reprofile --config {} apply {} --auto-approve\n",
             config_path.display(),
-            plan_path.display()
+            first.path.display()
         )?;
-        let report = apply(
-            &config,
-            &doc,
-            &plan_path,
-            &ApplyOptions::default(),
-            &now_secs,
-        )
-        .await?;
+        let report = apply_plan(&config, &first.doc, &first.path, &ApplyOptions::default()).await?;
         out.write_all(render::render_report(&report, style).as_bytes())?;
 
         writeln!(
@@ -183,18 +187,61 @@ pub async fn run(keep_dir: Option<&Path>) -> anyhow::Result<()> {
             "\n$ reprofile --config {} plan\n",
             config_path.display()
         )?;
-        let (again, again_path) = make_plan(&config, &[], None).await?;
-        out.write_all(render::render(&again, style).as_bytes())?;
-        writeln!(out, "Saved the plan to {}", again_path.display())?;
+        let again = make_plan(&config, &[], None).await?;
+        out.write_all(render::render(&again.doc, style).as_bytes())?;
+        writeln!(out, "Saved the plan to {}", again.path.display())?;
         writeln!(
             out,
             "\nThe store copy is {} (its backup beside it); the plans and journals are in {}.",
             config.agents.display(),
             config.plans_dir.display()
         )?;
+        for planned in [&first, &again] {
+            check_only_the_dead_relay_unread(planned)?;
+        }
+        let unread = again.doc.plan.unread_relays();
+        if let Some(dead) = unread.first() {
+            writeln!(
+                out,
+                "\nNote: the example world names a relay that is down on purpose ({}), so {} not \
+                 read and the plans say they are incomplete. `plan` exits 1 on an incomplete \
+                 snapshot; the demo exits 0, because this relay is dead by design.",
+                dead.relay,
+                if dead.agents == 1 {
+                    "its agent was".to_string()
+                } else {
+                    format!("its {} agents were", dead.agents)
+                }
+            )?;
+        }
+        anyhow::ensure!(
+            report.succeeded(),
+            "the demo's apply did not succeed (see its report above)"
+        );
         anyhow::Ok(())
     }
     .await;
     relay.shutdown();
     result
+}
+
+/// The demo's plans may leave only the example's dead relay unread.
+fn check_only_the_dead_relay_unread(planned: &Planned) -> anyhow::Result<()> {
+    match planned
+        .doc
+        .plan
+        .unread_relays()
+        .into_iter()
+        .find(|u| u.relay != EXAMPLE_DEAD_RELAY)
+    {
+        Some(unread) => Err(anyhow::anyhow!(
+            "the demo could not read the relay {}: {}",
+            unread.relay,
+            planned
+                .read_errors
+                .get(&unread.relay)
+                .map_or("no reason given", String::as_str)
+        )),
+        None => Ok(()),
+    }
 }

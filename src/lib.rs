@@ -11,6 +11,7 @@ pub mod demo;
 pub mod discover;
 pub mod journal;
 pub mod lock;
+pub mod orchestrate;
 pub mod planfile;
 pub mod progress;
 pub mod protocol;

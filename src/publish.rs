@@ -38,6 +38,12 @@
 //!   the profiles back anyway); the rest go on over a new connection, at most
 //!   [`MAX_RECONNECTS`] times per batch.
 //!
+//! - **Stopping.** With [`PublishOptions::stop`] set, no new EVENT is sent
+//!   once the flag is up (nor sent again after `rate-limited:` or
+//!   `auth-required:`), and with `sign_in_as_author` no new connection is
+//!   started; events already sent get their OK or time out. What was not
+//!   sent is [`Delivery::NotSent`].
+//!
 //! Everything is bounded: each event has a deadline per attempt, retries and
 //! reconnects are capped, relay-supplied text is capped in length. Keys are
 //! used to sign AUTH events and are never logged. The client (and with it
@@ -46,6 +52,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nostr::{Event, EventBuilder, EventId, Keys, PublicKey};
@@ -78,6 +85,9 @@ const MAX_AUTH_DEMANDS: u32 = 3;
 
 /// Longest piece of relay-supplied text kept in a delivery.
 const MAX_RELAY_TEXT_CHARS: usize = 300;
+
+/// How often a publisher waiting on the relay looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(100);
 
 pub use crate::protocol::write::Delivery;
 
@@ -119,6 +129,14 @@ pub struct PublishOptions {
     pub max_author_sessions: usize,
     /// Whom `wss://` relays are trusted by.
     pub tls: crate::tls::Tls,
+    /// Once set, nothing new is sent (see the module's "Stopping").
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl PublishOptions {
+    fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
 }
 
 impl Default for PublishOptions {
@@ -132,6 +150,7 @@ impl Default for PublishOptions {
             sign_in_as_author: false,
             max_author_sessions: 16,
             tls: crate::tls::Tls::default(),
+            stop: None,
         }
     }
 }
@@ -191,6 +210,9 @@ async fn publish_as_authors(
         let opts = opts.clone();
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
+            if opts.stopping() {
+                return (job, Delivery::NotSent);
+            }
             let mut session = AuthorPublish::new(
                 event,
                 identity,
@@ -411,6 +433,12 @@ impl<'a> Batch<'a> {
         let mut reconnects = 0;
         let tls = &self.opts.tls;
         loop {
+            if self.opts.stopping() {
+                self.send_no_more();
+                if self.remaining == 0 {
+                    return;
+                }
+            }
             let mut link = match connect(url, self.opts.connect_timeout, channel_size, tls).await {
                 Ok(link) => link,
                 Err(reason) if reconnects == 0 => {
@@ -484,6 +512,9 @@ impl<'a> Batch<'a> {
                 self.jobs[job].state = JobState::Ready;
                 self.ready.push_back(job);
             }
+            if self.opts.stopping() {
+                self.send_no_more();
+            }
             if self.remaining == 0 {
                 return LinkEnd::Finished;
             }
@@ -496,6 +527,11 @@ impl<'a> Batch<'a> {
                 // but never wait forever.
                 self.fail_remaining("internal error: nothing left to wait for");
                 return LinkEnd::Finished;
+            };
+            // A stop must be seen while waiting, not only at the next answer.
+            let wake = match self.opts.stop {
+                Some(_) => wake.min(Instant::now() + STOP_POLL),
+                None => wake,
             };
             match tokio::time::timeout_at(wake, link.notifications.recv()).await {
                 Err(_) => {}
@@ -898,6 +934,22 @@ impl<'a> Batch<'a> {
                 self.ready.push_front(job);
             }
         }
+    }
+
+    /// Stopping: every job that is not awaiting its OK right now ends as
+    /// [`Delivery::NotSent`]; the ones in flight go on to their OK or time
+    /// out.
+    fn send_no_more(&mut self) {
+        for job in 0..self.jobs.len() {
+            if matches!(
+                self.jobs[job].state,
+                JobState::Ready | JobState::Backoff | JobState::AwaitingAuth
+            ) {
+                self.finish(job, Delivery::NotSent);
+            }
+        }
+        self.ready.clear();
+        self.backoff.clear();
     }
 
     /// Fails every job not yet done.

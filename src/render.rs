@@ -7,7 +7,7 @@
 //! `String`; colour is a choice of the caller (terminal, `NO_COLOR`).
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use similar::{ChangeTag, TextDiff};
@@ -105,14 +105,9 @@ pub fn render(doc: &PlanDocument, style: Style) -> String {
 
     render_skipped(&mut out, doc, style);
 
-    let unreadable: BTreeSet<&str> = plan
-        .skipped
-        .iter()
-        .filter(|s| s.reason.is_relay_unknown())
-        .filter_map(|s| s.relay.as_deref())
-        .collect();
     if !plan.complete {
-        let list: Vec<&str> = unreadable.into_iter().collect();
+        let unread = plan.unread_relays();
+        let list: Vec<&str> = unread.iter().map(|u| u.relay.as_str()).collect();
         let _ =
             writeln!(
             out,
@@ -478,13 +473,21 @@ pub fn render_report(report: &crate::apply::ApplyReport, style: Style) -> String
             backup.display()
         );
     }
-    let line = format!(
-        "Apply complete: {} applied, {} already applied, {} stale, {} failed.",
+    let counts = format!(
+        "{} applied, {} already applied, {} stale, {} failed",
         report.count(Outcome::Applied),
         report.count(Outcome::AlreadyApplied),
         report.count(Outcome::Stale),
         report.count(Outcome::Failed),
     );
+    let line = if report.not_begun == 0 {
+        format!("Apply complete: {counts}.")
+    } else {
+        format!(
+            "Apply stopped: {counts}, {} not begun (left for the next run).",
+            report.not_begun
+        )
+    };
     let paint = if report.succeeded() {
         Paint::Bold
     } else {
@@ -539,18 +542,10 @@ pub fn render_summary(doc: &PlanDocument, style: Style) -> String {
         if plan.complete {
             "yes".to_string()
         } else {
-            let unreadable: BTreeSet<&str> = plan
-                .skipped
-                .iter()
-                .filter(|x| x.reason.is_relay_unknown())
-                .filter_map(|x| x.relay.as_deref())
-                .collect();
+            let unread: Vec<String> = plan.unread_relays().into_iter().map(|u| u.relay).collect();
             style.paint(
                 Paint::Warn,
-                &format!(
-                    "no (unreadable: {})",
-                    unreadable.into_iter().collect::<Vec<_>>().join(", ")
-                ),
+                &format!("no (unreadable: {})", unread.join(", ")),
             )
         }
     );
@@ -669,6 +664,39 @@ mod tests {
         AuthTagSource, AvatarSource, EventAfter, EventBefore, Plan, RepublishReason,
     };
     use crate::planfile::StoreIdentity;
+
+    #[test]
+    fn a_stopped_apply_says_how_many_actions_were_not_begun() {
+        use crate::apply::{ActionResult, ApplyReport};
+        use crate::core::apply::Outcome;
+        let mut report = ApplyReport {
+            results: vec![ActionResult {
+                id: format!("republish_profile:{}", "a".repeat(64)),
+                kind: "republish_profile",
+                agent: "a".repeat(64),
+                name: "Ada".into(),
+                outcome: Outcome::Applied,
+                reason: None,
+                event_id: None,
+            }],
+            skipped: Vec::new(),
+            journal: "plans/p.journal.jsonl".into(),
+            backup: None,
+            not_begun: 3,
+        };
+        let text = render_report(&report, Style::default());
+        assert!(
+            text.ends_with(
+                "Apply stopped: 1 applied, 0 already applied, 0 stale, 0 failed, 3 not begun (left for the next run).\n"
+            ),
+            "{text}"
+        );
+        assert!(!report.succeeded(), "a stopped apply is not a success");
+        report.not_begun = 0;
+        assert!(render_report(&report, Style::default())
+            .ends_with("Apply complete: 1 applied, 0 already applied, 0 stale, 0 failed.\n"));
+        assert!(report.succeeded());
+    }
 
     /// A `data:` URL of `len` bytes.
     fn data_url(len: usize, fill: char) -> String {

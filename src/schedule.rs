@@ -1,61 +1,33 @@
 //! `reprofile run`: the scheduled maintenance job.
 //!
-//! A daemon fires ticks on a cron schedule (tokio-cron-scheduler). Each tick
-//! takes a fresh snapshot, writes its plan to the plans folder and, in apply
-//! mode, applies it with the same engine as `apply --auto-approve`. Ticks
-//! never overlap (a tick that fires while one runs is skipped and logged), a
-//! failing tick is logged and the next one tries again, and SIGTERM/SIGINT
-//! stop scheduling, let the running tick finish its current action (bounded
-//! wait) and exit 0. After each tick: one summary log line, plan retention,
-//! and a Prometheus text file for monitoring. `run --once` is one tick now.
+//! A daemon fires ticks on a cron schedule (tokio-cron-scheduler); each tick
+//! is [`crate::orchestrate::tick`] (a fresh snapshot, its plan written to the
+//! plans folder and, in apply mode, applied as `apply --auto-approve` would).
+//! Ticks never overlap (a tick that fires while one runs is skipped and
+//! logged), a failing or incomplete tick is logged and the next one tries
+//! again, and SIGTERM/SIGINT stop the scheduling and stop the running tick
+//! between actions (bounded wait, then exit 0; [`crate::orchestrate`] says
+//! exactly what happens). After each tick: plan retention and a Prometheus
+//! text file for monitoring. `run --once` is one tick now. This module owns
+//! the schedule, the counters and the metrics; it plans and applies nothing
+//! itself.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use rand::Rng;
 use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
-use crate::apply::{apply, ApplyOptions, ApplyReport};
-use crate::cli::{make_plan, now_secs};
-use crate::config::{Config, ScheduleMode};
+use crate::config::Config;
 use crate::core::apply::Outcome;
 use crate::core::plan::{Action, SkipReason};
-use crate::planfile::{self, write_atomic, PlanDocument};
-
-/// What one tick did.
-#[derive(Debug, Default)]
-pub struct TickReport {
-    /// Start (Unix seconds).
-    pub started: u64,
-    /// End (Unix seconds).
-    pub finished: u64,
-    /// Wall time.
-    pub duration: Duration,
-    /// The plan it made, when it made one.
-    pub plan: Option<PlanDocument>,
-    /// The apply, in apply mode with actions.
-    pub apply: Option<ApplyReport>,
-    /// Why the tick failed, when it did.
-    pub error: Option<String>,
-}
-
-impl TickReport {
-    /// True when the tick made its plan and every applied action succeeded.
-    pub fn succeeded(&self) -> bool {
-        self.error.is_none() && self.apply.as_ref().is_none_or(ApplyReport::succeeded)
-    }
-
-    fn count(&self, outcome: Outcome) -> usize {
-        self.apply.as_ref().map_or(0, |a| a.count(outcome))
-    }
-}
+use crate::orchestrate::{tick, Stop, TickReport};
+use crate::planfile::{self, write_atomic};
 
 /// Counters kept across ticks.
 #[derive(Debug, Default, Clone)]
@@ -70,55 +42,16 @@ pub struct Counters {
     pub last_success: Option<u64>,
 }
 
-/// Runs one tick: plan, and apply in apply mode.
-pub async fn tick(config: &Config, stop: &Arc<AtomicBool>) -> TickReport {
-    let clock = Instant::now();
-    let started = now_secs();
-    let mut report = TickReport {
-        started,
-        ..TickReport::default()
-    };
-    tracing::info!(mode = ?config.schedule.mode, "tick started");
-    match make_plan(config, &[], None).await {
-        Err(err) => report.error = Some(crate::cli::one_line(&err)),
-        Ok((doc, path)) => {
-            if config.schedule.mode == ScheduleMode::Apply && !doc.plan.is_empty() {
-                let opts = ApplyOptions {
-                    stop: Some(stop.clone()),
-                    ..ApplyOptions::default()
-                };
-                match apply(config, &doc, &path, &opts, &now_secs).await {
-                    Ok(applied) => report.apply = Some(applied),
-                    Err(err) => report.error = Some(crate::cli::one_line(&err)),
-                }
-            }
-            report.plan = Some(doc);
+impl Counters {
+    /// Counts a tick that ran.
+    fn count(&mut self, report: &TickReport) {
+        self.ticks += 1;
+        if report.succeeded() {
+            self.last_success = Some(report.finished);
+        } else {
+            self.failed += 1;
         }
     }
-    report.finished = now_secs();
-    report.duration = clock.elapsed();
-    let skipped = report.plan.as_ref().map_or(0, |d| d.plan.skipped.len());
-    let planned = report.plan.as_ref().map_or(0, |d| d.plan.actions.len());
-    match &report.error {
-        None => tracing::info!(
-            mode = ?config.schedule.mode,
-            planned,
-            applied = report.count(Outcome::Applied),
-            already_applied = report.count(Outcome::AlreadyApplied),
-            stale = report.count(Outcome::Stale),
-            failed = report.count(Outcome::Failed),
-            skipped,
-            duration_ms = report.duration.as_millis() as u64,
-            "tick finished"
-        ),
-        Some(error) => tracing::error!(
-            mode = ?config.schedule.mode,
-            duration_ms = report.duration.as_millis() as u64,
-            error = error.as_str(),
-            "tick failed; the next tick tries again"
-        ),
-    }
-    report
 }
 
 /// After a tick: retention and the metrics file. Problems here are logged,
@@ -174,7 +107,7 @@ pub fn metrics_text(report: &TickReport, counters: &Counters) -> String {
     gauge(
         &mut out,
         "reprofile_last_tick_success",
-        "1 when the last tick made its plan and every action succeeded.",
+        "1 when the last tick read every relay it needed and every action succeeded.",
         "gauge",
         &one(if report.succeeded() { 1.0 } else { 0.0 }),
     );
@@ -294,9 +227,9 @@ pub fn metrics_text(report: &TickReport, counters: &Counters) -> String {
 
 /// Waits a random delay of up to `jitter` before a tick, in short slices so
 /// that a stop request is seen at once. Returns false when asked to stop.
-async fn jitter_wait(jitter: Duration, stop: &AtomicBool) -> bool {
+async fn jitter_wait(jitter: Duration, stop: &Stop) -> bool {
     if jitter.is_zero() {
-        return !stop.load(Ordering::SeqCst);
+        return !stop.requested();
     }
     let delay = jitter.mul_f64(rand::thread_rng().gen_range(0.0..1.0));
     tracing::debug!(
@@ -305,46 +238,32 @@ async fn jitter_wait(jitter: Duration, stop: &AtomicBool) -> bool {
     );
     let until = tokio::time::Instant::now() + delay;
     while tokio::time::Instant::now() < until {
-        if stop.load(Ordering::SeqCst) {
+        if stop.requested() {
             return false;
         }
         let slice = Duration::from_millis(100).min(until - tokio::time::Instant::now());
         tokio::time::sleep(slice).await;
     }
-    !stop.load(Ordering::SeqCst)
+    !stop.requested()
 }
 
-/// `run --once`: one tick (after the configured jitter), its retention and
-/// metrics; the exit code of `apply` (apply mode) or `plan` (plan mode).
-pub async fn run_once(config: &Config) -> ExitCode {
-    let stop = Arc::new(AtomicBool::new(false));
+/// `run --once`: one tick now (after the configured jitter), its retention
+/// and metrics. The caller turns the report into the exit code.
+pub async fn run_once(config: &Config) -> TickReport {
+    let stop = Stop::default();
     jitter_wait(config.schedule.jitter, &stop).await;
     let report = tick(config, &stop).await;
-    let mut counters = Counters {
-        ticks: 1,
-        ..Counters::default()
-    };
-    if report.succeeded() {
-        counters.last_success = Some(report.finished);
-    } else {
-        counters.failed = 1;
-    }
+    let mut counters = Counters::default();
+    counters.count(&report);
     after_tick(config, &report, &counters);
-    if let Some(error) = &report.error {
-        eprintln!("error: {error}");
-    }
-    if report.succeeded() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    report
 }
 
 struct Shared {
     config: Config,
     busy: Mutex<()>,
     counters: std::sync::Mutex<Counters>,
-    stop: Arc<AtomicBool>,
+    stop: Stop,
 }
 
 async fn scheduled_tick(shared: Arc<Shared>) {
@@ -359,19 +278,16 @@ async fn scheduled_tick(shared: Arc<Shared>) {
     let report = tick(&shared.config, &shared.stop).await;
     let counters = {
         let mut counters = shared.counters.lock().expect("counters");
-        counters.ticks += 1;
-        if report.succeeded() {
-            counters.last_success = Some(report.finished);
-        } else {
-            counters.failed += 1;
-        }
+        counters.count(&report);
         counters.clone()
     };
     after_tick(&shared.config, &report, &counters);
 }
 
-/// The daemon: ticks on the configured cron schedule until SIGTERM or SIGINT.
-pub async fn run_daemon(config: Config) -> anyhow::Result<ExitCode> {
+/// The daemon: ticks on the configured cron schedule until SIGTERM or SIGINT
+/// (what then happens is told in [`crate::orchestrate`]). Returns when
+/// stopped; an error is a start-up problem.
+pub async fn run_daemon(config: Config) -> anyhow::Result<()> {
     let cron = config.schedule.cron.clone().with_context(|| {
         format!(
             "[schedule] cron is not set in {}; add e.g. cron = \"0 */15 * * * *\", or use `run --once` from an outside scheduler",
@@ -385,13 +301,9 @@ pub async fn run_daemon(config: Config) -> anyhow::Result<ExitCode> {
         config,
         busy: Mutex::new(()),
         counters: std::sync::Mutex::new(Counters::default()),
-        stop: Arc::new(AtomicBool::new(false)),
+        stop: Stop::default(),
     });
-
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .context("cannot listen for SIGINT")?;
+    let signal = shared.stop.on_signals()?;
 
     let mut scheduler = JobScheduler::new()
         .await
@@ -415,15 +327,8 @@ pub async fn run_daemon(config: Config) -> anyhow::Result<ExitCode> {
         .context("cannot start the scheduler")?;
     tracing::info!(cron = cron.as_str(), timezone = %timezone, mode = ?mode, "scheduler started");
 
-    let signal = tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
-    };
-    tracing::info!(
-        signal,
-        "stopping: no new ticks; the running tick finishes its current action"
-    );
-    shared.stop.store(true, Ordering::SeqCst);
+    // The stop is requested (and logged) by the signal's task.
+    let _ = signal.await;
     let _ = scheduler.shutdown().await;
     match tokio::time::timeout(grace, shared.busy.lock()).await {
         Ok(_) => tracing::info!("stopped"),
@@ -432,5 +337,5 @@ pub async fn run_daemon(config: Config) -> anyhow::Result<ExitCode> {
             "the running tick did not finish within the grace period; exiting (its journal is true so far)"
         ),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -30,12 +30,12 @@ use nostr_relay_builder::prelude::{
     LocalRelay, MemoryDatabase, MemoryDatabaseOptions, RateLimit, RelayBuilder,
 };
 use reprofile::apply::{apply, ApplyOptions};
-use reprofile::cli::{make_plan, now_secs};
 use reprofile::config;
 use reprofile::core::content::{merge_content, ProfileContent};
 use reprofile::core::model::RelayObservation;
 use reprofile::core::plan::Action;
 use reprofile::core::{nip_oa, rules};
+use reprofile::orchestrate::{make_plan, now_secs, Planned};
 use reprofile::publish::{publish_all, Delivery, PublishItem, PublishOptions};
 use reprofile::snapshot;
 
@@ -751,7 +751,11 @@ async fn on_relay(
     // make_plan once (also renders and writes the plan file).
     mem::reset_peak();
     let started = Instant::now();
-    let (doc, plan_path) = make_plan(&config, &[], None).await?;
+    let Planned {
+        doc,
+        path: plan_path,
+        ..
+    } = make_plan(&config, &[], None).await?;
     let time = started.elapsed();
     let plan_bytes = std::fs::metadata(&plan_path).map(|m| m.len()).unwrap_or(0);
     report.push(Row {
@@ -1107,7 +1111,11 @@ async fn apply_rows(
     log(opts, format!("{label}{tag}: apply of {k} republishes"));
     let config_path = world::lay_out(dir, &set.store, url)?;
     let config = config::load(&config_path)?;
-    let (doc, plan_path) = make_plan(&config, &[], None).await?;
+    let Planned {
+        doc,
+        path: plan_path,
+        ..
+    } = make_plan(&config, &[], None).await?;
     let planned = doc
         .plan
         .actions
@@ -1233,7 +1241,7 @@ fn child_plan_run(exe: &Path, config_path: &Path) -> anyhow::Result<(u64, f64)> 
 pub async fn child_plan_run_main(config_path: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let config = config::load(config_path)?;
-    let (doc, _) = make_plan(&config, &[], None).await?;
+    let Planned { doc, .. } = make_plan(&config, &[], None).await?;
     let secs = started.elapsed().as_secs_f64();
     let peak = mem::peak_kb().unwrap_or(0);
     println!(

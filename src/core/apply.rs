@@ -265,6 +265,28 @@ pub struct EventToSign {
     pub created_at: u64,
 }
 
+/// Why a planned republish must not be signed now (rules D3 and D4 at apply
+/// time).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotSignable {
+    /// D3: the new `created_at` would be beyond the future tolerance.
+    #[error("the new event would be dated {created_at}, beyond the {tolerance_secs} s future tolerance (clock_skew)")]
+    ClockSkew {
+        /// The `created_at` rule D3 gives.
+        created_at: u64,
+        /// `[policy] future_tolerance_secs`.
+        tolerance_secs: u64,
+    },
+    /// D4: the planned auth tag is not valid at the new `created_at`.
+    #[error("the auth tag is not valid for an event dated {created_at}: {error}; make a new plan")]
+    AuthTagInvalid {
+        /// The `created_at` rule D3 gives.
+        created_at: u64,
+        /// What is wrong with the tag.
+        error: nip_oa::AuthTagError,
+    },
+}
+
 /// Builds the event to sign at `now`, or says why it must not be published:
 /// beyond the future tolerance (D3) or an auth tag no longer valid at the new
 /// `created_at` (D4).
@@ -272,16 +294,17 @@ pub fn event_to_sign(
     action: &RepublishProfile,
     now: u64,
     future_tolerance_secs: u64,
-) -> Result<EventToSign, String> {
+) -> Result<EventToSign, NotSignable> {
     let replaces = action
         .before
         .as_ref()
         .map(|_| action.after.created_at_above);
     let created_at = next_created_at(now, replaces);
     if created_at > now.saturating_add(future_tolerance_secs) {
-        return Err(format!(
-            "the new event would be dated {created_at}, beyond the {future_tolerance_secs} s future tolerance (clock_skew)"
-        ));
+        return Err(NotSignable::ClockSkew {
+            created_at,
+            tolerance_secs: future_tolerance_secs,
+        });
     }
     for tag in action
         .after
@@ -289,11 +312,8 @@ pub fn event_to_sign(
         .iter()
         .filter(|t| t.first().is_some_and(|n| n == "auth"))
     {
-        if let Err(err) = nip_oa::check_for_event(tag, &action.agent, 0, created_at) {
-            return Err(format!(
-                "the auth tag is not valid for an event dated {created_at}: {err}; make a new plan"
-            ));
-        }
+        nip_oa::check_for_event(tag, &action.agent, 0, created_at)
+            .map_err(|error| NotSignable::AuthTagInvalid { created_at, error })?;
     }
     Ok(EventToSign {
         kind: 0,
@@ -373,6 +393,23 @@ impl Backoff {
     }
 }
 
+/// A plan above the safety threshold.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "the plan would republish {republish} of {store_agents} agents ({percent:.0}%), more than \
+     [safety] max_republish_fraction = {max_fraction}; review the plan and pass --force to \
+     apply it anyway",
+    percent = *republish as f64 / *store_agents as f64 * 100.0
+)]
+pub struct AboveSafetyThreshold {
+    /// Republishes in the plan.
+    pub republish: usize,
+    /// Records in the store when planned.
+    pub store_agents: usize,
+    /// `[safety] max_republish_fraction`.
+    pub max_fraction: f64,
+}
+
 /// The safety threshold (like octoDNS's): refuse a plan that would republish
 /// more than `max_fraction` of the store's agents, when the store has at
 /// least `min_agents`, unless forced.
@@ -382,19 +419,18 @@ pub fn safety_check(
     max_fraction: f64,
     min_agents: usize,
     force: bool,
-) -> Result<(), String> {
+) -> Result<(), AboveSafetyThreshold> {
     let republish = plan.summary().republish;
     if force || store_agents < min_agents || store_agents == 0 {
         return Ok(());
     }
     let fraction = republish as f64 / store_agents as f64;
     if fraction > max_fraction {
-        return Err(format!(
-            "the plan would republish {republish} of {store_agents} agents ({:.0}%), more than \
-             [safety] max_republish_fraction = {max_fraction}; review the plan and pass --force \
-             to apply it anyway",
-            fraction * 100.0
-        ));
+        return Err(AboveSafetyThreshold {
+            republish,
+            store_agents,
+            max_fraction,
+        });
     }
     Ok(())
 }
@@ -645,8 +681,12 @@ mod tests {
         let action = republish(Some("e1"));
         assert_eq!(event_to_sign(&action, 1000, 900).unwrap().created_at, 1000);
         assert_eq!(event_to_sign(&action, 50, 900).unwrap().created_at, 101);
-        assert!(
-            event_to_sign(&action, 50, 10).is_err(),
+        assert_eq!(
+            event_to_sign(&action, 50, 10),
+            Err(NotSignable::ClockSkew {
+                created_at: 101,
+                tolerance_secs: 10
+            }),
             "beyond the tolerance"
         );
         assert_eq!(event_to_sign(&republish(None), 7, 0).unwrap().created_at, 7);
@@ -701,7 +741,21 @@ mod tests {
             plan.actions
                 .push(crate::core::plan::Action::RepublishProfile(republish(None)));
         }
-        assert!(safety_check(&plan, 10, 0.3, 10, false).is_err());
+        let refused = safety_check(&plan, 10, 0.3, 10, false).unwrap_err();
+        assert_eq!(
+            refused,
+            AboveSafetyThreshold {
+                republish: 4,
+                store_agents: 10,
+                max_fraction: 0.3
+            }
+        );
+        assert!(
+            refused
+                .to_string()
+                .starts_with("the plan would republish 4 of 10 agents (40%), more than [safety] max_republish_fraction = 0.3;"),
+            "{refused}"
+        );
         assert!(safety_check(&plan, 10, 0.3, 10, true).is_ok());
         assert!(
             safety_check(&plan, 9, 0.3, 10, false).is_ok(),

@@ -321,6 +321,19 @@ pub struct Plan {
     pub agents: usize,
 }
 
+/// A relay the plan could not read: the agents skipped for it (rules B3 and
+/// C5) are what makes a plan incomplete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadRelay {
+    /// The relay (after URL rewrite).
+    pub relay: String,
+    /// How many agents were skipped because of it.
+    pub agents: usize,
+    /// `relay_auth_refused` when any of them was refused sign-in, else
+    /// `relay_unreachable`.
+    pub reason: SkipReason,
+}
+
 /// Counts for the plan's summary line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Summary {
@@ -356,5 +369,72 @@ impl Plan {
     /// True when there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
+    }
+
+    /// The relays that could not be read, by URL: one entry per relay whose
+    /// agents were skipped as `relay_unreachable` or `relay_auth_refused`.
+    pub fn unread_relays(&self) -> Vec<UnreadRelay> {
+        let mut by_relay: std::collections::BTreeMap<&str, UnreadRelay> = Default::default();
+        for skip in self.skipped.iter().filter(|s| s.reason.is_relay_unknown()) {
+            let Some(relay) = skip.relay.as_deref() else {
+                continue;
+            };
+            let entry = by_relay.entry(relay).or_insert_with(|| UnreadRelay {
+                relay: relay.to_string(),
+                agents: 0,
+                reason: SkipReason::RelayUnreachable,
+            });
+            entry.agents += 1;
+            if skip.reason == SkipReason::RelayAuthRefused {
+                entry.reason = SkipReason::RelayAuthRefused;
+            }
+        }
+        by_relay.into_values().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skip(agent: &str, reason: SkipReason, relay: Option<&str>) -> Skip {
+        Skip {
+            agent: agent.into(),
+            name: agent.into(),
+            index: 0,
+            reason,
+            detail: String::new(),
+            relay: relay.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn unread_relays_count_the_agents_skipped_for_each_relay_and_nothing_else() {
+        let plan = Plan {
+            skipped: vec![
+                skip("a", SkipReason::RelayUnreachable, Some("ws://b")),
+                skip("b", SkipReason::RelayAuthRefused, Some("ws://a")),
+                skip("c", SkipReason::RelayUnreachable, Some("ws://a")),
+                skip("d", SkipReason::NoAvatar, Some("ws://c")),
+                skip("e", SkipReason::RelayUnreachable, Some("ws://b")),
+            ],
+            ..Plan::default()
+        };
+        assert_eq!(
+            plan.unread_relays(),
+            vec![
+                UnreadRelay {
+                    relay: "ws://a".into(),
+                    agents: 2,
+                    reason: SkipReason::RelayAuthRefused
+                },
+                UnreadRelay {
+                    relay: "ws://b".into(),
+                    agents: 2,
+                    reason: SkipReason::RelayUnreachable
+                },
+            ]
+        );
+        assert!(Plan::default().unread_relays().is_empty());
     }
 }

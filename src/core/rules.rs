@@ -84,17 +84,27 @@ pub fn is_pubkey_hex(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// Why a relay URL is not usable (rule A4).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RelayUrlError {
+    /// Nothing but white space.
+    #[error("relay_url is empty")]
+    Empty,
+    /// Not a ws:// or wss:// URL; the parser's words.
+    #[error("relay_url is not a ws:// or wss:// URL ({0})")]
+    NotWebSocket(String),
+}
+
 /// Checks a relay URL (rule A4): it must parse as a ws:// or wss:// URL.
 /// Returns the URL as nostr writes it, or why it is not usable.
-pub fn parse_relay_url(text: &str) -> Result<String, String> {
+pub fn parse_relay_url(text: &str) -> Result<String, RelayUrlError> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return Err("relay_url is empty".to_string());
+        return Err(RelayUrlError::Empty);
     }
-    match RelayUrl::parse(trimmed) {
-        Ok(url) => Ok(url.to_string()),
-        Err(err) => Err(format!("relay_url is not a ws:// or wss:// URL ({err})")),
-    }
+    RelayUrl::parse(trimmed)
+        .map(|url| url.to_string())
+        .map_err(|err| RelayUrlError::NotWebSocket(err.to_string()))
 }
 
 /// The `created_at` of a republish (rule D3): `now`, or one second after the
@@ -287,7 +297,7 @@ fn decide(
         );
     }
     if let Err(problem) = parse_relay_url(&record.relay_url) {
-        return Outcome::Skip(SkipReason::InvalidRelayUrl, problem);
+        return Outcome::Skip(SkipReason::InvalidRelayUrl, problem.to_string());
     }
     let relay = agent
         .relay

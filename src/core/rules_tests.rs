@@ -212,6 +212,11 @@ fn rule_a4_relay_url_not_ws_or_wss_skips_invalid_relay_url() {
         assert_eq!(only_skip(&plan).0, SkipReason::InvalidRelayUrl, "{url:?}");
     }
     assert!(parse_relay_url("wss://relay.example/path").is_ok());
+    assert_eq!(parse_relay_url("  "), Err(RelayUrlError::Empty));
+    assert!(matches!(
+        parse_relay_url("http://relay.example"),
+        Err(RelayUrlError::NotWebSocket(_))
+    ));
 }
 
 #[test]

@@ -95,7 +95,7 @@ pub fn validate_records(
         }
         if let Err(problem) = parse_relay_url(&record.relay_url) {
             if !field_error("relay_url") {
-                add(Severity::Error, problem);
+                add(Severity::Error, problem.to_string());
             }
         }
         if is_pubkey_hex(&record.pubkey) {

@@ -21,7 +21,7 @@ use crate::support::buzz::{
 const PROFILE: &str = r#"{"display_name":"Seeded","picture":"https://img.example/a.png"}"#;
 
 fn now() -> u64 {
-    reprofile::cli::now_secs()
+    reprofile::orchestrate::now_secs()
 }
 
 fn closed_relay(owner: &Keys) -> BuzzMode {

@@ -749,7 +749,13 @@ async fn the_buzz_app_store_plans_and_applies_with_fizz_carried_intact() {
     let records: Vec<serde_json::Value> = serde_json::from_str(&original).unwrap();
     let fizz = fizz_avatar();
 
-    let (doc, plan_path) = reprofile::cli::make_plan(&config, &[], None).await.unwrap();
+    let reprofile::orchestrate::Planned {
+        doc,
+        path: plan_path,
+        ..
+    } = reprofile::orchestrate::make_plan(&config, &[], None)
+        .await
+        .unwrap();
     let mut planned: Vec<(String, String)> = doc
         .plan
         .actions
@@ -826,7 +832,7 @@ async fn the_buzz_app_store_plans_and_applies_with_fizz_carried_intact() {
         &doc,
         &plan_path,
         &crate::world::forced(),
-        &reprofile::cli::now_secs,
+        &reprofile::orchestrate::now_secs,
     )
     .await
     .unwrap();
@@ -881,6 +887,9 @@ async fn the_buzz_app_store_plans_and_applies_with_fizz_carried_intact() {
         other => panic!("{other:?}"),
     }
 
-    let (again, _) = reprofile::cli::make_plan(&config, &[], None).await.unwrap();
+    let reprofile::orchestrate::Planned { doc: again, .. } =
+        reprofile::orchestrate::make_plan(&config, &[], None)
+            .await
+            .unwrap();
     assert!(again.plan.actions.is_empty(), "{:#?}", again.plan.actions);
 }

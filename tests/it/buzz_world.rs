@@ -16,11 +16,11 @@ use std::path::PathBuf;
 
 use nostr::{Keys, PublicKey};
 use reprofile::apply::{apply, ApplyReport};
-use reprofile::cli::{make_plan, now_secs};
 use reprofile::config::{self, Config};
 use reprofile::core::apply::Outcome;
 use reprofile::core::model::RelayObservation;
 use reprofile::core::plan::{Action, AvatarSource};
+use reprofile::orchestrate::{make_plan, now_secs, Planned};
 use reprofile::relay::read_profiles;
 use reprofile::snapshot::read_options;
 use serde_json::{json, Value};
@@ -69,7 +69,7 @@ impl BuzzWorld {
 
     async fn plan_and_apply(&self) -> (reprofile::planfile::PlanDocument, PathBuf, ApplyReport) {
         let config = self.config();
-        let (doc, path) = make_plan(&config, &[], None).await.expect("plan");
+        let Planned { doc, path, .. } = make_plan(&config, &[], None).await.expect("plan");
         let report = apply(&config, &doc, &path, &forced(), &now_secs)
             .await
             .expect("apply");
@@ -389,7 +389,7 @@ async fn buzz_read_tries_another_identity_on_a_new_connection_when_one_is_refuse
     .await;
     agents.push(member.clone());
     let world = BuzzWorld::new(&relay, &agents, json!([]), "");
-    let (doc, _) = make_plan(&world.config(), &[], None).await.expect("plan");
+    let Planned { doc, .. } = make_plan(&world.config(), &[], None).await.expect("plan");
     assert!(doc.plan.complete, "{:#?}", doc.plan.skipped);
     assert_eq!(doc.plan.unchanged, vec![member.pubkey()]);
     assert_eq!(
@@ -418,7 +418,7 @@ async fn buzz_read_refused_for_every_identity_skips_relay_auth_refused_with_the_
         },
     ];
     let world = BuzzWorld::new(&relay, &agents, json!([]), "");
-    let (doc, _) = make_plan(&world.config(), &[], None).await.expect("plan");
+    let Planned { doc, .. } = make_plan(&world.config(), &[], None).await.expect("plan");
     assert!(
         !doc.plan.complete,
         "an unread relay makes the plan incomplete"
@@ -451,7 +451,7 @@ async fn buzz_read_refused_for_every_identity_skips_relay_auth_refused_with_the_
         json!([]),
         &format!("auth_key_file = {:?}\n", key_file.display().to_string()),
     );
-    let (doc, _) = make_plan(&with_key.config(), &[], None)
+    let Planned { doc, .. } = make_plan(&with_key.config(), &[], None)
         .await
         .expect("plan");
     assert!(doc.plan.complete, "{:#?}", doc.plan.skipped);

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::world::{json_files, stderr, stdout, World};
+use crate::world::{assert_incomplete_for_the_down_relay, json_files, stderr, stdout, World};
 
 const SUMMARY: &str = "Plan: 7 to republish, 5 to backfill, 1 unchanged, 4 skipped.";
 const FIXTURE_NSECS: [&str; 2] = [
@@ -12,10 +12,11 @@ const FIXTURE_NSECS: [&str; 2] = [
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_plan_detailed_exitcode_is_2_with_actions_and_writes_the_plan() {
+async fn cli_plan_detailed_exitcode_is_1_for_an_incomplete_snapshot_and_the_plan_is_still_written()
+{
     let world = World::start().await;
     let output = world.cli(&["plan", "--detailed-exitcode"]).await;
-    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_incomplete_for_the_down_relay(&output);
     let text = stdout(&output);
     assert!(text.contains(SUMMARY), "{text}");
     assert!(text.contains("Warning: 1 relay could not be read (ws://127.0.0.1:9)"));
@@ -44,22 +45,60 @@ async fn cli_plan_detailed_exitcode_is_2_with_actions_and_writes_the_plan() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_plan_of_an_agent_in_sync_exits_0_with_no_changes() {
+async fn cli_plan_with_its_only_relay_down_exits_1_with_no_changes_detailed_or_not() {
+    // Before: "No changes" and exit 0, which cron read as healthy although
+    // nothing was checked.
     let world = World::start().await;
-    let ok_agent = "ee96457d1818b32114c49e2544fc1f4d5e1b0022d2983d9326714922284450fd";
-    let output = world
-        .cli(&["plan", "--detailed-exitcode", "--agent", ok_agent])
-        .await;
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert!(stdout(&output).contains("No changes. Every agent profile matches its record."));
+    let unreachable = "4d190eeef5b644e1df6a651121aaca6a83c6ebe67513c41fea31530dc6999090";
+    for detailed in [true, false] {
+        let mut args = vec!["plan", "--agent", unreachable];
+        if detailed {
+            args.push("--detailed-exitcode");
+        }
+        let output = world.cli(&args).await;
+        assert_incomplete_for_the_down_relay(&output);
+        assert!(
+            stdout(&output).contains("No changes. 0 unchanged, 1 skipped"),
+            "{}",
+            stdout(&output)
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_plan_without_detailed_exitcode_exits_0_and_out_writes_there() {
+async fn cli_plan_detailed_exitcode_of_a_complete_plan_is_0_without_actions_and_2_with() {
+    let world = World::start().await;
+    // Agents of the live relay only, so each plan is complete.
+    for (agent, code, summary) in [
+        (
+            "ee96457d1818b32114c49e2544fc1f4d5e1b0022d2983d9326714922284450fd",
+            0,
+            "No changes. Every agent profile matches its record.",
+        ),
+        (
+            "6d43c424cf1376a34c672aa7bef7b559ffd9f56a4cc4ec31b2285696b0810c48",
+            2,
+            "Plan: 1 to republish, 0 to backfill, 0 unchanged, 0 skipped.",
+        ),
+    ] {
+        let output = world
+            .cli(&["plan", "--detailed-exitcode", "--agent", agent])
+            .await;
+        assert_eq!(output.status.code(), Some(code), "{}", stderr(&output));
+        assert!(!stderr(&output).contains("error:"), "{}", stderr(&output));
+        assert!(stdout(&output).contains(summary), "{}", stdout(&output));
+        let newest = world.plan_files().pop().unwrap();
+        let plan: Value = serde_json::from_str(&std::fs::read_to_string(newest).unwrap()).unwrap();
+        assert_eq!(plan["complete"], true);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_plan_out_writes_there_and_an_incomplete_plan_exits_1_without_detailed_exitcode() {
     let world = World::start().await;
     let out = world.dir.path().join("review/p.json");
     let output = world.cli(&["plan", "--out", out.to_str().unwrap()]).await;
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_incomplete_for_the_down_relay(&output);
     assert!(out.exists() && out.with_extension("txt").exists());
     assert!(
         world.plan_files().is_empty(),
@@ -71,7 +110,7 @@ async fn cli_plan_without_detailed_exitcode_exits_0_and_out_writes_there() {
 async fn cli_show_renders_a_saved_plan_and_its_json() {
     let world = World::start().await;
     let output = world.cli(&["plan"]).await;
-    assert!(output.status.success());
+    assert_incomplete_for_the_down_relay(&output);
     let plan_path = world.plan_files().pop().unwrap();
     let plan_arg = plan_path.to_str().unwrap();
 
@@ -205,7 +244,7 @@ async fn cli_bad_input_gets_a_one_line_error_and_nothing_is_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_show_refuses_edited_foreign_or_newer_plans() {
     let world = World::start().await;
-    assert!(world.cli(&["plan"]).await.status.success());
+    assert_incomplete_for_the_down_relay(&world.cli(&["plan"]).await);
     let plan_path = world.plan_files().pop().unwrap();
     let text = std::fs::read_to_string(&plan_path).unwrap();
     let cases = [
@@ -330,10 +369,19 @@ async fn cli_demo_plans_applies_and_ends_with_no_changes() {
         dir.path().into(),
     )
     .await;
-    assert!(output.status.success(), "{}", stderr(&output));
+    // The example world's relay that is down on purpose leaves its plans
+    // incomplete; the demo says so and still exits 0.
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("error:"), "{}", stderr(&output));
     let text = stdout(&output);
     assert!(text.contains("Apply complete: 12 applied, 0 already applied, 0 stale, 0 failed."));
     assert!(text.contains("No changes. 11 unchanged, 4 skipped (listed above)."));
+    assert!(
+        text.contains(
+            "Note: the example world names a relay that is down on purpose (ws://127.0.0.1:9)"
+        ),
+        "{text}"
+    );
     stable_settings(dir.path()).bind(|| insta::assert_snapshot!("demo", text));
 
     // The same folder again: one line naming the file, and nothing changed.
@@ -360,7 +408,7 @@ async fn cli_validate_lists_every_problem_and_show_summary_fits_one_screen() {
     let validate = stdout(&output);
     assert!(validate.ends_with("2 errors, 8 warnings.\n"), "{validate}");
 
-    assert!(world.cli(&["plan"]).await.status.success());
+    assert_incomplete_for_the_down_relay(&world.cli(&["plan"]).await);
     let plan = world.plan_files().pop().unwrap();
     let output = world
         .cli(&["show", plan.to_str().unwrap(), "--summary"])

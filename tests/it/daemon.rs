@@ -13,12 +13,7 @@ use reprofile::core::apply::Outcome;
 use serde_json::Value;
 
 use crate::support::{FakeBehaviour, FakeRelay};
-use crate::world::{stderr, stdout, World};
-
-fn append_config(world: &World, extra: &str) {
-    let text = std::fs::read_to_string(&world.config_path).unwrap();
-    std::fs::write(&world.config_path, format!("{text}\n{extra}\n")).unwrap();
-}
+use crate::world::{assert_incomplete_for_the_down_relay, stderr, stdout, World, DOWN_RELAY};
 
 /// Starts `reprofile run` with JSON logs; its stderr lines arrive on the channel.
 fn spawn_daemon(world: &World) -> (Child, mpsc::Receiver<Value>) {
@@ -101,10 +96,7 @@ fn count_finished(lines: &[Value]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_ticks_every_second_plan_mode_changes_nothing_and_sigterm_exits_0() {
     let world = World::start().await;
-    append_config(
-        &world,
-        "[schedule]\ncron = \"* * * * * *\"\nmode = \"plan\"",
-    );
+    world.append_config("[schedule]\ncron = \"* * * * * *\"\nmode = \"plan\"");
     let store_before = std::fs::read(world.store_path()).unwrap();
 
     let (mut child, rx) = tokio::task::block_in_place(|| spawn_daemon(&world));
@@ -142,6 +134,88 @@ async fn daemon_ticks_every_second_plan_mode_changes_nothing_and_sigterm_exits_0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_in_apply_mode_stops_between_actions_and_the_event_in_flight_gets_its_ok() {
+    // Four legacy agents, each needing a backfill and a republish, on a
+    // relay that takes 1.5 s to answer each EVENT; one event in flight at a
+    // time. SIGTERM comes while the first event awaits its OK.
+    let world = World::generated(4).await;
+    let slow = FakeRelay::start(FakeBehaviour::SlowOk {
+        delay: Duration::from_millis(1500),
+        challenge: None,
+    })
+    .await;
+    let metrics = world.dir.path().join("reprofile.prom");
+    let text = std::fs::read_to_string(&world.config_path)
+        .unwrap()
+        .replace(&world.relay_url, slow.url())
+        .replace(
+            "publish_timeout_secs = 5",
+            "publish_timeout_secs = 5\nmax_publish_in_flight = 1",
+        );
+    std::fs::write(&world.config_path, text).unwrap();
+    world.append_config(&format!(
+            "[schedule]\ncron = \"* * * * * *\"\nmode = \"apply\"\nshutdown_grace_secs = 10\nmetrics_file = \"{}\"",
+            metrics.display()
+        ),
+    );
+
+    let (mut child, rx) = tokio::task::block_in_place(|| spawn_daemon(&world));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while slow.event_ids().is_empty() {
+        assert!(Instant::now() < deadline, "no EVENT reached the relay");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sigterm(&child);
+    let status = tokio::task::block_in_place(|| wait_exit(&mut child, Duration::from_secs(10)));
+    assert_eq!(status.code(), Some(0));
+    let lines = tokio::task::block_in_place(|| {
+        collect_until(&rx, Duration::from_secs(5), |l| {
+            l.iter().any(|x| message(x) == "tick finished")
+        })
+    });
+
+    // Nothing was sent after the signal: the relay has the one event.
+    let sent = slow.event_ids();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    // The journal: the backfills (one store write, before the signal) and
+    // the republish whose event was in flight, confirmed by reading back.
+    let journal = reprofile::journal::read(&world.journal_files()[0]).unwrap();
+    let backfills: Vec<_> = journal
+        .iter()
+        .filter(|e| e.kind == "backfill_avatar")
+        .collect();
+    assert_eq!(backfills.len(), 4);
+    assert!(backfills.iter().all(|e| e.outcome == "applied"));
+    let republishes: Vec<_> = journal
+        .iter()
+        .filter(|e| e.kind == "republish_profile")
+        .collect();
+    assert_eq!(republishes.len(), 1, "{republishes:?}");
+    assert_eq!(republishes[0].outcome, "applied");
+    assert_eq!(republishes[0].event_id.as_deref(), Some(sent[0].as_str()));
+    // The tick says what was left, and is not a success.
+    let finished = lines
+        .iter()
+        .find(|l| message(l) == "tick finished")
+        .expect("the tick's summary line");
+    assert_eq!(finished["fields"]["applied"], 5);
+    assert_eq!(finished["fields"]["not_begun"], 3);
+    assert_eq!(metric(&metrics, "reprofile_last_tick_success", &[]), 0.0);
+    assert_eq!(
+        metric(
+            &metrics,
+            "reprofile_actions",
+            &[("type", "republish_profile"), ("outcome", "applied")]
+        ),
+        1.0
+    );
+    // The lock was released.
+    let store = std::fs::canonicalize(world.store_path()).unwrap();
+    reprofile::lock::ApplyLock::acquire(&reprofile::lock::lock_path(&store), "test")
+        .expect("the daemon released the store's lock");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tick_longer_than_the_interval_skips_the_next_tick_instead_of_overlapping() {
     let world = World::start().await;
     // The relay never sends EOSE: each tick waits its 2 s query timeout.
@@ -151,10 +225,7 @@ async fn a_tick_longer_than_the_interval_skips_the_next_tick_instead_of_overlapp
         .replace(&world.relay_url, silent.url())
         .replace("query_timeout_secs = 5", "query_timeout_secs = 2");
     std::fs::write(&world.config_path, text).unwrap();
-    append_config(
-        &world,
-        "[schedule]\ncron = \"* * * * * *\"\nshutdown_grace_secs = 10",
-    );
+    world.append_config("[schedule]\ncron = \"* * * * * *\"\nshutdown_grace_secs = 10");
 
     let (mut child, rx) = tokio::task::block_in_place(|| spawn_daemon(&world));
     let lines = tokio::task::block_in_place(|| {
@@ -184,40 +255,42 @@ async fn a_tick_longer_than_the_interval_skips_the_next_tick_instead_of_overlapp
     }
 }
 
+/// The metrics file of the last tick: one value by name and labels.
+fn metric(path: &std::path::Path, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let text = std::fs::read_to_string(path).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text");
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .unwrap_or_else(|| panic!("{name} {labels:?} in {text}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_once_in_apply_mode_converges_and_metrics_match_the_journal() {
     let world = World::start().await;
     let metrics = world.dir.path().join("reprofile.prom");
-    append_config(
-        &world,
-        &format!(
+    world.append_config(&format!(
             "[safety]\nmax_republish_fraction = 1.0\n\n[schedule]\nmode = \"apply\"\nmetrics_file = \"{}\"",
             metrics.display()
         ),
     );
+    // The fixture's down relay makes the tick incomplete: it applies what
+    // it can, exits 1, names the relay, and is not a success.
     let first = world.cli(&["run", "--once"]).await;
-    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_incomplete_for_the_down_relay(&first);
     assert!(
         stderr(&first).contains("tick finished"),
         "one summary line per tick"
     );
-
-    let text = std::fs::read_to_string(&metrics).unwrap();
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .expect("Prometheus text");
-    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
-        scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .map(|s| match s.value {
-                prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                _ => f64::NAN,
-            })
-            .unwrap_or_else(|| panic!("{name} {labels:?} in {text}"))
-    };
+    let value = |name: &str, labels: &[(&str, &str)]| metric(&metrics, name, labels);
     let journal = reprofile::journal::read(&world.journal_files()[0]).unwrap();
     for kind in ["backfill_avatar", "republish_profile"] {
         for outcome in Outcome::ALL {
@@ -248,11 +321,13 @@ async fn run_once_in_apply_mode_converges_and_metrics_match_the_journal() {
         ),
         1.0
     );
-    assert_eq!(value("reprofile_last_tick_success", &[]), 1.0);
-    assert!(value("reprofile_last_success_timestamp_seconds", &[]) > 1.7e9);
+    assert_eq!(value("reprofile_plan_complete", &[]), 0.0);
+    assert_eq!(value("reprofile_last_tick_success", &[]), 0.0);
+    assert_eq!(value("reprofile_ticks_failed_total", &[]), 1.0);
+    assert_eq!(value("reprofile_last_success_timestamp_seconds", &[]), 0.0);
 
     let second = world.cli(&["run", "--once"]).await;
-    assert_eq!(second.status.code(), Some(0));
+    assert_incomplete_for_the_down_relay(&second);
     let text = std::fs::read_to_string(&metrics).unwrap();
     assert!(
         text.contains("reprofile_planned_actions{type=\"republish_profile\"} 0"),
@@ -262,12 +337,38 @@ async fn run_once_in_apply_mode_converges_and_metrics_match_the_journal() {
         text.contains("reprofile_planned_actions{type=\"backfill_avatar\"} 0"),
         "{text}"
     );
+
+    // The down relay pointed at the live one: a complete snapshot, its one
+    // agent fixed, and the tick is a success.
+    let config = std::fs::read_to_string(&world.config_path).unwrap();
+    let live = format!("\"ws://127.0.0.1:7777\" = \"{}\"", world.relay_url);
+    std::fs::write(
+        &world.config_path,
+        config.replace(
+            &live,
+            &format!("{live}\n\"{DOWN_RELAY}\" = \"{}\"", world.relay_url),
+        ),
+    )
+    .unwrap();
+    let third = world.cli(&["run", "--once"]).await;
+    assert_eq!(third.status.code(), Some(0), "{}", stderr(&third));
+    assert!(!stderr(&third).contains("error:"), "{}", stderr(&third));
+    assert_eq!(value("reprofile_plan_complete", &[]), 1.0);
+    assert_eq!(value("reprofile_last_tick_success", &[]), 1.0);
+    assert!(value("reprofile_last_success_timestamp_seconds", &[]) > 1.7e9);
+    assert_eq!(
+        value(
+            "reprofile_actions",
+            &[("type", "republish_profile"), ("outcome", "applied")]
+        ),
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_keeps_exactly_keep_plans() {
     let world = World::start().await;
-    append_config(&world, "[schedule]\nkeep_plans = 2");
+    world.append_config("[schedule]\nkeep_plans = 2");
     std::fs::create_dir_all(world.plans_dir()).unwrap();
     for old in [
         "plan-20200101T000000Z-00000000",
@@ -278,7 +379,7 @@ async fn retention_keeps_exactly_keep_plans() {
         std::fs::write(world.plans_dir().join(format!("{old}.txt")), "").unwrap();
     }
     let output = world.cli(&["run", "--once"]).await;
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_incomplete_for_the_down_relay(&output);
     let plans = world.plan_files();
     let names: Vec<String> = plans
         .iter()

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use nostr::{JsonUtil, Keys};
 use reprofile::apply::{apply, ApplyOptions};
-use reprofile::cli::{make_plan, now_secs};
 use reprofile::core::apply::Outcome;
 use reprofile::core::model::{
     AgentRecord, AgentSnapshot, AvatarField, Policy, RelayObservation, Snapshot,
 };
 use reprofile::core::plan::{Action, RepublishReason};
 use reprofile::core::rules;
+use reprofile::orchestrate::{make_plan, now_secs, Planned};
 use reprofile::relay::read_profiles;
 
 use crate::support::{short_read_options, signed_profile, FakeBehaviour, FakeRelay};
@@ -134,7 +134,7 @@ async fn republish_results_against(answer: FakeBehaviour) -> Vec<reprofile::appl
         "[safety]\nmax_republish_fraction = 1.0\n",
     );
     let config = world.config();
-    let (doc, path) = make_plan(&config, &[], None).await.unwrap();
+    let Planned { doc, path, .. } = make_plan(&config, &[], None).await.unwrap();
     let report = apply(&config, &doc, &path, &ApplyOptions::default(), &now_secs)
         .await
         .unwrap();

@@ -4,7 +4,8 @@
 //! writes): one pipelined connection per relay, the relay's OK answers carried
 //! out as the core classifies them (retry `rate-limited:` with the same signed
 //! event, authenticate on `auth-required:`, report refusals verbatim), bounded
-//! waits, and a dropped connection that fails only what was in flight.
+//! waits, a dropped connection that fails only what was in flight, and a
+//! stop that sends nothing new while what is in flight gets its answer.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -41,6 +42,7 @@ fn fast_options() -> PublishOptions {
         sign_in_as_author: false,
         max_author_sessions: 16,
         tls: reprofile::tls::Tls::default(),
+        stop: None,
     }
 }
 
@@ -477,4 +479,114 @@ async fn a_relay_that_demands_auth_but_sends_no_challenge_fails_within_the_timeo
     );
     assert!(elapsed < 3 * SECOND, "{elapsed:?}");
     assert!(fake.auths().is_empty());
+}
+
+/// Waits (bounded, polling) until the fake relay has received `n` EVENTs.
+async fn wait_for_events(fake: &FakeRelay, n: usize) {
+    let deadline = Instant::now() + 10 * SECOND;
+    while fake.event_ids().len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "the relay never got {n} EVENT(s)"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_an_event_awaits_its_ok_lets_it_finish_and_sends_no_other_event() {
+    let fake = FakeRelay::start(FakeBehaviour::SlowOk {
+        delay: 1500 * Duration::from_millis(1),
+        challenge: None,
+    })
+    .await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let opts = PublishOptions {
+        max_in_flight: 1,
+        stop: Some(stop.clone()),
+        ..fast_options()
+    };
+    let items = items_for(&agents(3));
+    let url = fake.url().to_owned();
+    let publishing = tokio::spawn(async move { publish_all(&url, items, &opts).await });
+    wait_for_events(&fake, 1).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let deliveries = publishing.await.unwrap();
+    assert_eq!(
+        deliveries,
+        vec![Delivery::Accepted, Delivery::NotSent, Delivery::NotSent],
+        "the event in flight got its OK; no other was sent"
+    );
+    assert_eq!(fake.event_ids().len(), 1);
+    assert_connections_closed(&fake).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_starts_no_new_author_session_and_lets_the_running_one_finish() {
+    let fake = FakeRelay::start(FakeBehaviour::SlowOk {
+        delay: 1500 * Duration::from_millis(1),
+        challenge: Some("slow-challenge".into()),
+    })
+    .await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let opts = PublishOptions {
+        sign_in_as_author: true,
+        max_author_sessions: 1,
+        stop: Some(stop.clone()),
+        ..fast_options()
+    };
+    let items = items_for(&agents(3));
+    let authors: Vec<String> = items.iter().map(|i| i.event.pubkey.to_hex()).collect();
+    let url = fake.url().to_owned();
+    let publishing = tokio::spawn(async move { publish_all(&url, items, &opts).await });
+    wait_for_events(&fake, 1).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let deliveries = publishing.await.unwrap();
+    // Sessions start in any order; the one running when the stop came
+    // finished, and no other began.
+    let accepted: Vec<usize> = (0..3)
+        .filter(|&i| deliveries[i] == Delivery::Accepted)
+        .collect();
+    assert_eq!(accepted.len(), 1, "{deliveries:?}");
+    assert_eq!(
+        deliveries
+            .iter()
+            .filter(|d| **d == Delivery::NotSent)
+            .count(),
+        2,
+        "{deliveries:?}"
+    );
+    assert_eq!(fake.connections(), 1, "no session after the stop");
+    let auths: Vec<String> = fake.auths().into_iter().map(|a| a.pubkey).collect();
+    assert_eq!(auths, vec![authors[accepted[0]].clone()]);
+    assert_connections_closed(&fake).await;
+}
+
+#[tokio::test]
+async fn a_stop_before_publishing_sends_nothing_on_either_path() {
+    for sign_in_as_author in [false, true] {
+        let fake = FakeRelay::start(FakeBehaviour::AnswerOk {
+            accepted: true,
+            message: String::new(),
+        })
+        .await;
+        let opts = PublishOptions {
+            sign_in_as_author,
+            stop: Some(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
+                true,
+            ))),
+            ..fast_options()
+        };
+        let deliveries = publish_all(fake.url(), items_for(&agents(2)), &opts).await;
+        assert_eq!(
+            deliveries,
+            vec![Delivery::NotSent, Delivery::NotSent],
+            "sign_in_as_author = {sign_in_as_author}"
+        );
+        assert_eq!(
+            fake.connections(),
+            0,
+            "sign_in_as_author = {sign_in_as_author}"
+        );
+    }
 }

@@ -24,7 +24,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use crate::support::{publish_events, seed_events, signed_profile, start_local_relay};
-use crate::world::{stderr, stdout, World};
+use crate::world::{assert_incomplete_for_the_down_relay, stderr, stdout, World};
 
 /// A CA made for one test, and a server certificate it signed for
 /// 127.0.0.1 and localhost.
@@ -300,16 +300,26 @@ async fn plan_trusts_a_ca_in_ssl_cert_file_as_the_os_store() {
     let unreadable = format!("relay unreadable relay={}", proxy.url);
 
     let without = plan_with_env(&world, None).await;
-    assert_eq!(without.status.code(), Some(0), "{}", stderr(&without));
+    assert_eq!(without.status.code(), Some(1), "{}", stderr(&without));
     let log = stderr(&without);
     assert!(
         log.lines()
             .any(|l| l.contains(&unreadable) && l.contains("UnknownIssuer")),
         "without the CA the wss:// relay is unreadable: {log}"
     );
+    let said = format!(
+        "error: relay {} could not be read (relay_unreachable; ",
+        proxy.url
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with(&said) && l.contains("UnknownIssuer")),
+        "the exit line names the relay and why: {log}"
+    );
 
+    // With the CA, only the fixture's down relay is left unread.
     let with = plan_with_env(&world, Some(&pki.ca_file)).await;
-    assert_eq!(with.status.code(), Some(0), "{}", stderr(&with));
+    assert_incomplete_for_the_down_relay(&with);
     let (log, plan) = (stderr(&with), stdout(&with));
     assert!(!log.contains(&unreadable), "{log}");
     assert!(

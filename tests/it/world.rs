@@ -111,6 +111,12 @@ impl World {
         files
     }
 
+    /// Appends `extra` (TOML) to config.toml.
+    pub fn append_config(&self, extra: &str) {
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        std::fs::write(&self.config_path, format!("{text}\n{extra}\n")).unwrap();
+    }
+
     /// The resolved config.
     pub fn config(&self) -> Config {
         config::load(&self.config_path).expect("the world's config loads")
@@ -125,7 +131,7 @@ impl World {
         reprofile::core::rules::plan(
             &gathered.snapshot,
             &config.policy,
-            reprofile::cli::now_secs(),
+            reprofile::orchestrate::now_secs(),
         )
     }
 
@@ -240,4 +246,23 @@ pub fn stdout(output: &Output) -> String {
 /// The stderr of a run, as text.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The fixture's relay that is down (nothing listens on port 9).
+pub const DOWN_RELAY: &str = "ws://127.0.0.1:9";
+
+/// The stderr line of a run whose snapshot could not read the fixture's down
+/// relay (before the OS's words for the refused connection).
+pub const DOWN_RELAY_LINE: &str = "error: relay ws://127.0.0.1:9 could not be read \
+                                   (relay_unreachable; 1 agent not checked): connection failed";
+
+/// Asserts that a run of the fixture world ended as an incomplete snapshot
+/// must: exit 1, and exactly one `error:` line on stderr, naming the down
+/// relay and why.
+pub fn assert_incomplete_for_the_down_relay(output: &Output) {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].starts_with(DOWN_RELAY_LINE), "{err}");
 }

@@ -8,7 +8,8 @@
 //!   well-behaved relay never shows (CLOSED, silence, a dropped connection,
 //!   NOTICE instead of EOSE, invalid events, several versions of a kind:0),
 //!   and, for publishing, scripted OK answers (refusals, rate limits, silence,
-//!   held answers, a dropped connection, NIP-42 with a challenge at connect).
+//!   held answers, slow answers from a relay that keeps what it takes, a
+//!   dropped connection, NIP-42 with a challenge at connect).
 //! - [`buzz`]: the real Buzz relay (with its Postgres and Redis), a raw
 //!   websocket client for it, and an agent store in the app's format.
 //!
@@ -209,6 +210,17 @@ pub enum FakeBehaviour {
         challenge: String,
         trusted: Option<String>,
     },
+    /// A relay that answers slowly, and keeps what it takes: answers each
+    /// EVENT with OK true `delay` after it is its turn (one answer at a time,
+    /// in the order received, so the n-th OK of a connection comes n × `delay`
+    /// after its EVENTs arrived together), and stores the event; a REQ gets
+    /// the newest stored kind:0 of each author it asks for, then EOSE. With a
+    /// `challenge`, sends `["AUTH", challenge]` at connect and accepts any
+    /// valid AUTH for it (EVENTs need none).
+    SlowOk {
+        delay: Duration,
+        challenge: Option<String>,
+    },
 }
 
 impl FakeBehaviour {
@@ -221,7 +233,17 @@ impl FakeBehaviour {
                 | FakeBehaviour::HoldOksUntil(_)
                 | FakeBehaviour::DropFirstConnectionAfter { .. }
                 | FakeBehaviour::AuthAtConnect { .. }
+                | FakeBehaviour::SlowOk { .. }
         )
+    }
+
+    /// The challenge sent at connect, if any.
+    fn challenge(&self) -> Option<&str> {
+        match self {
+            FakeBehaviour::AuthAtConnect { challenge, .. } => Some(challenge),
+            FakeBehaviour::SlowOk { challenge, .. } => challenge.as_deref(),
+            _ => None,
+        }
     }
 }
 
@@ -248,6 +270,8 @@ struct FakeLog {
     auths: Vec<FakeAuth>,
     /// The most EVENTs one connection had received and not yet answered.
     max_unanswered_events: usize,
+    /// [`FakeBehaviour::SlowOk`]: the newest kind:0 taken per author (hex).
+    stored: std::collections::HashMap<String, Event>,
 }
 
 /// A scripted relay over a real websocket (tokio-tungstenite, 127.0.0.1, a free
@@ -373,7 +397,7 @@ async fn serve_connection(
     let (mut sink, mut source) = websocket.split();
     let mut open: HashSet<String> = HashSet::new();
     let mut publishing = PublishSession::new(connection_number);
-    if let FakeBehaviour::AuthAtConnect { challenge, .. } = &behaviour {
+    if let Some(challenge) = behaviour.challenge() {
         let greeting = json!(["AUTH", challenge]).to_string();
         if sink.send(Message::text(greeting)).await.is_err() {
             return;
@@ -390,6 +414,10 @@ async fn serve_connection(
         match value[0].as_str() {
             Some("EVENT") | Some("AUTH") if behaviour.is_publishing() => {
                 let step = publishing.receive(&behaviour, &log, &value);
+                if let Some(delay) = step.delay {
+                    // The relay's slowness (SlowOk), not a synchronization.
+                    tokio::time::sleep(delay).await;
+                }
                 for reply in step.replies {
                     if sink.send(Message::text(reply)).await.is_err() {
                         return;
@@ -402,10 +430,26 @@ async fn serve_connection(
                 }
             }
             Some("REQ") if behaviour.is_publishing() => {
-                log.lock().unwrap().requests.push(value.clone());
-                let reply = json!(["EOSE", subscription]).to_string();
-                if sink.send(Message::text(reply)).await.is_err() {
-                    return;
+                let mut replies = Vec::new();
+                {
+                    let mut log = log.lock().unwrap();
+                    log.requests.push(value.clone());
+                    let authors = value[2]["authors"].as_array().cloned().unwrap_or_default();
+                    for author in authors.iter().filter_map(Value::as_str) {
+                        if let Some(event) = log.stored.get(author) {
+                            replies.push(format!(
+                                r#"["EVENT",{},{}]"#,
+                                json!(subscription),
+                                event.as_json()
+                            ));
+                        }
+                    }
+                }
+                replies.push(json!(["EOSE", subscription]).to_string());
+                for reply in replies {
+                    if sink.send(Message::text(reply)).await.is_err() {
+                        return;
+                    }
                 }
             }
             Some("REQ") => {
@@ -459,7 +503,8 @@ async fn serve_connection(
                     | FakeBehaviour::RateLimitFirst(_)
                     | FakeBehaviour::HoldOksUntil(_)
                     | FakeBehaviour::DropFirstConnectionAfter { .. }
-                    | FakeBehaviour::AuthAtConnect { .. } => {}
+                    | FakeBehaviour::AuthAtConnect { .. }
+                    | FakeBehaviour::SlowOk { .. } => {}
                 }
                 {
                     let mut log = log.lock().unwrap();
@@ -483,6 +528,8 @@ async fn serve_connection(
 struct PublishStep {
     replies: Vec<String>,
     disconnect: bool,
+    /// Wait this long before sending the replies.
+    delay: Option<Duration>,
 }
 
 /// The publishing state of one [`FakeRelay`] connection.
@@ -515,9 +562,10 @@ impl PublishSession {
         let mut step = PublishStep {
             replies: Vec::new(),
             disconnect: false,
+            delay: None,
         };
         if message[0] == "AUTH" {
-            if let FakeBehaviour::AuthAtConnect { challenge, .. } = behaviour {
+            if let Some(challenge) = behaviour.challenge() {
                 step.replies
                     .push(self.authenticate(challenge, log, &message[1]));
             }
@@ -569,6 +617,20 @@ impl PublishSession {
                     step.disconnect = true;
                     return step;
                 }
+            }
+            FakeBehaviour::SlowOk { delay, .. } => {
+                if let Ok(event) = Event::from_json(message[1].to_string()) {
+                    let mut log = log.lock().unwrap();
+                    let newer = log
+                        .stored
+                        .get(&author)
+                        .is_none_or(|old| old.created_at < event.created_at);
+                    if newer {
+                        log.stored.insert(author.clone(), event);
+                    }
+                }
+                step.delay = Some(*delay);
+                step.replies.push(ok(&id, true, ""));
             }
             FakeBehaviour::AuthAtConnect { trusted, .. } => {
                 let allowed = self.authenticated.contains(&author)

@@ -1,0 +1,307 @@
+//! Orchestration: snapshot → plan → write → apply → journal, the clock and
+//! the stop signal, for every caller.
+//!
+//! The command line ([`crate::cli`]), the demo ([`crate::demo`]) and the
+//! daemon ([`crate::schedule`]) call this module; it calls the edges
+//! (snapshot, plan files, apply) and the core, and never its callers, so data
+//! flows one way. It prints nothing (its callers print and log) and decides
+//! nothing the core decides; it holds no state between calls.
+//!
+//! # What happens on SIGTERM (and SIGINT)
+//!
+//! Only the daemon (`reprofile run`) listens for them ([`Stop::on_signals`]);
+//! the one-shot commands (`plan`, `apply`, `migrate`, `run --once`) end at
+//! once, as any process does, and what they leave is true: the journal has a
+//! line per outcome as it happened, a store write is atomic, and the kernel
+//! releases the lock. In the daemon, the signal sets the stop flag and:
+//!
+//! 1. no new tick starts (a tick still in its jitter wait ends without
+//!    planning);
+//! 2. a tick that is snapshotting finishes its snapshot and writes its plan;
+//! 3. its apply reads the flag between actions ([`crate::apply`]): before
+//!    the backfills (one atomic store write, never cut in half) and before
+//!    each relay's republishes; on a relay, the publisher sends no new event
+//!    once the flag is set, and on a relay that wants each author signed in
+//!    it starts no new session ([`crate::publish`]);
+//! 4. events already sent get their OK or time out (`[relay]
+//!    publish_timeout_secs`), are read back, and are journaled; the actions
+//!    not begun are neither done nor journaled, and the next run plans them
+//!    again;
+//! 5. the daemon waits for the tick at most `[schedule] shutdown_grace_secs`,
+//!    writes the tick's metrics (a stopped tick is not a success) and exits 0.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+
+use crate::apply::{apply, ApplyOptions, ApplyReport};
+use crate::config::{Config, ScheduleMode};
+use crate::core::apply::Outcome;
+use crate::core::model::{PlanMode, RelayObservation};
+use crate::core::rules;
+use crate::planfile::{self, PlanDocument, PlanKind, StoreIdentity};
+use crate::render::{self, Style};
+use crate::snapshot;
+
+/// The current time in Unix seconds: the one clock of every command.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// An error and its causes on one line.
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+/// A plan just made: the document, where it was written, and why each relay
+/// that could not be read was not (the plan itself keeps only which).
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The plan.
+    pub doc: PlanDocument,
+    /// The plan file written.
+    pub path: PathBuf,
+    /// For each relay that could not be read, the reason of the first agent
+    /// it failed for, as the relay edge gave it.
+    pub read_errors: BTreeMap<String, String>,
+}
+
+/// Takes a snapshot, plans it and writes the plan (to `out`, or the plans
+/// folder).
+pub async fn make_plan(
+    config: &Config,
+    only: &[String],
+    out: Option<&Path>,
+) -> anyhow::Result<Planned> {
+    let gathered = snapshot::gather(config, only).await?;
+    let now = now_secs();
+    let plan = rules::plan(&gathered.snapshot, &config.policy, now);
+    let mut read_errors = BTreeMap::new();
+    for agent in &gathered.snapshot.agents {
+        if let (
+            Some(relay),
+            RelayObservation::Unreadable(why) | RelayObservation::AuthRefused(why),
+        ) = (&agent.relay, &agent.observation)
+        {
+            read_errors
+                .entry(relay.clone())
+                .or_insert_with(|| why.clone());
+        }
+    }
+    // The plan holds what it needs; the snapshot is dropped before writing.
+    let gathered = snapshot::Gathered {
+        snapshot: Default::default(),
+        ..gathered
+    };
+    let kind = match config.policy.mode {
+        PlanMode::Full => PlanKind::Reconcile,
+        PlanMode::BackfillOnly => PlanKind::Migrate,
+    };
+    let store_path =
+        std::fs::canonicalize(&gathered.store.path).unwrap_or_else(|_| gathered.store.path.clone());
+    let doc = PlanDocument {
+        created_at: now,
+        kind,
+        store: StoreIdentity {
+            path: store_path.display().to_string(),
+            sha256: gathered.store.digest.clone(),
+            records: gathered.store.records,
+        },
+        plan,
+    };
+    let rendering = render::render(&doc, Style::default());
+    let path = planfile::write(&doc, &config.plans_dir, out, &rendering)
+        .context("cannot write the plan")?;
+    // Only relays the plan needed are reasons for its incompleteness.
+    let unread: Vec<String> = doc
+        .plan
+        .unread_relays()
+        .into_iter()
+        .map(|u| u.relay)
+        .collect();
+    read_errors.retain(|relay, _| unread.contains(relay));
+    Ok(Planned {
+        doc,
+        path,
+        read_errors,
+    })
+}
+
+/// Applies a plan (checked and approved by the caller) with the process
+/// clock; the journal goes next to `path`.
+pub async fn apply_plan(
+    config: &Config,
+    doc: &PlanDocument,
+    path: &Path,
+    opts: &ApplyOptions,
+) -> anyhow::Result<ApplyReport> {
+    apply(config, doc, path, opts, &now_secs).await
+}
+
+/// The stop signal: a flag, set once (by SIGTERM or SIGINT in the daemon, or
+/// by a test), that the apply reads between actions. Clones share the flag.
+#[derive(Debug, Clone, Default)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    /// True once a stop was requested.
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Requests the stop.
+    pub fn request(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// The flag itself, for [`ApplyOptions::stop`].
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.0)
+    }
+
+    /// Listens for SIGTERM and SIGINT: the first one requests the stop, and
+    /// the returned task ends with the signal's name. Needs a tokio runtime.
+    pub fn on_signals(&self) -> anyhow::Result<tokio::task::JoinHandle<&'static str>> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        let stop = self.clone();
+        Ok(tokio::spawn(async move {
+            let name = tokio::select! {
+                _ = terminate.recv() => "SIGTERM",
+                _ = interrupt.recv() => "SIGINT",
+            };
+            stop.request();
+            tracing::info!(
+                signal = name,
+                "stopping: no new ticks; the running tick finishes the actions under way"
+            );
+            name
+        }))
+    }
+}
+
+/// What one tick did.
+#[derive(Debug, Default)]
+pub struct TickReport {
+    /// Start (Unix seconds).
+    pub started: u64,
+    /// End (Unix seconds).
+    pub finished: u64,
+    /// Wall time.
+    pub duration: Duration,
+    /// The plan it made, when it made one.
+    pub plan: Option<PlanDocument>,
+    /// Why each relay the plan could not read was not (see [`Planned`]).
+    pub read_errors: BTreeMap<String, String>,
+    /// The apply, in apply mode with actions.
+    pub apply: Option<ApplyReport>,
+    /// Why the tick failed, when it did.
+    pub error: Option<anyhow::Error>,
+}
+
+impl TickReport {
+    /// True when the tick made a complete plan and, in apply mode, every
+    /// action was carried out and succeeded: an incomplete snapshot, a failed
+    /// or stale action, or an apply stopped early is not a success.
+    pub fn succeeded(&self) -> bool {
+        self.error.is_none()
+            && self.plan.as_ref().is_some_and(|d| d.plan.complete)
+            && self.apply.as_ref().is_none_or(ApplyReport::succeeded)
+    }
+
+    /// How many of the apply's actions ended with `outcome`.
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.apply.as_ref().map_or(0, |a| a.count(outcome))
+    }
+}
+
+/// One tick of the maintenance job: plan, and apply in apply mode (as
+/// `apply --auto-approve` would), stopping between actions once `stop` is
+/// requested. Logs its summary; never fails as a whole.
+pub async fn tick(config: &Config, stop: &Stop) -> TickReport {
+    let clock = Instant::now();
+    let mut report = TickReport {
+        started: now_secs(),
+        ..TickReport::default()
+    };
+    tracing::info!(mode = ?config.schedule.mode, "tick started");
+    match make_plan(config, &[], None).await {
+        Err(err) => report.error = Some(err),
+        Ok(Planned {
+            doc,
+            path,
+            read_errors,
+        }) => {
+            if config.schedule.mode == ScheduleMode::Apply && !doc.plan.is_empty() {
+                let opts = ApplyOptions {
+                    stop: Some(stop.flag()),
+                    ..ApplyOptions::default()
+                };
+                match apply_plan(config, &doc, &path, &opts).await {
+                    Ok(applied) => report.apply = Some(applied),
+                    Err(err) => report.error = Some(err),
+                }
+            }
+            report.plan = Some(doc);
+            report.read_errors = read_errors;
+        }
+    }
+    report.finished = now_secs();
+    report.duration = clock.elapsed();
+    log_tick(config, &report);
+    report
+}
+
+fn log_tick(config: &Config, report: &TickReport) {
+    let duration_ms = report.duration.as_millis() as u64;
+    if let Some(error) = &report.error {
+        tracing::error!(
+            mode = ?config.schedule.mode,
+            duration_ms,
+            error = one_line(error).as_str(),
+            "tick failed; the next tick tries again"
+        );
+        return;
+    }
+    let plan = report.plan.as_ref().map(|d| &d.plan);
+    for unread in plan.map(|p| p.unread_relays()).unwrap_or_default() {
+        tracing::warn!(
+            relay = unread.relay.as_str(),
+            agents = unread.agents,
+            reason = unread.reason.as_str(),
+            why = report
+                .read_errors
+                .get(&unread.relay)
+                .map_or("", String::as_str),
+            "relay could not be read: its agents were not checked and the tick is incomplete"
+        );
+    }
+    tracing::info!(
+        mode = ?config.schedule.mode,
+        planned = plan.map_or(0, |p| p.actions.len()),
+        applied = report.count(Outcome::Applied),
+        already_applied = report.count(Outcome::AlreadyApplied),
+        stale = report.count(Outcome::Stale),
+        failed = report.count(Outcome::Failed),
+        not_begun = report.apply.as_ref().map_or(0, |a| a.not_begun),
+        skipped = plan.map_or(0, |p| p.skipped.len()),
+        complete = plan.is_some_and(|p| p.complete),
+        duration_ms,
+        "tick finished"
+    );
+}
