@@ -106,16 +106,39 @@ pub fn next_created_at(now: u64, replaces_created_at: Option<u64>) -> u64 {
     }
 }
 
-/// True when a profile already shows `name` and `picture` (rule C4); used by
-/// the planner and by apply to recognize work that is already done.
-pub fn profile_matches(observation: &RelayObservation, name: &str, picture: &str) -> bool {
-    match ProfileState::classify(observation) {
+/// Rule C: why the profile in `state` must be republished to show `name` and
+/// `picture`: it is missing (C1), malformed (C2), or its `display_name` or
+/// `picture` differs (C3, exact string equality). Empty when it already
+/// shows both (C4: nothing to do); `None` when the relay state is unknown
+/// (C5: the caller skips). The planner decides with it, and apply recognizes
+/// work already done with it ([`profile_matches`]).
+pub fn republish_reasons(
+    state: &ProfileState<'_>,
+    name: &str,
+    picture: &str,
+) -> Option<Vec<RepublishReason>> {
+    match state {
+        ProfileState::Unknown { .. } => None,
+        ProfileState::Missing => Some(vec![RepublishReason::Missing]),
+        ProfileState::Malformed { .. } => Some(vec![RepublishReason::Malformed]),
         ProfileState::Present { content, .. } => {
-            content.get_str("display_name").as_deref() == Some(name)
-                && content.get_str("picture").as_deref() == Some(picture)
+            let mut reasons = Vec::new();
+            if content.get_str("display_name").as_deref() != Some(name) {
+                reasons.push(RepublishReason::NameChanged);
+            }
+            if content.get_str("picture").as_deref() != Some(picture) {
+                reasons.push(RepublishReason::PictureChanged);
+            }
+            Some(reasons)
         }
-        _ => false,
     }
+}
+
+/// True when the observed profile already shows `name` and `picture` (rule
+/// C4, by [`republish_reasons`]): how apply recognizes work already done.
+pub fn profile_matches(observation: &RelayObservation, name: &str, picture: &str) -> bool {
+    republish_reasons(&ProfileState::classify(observation), name, picture)
+        .is_some_and(|reasons| reasons.is_empty())
 }
 
 /// A short form of a pubkey (or of an event id) for people: the first and
@@ -321,23 +344,11 @@ fn decide(
     }
 
     // C. Does the profile need a republish?
-    let reasons = match &state {
-        ProfileState::Unknown { reason, skip } => {
-            return Outcome::Skip(*skip, format!("{relay} could not be read: {reason}"))
-        }
-        ProfileState::Missing => vec![RepublishReason::Missing],
-        ProfileState::Malformed { .. } => vec![RepublishReason::Malformed],
-        ProfileState::Present { content, .. } => {
-            let mut reasons = Vec::new();
-            if content.get_str("display_name").as_deref() != Some(record.name.as_str()) {
-                reasons.push(RepublishReason::NameChanged);
-            }
-            if content.get_str("picture").as_deref() != Some(expected.as_str()) {
-                reasons.push(RepublishReason::PictureChanged);
-            }
-            reasons
-        }
-    };
+    if let ProfileState::Unknown { reason, skip } = &state {
+        // C5: an unreadable relay is never "missing".
+        return Outcome::Skip(*skip, format!("{relay} could not be read: {reason}"));
+    }
+    let reasons = republish_reasons(&state, &record.name, &expected).unwrap_or_default();
     if reasons.is_empty() {
         return finish(actions);
     }
