@@ -6,7 +6,7 @@
 //! the spec: record validity (A), the expected avatar (B), whether the profile
 //! needs a republish (C), then what the new event must be (D).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use nostr::nips::nip19::FromBech32;
 use nostr::{Keys, RelayUrl, SecretKey};
@@ -97,6 +97,145 @@ pub fn parse_relay_url(text: &str) -> Result<String, String> {
     }
 }
 
+/// Rule A2, counted in one place for the whole tool: which records hold each
+/// pubkey. A pubkey on more than one record identifies none of them: the
+/// planner skips every copy, `validate` reports each, sign-in passes them
+/// over, and apply finds no record by it.
+#[derive(Debug, Clone, Default)]
+pub struct PubkeyCopies<'a> {
+    /// Pubkey to the `index` (store position) of each record holding it, in
+    /// ascending order.
+    positions: HashMap<&'a str, Vec<usize>>,
+}
+
+impl<'a> PubkeyCopies<'a> {
+    /// Counts the pubkeys of `records`, each known by its `index`.
+    pub fn of(records: impl IntoIterator<Item = &'a AgentRecord>) -> Self {
+        let records = records.into_iter();
+        let mut positions: HashMap<&'a str, Vec<usize>> =
+            HashMap::with_capacity(records.size_hint().0);
+        for record in records {
+            positions
+                .entry(record.pubkey.as_str())
+                .or_default()
+                .push(record.index);
+        }
+        for list in positions.values_mut().filter(|list| list.len() > 1) {
+            list.sort_unstable();
+        }
+        Self { positions }
+    }
+
+    /// The `index` of every record holding `pubkey`, ascending.
+    pub fn positions(&self, pubkey: &str) -> &[usize] {
+        self.positions.get(pubkey).map_or(&[], Vec::as_slice)
+    }
+
+    /// How many records hold `pubkey`.
+    pub fn count(&self, pubkey: &str) -> usize {
+        self.positions(pubkey).len()
+    }
+
+    /// Where `pubkey` is: on no record, on exactly one (its `index`), or on
+    /// several.
+    pub fn find(&self, pubkey: &str) -> InStore<usize> {
+        match self.positions(pubkey) {
+            [] => InStore::Absent,
+            [only] => InStore::One(*only),
+            several => InStore::Duplicated(several.len()),
+        }
+    }
+}
+
+/// Where an agent's pubkey is in the store now (rule A2: a record is found by
+/// its pubkey only when exactly one record holds it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InStore<T> {
+    /// No record holds the pubkey.
+    Absent,
+    /// Exactly one record holds it.
+    One(T),
+    /// This many records (two or more) hold it: none of them is the agent's.
+    Duplicated(usize),
+}
+
+impl<T> InStore<T> {
+    /// The found record turned into something else.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> InStore<U> {
+        match self {
+            InStore::Absent => InStore::Absent,
+            InStore::One(found) => InStore::One(f(found)),
+            InStore::Duplicated(count) => InStore::Duplicated(count),
+        }
+    }
+
+    /// A borrowing view.
+    pub fn as_ref(&self) -> InStore<&T> {
+        match self {
+            InStore::Absent => InStore::Absent,
+            InStore::One(found) => InStore::One(found),
+            InStore::Duplicated(count) => InStore::Duplicated(*count),
+        }
+    }
+
+    /// The record when exactly one holds the pubkey.
+    pub fn one(self) -> Option<T> {
+        match self {
+            InStore::One(found) => Some(found),
+            _ => None,
+        }
+    }
+}
+
+/// Rules A1 to A4: every reason the planner has to skip `record` before it
+/// looks at the relay, in the order it checks them. The planner skips on the
+/// first; `validate` lists them all. The fields of the wrong JSON type are
+/// one problem naming each of them; such a field is not reported again (as
+/// empty, or as not a URL).
+pub fn record_problems(
+    record: &AgentRecord,
+    copies: &PubkeyCopies<'_>,
+) -> Vec<(SkipReason, String)> {
+    let mut problems = Vec::new();
+    let wrong_type = |field: &str| {
+        let needle = format!("`{field}`");
+        record.field_errors.iter().any(|e| e.contains(&needle))
+    };
+    if !record.field_errors.is_empty() {
+        problems.push((SkipReason::InvalidRecord, record.field_errors.join("; ")));
+    }
+    if !is_pubkey_hex(&record.pubkey) {
+        if !wrong_type("pubkey") {
+            problems.push((
+                SkipReason::InvalidRecord,
+                "pubkey is not 64 lower-case hex digits; fix the record's pubkey".to_string(),
+            ));
+        }
+    } else if let positions @ [_, _, ..] = copies.positions(&record.pubkey) {
+        let list: Vec<String> = positions.iter().map(|i| format!("#{i}")).collect();
+        problems.push((
+            SkipReason::DuplicateRecord,
+            format!(
+                "pubkey appears {} times in the store (records {}); keep one",
+                positions.len(),
+                list.join(", ")
+            ),
+        ));
+    }
+    if record.name.trim().is_empty() && !wrong_type("name") {
+        problems.push((
+            SkipReason::InvalidRecord,
+            "name is empty; a profile is never published without a name".to_string(),
+        ));
+    }
+    if let Err(problem) = parse_relay_url(&record.relay_url) {
+        if !wrong_type("relay_url") {
+            problems.push((SkipReason::InvalidRelayUrl, problem));
+        }
+    }
+    problems
+}
+
 /// The `created_at` of a republish (rule D3): `now`, or one second after the
 /// event it replaces when that is later.
 pub fn next_created_at(now: u64, replaces_created_at: Option<u64>) -> u64 {
@@ -181,16 +320,7 @@ enum Outcome {
 /// false when any agent was skipped because its relay could not be read (an
 /// agent rejected by rule A never needed its relay).
 pub fn plan(snapshot: &Snapshot, policy: &Policy, now: u64) -> Plan {
-    let mut copies: HashMap<&str, Vec<usize>> = HashMap::with_capacity(snapshot.agents.len());
-    for agent in &snapshot.agents {
-        if is_pubkey_hex(&agent.record.pubkey) {
-            copies
-                .entry(agent.record.pubkey.as_str())
-                .or_default()
-                .push(agent.record.index);
-        }
-    }
-
+    let copies = PubkeyCopies::of(snapshot.agents.iter().map(|agent| &agent.record));
     let outcomes = decide_all(snapshot, policy, now, &copies);
     let mut result = Plan {
         complete: true,
@@ -242,7 +372,7 @@ fn decide_all(
     snapshot: &Snapshot,
     policy: &Policy,
     now: u64,
-    copies: &HashMap<&str, Vec<usize>>,
+    copies: &PubkeyCopies<'_>,
 ) -> Vec<Outcome> {
     let agents = &snapshot.agents;
     let threads = policy.threads.max(1);
@@ -276,41 +406,13 @@ fn decide(
     snapshot: &Snapshot,
     policy: &Policy,
     now: u64,
-    copies: &HashMap<&str, Vec<usize>>,
+    copies: &PubkeyCopies<'_>,
 ) -> Outcome {
     let record = &agent.record;
 
-    // A. Record validity.
-    if !record.field_errors.is_empty() {
-        return Outcome::Skip(SkipReason::InvalidRecord, record.field_errors.join("; "));
-    }
-    if !is_pubkey_hex(&record.pubkey) {
-        return Outcome::Skip(
-            SkipReason::InvalidRecord,
-            "pubkey is not 64 lower-case hex digits; fix the record's pubkey".to_string(),
-        );
-    }
-    if let Some(positions) = copies.get(record.pubkey.as_str()).filter(|p| p.len() > 1) {
-        let mut sorted = positions.clone();
-        sorted.sort_unstable();
-        let list: Vec<String> = sorted.iter().map(|i| format!("#{i}")).collect();
-        return Outcome::Skip(
-            SkipReason::DuplicateRecord,
-            format!(
-                "pubkey appears {} times in the store (records {}); keep one",
-                positions.len(),
-                list.join(", ")
-            ),
-        );
-    }
-    if record.name.trim().is_empty() {
-        return Outcome::Skip(
-            SkipReason::InvalidRecord,
-            "name is empty; a profile is never published without a name".to_string(),
-        );
-    }
-    if let Err(problem) = parse_relay_url(&record.relay_url) {
-        return Outcome::Skip(SkipReason::InvalidRelayUrl, problem);
+    // A. Record validity: the first problem.
+    if let Some((reason, detail)) = record_problems(record, copies).into_iter().next() {
+        return Outcome::Skip(reason, detail);
     }
     let relay = agent
         .relay
@@ -323,7 +425,7 @@ fn decide(
     let mut actions = Vec::with_capacity(2);
     let expected = match record.avatar_url.usable() {
         Some(avatar) => avatar.to_string(),
-        None => match choose_backfill(record, &state, snapshot, policy) {
+        None => match choose_backfill(record, &state, &snapshot.personas, policy) {
             Ok((source, avatar)) => {
                 actions.push(Action::BackfillAvatar(BackfillAvatar {
                     agent: record.pubkey.clone(),
@@ -419,21 +521,55 @@ fn finish(actions: Vec<Action>) -> Outcome {
     }
 }
 
+/// Rule B2 before the relay is looked at, for a record with no usable
+/// `avatar_url`: the persona's avatar wins whatever the relay holds; else
+/// the relay's picture decides, then the command's default avatar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AvatarChoice<'a> {
+    /// The persona's (non-blank) avatar.
+    Persona(&'a str),
+    /// The relay's picture when its profile has one; else this default
+    /// avatar of the record's command, when the command has one. An
+    /// unreadable relay decides nothing (B3).
+    RelayFirst {
+        /// The command's default avatar.
+        command_avatar: Option<&'a str>,
+    },
+}
+
+/// Where a record without a usable avatar gets one (rule B2), as far as it
+/// is known without the relay. `personas` maps persona ids to avatars.
+pub fn avatar_choice<'a>(
+    record: &AgentRecord,
+    personas: &'a BTreeMap<String, String>,
+    policy: &'a Policy,
+) -> AvatarChoice<'a> {
+    let persona_avatar = record
+        .persona_id
+        .as_deref()
+        .and_then(|id| personas.get(id))
+        .filter(|avatar| !avatar.trim().is_empty());
+    match persona_avatar {
+        Some(avatar) => AvatarChoice::Persona(avatar),
+        None => AvatarChoice::RelayFirst {
+            command_avatar: policy
+                .command_avatars
+                .lookup(record.agent_command.as_deref().unwrap_or_default()),
+        },
+    }
+}
+
 /// Rule B2 to B4 for a legacy record: the first source that yields an avatar.
 fn choose_backfill(
     record: &AgentRecord,
     state: &ProfileState<'_>,
-    snapshot: &Snapshot,
+    personas: &BTreeMap<String, String>,
     policy: &Policy,
 ) -> Result<(AvatarSource, String), (SkipReason, String)> {
-    let persona_avatar = record
-        .persona_id
-        .as_deref()
-        .and_then(|id| snapshot.personas.get(id))
-        .filter(|avatar| !avatar.trim().is_empty());
-    if let Some(avatar) = persona_avatar {
-        return Ok((AvatarSource::Persona, avatar.clone()));
-    }
+    let command_avatar = match avatar_choice(record, personas, policy) {
+        AvatarChoice::Persona(avatar) => return Ok((AvatarSource::Persona, avatar.to_string())),
+        AvatarChoice::RelayFirst { command_avatar } => command_avatar,
+    };
     match state {
         ProfileState::Unknown { reason, skip } => {
             return Err((
@@ -452,15 +588,15 @@ fn choose_backfill(
         }
         ProfileState::Missing | ProfileState::Malformed { .. } => {}
     }
-    let command = record.agent_command.as_deref().unwrap_or_default();
-    match policy.command_avatars.lookup(command) {
+    match command_avatar {
         Some(avatar) => Ok((AvatarSource::Command, avatar.to_string())),
         None => Err((
             SkipReason::NoAvatar,
             format!(
                 "{}: no persona avatar, no picture on the relay, and no default \
-                 avatar for command `{command}`; set avatar_url or add the command under [avatars]",
-                record.avatar_url.record_phrase()
+                 avatar for command `{}`; set avatar_url or add the command under [avatars]",
+                record.avatar_url.record_phrase(),
+                record.agent_command.as_deref().unwrap_or_default()
             ),
         )),
     }
@@ -499,6 +635,25 @@ pub fn agent_keys(record: &AgentRecord) -> Result<Keys, (SkipReason, String)> {
     Ok(keys)
 }
 
+/// Rule D4 for the record's own `auth_tag`: `None` when it has none; else the
+/// tag when it is valid for a kind:0 dated `created_at`, or why it is not.
+pub fn record_auth_tag(
+    record: &AgentRecord,
+    created_at: u64,
+) -> Option<Result<Vec<String>, String>> {
+    let text = record
+        .auth_tag
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())?;
+    let checked = nip_oa::parse_tag_json(text)
+        .and_then(|tag| nip_oa::check_for_event(&tag, &record.pubkey, METADATA_KIND, created_at));
+    Some(
+        checked
+            .map(|tag| tag.to_tag())
+            .map_err(|err| format!("auth_tag is not valid for a kind:0 dated {created_at}: {err}")),
+    )
+}
+
 /// Rule D4: the record's tag, else the existing event's valid tag, else none.
 fn choose_auth_tag(
     record: &AgentRecord,
@@ -506,19 +661,13 @@ fn choose_auth_tag(
     created_at: u64,
     policy: &Policy,
 ) -> Result<(Vec<Vec<String>>, AuthTagSource), String> {
-    if let Some(text) = record.auth_tag.as_deref().filter(|t| !t.trim().is_empty()) {
-        let checked = nip_oa::parse_tag_json(text).and_then(|tag| {
-            nip_oa::check_for_event(&tag, &record.pubkey, METADATA_KIND, created_at)
-        });
-        return match checked {
-            Ok(tag) => Ok((vec![tag.to_tag()], AuthTagSource::Record)),
-            Err(_) if policy.publish_without_invalid_auth_tag => {
-                Ok((Vec::new(), AuthTagSource::DroppedInvalid))
-            }
-            Err(err) => Err(format!(
-                "auth_tag is not valid for a kind:0 dated {created_at}: {err}"
-            )),
-        };
+    match record_auth_tag(record, created_at) {
+        Some(Ok(tag)) => return Ok((vec![tag], AuthTagSource::Record)),
+        Some(Err(_)) if policy.publish_without_invalid_auth_tag => {
+            return Ok((Vec::new(), AuthTagSource::DroppedInvalid))
+        }
+        Some(Err(why)) => return Err(why),
+        None => {}
     }
     if let Some(event) = before {
         if let Ok(Some(tag)) =

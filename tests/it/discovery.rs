@@ -231,7 +231,7 @@ async fn the_dev_build_is_picked_by_flag_or_config_key_and_xdg_data_home_is_hono
     );
     // The app's null avatar_url is called null, not legacy.
     assert!(
-        out.contains("(Bramble, a8928362…2cff6525): avatar_url is null (no stored avatar); `reprofile migrate` backfills it"),
+        out.contains("(Bramble, a8928362…2cff6525): record with avatar_url null (no stored avatar): `reprofile migrate` backfills it from its persona's avatar"),
         "{out}"
     );
     assert!(!out.contains("legacy"), "{out}");
