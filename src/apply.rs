@@ -21,10 +21,10 @@ use crate::core::apply::{
     self as rules_apply, backfill_after_apply, backfill_outcome, check_backfill, check_republish,
     confirm_publish, event_to_sign, republish_after_backfill, Outcome, Precheck, RecordNow,
 };
-use crate::core::model::{AgentRecord, AvatarField, RelayObservation};
+use crate::core::model::{AgentRecord, RelayObservation};
 use crate::core::nip_oa::parse_tag_json;
 use crate::core::plan::{Action, BackfillAvatar, RepublishProfile, Skip};
-use crate::core::rules::agent_keys;
+use crate::core::rules::{agent_keys, InStore, PubkeyCopies};
 use crate::journal::{Entry, Journal};
 use crate::lock::{lock_path, ApplyLock};
 use crate::planfile::{rfc3339, PlanDocument};
@@ -295,17 +295,8 @@ pub async fn apply(
     }
     if !by_relay.is_empty() {
         let store = read_agent_store(&config.agents)?;
-        let mut copies: HashMap<String, usize> = HashMap::new();
-        for stored in &store.records {
-            *copies.entry(stored.record.pubkey.clone()).or_default() += 1;
-        }
         let store_records: Vec<AgentRecord> = store.records.into_iter().map(|s| s.record).collect();
-        // Only a pubkey on exactly one record identifies a record.
-        let records: HashMap<String, AgentRecord> = store_records
-            .iter()
-            .filter(|r| copies.get(&r.pubkey) == Some(&1))
-            .map(|r| (r.pubkey.clone(), r.clone()))
-            .collect();
+        let records = StoreRecords::of(&store_records);
         let service_keys = read_auth_key(config)?;
         let identities = Arc::new(sign_in_identities(
             config,
@@ -374,18 +365,11 @@ fn recheck_backfills(
             return Ok(());
         }
     };
-    let mut by_pubkey: HashMap<&str, Vec<&AvatarField>> = HashMap::new();
-    for stored in &store.records {
-        by_pubkey
-            .entry(stored.record.pubkey.as_str())
-            .or_default()
-            .push(&stored.record.avatar_url);
-    }
+    let copies = PubkeyCopies::of(store.records.iter().map(|r| &r.record));
     for (action, outcome) in landed {
-        let now = by_pubkey
-            .get(action.agent.as_str())
-            .filter(|fields| fields.len() == 1)
-            .map(|fields| fields[0]);
+        let now = copies
+            .find(&action.agent)
+            .map(|i| &store.records[i].record.avatar_url);
         if let Some((outcome, why)) = backfill_after_apply(action, outcome, now) {
             let whole = Action::BackfillAvatar(action.clone());
             run.record(&whole, outcome, Some(why), None)?;
@@ -466,12 +450,33 @@ fn apply_backfills(
     Ok(backup)
 }
 
+/// The store's records as read before the republishes, found by pubkey.
+struct StoreRecords<'a> {
+    records: &'a [AgentRecord],
+    copies: PubkeyCopies<'a>,
+}
+
+impl<'a> StoreRecords<'a> {
+    /// `records` in store order (each `index` is its position).
+    fn of(records: &'a [AgentRecord]) -> Self {
+        Self {
+            records,
+            copies: PubkeyCopies::of(records),
+        }
+    }
+
+    /// The record of `pubkey` when exactly one holds it (rule A2).
+    fn find(&self, pubkey: &str) -> InStore<&'a AgentRecord> {
+        self.copies.find(pubkey).map(|i| &self.records[i])
+    }
+}
+
 async fn republish_on_relay(
     run: &mut Run<'_>,
     config: &Config,
     relay: &str,
     actions: &[&RepublishProfile],
-    records: &HashMap<String, AgentRecord>,
+    records: &StoreRecords<'_>,
     service_keys: Option<&Keys>,
     identities: &Arc<BTreeMap<String, Vec<Identity>>>,
 ) -> anyhow::Result<()> {
@@ -499,7 +504,7 @@ async fn republish_on_relay(
     let mut to_publish: Vec<(&RepublishProfile, PublishItem)> = Vec::new();
     for action in actions {
         let whole = Action::RepublishProfile((*action).clone());
-        let record = records.get(&action.agent);
+        let record = records.find(&action.agent);
         let record_now = record.map(|r| RecordNow {
             name: r.name.clone(),
             avatar: r.avatar_url.usable().map(str::to_string),
@@ -509,7 +514,7 @@ async fn republish_on_relay(
             Precheck::Stale(why) => run.finish(&whole, Outcome::Stale, Some(why), None)?,
             Precheck::Unknown(why) => run.finish(&whole, Outcome::Failed, Some(why), None)?,
             Precheck::Proceed => {
-                let record = record.expect("a record passed the precondition");
+                let record = record.one().expect("a record passed the precondition");
                 let keys = match agent_keys(record) {
                     Ok(keys) => keys,
                     Err((reason, why)) => {

@@ -22,6 +22,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::core::model::AvatarField;
+use crate::core::rules::{InStore, PubkeyCopies};
 use crate::store::{parse_agent_store, AgentStore};
 
 /// How often the read-edit-write cycle is retried when the store changes
@@ -56,8 +57,7 @@ pub struct AvatarEdit {
     pub avatar_url: String,
 }
 
-/// What the caller decides for one edit, given the record as it is now
-/// (`None` when no single record has that pubkey).
+/// What the caller decides for one edit, given the record as it is now.
 pub enum EditDecision {
     /// Write it.
     Write,
@@ -284,12 +284,13 @@ pub struct WriteOptions<'a> {
 
 /// Re-reads the store, asks `decide` about each edit against the record as it
 /// is now, writes the chosen edits atomically, and returns what was written.
-/// `decide` gets the current `avatar_url` (`None` when no single record has
-/// the pubkey). When nothing is chosen, nothing is written.
+/// `decide` gets the current `avatar_url` when exactly one record holds the
+/// pubkey (only such a record is written), or how many do. When nothing is
+/// chosen, nothing is written.
 pub fn write_avatars(
     store_path: &Path,
     edits: &[AvatarEdit],
-    mut decide: impl FnMut(&AvatarEdit, Option<&AvatarField>) -> EditDecision,
+    mut decide: impl FnMut(&AvatarEdit, InStore<&AvatarField>) -> EditDecision,
     opts: WriteOptions<'_>,
 ) -> Result<Written, WriteError> {
     let io = |path: &Path| {
@@ -303,22 +304,14 @@ pub fn write_avatars(
             .map_err(|_| WriteError::Unparsable("not UTF-8".to_string()))?;
         let store =
             parse_agent_store(&target, text).map_err(|e| WriteError::Unparsable(e.to_string()))?;
-        let mut positions: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, record) in store.records.iter().enumerate() {
-            positions
-                .entry(record.record.pubkey.as_str())
-                .or_default()
-                .push(i);
-        }
+        // A record's `index` is its position in the store it was read from.
+        let copies = PubkeyCopies::of(store.records.iter().map(|r| &r.record));
         let mut chosen: HashMap<usize, String> = HashMap::new();
         let mut written = Vec::new();
         for edit in edits {
-            let only = positions
-                .get(edit.pubkey.as_str())
-                .filter(|p| p.len() == 1)
-                .map(|p| p[0]);
-            let current = only.map(|i| &store.records[i].record.avatar_url);
-            if let (EditDecision::Write, Some(i)) = (decide(edit, current), only) {
+            let found = copies.find(&edit.pubkey);
+            let current = found.map(|i| &store.records[i].record.avatar_url);
+            if let (EditDecision::Write, InStore::One(i)) = (decide(edit, current), found) {
                 chosen.insert(i, edit.avatar_url.clone());
                 written.push(edit.pubkey.clone());
             }

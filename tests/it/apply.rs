@@ -181,6 +181,75 @@ async fn store_after_a_backfill_differs_only_in_avatar_url_lines() {
     );
 }
 
+/// Rule A2 at apply time: a pubkey that is on two records since planning is
+/// reported as that (for a backfill and for a republish), not as a record
+/// that left the store; nothing is written for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_a2_a_pubkey_duplicated_since_planning_is_stale_and_said_so() {
+    let world = World::start().await;
+    let config = world.config();
+    let (doc, path) = make_plan(&config, &[], None).await.unwrap();
+    let republish_only = "f68e0a6978e1b2ffb4beb3f10df6d0dacf1e4f5535ab6ea1780bdf0ff024ccfc";
+    let backfill_and_republish = "4981dc74e860555c034866692be1bd035e4f810c5cb318259bdf93dd1f48c19b";
+    let renamed = "6d43c424cf1376a34c672aa7bef7b559ffd9f56a4cc4ec31b2285696b0810c48";
+    // Record #0 takes the pubkey of agent 1 and record #2 that of agent 4.
+    let text = std::fs::read_to_string(world.store_path()).unwrap();
+    let edited = text
+        .replacen(
+            "ee96457d1818b32114c49e2544fc1f4d5e1b0022d2983d9326714922284450fd",
+            republish_only,
+            1,
+        )
+        .replacen(renamed, backfill_and_republish, 1);
+    std::fs::write(world.store_path(), &edited).unwrap();
+
+    let report = apply(&config, &doc, &path, &forced(), &now_secs)
+        .await
+        .unwrap();
+    let outcome = |agent: &str, kind: &str| {
+        let result = report
+            .results
+            .iter()
+            .find(|r| r.agent == agent && r.kind == kind)
+            .unwrap_or_else(|| panic!("{kind} of {agent}: {report:#?}"));
+        (result.outcome, result.reason.clone().unwrap_or_default())
+    };
+    let twice = "the pubkey is now on 2 records of the store, so none of them is this agent's \
+                 (rule A2); keep one and make a new plan";
+    assert_eq!(
+        outcome(republish_only, "republish_profile"),
+        (Outcome::Stale, twice.to_string())
+    );
+    assert_eq!(
+        outcome(backfill_and_republish, "backfill_avatar"),
+        (Outcome::Stale, twice.to_string())
+    );
+    let (republish, why) = outcome(backfill_and_republish, "republish_profile");
+    assert_eq!(republish, Outcome::Stale);
+    assert!(why.ends_with(twice), "{why}");
+    assert_eq!(
+        outcome(renamed, "republish_profile"),
+        (
+            Outcome::Stale,
+            "the record is no longer in the store".to_string()
+        )
+    );
+    // Neither copy of a duplicated pubkey was written.
+    let copies = |text: &str| -> Vec<Value> {
+        let records: Value = serde_json::from_str(text).unwrap();
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["pubkey"] == backfill_and_republish)
+            .map(|r| r.get("avatar_url").cloned().unwrap_or(Value::Null))
+            .collect()
+    };
+    let after = std::fs::read_to_string(world.store_path()).unwrap();
+    assert_eq!(copies(&after).len(), 2);
+    assert_eq!(copies(&after), copies(&edited));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_concurrent_store_edit_survives_and_an_edited_record_is_stale() {
     let world = World::start().await;
