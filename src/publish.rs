@@ -63,7 +63,7 @@ use tokio::task::JoinSet;
 use crate::core::apply::{classify_ok, Backoff, PublishAnswer};
 use crate::protocol::nip42::Identity;
 use crate::protocol::write::AuthorPublish;
-use crate::relay::{capped_relay_text, human_duration, Connection};
+use crate::relay::{human_duration, relay_text, Connection};
 
 /// How many times one batch may open a new connection after losing one.
 pub const MAX_RECONNECTS: u32 = 3;
@@ -75,9 +75,6 @@ const MAX_AUTH_ATTEMPTS: u32 = 3;
 /// How many `auth-required:` answers one event may get on one connection
 /// before it counts as refused.
 const MAX_AUTH_DEMANDS: u32 = 3;
-
-/// Longest piece of relay-supplied text kept in a delivery.
-const MAX_RELAY_TEXT_CHARS: usize = 300;
 
 pub use crate::protocol::write::Delivery;
 
@@ -946,28 +943,9 @@ fn jitter() -> f64 {
     nostr::prelude::rand::random::<f64>()
 }
 
-/// Relay-supplied text made safe for a delivery (control characters
-/// escaped, length capped).
-fn relay_text(text: &str) -> String {
-    capped_relay_text(text, MAX_RELAY_TEXT_CHARS)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn relay_text_is_verbatim_for_plain_text_and_escapes_control_characters() {
-        assert_eq!(
-            relay_text("replaced: have newer event"),
-            "replaced: have newer event"
-        );
-        assert_eq!(relay_text("blocked: \x1b[31mno"), "blocked: \\u{1b}[31mno");
-        assert_eq!(
-            relay_text(&"x".repeat(1000)).chars().count(),
-            MAX_RELAY_TEXT_CHARS + 1
-        );
-    }
 
     #[test]
     fn jitter_is_in_range() {

@@ -41,7 +41,7 @@ use crate::protocol::nip42::{AuthStatus, Identity};
 use crate::protocol::read::{ReadSession, MAX_SUBSCRIPTIONS_IN_FLIGHT};
 use crate::protocol::{Input, Session};
 
-pub(crate) use crate::protocol::{capped_relay_text, human_duration};
+pub(crate) use crate::protocol::{human_duration, relay_text};
 
 /// The most authors one REQ filter may name. Relays cap filters and results
 /// (strfry: 500 events per filter), so batches stay small.

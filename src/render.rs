@@ -15,7 +15,7 @@ use similar::{ChangeTag, TextDiff};
 use crate::core::content::ProfileContent;
 use crate::core::model::AvatarField;
 use crate::core::plan::{Action, BackfillAvatar, RepublishProfile, RepublishReason, SkipReason};
-use crate::core::rules::short_pubkey;
+use crate::core::rules::{escape_controls, short_pubkey};
 use crate::planfile::{rfc3339, PlanDocument, PlanKind};
 
 /// How to render.
@@ -395,7 +395,7 @@ pub fn render_report(report: &crate::apply::ApplyReport, style: Style) -> String
         };
         let who = format!(
             "{} ({})",
-            crate::protocol::capped_relay_text(&result.name, usize::MAX),
+            escape_controls(&result.name, false),
             short_pubkey(&result.agent)
         );
         let _ = write!(
@@ -406,7 +406,7 @@ pub fn render_report(report: &crate::apply::ApplyReport, style: Style) -> String
         );
         match &result.reason {
             Some(reason) => {
-                let reason = crate::protocol::capped_relay_text(reason, usize::MAX);
+                let reason = escape_controls(reason, false);
                 let _ = writeln!(out, ": {reason}");
             }
             None => out.push('\n'),
@@ -536,23 +536,11 @@ pub fn render_summary(doc: &PlanDocument, style: Style) -> String {
 fn terminal_safe(doc: &PlanDocument) -> std::borrow::Cow<'_, PlanDocument> {
     use crate::core::plan::Action;
     fn unsafe_text(text: &str) -> bool {
-        text.chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        matches!(escape_controls(text, true), Cow::Owned(_))
     }
     fn escape(text: &mut String, keep_layout: bool) {
-        if text.chars().any(char::is_control) {
-            *text = text
-                .chars()
-                .flat_map(|c| {
-                    let keep = !c.is_control() || (keep_layout && (c == '\n' || c == '\t'));
-                    let escaped: Vec<char> = if keep {
-                        vec![c]
-                    } else {
-                        c.escape_default().collect()
-                    };
-                    escaped
-                })
-                .collect();
+        if let Cow::Owned(escaped) = escape_controls(text, keep_layout) {
+            *text = escaped;
         }
     }
     let mut texts: Vec<&str> = vec![&doc.store.path, &doc.store.sha256];

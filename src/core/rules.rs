@@ -6,6 +6,7 @@
 //! the spec: record validity (A), the expected avatar (B), whether the profile
 //! needs a republish (C), then what the new event must be (D).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use nostr::nips::nip19::FromBech32;
@@ -293,17 +294,27 @@ pub fn short_pubkey(pubkey: &str) -> String {
     } else {
         pubkey.to_owned()
     };
-    shown
-        .chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
+    escape_controls(&shown, false).into_owned()
+}
+
+/// Text from anywhere (a relay, a store, a crafted plan file) made safe to
+/// show: every control character escaped (`\u{1b}`), so none reaches a
+/// terminal as an escape sequence; with `keep_layout`, line breaks and tabs
+/// are kept. Borrowed as it is when there is nothing to escape.
+pub fn escape_controls(text: &str, keep_layout: bool) -> Cow<'_, str> {
+    let escaped = |c: char| c.is_control() && !(keep_layout && (c == '\n' || c == '\t'));
+    if !text.chars().any(escaped) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if escaped(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// What the rules decided for one agent.
