@@ -18,9 +18,9 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::core::json::{json_string, ObjectEntries};
 use crate::core::model::AvatarField;
 use crate::core::rules::{InStore, PubkeyCopies};
 use crate::store::{parse_agent_store, AgentStore};
@@ -73,32 +73,11 @@ struct FieldSpan {
     value_end: usize,
 }
 
-struct Fields<'a>(Vec<(String, &'a RawValue)>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = Fields<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut fields = Vec::new();
-                while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
-                    fields.push((key, value));
-                }
-                Ok(Fields(fields))
-            }
-        }
-        deserializer.deserialize_map(V(std::marker::PhantomData))
-    }
-}
-
 /// The fields of the object at `text[start..end]`, with their positions.
 fn field_spans(text: &str, start: usize, end: usize) -> Option<Vec<FieldSpan>> {
     let object = &text[start..end];
-    let Fields(fields) = serde_json::from_str::<Fields<'_>>(object).ok()?;
+    let ObjectEntries(fields) =
+        serde_json::from_str::<ObjectEntries<String, &RawValue>>(object).ok()?;
     let base = text.as_ptr() as usize;
     let mut spans = Vec::with_capacity(fields.len());
     let mut search_from = start + 1;
@@ -145,10 +124,6 @@ fn find_string_start(text: &str, from: usize, close: usize) -> Option<usize> {
         }
     }
     None
-}
-
-fn json_string(text: &str) -> String {
-    serde_json::to_string(text).expect("a string serializes")
 }
 
 /// The text of `store` with the given `avatar_url` edits (record index to new
