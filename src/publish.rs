@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use nostr::{Event, EventBuilder, EventId, Keys, PublicKey};
 use nostr_sdk::pool::RelayNotification;
-use nostr_sdk::{Client, ClientMessage, Relay, RelayMessage, RelayStatus};
+use nostr_sdk::{Client, ClientMessage, Relay, RelayMessage};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
 use tokio::time::Instant;
@@ -63,7 +63,7 @@ use tokio::task::JoinSet;
 use crate::core::apply::{classify_ok, Backoff, PublishAnswer};
 use crate::protocol::nip42::Identity;
 use crate::protocol::write::AuthorPublish;
-use crate::relay::{human_duration, relay_text, Connection};
+use crate::relay::{connection_lost, human_duration, relay_text, Connection};
 
 /// How many times one batch may open a new connection after losing one.
 pub const MAX_RECONNECTS: u32 = 3;
@@ -659,22 +659,12 @@ impl<'a> Batch<'a> {
                 }
                 _ => {}
             },
-            RelayNotification::RelayStatus { status } => {
-                if matches!(
-                    status,
-                    RelayStatus::Disconnected
-                        | RelayStatus::Terminated
-                        | RelayStatus::Banned
-                        | RelayStatus::Sleeping
-                ) {
-                    tracing::debug!(relay = %url, %status, "connection lost");
+            other => {
+                if let Some(why) = connection_lost(&other) {
+                    tracing::debug!(relay = %url, why, "connection lost");
                     return Err(());
                 }
             }
-            RelayNotification::Shutdown => return Err(()),
-            RelayNotification::Event { .. }
-            | RelayNotification::Authenticated
-            | RelayNotification::AuthenticationFailed => {}
         }
         Ok(())
     }
