@@ -27,7 +27,7 @@ use crate::core::plan::{Action, BackfillAvatar, RepublishProfile, Skip};
 use crate::core::rules::{agent_keys, InStore, PubkeyCopies};
 use crate::journal::{Entry, Journal};
 use crate::lock::{lock_path, ApplyLock};
-use crate::planfile::{rfc3339, PlanDocument};
+use crate::planfile::{file_stamp, rfc3339, PlanDocument};
 use crate::protocol::nip42::Identity;
 use crate::publish::{publish_all, Delivery, PublishItem, PublishOptions};
 use crate::relay::{read_profiles, read_relays, ReadOptions};
@@ -260,9 +260,7 @@ pub async fn apply(
             _ => None,
         })
         .collect();
-    let stamp = chrono::DateTime::from_timestamp(i64::try_from(now()).unwrap_or(0), 0)
-        .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
-        .unwrap_or_default();
+    let stamp = file_stamp(now());
     let backup = if opts.stopping() {
         None
     } else {

@@ -227,6 +227,14 @@ pub fn rfc3339(secs: u64) -> String {
         .unwrap_or_else(|| secs.to_string())
 }
 
+/// The UTC time of Unix seconds as file names carry it: `20260101T000000Z`
+/// (plan files, store backups).
+pub fn file_stamp(secs: u64) -> String {
+    chrono::DateTime::from_timestamp(i64::try_from(secs).unwrap_or(i64::MAX), 0)
+        .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
+        .unwrap_or_else(|| secs.to_string())
+}
+
 fn to_file(doc: &PlanDocument) -> FilePlan<'_> {
     let summary = doc.plan.summary();
     FilePlan {
@@ -503,9 +511,7 @@ pub fn file_stem(doc: &PlanDocument) -> String {
 }
 
 fn stem_with_digest(doc: &PlanDocument, digest: &str) -> String {
-    let time = chrono::DateTime::from_timestamp(i64::try_from(doc.created_at).unwrap_or(0), 0)
-        .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
-        .unwrap_or_else(|| doc.created_at.to_string());
+    let time = file_stamp(doc.created_at);
     let prefix = match doc.kind {
         PlanKind::Reconcile => "plan",
         PlanKind::Migrate => "migrate",
@@ -891,6 +897,17 @@ mod tests {
     fn a_plan_reads_back_as_written() {
         let doc = sample();
         assert_eq!(from_json(Path::new("p.json"), &to_json(&doc)).unwrap(), doc);
+    }
+
+    #[test]
+    fn a_plan_file_is_named_by_the_stamp_of_its_time_and_its_digest() {
+        assert_eq!(file_stamp(1_795_000_000), "20261118T110640Z");
+        let name = format!(
+            "{}.json",
+            stem_with_digest(&sample(), &"0123abcd".repeat(8))
+        );
+        assert_eq!(name, "plan-20261118T110640Z-0123abcd.json");
+        assert!(is_plan_file_name(&name), "{name}");
     }
 
     #[test]

@@ -97,6 +97,17 @@ pub struct AgentStore {
     pub records: Vec<StoredRecord>,
 }
 
+/// A file of reprofile's next to the store's real file (`store_target`, a
+/// symlink already resolved): `<store file name><suffix>` in the same folder,
+/// such as the apply lock and the backups.
+pub fn beside_store(store_target: &Path, suffix: &str) -> PathBuf {
+    let name = store_target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "store".to_string());
+    store_target.with_file_name(format!("{name}{suffix}"))
+}
+
 /// SHA-256 of some bytes, as lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

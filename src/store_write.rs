@@ -23,7 +23,7 @@ use serde_json::value::RawValue;
 use crate::core::json::{json_string, ObjectEntries};
 use crate::core::model::AvatarField;
 use crate::core::rules::{InStore, PubkeyCopies};
-use crate::store::{parse_agent_store, AgentStore};
+use crate::store::{beside_store, parse_agent_store, AgentStore};
 
 /// How often the read-edit-write cycle is retried when the store changes
 /// under it.
@@ -191,10 +191,6 @@ pub fn resolve_target(path: &Path) -> std::io::Result<PathBuf> {
 /// same second exists (two applies that write within a second), the name
 /// gets `-2`, `-3`, ...
 pub fn write_backup(store_target: &Path, bytes: &[u8], stamp: &str) -> std::io::Result<PathBuf> {
-    let name = store_target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "store".to_string());
     let mut attempt = 1u32;
     loop {
         let suffix = if attempt == 1 {
@@ -202,7 +198,7 @@ pub fn write_backup(store_target: &Path, bytes: &[u8], stamp: &str) -> std::io::
         } else {
             format!("-{attempt}")
         };
-        let path = store_target.with_file_name(format!("{name}.reprofile-{stamp}{suffix}.bak"));
+        let path = beside_store(store_target, &format!(".reprofile-{stamp}{suffix}.bak"));
         match OpenOptions::new()
             .write(true)
             .create_new(true)
