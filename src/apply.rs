@@ -171,15 +171,11 @@ impl Run<'_> {
         reason: Option<String>,
         event_id: Option<String>,
     ) -> anyhow::Result<()> {
-        let name = match action {
-            Action::BackfillAvatar(b) => b.name.clone(),
-            Action::RepublishProfile(r) => r.name.clone(),
-        };
         let result = ActionResult {
             id: action.id(),
             kind: action.type_name(),
             agent: action.agent().to_string(),
-            name,
+            name: action.name().to_string(),
             outcome,
             reason,
             event_id,

@@ -96,6 +96,16 @@ pub enum PlanKind {
     Migrate,
 }
 
+impl PlanKind {
+    /// What people call such a plan: `plan` or `migration plan`.
+    pub fn title(self) -> &'static str {
+        match self {
+            PlanKind::Reconcile => "plan",
+            PlanKind::Migrate => "migration plan",
+        }
+    }
+}
+
 // ---- file types ----
 //
 // They borrow from the plan when writing (a large plan is not copied to be

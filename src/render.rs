@@ -7,7 +7,7 @@
 //! `String`; colour is a choice of the caller (terminal, `NO_COLOR`).
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use similar::{ChangeTag, TextDiff};
@@ -59,13 +59,10 @@ pub fn render(doc: &PlanDocument, style: Style) -> String {
     let doc = &*terminal_safe(doc);
     let mut out = String::new();
     let plan = &doc.plan;
-    let what = match doc.kind {
-        PlanKind::Reconcile => "plan",
-        PlanKind::Migrate => "migration plan",
-    };
     let _ = writeln!(
         out,
-        "reprofile {what} for {} agents in {} ({})",
+        "reprofile {} for {} agents in {} ({})",
+        doc.kind.title(),
         plan.agents,
         doc.store.path,
         rfc3339(doc.created_at)
@@ -84,10 +81,7 @@ pub fn render(doc: &PlanDocument, style: Style) -> String {
     for action in &plan.actions {
         if current_agent != Some(action.agent()) {
             current_agent = Some(action.agent());
-            let name = match action {
-                Action::BackfillAvatar(b) => &b.name,
-                Action::RepublishProfile(r) => &r.name,
-            };
+            let name = action.name();
             let _ = writeln!(
                 out,
                 "\n  {}",
@@ -105,14 +99,8 @@ pub fn render(doc: &PlanDocument, style: Style) -> String {
 
     render_skipped(&mut out, doc, style);
 
-    let unreadable: BTreeSet<&str> = plan
-        .skipped
-        .iter()
-        .filter(|s| s.reason.is_relay_unknown())
-        .filter_map(|s| s.relay.as_deref())
-        .collect();
     if !plan.complete {
-        let list: Vec<&str> = unreadable.into_iter().collect();
+        let list: Vec<&str> = plan.unreadable_relays().into_iter().collect();
         let _ =
             writeln!(
             out,
@@ -463,10 +451,7 @@ pub fn render_summary(doc: &PlanDocument, style: Style) -> String {
     let _ = writeln!(
         out,
         "reprofile {} made {} from {} ({} records)",
-        match doc.kind {
-            PlanKind::Reconcile => "plan",
-            PlanKind::Migrate => "migration plan",
-        },
+        doc.kind.title(),
         rfc3339(doc.created_at),
         doc.store.path,
         doc.store.records
@@ -498,18 +483,10 @@ pub fn render_summary(doc: &PlanDocument, style: Style) -> String {
         if plan.complete {
             "yes".to_string()
         } else {
-            let unreadable: BTreeSet<&str> = plan
-                .skipped
-                .iter()
-                .filter(|x| x.reason.is_relay_unknown())
-                .filter_map(|x| x.relay.as_deref())
-                .collect();
+            let unreadable: Vec<&str> = plan.unreadable_relays().into_iter().collect();
             style.paint(
                 Paint::Warn,
-                &format!(
-                    "no (unreadable: {})",
-                    unreadable.into_iter().collect::<Vec<_>>().join(", ")
-                ),
+                &format!("no (unreadable: {})", unreadable.join(", ")),
             )
         }
     );

@@ -4,6 +4,7 @@
 //! the plan file stores it (through its own serialization types in
 //! `crate::planfile`, so the file format can stay stable while these evolve).
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use super::model::AvatarField;
@@ -274,6 +275,14 @@ impl Action {
         }
     }
 
+    /// The agent's name, for people.
+    pub fn name(&self) -> &str {
+        match self {
+            Action::BackfillAvatar(action) => &action.name,
+            Action::RepublishProfile(action) => &action.name,
+        }
+    }
+
     /// The action's type name in plan files.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -356,5 +365,15 @@ impl Plan {
     /// True when there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
+    }
+
+    /// The relays that could not be read (the agents skipped for it name
+    /// them), in order: what makes the plan incomplete.
+    pub fn unreadable_relays(&self) -> BTreeSet<&str> {
+        self.skipped
+            .iter()
+            .filter(|skip| skip.reason.is_relay_unknown())
+            .filter_map(|skip| skip.relay.as_deref())
+            .collect()
     }
 }
