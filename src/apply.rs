@@ -149,22 +149,10 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Journals an action's outcome and counts it done.
+    /// Journals an action's outcome, and counts the action done the first
+    /// time. A later line for the same action replaces the earlier one, in
+    /// the report and for readers of the journal.
     fn finish(
-        &mut self,
-        action: &Action,
-        outcome: Outcome,
-        reason: Option<String>,
-        event_id: Option<String>,
-    ) -> anyhow::Result<()> {
-        self.record(action, outcome, reason, event_id)?;
-        self.progress.inc(1);
-        Ok(())
-    }
-
-    /// Journals an outcome (a later line for the same action replaces the
-    /// earlier one, in the report and for readers of the journal).
-    fn record(
         &mut self,
         action: &Action,
         outcome: Outcome,
@@ -204,7 +192,9 @@ impl Run<'_> {
                 "action not done"
             ),
         }
-        self.results.insert(result.id.clone(), result);
+        if self.results.insert(result.id.clone(), result).is_none() {
+            self.progress.inc(1);
+        }
         Ok(())
     }
 }
@@ -366,7 +356,7 @@ fn recheck_backfills(
             .map(|i| &store.records[i].record.avatar_url);
         if let Some((outcome, why)) = backfill_after_apply(action, outcome, now) {
             let whole = Action::BackfillAvatar(action.clone());
-            run.record(&whole, outcome, Some(why), None)?;
+            run.finish(&whole, outcome, Some(why), None)?;
         }
     }
     Ok(())

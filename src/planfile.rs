@@ -505,6 +505,28 @@ fn from_file(file: FilePlan<'_>) -> Result<PlanDocument, String> {
     })
 }
 
+/// A plan document for tests: made at 2026-11-18T11:06:40Z from `/s.json`
+/// (one record), holding `actions` and nothing skipped.
+#[cfg(test)]
+pub(crate) fn test_document(actions: Vec<Action>) -> PlanDocument {
+    PlanDocument {
+        created_at: 1_795_000_000,
+        kind: PlanKind::Reconcile,
+        store: StoreIdentity {
+            path: "/s.json".into(),
+            sha256: "ab".repeat(32),
+            records: 1,
+        },
+        plan: Plan {
+            actions,
+            skipped: vec![],
+            unchanged: vec![],
+            complete: true,
+            agents: 1,
+        },
+    }
+}
+
 /// Reads a plan file.
 pub fn read(path: &Path) -> Result<PlanDocument, PlanFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| PlanFileError::Io {
@@ -832,57 +854,47 @@ mod tests {
 
     fn sample() -> PlanDocument {
         use crate::core::plan::*;
-        PlanDocument {
-            created_at: 1_795_000_000,
-            kind: PlanKind::Reconcile,
-            store: StoreIdentity {
-                path: "/s.json".into(),
-                sha256: "ab".repeat(32),
-                records: 3,
-            },
-            plan: Plan {
-                actions: vec![
-                    Action::BackfillAvatar(BackfillAvatar {
-                        agent: "a".repeat(64),
-                        name: "Ada".into(),
-                        index: 0,
-                        source: AvatarSource::Persona,
-                        avatar_url: "https://p/1.png".into(),
-                        before: crate::core::model::AvatarField::Null,
-                    }),
-                    Action::RepublishProfile(RepublishProfile {
-                        agent: "a".repeat(64),
-                        name: "Ada".into(),
-                        picture: "https://p/1.png".into(),
-                        relay: "ws://r".into(),
-                        reasons: vec![RepublishReason::PictureChanged],
-                        before: Some(EventBefore {
-                            id: "e".repeat(64),
-                            created_at: 5,
-                            content: "{}".into(),
-                        }),
-                        after: EventAfter {
-                            content: "{\"name\":\"Ada\"}".into(),
-                            tags: vec![],
-                            created_at_above: 5,
-                            planned_created_at: 0,
-                        },
-                        auth_tag_source: AuthTagSource::None,
-                    }),
-                ],
-                skipped: vec![Skip {
-                    agent: "b".repeat(64),
-                    name: "Bob".into(),
-                    index: 1,
-                    reason: SkipReason::NoAvatar,
-                    detail: "none".into(),
-                    relay: None,
-                }],
-                unchanged: vec!["c".repeat(64)],
-                complete: true,
-                agents: 3,
-            },
-        }
+        let mut doc = test_document(vec![
+            Action::BackfillAvatar(BackfillAvatar {
+                agent: "a".repeat(64),
+                name: "Ada".into(),
+                index: 0,
+                source: AvatarSource::Persona,
+                avatar_url: "https://p/1.png".into(),
+                before: crate::core::model::AvatarField::Null,
+            }),
+            Action::RepublishProfile(RepublishProfile {
+                agent: "a".repeat(64),
+                name: "Ada".into(),
+                picture: "https://p/1.png".into(),
+                relay: "ws://r".into(),
+                reasons: vec![RepublishReason::PictureChanged],
+                before: Some(EventBefore {
+                    id: "e".repeat(64),
+                    created_at: 5,
+                    content: "{}".into(),
+                }),
+                after: EventAfter {
+                    content: "{\"name\":\"Ada\"}".into(),
+                    tags: vec![],
+                    created_at_above: 5,
+                    planned_created_at: 0,
+                },
+                auth_tag_source: AuthTagSource::None,
+            }),
+        ]);
+        doc.store.records = 3;
+        doc.plan.agents = 3;
+        doc.plan.skipped = vec![Skip {
+            agent: "b".repeat(64),
+            name: "Bob".into(),
+            index: 1,
+            reason: SkipReason::NoAvatar,
+            detail: "none".into(),
+            relay: None,
+        }];
+        doc.plan.unchanged = vec!["c".repeat(64)];
+        doc
     }
 
     #[test]

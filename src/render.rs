@@ -590,9 +590,8 @@ fn terminal_safe(doc: &PlanDocument) -> std::borrow::Cow<'_, PlanDocument> {
 mod tests {
     use super::*;
     use crate::core::plan::{
-        AuthTagSource, AvatarSource, EventAfter, EventBefore, Plan, RepublishReason,
+        AuthTagSource, AvatarSource, EventAfter, EventBefore, RepublishReason,
     };
-    use crate::planfile::StoreIdentity;
 
     /// A `data:` URL of `len` bytes.
     fn data_url(len: usize, fill: char) -> String {
@@ -625,25 +624,6 @@ mod tests {
         );
     }
 
-    fn doc_with(actions: Vec<Action>) -> PlanDocument {
-        PlanDocument {
-            created_at: 1_795_000_000,
-            kind: PlanKind::Reconcile,
-            store: StoreIdentity {
-                path: "/s.json".into(),
-                sha256: "ab".repeat(32),
-                records: 1,
-            },
-            plan: Plan {
-                actions,
-                skipped: vec![],
-                unchanged: vec![],
-                complete: true,
-                agents: 1,
-            },
-        }
-    }
-
     #[test]
     fn the_rendering_shows_data_avatars_short_and_says_null() {
         let fizz = data_url(52_356, 'F');
@@ -654,7 +634,7 @@ mod tests {
         let after_content = format!(
             r#"{{"display_name":"Nectar","picture":"{fizz}","about":"bee","name":"Nectar"}}"#
         );
-        let doc = doc_with(vec![
+        let doc = crate::planfile::test_document(vec![
             Action::BackfillAvatar(BackfillAvatar {
                 agent: agent.clone(),
                 name: "Nectar".into(),
@@ -711,14 +691,15 @@ mod tests {
             (AvatarField::Absent, "avatar_url was absent"),
             (AvatarField::Text("  ".into()), "avatar_url was \"  \""),
         ] {
-            let doc = doc_with(vec![Action::BackfillAvatar(BackfillAvatar {
-                agent: agent.clone(),
-                name: "Nectar".into(),
-                index: 3,
-                source: AvatarSource::Command,
-                avatar_url: "https://c/goose.png".into(),
-                before,
-            })]);
+            let doc =
+                crate::planfile::test_document(vec![Action::BackfillAvatar(BackfillAvatar {
+                    agent: agent.clone(),
+                    name: "Nectar".into(),
+                    index: 3,
+                    source: AvatarSource::Command,
+                    avatar_url: "https://c/goose.png".into(),
+                    before,
+                })]);
             assert!(render(&doc, Style::default()).contains(shown));
         }
     }
