@@ -241,10 +241,7 @@ pub async fn apply(
         .plan
         .actions
         .iter()
-        .filter_map(|a| match a {
-            Action::BackfillAvatar(b) => Some(b),
-            _ => None,
-        })
+        .filter_map(Action::as_backfill)
         .collect();
     let stamp = file_stamp(now());
     let backup = if opts.stopping() {

@@ -474,28 +474,24 @@ mod tests {
 
     #[test]
     fn a_dropped_or_shut_down_connection_is_lost_and_nothing_else_is() {
-        for status in [
-            RelayStatus::Disconnected,
-            RelayStatus::Terminated,
-            RelayStatus::Banned,
-            RelayStatus::Sleeping,
+        let dropped = Some("connection dropped");
+        for (status, lost) in [
+            (RelayStatus::Disconnected, dropped),
+            (RelayStatus::Terminated, dropped),
+            (RelayStatus::Banned, dropped),
+            (RelayStatus::Sleeping, dropped),
+            (RelayStatus::Initialized, None),
+            (RelayStatus::Pending, None),
+            (RelayStatus::Connecting, None),
+            (RelayStatus::Connected, None),
         ] {
             let notification = RelayNotification::RelayStatus { status };
-            assert_eq!(connection_lost(&notification), Some("connection dropped"));
+            assert_eq!(connection_lost(&notification), lost, "{status}");
         }
         assert_eq!(
             connection_lost(&RelayNotification::Shutdown),
             Some("connection shut down")
         );
-        for status in [
-            RelayStatus::Initialized,
-            RelayStatus::Pending,
-            RelayStatus::Connecting,
-            RelayStatus::Connected,
-        ] {
-            let notification = RelayNotification::RelayStatus { status };
-            assert_eq!(connection_lost(&notification), None, "{status}");
-        }
         assert_eq!(connection_lost(&RelayNotification::Authenticated), None);
     }
 

@@ -115,16 +115,17 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Reads and parses the agent store at `path`.
 pub fn read_agent_store(path: &Path) -> Result<AgentStore, StoreError> {
-    let bytes = std::fs::read(path).map_err(|source| StoreError::Unreadable {
-        what: "agent store",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let text = utf8_text("agent store", path, bytes)?;
+    let text = read_text("agent store", path)?;
     parse_agent_store(path, text)
 }
 
-fn utf8_text(what: &'static str, path: &Path, bytes: Vec<u8>) -> Result<String, StoreError> {
+/// The text of the `what` file at `path`: it must be readable UTF-8.
+fn read_text(what: &'static str, path: &Path) -> Result<String, StoreError> {
+    let bytes = std::fs::read(path).map_err(|source| StoreError::Unreadable {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })?;
     String::from_utf8(bytes).map_err(|err| {
         let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
@@ -373,12 +374,7 @@ pub fn read_persona_store(
 
 /// Reads the persona store: persona id to its `avatar_url` (blank when none).
 pub fn read_personas(path: &Path) -> Result<BTreeMap<String, String>, StoreError> {
-    let bytes = std::fs::read(path).map_err(|source| StoreError::Unreadable {
-        what: "persona store",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let text = utf8_text("persona store", path, bytes)?;
+    let text = read_text("persona store", path)?;
     parse_personas(path, &text)
 }
 

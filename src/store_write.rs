@@ -359,6 +359,12 @@ mod tests {
         parse_agent_store(Path::new("s.json"), text.to_string()).unwrap()
     }
 
+    /// `text` with the given `avatar_url` edits (record index, new value).
+    fn edited(text: &str, edits: &[(usize, &str)]) -> String {
+        let edits = edits.iter().map(|(i, url)| (*i, url.to_string())).collect();
+        edit_text(&store(text), &edits).unwrap()
+    }
+
     #[test]
     fn a_backup_of_the_same_second_gets_a_new_name_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
@@ -380,10 +386,8 @@ mod tests {
     #[test]
     fn a_missing_avatar_is_inserted_as_one_new_line() {
         let text = "[\n  {\n    \"pubkey\": \"a\",\n    \"x\": {\"k\": [1, 2]}\n  },\n  {\n    \"pubkey\": \"b\"\n  }\n]\n";
-        let s = store(text);
-        let out = edit_text(&s, &HashMap::from([(0, "https://p/1.png".to_string())])).unwrap();
         assert_eq!(
-            out,
+            edited(text, &[(0, "https://p/1.png")]),
             "[\n  {\n    \"avatar_url\": \"https://p/1.png\",\n    \"pubkey\": \"a\",\n    \"x\": {\"k\": [1, 2]}\n  },\n  {\n    \"pubkey\": \"b\"\n  }\n]\n"
         );
     }
@@ -391,28 +395,16 @@ mod tests {
     #[test]
     fn an_existing_avatar_is_replaced_in_place() {
         let text = "[{\"pubkey\":\"a\",\"avatar_url\":null,\"z\":1},{\"pubkey\":\"b\",\"avatar_url\":\"  \"}]";
-        let s = store(text);
-        let out = edit_text(
-            &s,
-            &HashMap::from([(0, "u\"1".to_string()), (1, "u2".to_string())]),
-        )
-        .unwrap();
         assert_eq!(
-            out,
+            edited(text, &[(0, "u\"1"), (1, "u2")]),
             "[{\"pubkey\":\"a\",\"avatar_url\":\"u\\\"1\",\"z\":1},{\"pubkey\":\"b\",\"avatar_url\":\"u2\"}]"
         );
     }
 
     #[test]
     fn compact_and_empty_records_get_valid_json() {
-        let s = store("[{\"pubkey\":\"a\"},{}]");
-        let out = edit_text(
-            &s,
-            &HashMap::from([(0, "u".to_string()), (1, "v".to_string())]),
-        )
-        .unwrap();
         assert_eq!(
-            out,
+            edited("[{\"pubkey\":\"a\"},{}]", &[(0, "u"), (1, "v")]),
             "[{\"avatar_url\":\"u\",\"pubkey\":\"a\"},{\"avatar_url\": \"v\"}]"
         );
     }
@@ -497,8 +489,7 @@ mod tests {
     #[test]
     fn keys_with_escapes_do_not_confuse_the_locator() {
         let text = r#"[{"we\"ird:": "a:\"b", "pubkey": "a"}]"#;
-        let s = store(text);
-        let out = edit_text(&s, &HashMap::from([(0, "u".to_string())])).unwrap();
+        let out = edited(text, &[(0, "u")]);
         assert_eq!(
             out,
             r#"[{"avatar_url": "u","we\"ird:": "a:\"b", "pubkey": "a"}]"#

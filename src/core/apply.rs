@@ -635,26 +635,18 @@ mod tests {
             name: "Bea".into(),
             ..record()
         };
-        assert!(matches!(
-            check_republish(
-                &action,
-                InStore::One(&renamed),
-                &RelayObservation::NoProfile
-            ),
-            Precheck::Stale(_)
-        ));
         let repictured = RecordNow {
             avatar: Some("https://x".into()),
             ..record()
         };
-        assert!(matches!(
-            check_republish(
+        for changed in [renamed, repictured] {
+            let precheck = check_republish(
                 &action,
-                InStore::One(&repictured),
-                &RelayObservation::NoProfile
-            ),
-            Precheck::Stale(_)
-        ));
+                InStore::One(&changed),
+                &RelayObservation::NoProfile,
+            );
+            assert!(matches!(precheck, Precheck::Stale(_)), "{changed:?}");
+        }
     }
 
     #[test]

@@ -275,6 +275,22 @@ impl Action {
         }
     }
 
+    /// The backfill, when this is one.
+    pub fn as_backfill(&self) -> Option<&BackfillAvatar> {
+        match self {
+            Action::BackfillAvatar(action) => Some(action),
+            Action::RepublishProfile(_) => None,
+        }
+    }
+
+    /// The republish, when this is one.
+    pub fn as_republish(&self) -> Option<&RepublishProfile> {
+        match self {
+            Action::RepublishProfile(action) => Some(action),
+            Action::BackfillAvatar(_) => None,
+        }
+    }
+
     /// The agent's name, for people.
     pub fn name(&self) -> &str {
         match self {
