@@ -284,8 +284,12 @@ mod tests {
         move |name: &str| map.get(name).cloned()
     }
 
+    fn store_of(os: Os, vars: &[(&str, &str)], profile: AppProfile) -> AppStore {
+        app_store(os, &env_of(vars), profile).unwrap()
+    }
+
     fn agents_of(os: Os, vars: &[(&str, &str)], profile: AppProfile) -> PathBuf {
-        app_store(os, &env_of(vars), profile).unwrap().agents
+        store_of(os, vars, profile).agents
     }
 
     #[test]
@@ -323,12 +327,7 @@ mod tests {
 
     #[test]
     fn macos_uses_application_support() {
-        let store = app_store(
-            Os::MacOs,
-            &env_of(&[("HOME", "/Users/u")]),
-            AppProfile::Release,
-        )
-        .unwrap();
+        let store = store_of(Os::MacOs, &[("HOME", "/Users/u")], AppProfile::Release);
         assert_eq!(
             store.agents,
             PathBuf::from(
@@ -399,7 +398,7 @@ mod tests {
 
     #[test]
     fn the_dev_profile_and_the_stale_sprout_folders() {
-        let store = app_store(Os::Xdg, &env_of(&[("HOME", "/home/u")]), AppProfile::Dev).unwrap();
+        let store = store_of(Os::Xdg, &[("HOME", "/home/u")], AppProfile::Dev);
         assert_eq!(
             store.app_dir,
             PathBuf::from("/home/u/.local/share/xyz.block.buzz.app.dev")
@@ -423,12 +422,7 @@ mod tests {
 
     #[test]
     fn not_found_names_the_path_and_what_to_do_on_one_line() {
-        let store = app_store(
-            Os::Xdg,
-            &env_of(&[("HOME", "/home/u")]),
-            AppProfile::Release,
-        )
-        .unwrap();
+        let store = store_of(Os::Xdg, &[("HOME", "/home/u")], AppProfile::Release);
         let plain = store.not_found(false, false).to_string();
         assert_eq!(
             plain,
