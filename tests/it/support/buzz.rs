@@ -533,6 +533,18 @@ impl StoreAgent {
         self
     }
 
+    /// The same record with this `avatar_url`.
+    pub fn with_avatar(mut self, url: &str) -> StoreAgent {
+        self.avatar_url = Some(url.to_owned());
+        self
+    }
+
+    /// The same record with this `persona_id`.
+    pub fn with_persona(mut self, id: &str) -> StoreAgent {
+        self.persona_id = Some(id.to_owned());
+        self
+    }
+
     /// The pubkey, hex.
     pub fn pubkey(&self) -> String {
         self.keys.public_key().to_hex()
