@@ -712,12 +712,9 @@ async fn a_relay_that_refuses_with_blocked_fails_each_republish_with_its_message
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_that_requires_nip42_auth_for_writes_gets_every_profile() {
-    use nostr_relay_builder::builder::{RelayBuilderNip42, RelayBuilderNip42Mode};
-    let builder = crate::support::bulk_relay_builder().nip42(RelayBuilderNip42 {
-        mode: RelayBuilderNip42Mode::Write,
-    });
-    let relay = crate::support::start_local_relay_with(builder).await;
-    let url = relay.url().await.to_string();
+    use nostr_relay_builder::builder::RelayBuilderNip42Mode;
+    let (relay, url) =
+        crate::support::start_relay_demanding_auth(RelayBuilderNip42Mode::Write).await;
     seed_with_publisher(&url).await;
     let world = World::with_relay(relay, url, "");
     let config = world.config();

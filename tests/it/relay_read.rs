@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use nostr::{Event, EventBuilder, JsonUtil, Keys, Kind, PublicKey, Timestamp};
-use nostr_relay_builder::builder::{RelayBuilderNip42, RelayBuilderNip42Mode, RelayTestOptions};
+use nostr_relay_builder::builder::{RelayBuilderNip42Mode, RelayTestOptions};
 use nostr_relay_builder::{LocalRelay, MockRelay};
 use reprofile::core::model::RelayObservation;
 use reprofile::protocol::nip42::Identity;
@@ -17,9 +17,8 @@ use reprofile::relay::{read_profiles, read_relays, ReadOptions};
 use serde_json::json;
 
 use crate::support::{
-    bulk_relay_builder, closed_port_url, fixture_path, json_with, publish_events, seed_events,
-    short_read_options, signed_profile, start_local_relay, start_local_relay_with, FakeBehaviour,
-    FakeRelay,
+    closed_port_url, fixture_path, json_with, publish_events, seed_events, short_read_options,
+    signed_profile, start_local_relay, start_relay_demanding_auth, FakeBehaviour, FakeRelay,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -581,11 +580,7 @@ async fn closed_subscription_gives_unreadable_with_the_relays_message() {
 /// authors.
 async fn seeded_relay_demanding_auth_for_reads() -> (LocalRelay, String, Vec<Event>, Vec<PublicKey>)
 {
-    let relay = start_local_relay_with(bulk_relay_builder().nip42(RelayBuilderNip42 {
-        mode: RelayBuilderNip42Mode::Read,
-    }))
-    .await;
-    let url = relay.url().await.to_string();
+    let (relay, url) = start_relay_demanding_auth(RelayBuilderNip42Mode::Read).await;
     let seed = seed_events();
     publish_events(&url, &seed).await;
     let authors: Vec<PublicKey> = seed.iter().map(|e| e.pubkey).collect();
