@@ -15,7 +15,7 @@ use reprofile::relay::read_profiles;
 use reprofile::snapshot::read_options;
 use serde_json::Value;
 
-use crate::world::{expected, forced, stderr, stdout, World};
+use crate::world::{expected, forced, results_of, stderr, stdout, World};
 
 async fn plan_and_apply(config: &Config) -> (PlanDocument, std::path::PathBuf, ApplyReport) {
     let (doc, path) = make_plan(config, &[], None).await.expect("plan");
@@ -694,11 +694,7 @@ async fn a_relay_that_refuses_with_blocked_fails_each_republish_with_its_message
     let config = world.config();
     let (_, _, report) = plan_and_apply(&config).await;
     assert!(!report.succeeded());
-    let republishes: Vec<_> = report
-        .results
-        .iter()
-        .filter(|r| r.kind == "republish_profile")
-        .collect();
+    let republishes = results_of(&report, "republish_profile");
     assert_eq!(republishes.len(), 7);
     for result in republishes {
         assert_eq!(result.outcome, Outcome::Failed);
@@ -731,10 +727,8 @@ async fn rule_d1_each_republished_event_is_a_kind0_signed_by_the_agents_own_key(
     let config = world.config();
     let (doc, _, report) = plan_and_apply(&config).await;
     assert!(report.succeeded());
-    let published: Vec<(String, String)> = report
-        .results
-        .iter()
-        .filter(|r| r.kind == "republish_profile")
+    let published: Vec<(String, String)> = results_of(&report, "republish_profile")
+        .into_iter()
         .map(|r| (r.agent.clone(), r.event_id.clone().expect("a signed event")))
         .collect();
     assert_eq!(published.len(), 7);

@@ -12,7 +12,7 @@ use reprofile::cli::{make_plan, now_secs};
 use reprofile::core::apply::Outcome;
 use reprofile::store_write::InjectedFault;
 
-use crate::world::{forced, stderr, World};
+use crate::world::{forced, results_of, stderr, World};
 
 fn files_in(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -47,11 +47,7 @@ async fn a_full_disk_when_the_store_is_written_keeps_the_original_and_reports_it
         before,
         "no temp file or backup is left behind"
     );
-    let backfills: Vec<_> = report
-        .results
-        .iter()
-        .filter(|r| r.kind == "backfill_avatar")
-        .collect();
+    let backfills = results_of(&report, "backfill_avatar");
     assert_eq!(backfills.len(), 5);
     for result in backfills {
         assert_eq!(result.outcome, Outcome::Failed);
@@ -69,13 +65,9 @@ async fn a_full_disk_when_the_store_is_written_keeps_the_original_and_reports_it
             .unwrap()
             .contains("the store was not changed"));
     }
-    let blocked: Vec<_> = report
-        .results
-        .iter()
-        .filter(|r| {
-            r.kind == "republish_profile"
-                && r.reason.as_deref().is_some_and(|x| x.contains("backfill"))
-        })
+    let blocked: Vec<_> = results_of(&report, "republish_profile")
+        .into_iter()
+        .filter(|r| r.reason.as_deref().is_some_and(|x| x.contains("backfill")))
         .collect();
     assert_eq!(
         blocked.len(),

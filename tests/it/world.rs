@@ -237,6 +237,15 @@ pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The results of an apply for actions of type `kind` (`backfill_avatar` or
+/// `republish_profile`), in plan order.
+pub fn results_of<'a>(
+    report: &'a reprofile::apply::ApplyReport,
+    kind: &str,
+) -> Vec<&'a reprofile::apply::ActionResult> {
+    report.results.iter().filter(|r| r.kind == kind).collect()
+}
+
 /// Asserts that `text` holds `part`, and shows `text` when it does not.
 #[track_caller]
 pub fn assert_contains(text: &str, part: &str) {
