@@ -312,15 +312,22 @@ async fn refusals_are_reported_verbatim_and_duplicates_count_as_accepted() {
     }
 }
 
+/// Publishes one event for each of `n` agents to `fake`, waiting 1 s for
+/// each OK: what each delivery was, and how long it all took.
+async fn publish_with_one_second_timeout(fake: &FakeRelay, n: usize) -> (Vec<Delivery>, Duration) {
+    let opts = PublishOptions {
+        publish_timeout: SECOND,
+        ..fast_options()
+    };
+    let started = Instant::now();
+    let deliveries = publish_all(fake.url(), items_for(&agents(n)), &opts).await;
+    (deliveries, started.elapsed())
+}
+
 #[tokio::test]
 async fn no_ok_within_the_publish_timeout_fails() {
     let fake = FakeRelay::start(FakeBehaviour::NeverOk).await;
-    let mut opts = fast_options();
-    opts.publish_timeout = SECOND;
-
-    let started = Instant::now();
-    let deliveries = publish_all(fake.url(), items_for(&agents(3)), &opts).await;
-    let elapsed = started.elapsed();
+    let (deliveries, elapsed) = publish_with_one_second_timeout(&fake, 3).await;
 
     assert_eq!(
         deliveries,
@@ -427,12 +434,7 @@ async fn a_relay_that_demands_auth_but_sends_no_challenge_fails_within_the_timeo
         message: "auth-required: members only".into(),
     })
     .await;
-    let mut opts = fast_options();
-    opts.publish_timeout = SECOND;
-
-    let started = Instant::now();
-    let deliveries = publish_all(fake.url(), items_for(&agents(2)), &opts).await;
-    let elapsed = started.elapsed();
+    let (deliveries, elapsed) = publish_with_one_second_timeout(&fake, 2).await;
 
     assert_eq!(
         deliveries,

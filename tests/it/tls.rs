@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nostr::{Keys, PublicKey};
+use nostr_relay_builder::LocalRelay;
 use reprofile::core::model::RelayObservation;
 use reprofile::publish::{publish_all, Delivery, PublishItem, PublishOptions};
 use reprofile::relay::{read_profiles, ReadOptions};
@@ -93,6 +94,19 @@ struct TlsProxy {
     server: JoinHandle<()>,
 }
 
+/// A relay holding one agent's profile, behind a TLS proxy whose
+/// certificate `pki`'s CA signed: the relay, the proxy, the agent and its
+/// profile.
+async fn profile_behind_tls(pki: &TestPki) -> (LocalRelay, TlsProxy, Keys, nostr::Event) {
+    let relay = start_local_relay().await;
+    let relay_url = relay.url().await.to_string();
+    let agent = Keys::generate();
+    let profile = signed_profile(&agent, 1_700_000_000, r#"{"name":"behind a company CA"}"#);
+    publish_events(&relay_url, std::slice::from_ref(&profile)).await;
+    let proxy = TlsProxy::start(pki, socket_address(&relay_url)).await;
+    (relay, proxy, agent, profile)
+}
+
 impl TlsProxy {
     async fn start(pki: &TestPki, upstream: SocketAddr) -> TlsProxy {
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -167,12 +181,7 @@ fn read_options(tls: reprofile::tls::Tls) -> ReadOptions {
 #[tokio::test]
 async fn wss_relay_is_read_when_ca_file_names_its_ca() {
     let pki = TestPki::new();
-    let relay = start_local_relay().await;
-    let relay_url = relay.url().await.to_string();
-    let agent = Keys::generate();
-    let profile = signed_profile(&agent, 1_700_000_000, r#"{"name":"behind a company CA"}"#);
-    publish_events(&relay_url, std::slice::from_ref(&profile)).await;
-    let proxy = TlsProxy::start(&pki, socket_address(&relay_url)).await;
+    let (_relay, proxy, agent, profile) = profile_behind_tls(&pki).await;
 
     // Through the config, as `plan` and `apply` get it.
     let config_path = pki.dir.path().join("config.toml");
@@ -190,12 +199,7 @@ async fn wss_relay_is_read_when_ca_file_names_its_ca() {
 #[tokio::test]
 async fn wss_relay_of_an_unknown_ca_is_unreadable_and_the_reason_says_why() {
     let pki = TestPki::new();
-    let relay = start_local_relay().await;
-    let relay_url = relay.url().await.to_string();
-    let agent = Keys::generate();
-    let profile = signed_profile(&agent, 1_700_000_000, r#"{"name":"a"}"#);
-    publish_events(&relay_url, &[profile]).await;
-    let proxy = TlsProxy::start(&pki, socket_address(&relay_url)).await;
+    let (_relay, proxy, agent, _) = profile_behind_tls(&pki).await;
 
     // Web roots and the OS store only: the test CA is in neither.
     let observation = read_author(
