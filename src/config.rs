@@ -685,7 +685,7 @@ pub fn resolve(
     let personas = match (&raw.store.personas, &store_origin) {
         (Some(personas), _) => absolute(personas),
         (None, StoreOrigin::App(found)) => found.personas.clone(),
-        (None, StoreOrigin::Config) => agents.with_file_name("personas.json"),
+        (None, StoreOrigin::Config) => discover::personas_beside(&agents),
     };
     Ok(Config {
         source: path.map(Path::to_path_buf),

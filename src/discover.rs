@@ -193,6 +193,12 @@ pub fn app_data_dir(
     Ok(os_data_dir(os, env)?.join(profile.identifier()))
 }
 
+/// The persona store that goes with an agent store: `personas.json` beside
+/// it, as the app keeps them.
+pub fn personas_beside(agents: &Path) -> PathBuf {
+    agents.with_file_name("personas.json")
+}
+
 /// Where the app keeps its agent store and persona store for a build.
 pub fn app_store(
     os: Os,
@@ -201,11 +207,11 @@ pub fn app_store(
 ) -> Result<AppStore, DiscoverError> {
     let data = os_data_dir(os, env)?;
     let app_dir = data.join(profile.identifier());
-    let agents_dir = app_dir.join("agents");
+    let agents = app_dir.join("agents").join("managed-agents.json");
     Ok(AppStore {
         profile,
-        agents: agents_dir.join("managed-agents.json"),
-        personas: agents_dir.join("personas.json"),
+        personas: personas_beside(&agents),
+        agents,
         stale_dir: data.join(profile.stale_identifier()),
         other_profile_agents: data
             .join(profile.other().identifier())
