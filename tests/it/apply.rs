@@ -15,7 +15,7 @@ use reprofile::relay::read_profiles;
 use reprofile::snapshot::read_options;
 use serde_json::Value;
 
-use crate::world::{expected, forced, results_of, stderr, stdout, World};
+use crate::world::{assert_contains, expected, forced, results_of, stderr, stdout, World};
 
 async fn plan_and_apply(config: &Config) -> (PlanDocument, std::path::PathBuf, ApplyReport) {
     let (doc, path) = make_plan(config, &[], None).await.expect("plan");
@@ -349,7 +349,7 @@ async fn a_backfill_the_app_rewrites_away_is_reported_stale_and_the_next_run_red
             // Read after the rewrite, the record no longer wants that picture.
             ("republish_profile", true) => {
                 assert_eq!(result.outcome, Outcome::Stale, "{result:?}");
-                assert!(reason.contains("avatar_url changed"), "{reason}");
+                assert_contains(reason, "avatar_url changed");
             }
             _ => assert_eq!(result.outcome, Outcome::Applied, "{result:?}"),
         }
@@ -449,10 +449,9 @@ async fn the_cli_applies_with_auto_approve_and_refuses_without_a_terminal() {
     let original = std::fs::read(world.store_path()).unwrap();
     let refused = world.cli(&["apply"]).await;
     assert_eq!(refused.status.code(), Some(1));
-    assert!(
-        stderr(&refused).contains("refusing to apply without --auto-approve"),
-        "{}",
-        stderr(&refused)
+    assert_contains(
+        &stderr(&refused),
+        "refusing to apply without --auto-approve",
     );
     assert_eq!(std::fs::read(world.store_path()).unwrap(), original);
     assert!(world.plan_files().is_empty(), "refused before planning");
@@ -478,11 +477,7 @@ async fn migrate_backfills_legacy_records_and_a_second_run_does_nothing() {
     let relay_before = relay_state(&world, &config).await;
     let output = world.cli(&["migrate", "--dry-run"]).await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert!(
-        stdout(&output).contains("Migration: 5 to backfill"),
-        "{}",
-        stdout(&output)
-    );
+    assert_contains(&stdout(&output), "Migration: 5 to backfill");
     let original = std::fs::read(world.store_path()).unwrap();
 
     let output = world.cli(&["migrate", "--auto-approve"]).await;
@@ -519,11 +514,7 @@ async fn migrate_backfills_legacy_records_and_a_second_run_does_nothing() {
     let migrated = std::fs::read(world.store_path()).unwrap();
     let output = world.cli(&["migrate", "--auto-approve"]).await;
     assert_eq!(output.status.code(), Some(0));
-    assert!(
-        stdout(&output).contains("No changes."),
-        "{}",
-        stdout(&output)
-    );
+    assert_contains(&stdout(&output), "No changes.");
     assert_eq!(std::fs::read(world.store_path()).unwrap(), migrated);
 
     config.policy.mode = PlanMode::BackfillOnly;

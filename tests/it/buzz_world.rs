@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use crate::support::buzz::{buzz_store, seed_profile, BuzzMode, BuzzRelay, StoreAgent};
-use crate::world::forced;
+use crate::world::{assert_contains, forced};
 
 /// The goose runtime's built-in avatar: what the app's old bug wrote over
 /// people's pictures.
@@ -410,11 +410,7 @@ async fn buzz_read_refused_for_every_identity_skips_relay_auth_refused_with_the_
             skip.reason,
             reprofile::core::plan::SkipReason::RelayAuthRefused
         );
-        assert!(
-            skip.detail.contains("restricted: not a relay member"),
-            "{}",
-            skip.detail
-        );
+        assert_contains(&skip.detail, "restricted: not a relay member");
         assert!(
             skip.detail.contains("Stranger's"),
             "names who tried: {}",

@@ -12,7 +12,7 @@ use reprofile::cli::{make_plan, now_secs};
 use reprofile::core::apply::Outcome;
 use reprofile::store_write::InjectedFault;
 
-use crate::world::{forced, results_of, stderr, World};
+use crate::world::{assert_contains, forced, results_of, stderr, World};
 
 fn files_in(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -204,11 +204,7 @@ async fn a_held_lock_is_a_clear_error_and_a_dead_holders_lock_is_taken_over() {
     }
     let output = world.cli(&["apply", "--auto-approve", "--force"]).await;
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("(holder unknown)"),
-        "{}",
-        stderr(&output)
-    );
+    assert_contains(&stderr(&output), "(holder unknown)");
     holder.kill().unwrap();
     holder.wait().unwrap();
     let output = world.cli(&["apply", "--auto-approve", "--force"]).await;

@@ -20,6 +20,7 @@ use crate::support::{
     closed_port_url, fixture_path, json_with, publish_events, seed_events, short_read_options,
     signed_profile, start_local_relay, start_relay_demanding_auth, FakeBehaviour, FakeRelay,
 };
+use crate::world::assert_contains;
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -546,10 +547,7 @@ async fn a_subscription_lost_twice_gives_unreadable_for_its_authors_only() {
         let author = event.pubkey.to_hex();
         match &table[&author] {
             RelayObservation::Unreadable(reason) if lost.contains(&author.as_str()) => {
-                assert!(
-                    reason.contains("timed out after 1 s waiting for EOSE"),
-                    "{reason}"
-                );
+                assert_contains(reason, "timed out after 1 s waiting for EOSE");
             }
             observation if lost.contains(&author.as_str()) => {
                 panic!("{author} was never answered but got {observation:?}")

@@ -25,7 +25,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use crate::support::{publish_events, seed_events, signed_profile, start_local_relay};
-use crate::world::{stderr, stdout, World};
+use crate::world::{assert_contains, stderr, stdout, World};
 
 /// A CA made for one test, and a server certificate it signed for
 /// 127.0.0.1 and localhost.
@@ -210,7 +210,7 @@ async fn wss_relay_of_an_unknown_ca_is_unreadable_and_the_reason_says_why() {
     .await;
     match observation {
         RelayObservation::Unreadable(reason) => {
-            assert!(reason.contains("UnknownIssuer"), "{reason}");
+            assert_contains(&reason, "UnknownIssuer");
             assert!(
                 reason.contains("[relay] ca_file"),
                 "says what to do: {reason}"
@@ -247,7 +247,7 @@ async fn publish_over_wss_trusts_ca_file_and_refuses_an_unknown_ca() {
     )
     .await;
     match refused.as_slice() {
-        [Delivery::Failed(why)] => assert!(why.contains("UnknownIssuer"), "{why}"),
+        [Delivery::Failed(why)] => assert_contains(why, "UnknownIssuer"),
         other => panic!("expected one failed delivery, got {other:?}"),
     }
 
@@ -321,5 +321,5 @@ async fn plan_trusts_a_ca_in_ssl_cert_file_as_the_os_store() {
         "{plan}"
     );
     // The stale name of the fixture is seen on the relay, so it is planned.
-    assert!(plan.contains("agent-00002-stale_name"), "{plan}");
+    assert_contains(&plan, "agent-00002-stale_name");
 }
