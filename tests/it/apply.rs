@@ -187,8 +187,7 @@ async fn store_after_a_backfill_differs_only_in_avatar_url_lines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rule_a2_a_pubkey_duplicated_since_planning_is_stale_and_said_so() {
     let world = World::start().await;
-    let config = world.config();
-    let (doc, path) = make_plan(&config, &[], None).await.unwrap();
+    let (config, doc, path) = world.planned().await;
     let republish_only = "f68e0a6978e1b2ffb4beb3f10df6d0dacf1e4f5535ab6ea1780bdf0ff024ccfc";
     let backfill_and_republish = "4981dc74e860555c034866692be1bd035e4f810c5cb318259bdf93dd1f48c19b";
     let renamed = "6d43c424cf1376a34c672aa7bef7b559ffd9f56a4cc4ec31b2285696b0810c48";
@@ -253,8 +252,7 @@ async fn rule_a2_a_pubkey_duplicated_since_planning_is_stale_and_said_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_concurrent_store_edit_survives_and_an_edited_record_is_stale() {
     let world = World::start().await;
-    let config = world.config();
-    let (doc, path) = make_plan(&config, &[], None).await.unwrap();
+    let (config, doc, path) = world.planned().await;
     // The desktop app edits the store between plan and apply: another field of
     // another record, and the avatar of a record the plan backfills.
     let text = std::fs::read_to_string(world.store_path()).unwrap();
@@ -308,9 +306,8 @@ async fn a_concurrent_store_edit_survives_and_an_edited_record_is_stale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_the_app_rewrites_away_is_reported_stale_and_the_next_run_redoes_it() {
     let world = World::start().await;
-    let config = world.config();
     let original = std::fs::read(world.store_path()).unwrap();
-    let (doc, path) = make_plan(&config, &[], None).await.unwrap();
+    let (config, doc, path) = world.planned().await;
     let backfilled: Vec<String> = doc
         .plan
         .actions
@@ -384,8 +381,7 @@ async fn a_backfill_the_app_rewrites_away_is_reported_stale_and_the_next_run_red
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_refuses_a_plan_of_another_store_or_over_the_safety_threshold() {
     let world = World::start().await;
-    let config = world.config();
-    let (doc, path) = make_plan(&config, &[], None).await.unwrap();
+    let (config, doc, path) = world.planned().await;
     let original = std::fs::read(world.store_path()).unwrap();
 
     let err = apply(&config, &doc, &path, &ApplyOptions::default(), &now_secs)
@@ -412,8 +408,7 @@ async fn apply_refuses_a_plan_of_another_store_or_over_the_safety_threshold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_gone_before_apply_fails_its_republishes_not_the_run() {
     let world = World::start().await;
-    let config = world.config();
-    let (doc, path) = make_plan(&config, &[], None).await.unwrap();
+    let (config, doc, path) = world.planned().await;
     world.relay.shutdown();
     let report = apply(&config, &doc, &path, &forced(), &now_secs)
         .await

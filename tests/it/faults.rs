@@ -8,7 +8,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use reprofile::apply::{apply, ApplyOptions};
-use reprofile::cli::{make_plan, now_secs};
+use reprofile::cli::now_secs;
 use reprofile::core::apply::Outcome;
 use reprofile::store_write::InjectedFault;
 
@@ -26,9 +26,8 @@ fn files_in(dir: &std::path::Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_when_the_store_is_written_keeps_the_original_and_reports_it() {
     let world = World::start().await;
-    let config = world.config();
     let original = std::fs::read(world.store_path()).unwrap();
-    let (doc, path) = make_plan(&config, &[], None).await.unwrap();
+    let (config, doc, path) = world.planned().await;
     let before = files_in(world.dir.path());
     let opts = ApplyOptions {
         force: true,
@@ -80,9 +79,8 @@ async fn a_full_disk_when_the_store_is_written_keeps_the_original_and_reports_it
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_that_cannot_be_written_stops_the_apply_before_any_change() {
     let world = World::start().await;
-    let config = world.config();
     let original = std::fs::read(world.store_path()).unwrap();
-    let (doc, path) = make_plan(&config, &[], None).await.unwrap();
+    let (config, doc, path) = world.planned().await;
     let opts = ApplyOptions {
         force: true,
         fault: InjectedFault::JournalReadOnly,
@@ -137,8 +135,7 @@ async fn a_symlinked_store_is_written_at_its_target_and_stays_a_symlink() {
     let target = target_dir.join("agents.json");
     std::fs::rename(world.store_path(), &target).unwrap();
     std::os::unix::fs::symlink(&target, world.store_path()).unwrap();
-    let config = world.config();
-    let (doc, path) = make_plan(&config, &[], None).await.unwrap();
+    let (config, doc, path) = world.planned().await;
     let report = apply(&config, &doc, &path, &forced(), &now_secs)
         .await
         .unwrap();

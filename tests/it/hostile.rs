@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use nostr::{JsonUtil, Keys};
 use reprofile::apply::{apply, ApplyOptions};
-use reprofile::cli::{make_plan, now_secs};
+use reprofile::cli::now_secs;
 use reprofile::core::apply::Outcome;
 use reprofile::core::model::{
     AgentRecord, AgentSnapshot, AvatarField, Policy, RelayObservation, Snapshot,
@@ -136,8 +136,7 @@ async fn republish_results_against(answer: FakeBehaviour) -> Vec<reprofile::appl
         fake.url().to_string(),
         "[safety]\nmax_republish_fraction = 1.0\n",
     );
-    let config = world.config();
-    let (doc, path) = make_plan(&config, &[], None).await.unwrap();
+    let (config, doc, path) = world.planned().await;
     let report = apply(&config, &doc, &path, &ApplyOptions::default(), &now_secs)
         .await
         .unwrap();

@@ -116,6 +116,22 @@ impl World {
         config::load(&self.config_path).expect("the world's config loads")
     }
 
+    /// The world's config and a plan of it, written to its plans folder as
+    /// `reprofile plan` writes it: where most apply tests begin.
+    pub async fn planned(
+        &self,
+    ) -> (
+        Config,
+        reprofile::planfile::PlanDocument,
+        std::path::PathBuf,
+    ) {
+        let config = self.config();
+        let (doc, path) = reprofile::cli::make_plan(&config, &[], None)
+            .await
+            .expect("the world plans");
+        (config, doc, path)
+    }
+
     /// Snapshots the world and plans it (no files written).
     pub async fn plan_now(&self) -> reprofile::core::plan::Plan {
         let config = self.config();
