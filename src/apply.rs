@@ -27,13 +27,13 @@ use crate::core::apply::{
     confirm_publish, event_to_sign, republish_after_backfill, AboveSafetyThreshold, NotSignable,
     Outcome, Precheck, RecordNow,
 };
-use crate::core::model::{AgentRecord, AvatarField, RelayObservation};
+use crate::core::model::{AgentRecord, RelayObservation};
 use crate::core::nip_oa::parse_tag_json;
 use crate::core::plan::{Action, BackfillAvatar, RepublishProfile, Skip};
-use crate::core::rules::agent_keys;
+use crate::core::rules::{agent_keys, InStore, PubkeyCopies};
 use crate::journal::{Entry, Journal};
 use crate::lock::{lock_path, ApplyLock};
-use crate::planfile::{rfc3339, PlanDocument};
+use crate::planfile::{file_stamp, rfc3339, PlanDocument};
 use crate::protocol::nip42::Identity;
 use crate::publish::{publish_all, Delivery, PublishItem, PublishOptions};
 use crate::relay::{read_profiles, read_relays, ReadOptions};
@@ -161,7 +161,9 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Journals an action's outcome and counts it done.
+    /// Journals an action's outcome, and counts the action done the first
+    /// time. A later line for the same action replaces the earlier one, in
+    /// the report and for readers of the journal.
     fn finish(
         &mut self,
         action: &Action,
@@ -169,29 +171,11 @@ impl Run<'_> {
         reason: Option<String>,
         event_id: Option<String>,
     ) -> anyhow::Result<()> {
-        self.record(action, outcome, reason, event_id)?;
-        self.progress.inc(1);
-        Ok(())
-    }
-
-    /// Journals an outcome (a later line for the same action replaces the
-    /// earlier one, in the report and for readers of the journal).
-    fn record(
-        &mut self,
-        action: &Action,
-        outcome: Outcome,
-        reason: Option<String>,
-        event_id: Option<String>,
-    ) -> anyhow::Result<()> {
-        let name = match action {
-            Action::BackfillAvatar(b) => b.name.clone(),
-            Action::RepublishProfile(r) => r.name.clone(),
-        };
         let result = ActionResult {
             id: action.id(),
             kind: action.type_name(),
             agent: action.agent().to_string(),
-            name,
+            name: action.name().to_string(),
             outcome,
             reason,
             event_id,
@@ -220,7 +204,9 @@ impl Run<'_> {
                 "action not done"
             ),
         }
-        self.results.insert(result.id.clone(), result);
+        if self.results.insert(result.id.clone(), result).is_none() {
+            self.progress.inc(1);
+        }
         Ok(())
     }
 }
@@ -267,14 +253,9 @@ pub async fn apply(
         .plan
         .actions
         .iter()
-        .filter_map(|a| match a {
-            Action::BackfillAvatar(b) => Some(b),
-            _ => None,
-        })
+        .filter_map(Action::as_backfill)
         .collect();
-    let stamp = chrono::DateTime::from_timestamp(i64::try_from(now()).unwrap_or(0), 0)
-        .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
-        .unwrap_or_default();
+    let stamp = file_stamp(now());
     let backup = if opts.stopping() {
         None
     } else {
@@ -307,17 +288,8 @@ pub async fn apply(
     }
     if !by_relay.is_empty() {
         let store = read_agent_store(&config.agents)?;
-        let mut copies: HashMap<String, usize> = HashMap::new();
-        for stored in &store.records {
-            *copies.entry(stored.record.pubkey.clone()).or_default() += 1;
-        }
         let store_records: Vec<AgentRecord> = store.records.into_iter().map(|s| s.record).collect();
-        // Only a pubkey on exactly one record identifies a record.
-        let records: HashMap<String, AgentRecord> = store_records
-            .iter()
-            .filter(|r| copies.get(&r.pubkey) == Some(&1))
-            .map(|r| (r.pubkey.clone(), r.clone()))
-            .collect();
+        let records = StoreRecords::of(&store_records);
         let service_keys = read_auth_key(config)?;
         let identities = Arc::new(sign_in_identities(
             config,
@@ -391,21 +363,14 @@ fn recheck_backfills(
             return Ok(());
         }
     };
-    let mut by_pubkey: HashMap<&str, Vec<&AvatarField>> = HashMap::new();
-    for stored in &store.records {
-        by_pubkey
-            .entry(stored.record.pubkey.as_str())
-            .or_default()
-            .push(&stored.record.avatar_url);
-    }
+    let copies = PubkeyCopies::of(store.records.iter().map(|r| &r.record));
     for (action, outcome) in landed {
-        let now = by_pubkey
-            .get(action.agent.as_str())
-            .filter(|fields| fields.len() == 1)
-            .map(|fields| fields[0]);
+        let now = copies
+            .find(&action.agent)
+            .map(|i| &store.records[i].record.avatar_url);
         if let Some((outcome, why)) = backfill_after_apply(action, outcome, now) {
             let whole = Action::BackfillAvatar(action.clone());
-            run.record(&whole, outcome, Some(why), None)?;
+            run.finish(&whole, outcome, Some(why), None)?;
         }
     }
     Ok(())
@@ -486,10 +451,31 @@ fn apply_backfills(
 /// Where a relay's republishes are published: the store's records (by
 /// pubkey), sign-in identities, the service key, and the stop flag.
 struct RelayContext<'a> {
-    records: &'a HashMap<String, AgentRecord>,
+    records: &'a StoreRecords<'a>,
     service_keys: Option<&'a Keys>,
     identities: &'a Arc<BTreeMap<String, Vec<Identity>>>,
     stop: &'a Option<Arc<AtomicBool>>,
+}
+
+/// The store's records as read before the republishes, found by pubkey.
+struct StoreRecords<'a> {
+    records: &'a [AgentRecord],
+    copies: PubkeyCopies<'a>,
+}
+
+impl<'a> StoreRecords<'a> {
+    /// `records` in store order (each `index` is its position).
+    fn of(records: &'a [AgentRecord]) -> Self {
+        Self {
+            records,
+            copies: PubkeyCopies::of(records),
+        }
+    }
+
+    /// The record of `pubkey` when exactly one holds it (rule A2).
+    fn find(&self, pubkey: &str) -> InStore<&'a AgentRecord> {
+        self.copies.find(pubkey).map(|i| &self.records[i])
+    }
 }
 
 async fn republish_on_relay(
@@ -529,7 +515,7 @@ async fn republish_on_relay(
     let mut to_publish: Vec<(&RepublishProfile, PublishItem)> = Vec::new();
     for action in actions {
         let whole = Action::RepublishProfile((*action).clone());
-        let record = records.get(&action.agent);
+        let record = records.find(&action.agent);
         let record_now = record.map(|r| RecordNow {
             name: r.name.clone(),
             avatar: r.avatar_url.usable().map(str::to_string),
@@ -539,7 +525,7 @@ async fn republish_on_relay(
             Precheck::Stale(why) => run.finish(&whole, Outcome::Stale, Some(why), None)?,
             Precheck::Unknown(why) => run.finish(&whole, Outcome::Failed, Some(why), None)?,
             Precheck::Proceed => {
-                let record = record.expect("a record passed the precondition");
+                let record = record.one().expect("a record passed the precondition");
                 let keys = match agent_keys(record) {
                     Ok(keys) => keys,
                     Err((reason, why)) => {

@@ -570,16 +570,48 @@ pub fn resolve(
             )));
         }
     }
-    if !(1..=256).contains(&raw.relay.max_author_sessions) {
-        return Err(value_error(format!(
-            "[relay] max_author_sessions = {} is out of range; use 1 to 256",
-            raw.relay.max_author_sessions
-        )));
-    }
-    if raw.relay.max_publish_in_flight == 0 {
-        return Err(value_error(
-            "[relay] max_publish_in_flight must be at least 1".to_string(),
-        ));
+    // Counts: (setting, value, least, most when bounded).
+    for (key, value, least, most) in [
+        (
+            "[relay] max_author_sessions",
+            raw.relay.max_author_sessions,
+            1,
+            Some(256),
+        ),
+        (
+            "[relay] max_publish_in_flight",
+            raw.relay.max_publish_in_flight,
+            1,
+            None,
+        ),
+        ("[schedule] keep_plans", raw.schedule.keep_plans, 1, None),
+        (
+            "[relay] max_concurrent_relays",
+            raw.relay.max_concurrent_relays,
+            1,
+            None,
+        ),
+        (
+            "[relay] read_connections",
+            raw.relay.read_connections,
+            1,
+            Some(16),
+        ),
+        (
+            "[relay] authors_per_filter",
+            raw.relay.authors_per_filter,
+            1,
+            Some(100),
+        ),
+    ] {
+        let problem = match most {
+            Some(most) if !(least..=most).contains(&value) => {
+                format!("{key} = {value} is out of range; use {least} to {most}")
+            }
+            None if value < least => format!("{key} must be at least {least}"),
+            _ => continue,
+        };
+        return Err(value_error(problem));
     }
     if !(0.0..=1.0).contains(&raw.safety.max_republish_fraction) {
         return Err(value_error(format!(
@@ -600,28 +632,6 @@ pub fn resolve(
             raw.schedule.timezone
         ))
     })?;
-    if raw.schedule.keep_plans == 0 {
-        return Err(value_error(
-            "[schedule] keep_plans must be at least 1".to_string(),
-        ));
-    }
-    if raw.relay.max_concurrent_relays == 0 {
-        return Err(value_error(
-            "[relay] max_concurrent_relays must be at least 1".to_string(),
-        ));
-    }
-    if !(1..=16).contains(&raw.relay.read_connections) {
-        return Err(value_error(format!(
-            "[relay] read_connections = {} is out of range; use 1 to 16",
-            raw.relay.read_connections
-        )));
-    }
-    if !(1..=100).contains(&raw.relay.authors_per_filter) {
-        return Err(value_error(format!(
-            "[relay] authors_per_filter = {} is out of range; use 1 to 100",
-            raw.relay.authors_per_filter
-        )));
-    }
     let mut rewrite = BTreeMap::new();
     for (from, to) in &raw.relay.rewrite {
         parse_relay_url(from)
@@ -675,7 +685,7 @@ pub fn resolve(
     let personas = match (&raw.store.personas, &store_origin) {
         (Some(personas), _) => absolute(personas),
         (None, StoreOrigin::App(found)) => found.personas.clone(),
-        (None, StoreOrigin::Config) => agents.with_file_name("personas.json"),
+        (None, StoreOrigin::Config) => discover::personas_beside(&agents),
     };
     Ok(Config {
         source: path.map(Path::to_path_buf),

@@ -193,6 +193,12 @@ pub fn app_data_dir(
     Ok(os_data_dir(os, env)?.join(profile.identifier()))
 }
 
+/// The persona store that goes with an agent store: `personas.json` beside
+/// it, as the app keeps them.
+pub fn personas_beside(agents: &Path) -> PathBuf {
+    agents.with_file_name("personas.json")
+}
+
 /// Where the app keeps its agent store and persona store for a build.
 pub fn app_store(
     os: Os,
@@ -201,11 +207,11 @@ pub fn app_store(
 ) -> Result<AppStore, DiscoverError> {
     let data = os_data_dir(os, env)?;
     let app_dir = data.join(profile.identifier());
-    let agents_dir = app_dir.join("agents");
+    let agents = app_dir.join("agents").join("managed-agents.json");
     Ok(AppStore {
         profile,
-        agents: agents_dir.join("managed-agents.json"),
-        personas: agents_dir.join("personas.json"),
+        personas: personas_beside(&agents),
+        agents,
         stale_dir: data.join(profile.stale_identifier()),
         other_profile_agents: data
             .join(profile.other().identifier())
@@ -284,8 +290,12 @@ mod tests {
         move |name: &str| map.get(name).cloned()
     }
 
+    fn store_of(os: Os, vars: &[(&str, &str)], profile: AppProfile) -> AppStore {
+        app_store(os, &env_of(vars), profile).unwrap()
+    }
+
     fn agents_of(os: Os, vars: &[(&str, &str)], profile: AppProfile) -> PathBuf {
-        app_store(os, &env_of(vars), profile).unwrap().agents
+        store_of(os, vars, profile).agents
     }
 
     #[test]
@@ -323,12 +333,7 @@ mod tests {
 
     #[test]
     fn macos_uses_application_support() {
-        let store = app_store(
-            Os::MacOs,
-            &env_of(&[("HOME", "/Users/u")]),
-            AppProfile::Release,
-        )
-        .unwrap();
+        let store = store_of(Os::MacOs, &[("HOME", "/Users/u")], AppProfile::Release);
         assert_eq!(
             store.agents,
             PathBuf::from(
@@ -399,7 +404,7 @@ mod tests {
 
     #[test]
     fn the_dev_profile_and_the_stale_sprout_folders() {
-        let store = app_store(Os::Xdg, &env_of(&[("HOME", "/home/u")]), AppProfile::Dev).unwrap();
+        let store = store_of(Os::Xdg, &[("HOME", "/home/u")], AppProfile::Dev);
         assert_eq!(
             store.app_dir,
             PathBuf::from("/home/u/.local/share/xyz.block.buzz.app.dev")
@@ -423,12 +428,7 @@ mod tests {
 
     #[test]
     fn not_found_names_the_path_and_what_to_do_on_one_line() {
-        let store = app_store(
-            Os::Xdg,
-            &env_of(&[("HOME", "/home/u")]),
-            AppProfile::Release,
-        )
-        .unwrap();
+        let store = store_of(Os::Xdg, &[("HOME", "/home/u")], AppProfile::Release);
         let plain = store.not_found(false, false).to_string();
         assert_eq!(
             plain,

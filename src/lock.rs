@@ -55,11 +55,7 @@ pub struct ApplyLock {
 /// The lock file's path for a store: `<store file>.reprofile.lock`, next to
 /// the store's real file.
 pub fn lock_path(store_target: &Path) -> PathBuf {
-    let name = store_target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "store".to_string());
-    store_target.with_file_name(format!("{name}.reprofile.lock"))
+    crate::store::beside_store(store_target, ".reprofile.lock")
 }
 
 /// This machine's host name (Linux), or `unknown`.

@@ -102,6 +102,16 @@ pub enum PlanKind {
     Migrate,
 }
 
+impl PlanKind {
+    /// What people call such a plan: `plan` or `migration plan`.
+    pub fn title(self) -> &'static str {
+        match self {
+            PlanKind::Reconcile => "plan",
+            PlanKind::Migrate => "migration plan",
+        }
+    }
+}
+
 // ---- file types ----
 //
 // They borrow from the plan when writing (a large plan is not copied to be
@@ -230,6 +240,14 @@ struct FileSkip<'a> {
 pub fn rfc3339(secs: u64) -> String {
     chrono::DateTime::from_timestamp(i64::try_from(secs).unwrap_or(i64::MAX), 0)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| secs.to_string())
+}
+
+/// The UTC time of Unix seconds as file names carry it: `20260101T000000Z`
+/// (plan files, store backups).
+pub fn file_stamp(secs: u64) -> String {
+    chrono::DateTime::from_timestamp(i64::try_from(secs).unwrap_or(i64::MAX), 0)
+        .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
         .unwrap_or_else(|| secs.to_string())
 }
 
@@ -493,6 +511,28 @@ fn from_file(file: FilePlan<'_>) -> Result<PlanDocument, String> {
     })
 }
 
+/// A plan document for tests: made at 2026-11-18T11:06:40Z from `/s.json`
+/// (one record), holding `actions` and nothing skipped.
+#[cfg(test)]
+pub(crate) fn test_document(actions: Vec<Action>) -> PlanDocument {
+    PlanDocument {
+        created_at: 1_795_000_000,
+        kind: PlanKind::Reconcile,
+        store: StoreIdentity {
+            path: "/s.json".into(),
+            sha256: "ab".repeat(32),
+            records: 1,
+        },
+        plan: Plan {
+            actions,
+            skipped: vec![],
+            unchanged: vec![],
+            complete: true,
+            agents: 1,
+        },
+    }
+}
+
 /// Reads a plan file.
 pub fn read(path: &Path) -> Result<PlanDocument, PlanFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| PlanFileError::Io {
@@ -509,9 +549,7 @@ pub fn file_stem(doc: &PlanDocument) -> String {
 }
 
 fn stem_with_digest(doc: &PlanDocument, digest: &str) -> String {
-    let time = chrono::DateTime::from_timestamp(i64::try_from(doc.created_at).unwrap_or(0), 0)
-        .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
-        .unwrap_or_else(|| doc.created_at.to_string());
+    let time = file_stamp(doc.created_at);
     let prefix = match doc.kind {
         PlanKind::Reconcile => "plan",
         PlanKind::Migrate => "migrate",
@@ -896,57 +934,47 @@ mod tests {
 
     fn sample() -> PlanDocument {
         use crate::core::plan::*;
-        PlanDocument {
-            created_at: 1_795_000_000,
-            kind: PlanKind::Reconcile,
-            store: StoreIdentity {
-                path: "/s.json".into(),
-                sha256: "ab".repeat(32),
-                records: 3,
-            },
-            plan: Plan {
-                actions: vec![
-                    Action::BackfillAvatar(BackfillAvatar {
-                        agent: "a".repeat(64),
-                        name: "Ada".into(),
-                        index: 0,
-                        source: AvatarSource::Persona,
-                        avatar_url: "https://p/1.png".into(),
-                        before: crate::core::model::AvatarField::Null,
-                    }),
-                    Action::RepublishProfile(RepublishProfile {
-                        agent: "a".repeat(64),
-                        name: "Ada".into(),
-                        picture: "https://p/1.png".into(),
-                        relay: "ws://r".into(),
-                        reasons: vec![RepublishReason::PictureChanged],
-                        before: Some(EventBefore {
-                            id: "e".repeat(64),
-                            created_at: 5,
-                            content: "{}".into(),
-                        }),
-                        after: EventAfter {
-                            content: "{\"name\":\"Ada\"}".into(),
-                            tags: vec![],
-                            created_at_above: 5,
-                            planned_created_at: 0,
-                        },
-                        auth_tag_source: AuthTagSource::None,
-                    }),
-                ],
-                skipped: vec![Skip {
-                    agent: "b".repeat(64),
-                    name: "Bob".into(),
-                    index: 1,
-                    reason: SkipReason::NoAvatar,
-                    detail: "none".into(),
-                    relay: None,
-                }],
-                unchanged: vec!["c".repeat(64)],
-                complete: true,
-                agents: 3,
-            },
-        }
+        let mut doc = test_document(vec![
+            Action::BackfillAvatar(BackfillAvatar {
+                agent: "a".repeat(64),
+                name: "Ada".into(),
+                index: 0,
+                source: AvatarSource::Persona,
+                avatar_url: "https://p/1.png".into(),
+                before: crate::core::model::AvatarField::Null,
+            }),
+            Action::RepublishProfile(RepublishProfile {
+                agent: "a".repeat(64),
+                name: "Ada".into(),
+                picture: "https://p/1.png".into(),
+                relay: "ws://r".into(),
+                reasons: vec![RepublishReason::PictureChanged],
+                before: Some(EventBefore {
+                    id: "e".repeat(64),
+                    created_at: 5,
+                    content: "{}".into(),
+                }),
+                after: EventAfter {
+                    content: "{\"name\":\"Ada\"}".into(),
+                    tags: vec![],
+                    created_at_above: 5,
+                    planned_created_at: 0,
+                },
+                auth_tag_source: AuthTagSource::None,
+            }),
+        ]);
+        doc.store.records = 3;
+        doc.plan.agents = 3;
+        doc.plan.skipped = vec![Skip {
+            agent: "b".repeat(64),
+            name: "Bob".into(),
+            index: 1,
+            reason: SkipReason::NoAvatar,
+            detail: "none".into(),
+            relay: None,
+        }];
+        doc.plan.unchanged = vec!["c".repeat(64)];
+        doc
     }
 
     #[test]
@@ -971,6 +999,17 @@ mod tests {
     fn a_plan_reads_back_as_written() {
         let doc = sample();
         assert_eq!(from_json(Path::new("p.json"), &to_json(&doc)).unwrap(), doc);
+    }
+
+    #[test]
+    fn a_plan_file_is_named_by_the_stamp_of_its_time_and_its_digest() {
+        assert_eq!(file_stamp(1_795_000_000), "20261118T110640Z");
+        let name = format!(
+            "{}.json",
+            stem_with_digest(&sample(), &"0123abcd".repeat(8))
+        );
+        assert_eq!(name, "plan-20261118T110640Z-0123abcd.json");
+        assert!(is_plan_file_name(&name), "{name}");
     }
 
     #[test]

@@ -57,7 +57,7 @@ use std::time::Duration;
 
 use nostr::{Event, EventBuilder, EventId, Keys, PublicKey};
 use nostr_sdk::pool::RelayNotification;
-use nostr_sdk::{Client, ClientMessage, Relay, RelayMessage, RelayStatus};
+use nostr_sdk::{Client, ClientMessage, Relay, RelayMessage};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
 use tokio::time::Instant;
@@ -70,7 +70,7 @@ use tokio::task::JoinSet;
 use crate::core::apply::{classify_ok, Backoff, PublishAnswer};
 use crate::protocol::nip42::Identity;
 use crate::protocol::write::AuthorPublish;
-use crate::relay::{capped_relay_text, human_duration, Connection};
+use crate::relay::{connection_lost, human_duration, relay_text, Connection};
 
 /// How many times one batch may open a new connection after losing one.
 pub const MAX_RECONNECTS: u32 = 3;
@@ -82,9 +82,6 @@ const MAX_AUTH_ATTEMPTS: u32 = 3;
 /// How many `auth-required:` answers one event may get on one connection
 /// before it counts as refused.
 const MAX_AUTH_DEMANDS: u32 = 3;
-
-/// Longest piece of relay-supplied text kept in a delivery.
-const MAX_RELAY_TEXT_CHARS: usize = 300;
 
 /// How often a publisher waiting on the relay looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(100);
@@ -698,22 +695,12 @@ impl<'a> Batch<'a> {
                 }
                 _ => {}
             },
-            RelayNotification::RelayStatus { status } => {
-                if matches!(
-                    status,
-                    RelayStatus::Disconnected
-                        | RelayStatus::Terminated
-                        | RelayStatus::Banned
-                        | RelayStatus::Sleeping
-                ) {
-                    tracing::debug!(relay = %url, %status, "connection lost");
+            other => {
+                if let Some(why) = connection_lost(&other) {
+                    tracing::debug!(relay = %url, why, "connection lost");
                     return Err(());
                 }
             }
-            RelayNotification::Shutdown => return Err(()),
-            RelayNotification::Event { .. }
-            | RelayNotification::Authenticated
-            | RelayNotification::AuthenticationFailed => {}
         }
         Ok(())
     }
@@ -998,28 +985,9 @@ fn jitter() -> f64 {
     nostr::prelude::rand::random::<f64>()
 }
 
-/// Relay-supplied text made safe for a delivery (control characters
-/// escaped, length capped).
-fn relay_text(text: &str) -> String {
-    capped_relay_text(text, MAX_RELAY_TEXT_CHARS)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn relay_text_is_verbatim_for_plain_text_and_escapes_control_characters() {
-        assert_eq!(
-            relay_text("replaced: have newer event"),
-            "replaced: have newer event"
-        );
-        assert_eq!(relay_text("blocked: \x1b[31mno"), "blocked: \\u{1b}[31mno");
-        assert_eq!(
-            relay_text(&"x".repeat(1000)).chars().count(),
-            MAX_RELAY_TEXT_CHARS + 1
-        );
-    }
 
     #[test]
     fn jitter_is_in_range() {

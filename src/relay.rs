@@ -41,7 +41,7 @@ use crate::protocol::nip42::{AuthStatus, Identity};
 use crate::protocol::read::{ReadSession, MAX_SUBSCRIPTIONS_IN_FLIGHT};
 use crate::protocol::{Input, Session};
 
-pub(crate) use crate::protocol::{capped_relay_text, human_duration};
+pub(crate) use crate::protocol::{human_duration, relay_text};
 
 /// The most authors one REQ filter may name. Relays cap filters and results
 /// (strfry: 500 events per filter), so batches stay small.
@@ -420,28 +420,35 @@ pub(crate) async fn drive(session: &mut impl Session, connection: &mut Connectio
     }
 }
 
-/// What a notification means to a session (`None`: nothing).
-fn input_of(received: Result<RelayNotification, RecvError>) -> Option<Input> {
-    match received {
-        Ok(RelayNotification::Message { message }) => Some(Input::Message(message)),
-        Ok(RelayNotification::RelayStatus { status }) => match status {
+/// Why a notification means the connection is gone, or `None` when it does
+/// not: what reading and publishing both go by.
+pub(crate) fn connection_lost(notification: &RelayNotification) -> Option<&'static str> {
+    match notification {
+        RelayNotification::RelayStatus { status } => match status {
             RelayStatus::Disconnected
             | RelayStatus::Terminated
             | RelayStatus::Banned
-            | RelayStatus::Sleeping => Some(Input::Lost("connection dropped".to_owned())),
+            | RelayStatus::Sleeping => Some("connection dropped"),
             RelayStatus::Initialized
             | RelayStatus::Pending
             | RelayStatus::Connecting
             | RelayStatus::Connected => None,
         },
-        Ok(RelayNotification::Shutdown) => Some(Input::Lost("connection shut down".to_owned())),
+        RelayNotification::Shutdown => Some("connection shut down"),
+        RelayNotification::Message { .. }
+        | RelayNotification::Event { .. }
+        | RelayNotification::Authenticated
+        | RelayNotification::AuthenticationFailed => None,
+    }
+}
+
+/// What a notification means to a session (`None`: nothing).
+fn input_of(received: Result<RelayNotification, RecvError>) -> Option<Input> {
+    match received {
+        Ok(RelayNotification::Message { message }) => Some(Input::Message(message)),
         // `Event` repeats what `Message` carries (and only for events new to
         // the client): the `Message` form is the one followed.
-        Ok(
-            RelayNotification::Event { .. }
-            | RelayNotification::Authenticated
-            | RelayNotification::AuthenticationFailed,
-        ) => None,
+        Ok(notification) => connection_lost(&notification).map(|why| Input::Lost(why.to_owned())),
         Err(RecvError::Lagged(missed)) => Some(Input::Lagged(missed)),
         Err(RecvError::Closed) => Some(Input::Lost("connection closed".to_owned())),
     }
@@ -463,6 +470,29 @@ mod tests {
         let a = nostr::Keys::generate().public_key();
         let b = nostr::Keys::generate().public_key();
         assert_eq!(unique_authors(&[a, b, a, b, a]), vec![a, b]);
+    }
+
+    #[test]
+    fn a_dropped_or_shut_down_connection_is_lost_and_nothing_else_is() {
+        let dropped = Some("connection dropped");
+        for (status, lost) in [
+            (RelayStatus::Disconnected, dropped),
+            (RelayStatus::Terminated, dropped),
+            (RelayStatus::Banned, dropped),
+            (RelayStatus::Sleeping, dropped),
+            (RelayStatus::Initialized, None),
+            (RelayStatus::Pending, None),
+            (RelayStatus::Connecting, None),
+            (RelayStatus::Connected, None),
+        ] {
+            let notification = RelayNotification::RelayStatus { status };
+            assert_eq!(connection_lost(&notification), lost, "{status}");
+        }
+        assert_eq!(
+            connection_lost(&RelayNotification::Shutdown),
+            Some("connection shut down")
+        );
+        assert_eq!(connection_lost(&RelayNotification::Authenticated), None);
     }
 
     #[tokio::test]

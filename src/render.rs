@@ -15,7 +15,7 @@ use similar::{ChangeTag, TextDiff};
 use crate::core::content::ProfileContent;
 use crate::core::model::AvatarField;
 use crate::core::plan::{Action, BackfillAvatar, RepublishProfile, RepublishReason, SkipReason};
-use crate::core::rules::short_pubkey;
+use crate::core::rules::{escape_controls, short_pubkey};
 use crate::planfile::{rfc3339, PlanDocument, PlanKind};
 
 /// How to render.
@@ -59,13 +59,10 @@ pub fn render(doc: &PlanDocument, style: Style) -> String {
     let doc = &*terminal_safe(doc);
     let mut out = String::new();
     let plan = &doc.plan;
-    let what = match doc.kind {
-        PlanKind::Reconcile => "plan",
-        PlanKind::Migrate => "migration plan",
-    };
     let _ = writeln!(
         out,
-        "reprofile {what} for {} agents in {} ({})",
+        "reprofile {} for {} agents in {} ({})",
+        doc.kind.title(),
         plan.agents,
         doc.store.path,
         rfc3339(doc.created_at)
@@ -84,10 +81,7 @@ pub fn render(doc: &PlanDocument, style: Style) -> String {
     for action in &plan.actions {
         if current_agent != Some(action.agent()) {
             current_agent = Some(action.agent());
-            let name = match action {
-                Action::BackfillAvatar(b) => &b.name,
-                Action::RepublishProfile(r) => &r.name,
-            };
+            let name = action.name();
             let _ = writeln!(
                 out,
                 "\n  {}",
@@ -431,7 +425,7 @@ pub fn render_report(report: &crate::apply::ApplyReport, style: Style) -> String
         };
         let who = format!(
             "{} ({})",
-            crate::protocol::capped_relay_text(&result.name, usize::MAX),
+            escape_controls(&result.name, false),
             short_pubkey(&result.agent)
         );
         let _ = write!(
@@ -442,7 +436,7 @@ pub fn render_report(report: &crate::apply::ApplyReport, style: Style) -> String
         );
         match &result.reason {
             Some(reason) => {
-                let reason = crate::protocol::capped_relay_text(reason, usize::MAX);
+                let reason = escape_controls(reason, false);
                 let _ = writeln!(out, ": {reason}");
             }
             None => out.push('\n'),
@@ -507,10 +501,7 @@ pub fn render_summary(doc: &PlanDocument, style: Style) -> String {
     let _ = writeln!(
         out,
         "reprofile {} made {} from {} ({} records)",
-        match doc.kind {
-            PlanKind::Reconcile => "plan",
-            PlanKind::Migrate => "migration plan",
-        },
+        doc.kind.title(),
         rfc3339(doc.created_at),
         doc.store.path,
         doc.store.records
@@ -572,23 +563,11 @@ pub fn render_summary(doc: &PlanDocument, style: Style) -> String {
 fn terminal_safe(doc: &PlanDocument) -> std::borrow::Cow<'_, PlanDocument> {
     use crate::core::plan::Action;
     fn unsafe_text(text: &str) -> bool {
-        text.chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        matches!(escape_controls(text, true), Cow::Owned(_))
     }
     fn escape(text: &mut String, keep_layout: bool) {
-        if text.chars().any(char::is_control) {
-            *text = text
-                .chars()
-                .flat_map(|c| {
-                    let keep = !c.is_control() || (keep_layout && (c == '\n' || c == '\t'));
-                    let escaped: Vec<char> = if keep {
-                        vec![c]
-                    } else {
-                        c.escape_default().collect()
-                    };
-                    escaped
-                })
-                .collect();
+        if let Cow::Owned(escaped) = escape_controls(text, keep_layout) {
+            *text = escaped;
         }
     }
     let mut texts: Vec<&str> = vec![&doc.store.path, &doc.store.sha256];
@@ -661,9 +640,8 @@ fn terminal_safe(doc: &PlanDocument) -> std::borrow::Cow<'_, PlanDocument> {
 mod tests {
     use super::*;
     use crate::core::plan::{
-        AuthTagSource, AvatarSource, EventAfter, EventBefore, Plan, RepublishReason,
+        AuthTagSource, AvatarSource, EventAfter, EventBefore, RepublishReason,
     };
-    use crate::planfile::StoreIdentity;
 
     #[test]
     fn a_stopped_apply_says_how_many_actions_were_not_begun() {
@@ -729,25 +707,6 @@ mod tests {
         );
     }
 
-    fn doc_with(actions: Vec<Action>) -> PlanDocument {
-        PlanDocument {
-            created_at: 1_795_000_000,
-            kind: PlanKind::Reconcile,
-            store: StoreIdentity {
-                path: "/s.json".into(),
-                sha256: "ab".repeat(32),
-                records: 1,
-            },
-            plan: Plan {
-                actions,
-                skipped: vec![],
-                unchanged: vec![],
-                complete: true,
-                agents: 1,
-            },
-        }
-    }
-
     #[test]
     fn the_rendering_shows_data_avatars_short_and_says_null() {
         let fizz = data_url(52_356, 'F');
@@ -758,7 +717,7 @@ mod tests {
         let after_content = format!(
             r#"{{"display_name":"Nectar","picture":"{fizz}","about":"bee","name":"Nectar"}}"#
         );
-        let doc = doc_with(vec![
+        let doc = crate::planfile::test_document(vec![
             Action::BackfillAvatar(BackfillAvatar {
                 agent: agent.clone(),
                 name: "Nectar".into(),
@@ -815,14 +774,15 @@ mod tests {
             (AvatarField::Absent, "avatar_url was absent"),
             (AvatarField::Text("  ".into()), "avatar_url was \"  \""),
         ] {
-            let doc = doc_with(vec![Action::BackfillAvatar(BackfillAvatar {
-                agent: agent.clone(),
-                name: "Nectar".into(),
-                index: 3,
-                source: AvatarSource::Command,
-                avatar_url: "https://c/goose.png".into(),
-                before,
-            })]);
+            let doc =
+                crate::planfile::test_document(vec![Action::BackfillAvatar(BackfillAvatar {
+                    agent: agent.clone(),
+                    name: "Nectar".into(),
+                    index: 3,
+                    source: AvatarSource::Command,
+                    avatar_url: "https://c/goose.png".into(),
+                    before,
+                })]);
             assert!(render(&doc, Style::default()).contains(shown));
         }
     }

@@ -12,12 +12,12 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::error::Category;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::core::json::ObjectEntries;
 use crate::core::model::{AgentRecord, AvatarField, SecretText};
 
 /// A store or persona file that cannot be used, with what to do about it.
@@ -97,6 +97,17 @@ pub struct AgentStore {
     pub records: Vec<StoredRecord>,
 }
 
+/// A file of reprofile's next to the store's real file (`store_target`, a
+/// symlink already resolved): `<store file name><suffix>` in the same folder,
+/// such as the apply lock and the backups.
+pub fn beside_store(store_target: &Path, suffix: &str) -> PathBuf {
+    let name = store_target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "store".to_string());
+    store_target.with_file_name(format!("{name}{suffix}"))
+}
+
 /// SHA-256 of some bytes, as lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -104,16 +115,17 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Reads and parses the agent store at `path`.
 pub fn read_agent_store(path: &Path) -> Result<AgentStore, StoreError> {
-    let bytes = std::fs::read(path).map_err(|source| StoreError::Unreadable {
-        what: "agent store",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let text = utf8_text("agent store", path, bytes)?;
+    let text = read_text("agent store", path)?;
     parse_agent_store(path, text)
 }
 
-fn utf8_text(what: &'static str, path: &Path, bytes: Vec<u8>) -> Result<String, StoreError> {
+/// The text of the `what` file at `path`: it must be readable UTF-8.
+fn read_text(what: &'static str, path: &Path) -> Result<String, StoreError> {
+    let bytes = std::fs::read(path).map_err(|source| StoreError::Unreadable {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })?;
     String::from_utf8(bytes).map_err(|err| {
         let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
@@ -166,13 +178,12 @@ pub fn parse_agent_store(path: &Path, text: String) -> Result<AgentStore, StoreE
     for (index, raw) in raw_records.iter().enumerate() {
         let start = raw.get().as_ptr() as usize - base;
         let span = start..start + raw.get().len();
-        let fields: KnownFields<'_> =
-            serde_json::from_str(raw.get()).map_err(|_| StoreError::Shape {
-                path: path.to_path_buf(),
-                problem: format!(
-                    "record #{index} is not a JSON object; every entry of the store must be an agent record"
-                ),
-            })?;
+        let fields = KnownFields::of(raw.get()).ok_or_else(|| StoreError::Shape {
+            path: path.to_path_buf(),
+            problem: format!(
+                "record #{index} is not a JSON object; every entry of the store must be an agent record"
+            ),
+        })?;
         records.push(StoredRecord {
             span,
             record: fields.into_record(index),
@@ -187,7 +198,8 @@ pub fn parse_agent_store(path: &Path, text: String) -> Result<AgentStore, StoreE
 }
 
 /// The fields of a record the tool reads.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, serde::Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
 enum Field {
     Pubkey,
     Name,
@@ -197,33 +209,8 @@ enum Field {
     PersonaId,
     AgentCommand,
     AuthTag,
+    #[serde(other)]
     Other,
-}
-
-impl<'de> Deserialize<'de> for Field {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct FieldVisitor;
-        impl Visitor<'_> for FieldVisitor {
-            type Value = Field;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Field, E> {
-                Ok(match key {
-                    "pubkey" => Field::Pubkey,
-                    "name" => Field::Name,
-                    "private_key_nsec" => Field::PrivateKeyNsec,
-                    "relay_url" => Field::RelayUrl,
-                    "avatar_url" => Field::AvatarUrl,
-                    "persona_id" => Field::PersonaId,
-                    "agent_command" => Field::AgentCommand,
-                    "auth_tag" => Field::AuthTag,
-                    _ => Field::Other,
-                })
-            }
-        }
-        deserializer.deserialize_identifier(FieldVisitor)
-    }
 }
 
 /// The raw JSON of each known field of one record (with a repeated key, the
@@ -240,37 +227,28 @@ struct KnownFields<'a> {
     auth_tag: Option<&'a RawValue>,
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for KnownFields<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct FieldsVisitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for FieldsVisitor<'a> {
-            type Value = KnownFields<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an agent record (a JSON object)")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut fields = KnownFields::default();
-                while let Some(field) = map.next_key::<Field>()? {
-                    let slot = match field {
-                        Field::Pubkey => &mut fields.pubkey,
-                        Field::Name => &mut fields.name,
-                        Field::PrivateKeyNsec => &mut fields.private_key_nsec,
-                        Field::RelayUrl => &mut fields.relay_url,
-                        Field::AvatarUrl => &mut fields.avatar_url,
-                        Field::PersonaId => &mut fields.persona_id,
-                        Field::AgentCommand => &mut fields.agent_command,
-                        Field::AuthTag => &mut fields.auth_tag,
-                        Field::Other => {
-                            map.next_value::<IgnoredAny>()?;
-                            continue;
-                        }
-                    };
-                    *slot = Some(map.next_value::<&'de RawValue>()?);
-                }
-                Ok(fields)
-            }
+impl<'a> KnownFields<'a> {
+    /// Picks the known fields out of a record's JSON text; `None` when it is
+    /// not a JSON object.
+    fn of(record: &'a str) -> Option<Self> {
+        let ObjectEntries(entries) =
+            serde_json::from_str::<ObjectEntries<Field, &RawValue>>(record).ok()?;
+        let mut fields = KnownFields::default();
+        for (field, value) in entries {
+            let slot = match field {
+                Field::Pubkey => &mut fields.pubkey,
+                Field::Name => &mut fields.name,
+                Field::PrivateKeyNsec => &mut fields.private_key_nsec,
+                Field::RelayUrl => &mut fields.relay_url,
+                Field::AvatarUrl => &mut fields.avatar_url,
+                Field::PersonaId => &mut fields.persona_id,
+                Field::AgentCommand => &mut fields.agent_command,
+                Field::AuthTag => &mut fields.auth_tag,
+                Field::Other => continue,
+            };
+            *slot = Some(value);
         }
-        deserializer.deserialize_map(FieldsVisitor(std::marker::PhantomData))
+        Some(fields)
     }
 }
 
@@ -396,12 +374,7 @@ pub fn read_persona_store(
 
 /// Reads the persona store: persona id to its `avatar_url` (blank when none).
 pub fn read_personas(path: &Path) -> Result<BTreeMap<String, String>, StoreError> {
-    let bytes = std::fs::read(path).map_err(|source| StoreError::Unreadable {
-        what: "persona store",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let text = utf8_text("persona store", path, bytes)?;
+    let text = read_text("persona store", path)?;
     parse_personas(path, &text)
 }
 
@@ -491,6 +464,18 @@ mod tests {
         assert_eq!(errors.len(), 4, "{errors:?}");
         assert!(errors[0].contains("`pubkey`"));
         assert!(errors.iter().all(|e| !e.contains('7')));
+    }
+
+    #[test]
+    fn a_repeated_key_counts_last_escaped_keys_are_read_and_other_fields_skipped() {
+        let store = parse(
+            r#"[{"name": "first", "x": {"deep": [1, 2]}, "n\u0061me": "last", "pubkey": "a"}]"#,
+        )
+        .unwrap();
+        let record = &store.records[0].record;
+        assert_eq!(record.name, "last");
+        assert_eq!(record.pubkey, "a");
+        assert!(record.field_errors.is_empty(), "{:?}", record.field_errors);
     }
 
     #[test]

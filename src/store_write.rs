@@ -18,11 +18,12 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::core::json::{json_string, ObjectEntries};
 use crate::core::model::AvatarField;
-use crate::store::{parse_agent_store, AgentStore};
+use crate::core::rules::{InStore, PubkeyCopies};
+use crate::store::{beside_store, parse_agent_store, AgentStore};
 
 /// How often the read-edit-write cycle is retried when the store changes
 /// under it.
@@ -56,8 +57,7 @@ pub struct AvatarEdit {
     pub avatar_url: String,
 }
 
-/// What the caller decides for one edit, given the record as it is now
-/// (`None` when no single record has that pubkey).
+/// What the caller decides for one edit, given the record as it is now.
 pub enum EditDecision {
     /// Write it.
     Write,
@@ -73,32 +73,11 @@ struct FieldSpan {
     value_end: usize,
 }
 
-struct Fields<'a>(Vec<(String, &'a RawValue)>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = Fields<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut fields = Vec::new();
-                while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
-                    fields.push((key, value));
-                }
-                Ok(Fields(fields))
-            }
-        }
-        deserializer.deserialize_map(V(std::marker::PhantomData))
-    }
-}
-
 /// The fields of the object at `text[start..end]`, with their positions.
 fn field_spans(text: &str, start: usize, end: usize) -> Option<Vec<FieldSpan>> {
     let object = &text[start..end];
-    let Fields(fields) = serde_json::from_str::<Fields<'_>>(object).ok()?;
+    let ObjectEntries(fields) =
+        serde_json::from_str::<ObjectEntries<String, &RawValue>>(object).ok()?;
     let base = text.as_ptr() as usize;
     let mut spans = Vec::with_capacity(fields.len());
     let mut search_from = start + 1;
@@ -145,10 +124,6 @@ fn find_string_start(text: &str, from: usize, close: usize) -> Option<usize> {
         }
     }
     None
-}
-
-fn json_string(text: &str) -> String {
-    serde_json::to_string(text).expect("a string serializes")
 }
 
 /// The text of `store` with the given `avatar_url` edits (record index to new
@@ -216,10 +191,6 @@ pub fn resolve_target(path: &Path) -> std::io::Result<PathBuf> {
 /// same second exists (two applies that write within a second), the name
 /// gets `-2`, `-3`, ...
 pub fn write_backup(store_target: &Path, bytes: &[u8], stamp: &str) -> std::io::Result<PathBuf> {
-    let name = store_target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "store".to_string());
     let mut attempt = 1u32;
     loop {
         let suffix = if attempt == 1 {
@@ -227,7 +198,7 @@ pub fn write_backup(store_target: &Path, bytes: &[u8], stamp: &str) -> std::io::
         } else {
             format!("-{attempt}")
         };
-        let path = store_target.with_file_name(format!("{name}.reprofile-{stamp}{suffix}.bak"));
+        let path = beside_store(store_target, &format!(".reprofile-{stamp}{suffix}.bak"));
         match OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -284,12 +255,13 @@ pub struct WriteOptions<'a> {
 
 /// Re-reads the store, asks `decide` about each edit against the record as it
 /// is now, writes the chosen edits atomically, and returns what was written.
-/// `decide` gets the current `avatar_url` (`None` when no single record has
-/// the pubkey). When nothing is chosen, nothing is written.
+/// `decide` gets the current `avatar_url` when exactly one record holds the
+/// pubkey (only such a record is written), or how many do. When nothing is
+/// chosen, nothing is written.
 pub fn write_avatars(
     store_path: &Path,
     edits: &[AvatarEdit],
-    mut decide: impl FnMut(&AvatarEdit, Option<&AvatarField>) -> EditDecision,
+    mut decide: impl FnMut(&AvatarEdit, InStore<&AvatarField>) -> EditDecision,
     opts: WriteOptions<'_>,
 ) -> Result<Written, WriteError> {
     let io = |path: &Path| {
@@ -303,22 +275,14 @@ pub fn write_avatars(
             .map_err(|_| WriteError::Unparsable("not UTF-8".to_string()))?;
         let store =
             parse_agent_store(&target, text).map_err(|e| WriteError::Unparsable(e.to_string()))?;
-        let mut positions: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, record) in store.records.iter().enumerate() {
-            positions
-                .entry(record.record.pubkey.as_str())
-                .or_default()
-                .push(i);
-        }
+        // A record's `index` is its position in the store it was read from.
+        let copies = PubkeyCopies::of(store.records.iter().map(|r| &r.record));
         let mut chosen: HashMap<usize, String> = HashMap::new();
         let mut written = Vec::new();
         for edit in edits {
-            let only = positions
-                .get(edit.pubkey.as_str())
-                .filter(|p| p.len() == 1)
-                .map(|p| p[0]);
-            let current = only.map(|i| &store.records[i].record.avatar_url);
-            if let (EditDecision::Write, Some(i)) = (decide(edit, current), only) {
+            let found = copies.find(&edit.pubkey);
+            let current = found.map(|i| &store.records[i].record.avatar_url);
+            if let (EditDecision::Write, InStore::One(i)) = (decide(edit, current), found) {
                 chosen.insert(i, edit.avatar_url.clone());
                 written.push(edit.pubkey.clone());
             }
@@ -395,6 +359,12 @@ mod tests {
         parse_agent_store(Path::new("s.json"), text.to_string()).unwrap()
     }
 
+    /// `text` with the given `avatar_url` edits (record index, new value).
+    fn edited(text: &str, edits: &[(usize, &str)]) -> String {
+        let edits = edits.iter().map(|(i, url)| (*i, url.to_string())).collect();
+        edit_text(&store(text), &edits).unwrap()
+    }
+
     #[test]
     fn a_backup_of_the_same_second_gets_a_new_name_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
@@ -416,10 +386,8 @@ mod tests {
     #[test]
     fn a_missing_avatar_is_inserted_as_one_new_line() {
         let text = "[\n  {\n    \"pubkey\": \"a\",\n    \"x\": {\"k\": [1, 2]}\n  },\n  {\n    \"pubkey\": \"b\"\n  }\n]\n";
-        let s = store(text);
-        let out = edit_text(&s, &HashMap::from([(0, "https://p/1.png".to_string())])).unwrap();
         assert_eq!(
-            out,
+            edited(text, &[(0, "https://p/1.png")]),
             "[\n  {\n    \"avatar_url\": \"https://p/1.png\",\n    \"pubkey\": \"a\",\n    \"x\": {\"k\": [1, 2]}\n  },\n  {\n    \"pubkey\": \"b\"\n  }\n]\n"
         );
     }
@@ -427,28 +395,16 @@ mod tests {
     #[test]
     fn an_existing_avatar_is_replaced_in_place() {
         let text = "[{\"pubkey\":\"a\",\"avatar_url\":null,\"z\":1},{\"pubkey\":\"b\",\"avatar_url\":\"  \"}]";
-        let s = store(text);
-        let out = edit_text(
-            &s,
-            &HashMap::from([(0, "u\"1".to_string()), (1, "u2".to_string())]),
-        )
-        .unwrap();
         assert_eq!(
-            out,
+            edited(text, &[(0, "u\"1"), (1, "u2")]),
             "[{\"pubkey\":\"a\",\"avatar_url\":\"u\\\"1\",\"z\":1},{\"pubkey\":\"b\",\"avatar_url\":\"u2\"}]"
         );
     }
 
     #[test]
     fn compact_and_empty_records_get_valid_json() {
-        let s = store("[{\"pubkey\":\"a\"},{}]");
-        let out = edit_text(
-            &s,
-            &HashMap::from([(0, "u".to_string()), (1, "v".to_string())]),
-        )
-        .unwrap();
         assert_eq!(
-            out,
+            edited("[{\"pubkey\":\"a\"},{}]", &[(0, "u"), (1, "v")]),
             "[{\"avatar_url\":\"u\",\"pubkey\":\"a\"},{\"avatar_url\": \"v\"}]"
         );
     }
@@ -533,8 +489,7 @@ mod tests {
     #[test]
     fn keys_with_escapes_do_not_confuse_the_locator() {
         let text = r#"[{"we\"ird:": "a:\"b", "pubkey": "a"}]"#;
-        let s = store(text);
-        let out = edit_text(&s, &HashMap::from([(0, "u".to_string())])).unwrap();
+        let out = edited(text, &[(0, "u")]);
         assert_eq!(
             out,
             r#"[{"avatar_url": "u","we\"ird:": "a:\"b", "pubkey": "a"}]"#

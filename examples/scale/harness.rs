@@ -131,6 +131,28 @@ pub struct Row {
     pub note: String,
 }
 
+impl Row {
+    /// A figure compared with nothing.
+    pub fn new(
+        relay: impl Into<String>,
+        stage: impl Into<String>,
+        n: usize,
+        time: Duration,
+        peak_mib: Option<f64>,
+        note: impl Into<String>,
+    ) -> Row {
+        Row {
+            relay: relay.into(),
+            stage: stage.into(),
+            n,
+            time,
+            ratio: None,
+            peak_mib,
+            note: note.into(),
+        }
+    }
+}
+
 /// Everything a run measured.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
@@ -431,15 +453,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
 }
 
 fn setup_row(stage: &str, n: usize, time: Duration) -> Row {
-    Row {
-        relay: "setup".to_string(),
-        stage: stage.to_string(),
-        n,
-        time,
-        ratio: None,
-        peak_mib: None,
-        note: String::new(),
-    }
+    Row::new("setup", stage.to_string(), n, time, None, String::new())
 }
 
 /// The pure core, no relay: store parse, plan, merge, NIP-OA, keys.
@@ -463,18 +477,17 @@ fn pure_core(
             .map(|s| s.records.len())
             .unwrap_or(0)
     });
-    report.push(Row {
-        relay: "pure".into(),
-        stage: "store parse (store::parse_agent_store)".into(),
+    report.push(Row::new(
+        "pure",
+        "store parse (store::parse_agent_store)",
         n,
         time,
-        ratio: None,
-        peak_mib: peak,
-        note: format!(
+        peak,
+        format!(
             "{records} records, {:.1} MiB",
             text.len() as f64 / 1048576.0
         ),
-    });
+    ));
     drop(text);
 
     let snapshot = world::in_memory_snapshot(agents, now);
@@ -483,15 +496,14 @@ fn pure_core(
         let plan = rules::plan(&snapshot, &policy, now);
         plan_summary(&plan)
     });
-    report.push(Row {
-        relay: "pure".into(),
-        stage: "plan (core::rules::plan), in-memory snapshot, 1 thread".into(),
+    report.push(Row::new(
+        "pure",
+        "plan (core::rules::plan), in-memory snapshot, 1 thread",
         n,
         time,
-        ratio: None,
-        peak_mib: peak,
-        note: summary.clone(),
-    });
+        peak,
+        summary.clone(),
+    ));
     check_plan_counts(agents, &summary, "pure plan", report);
     // As the tool runs it: on every core (config's default).
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
@@ -503,15 +515,14 @@ fn pure_core(
         let plan = rules::plan(&snapshot, &parallel, now);
         plan_summary(&plan)
     });
-    report.push(Row {
-        relay: "pure".into(),
-        stage: format!("plan, in-memory snapshot, {threads} threads"),
+    report.push(Row::new(
+        "pure",
+        format!("plan, in-memory snapshot, {threads} threads"),
         n,
         time,
-        ratio: None,
-        peak_mib: peak,
-        note: summary.clone(),
-    });
+        peak,
+        summary.clone(),
+    ));
 
     drop(snapshot);
 
@@ -536,18 +547,17 @@ fn pure_core(
             let plan = rules::plan(&snapshot, &parallel, now);
             plan_summary(&plan)
         });
-        report.push(Row {
-            relay: "pure".into(),
-            stage: format!(
+        report.push(Row::new(
+            "pure",
+            format!(
                 "plan, {threads} threads, {:>2}% stale, rest in sync",
                 stale_of_20 * 5
             ),
             n,
             time,
-            ratio: None,
-            peak_mib: peak,
-            note: summary,
-        });
+            peak,
+            summary,
+        ));
     }
     let snapshot = world::in_memory_snapshot(agents, now);
 
@@ -571,15 +581,14 @@ fn pure_core(
             })
             .count()
     });
-    report.push(Row {
-        relay: "pure".into(),
-        stage: "content parse + merge (rule D2), every relay content".into(),
-        n: contents.len(),
+    report.push(Row::new(
+        "pure",
+        "content parse + merge (rule D2), every relay content",
+        contents.len(),
         time,
-        ratio: None,
-        peak_mib: peak,
-        note: format!("{merged} merged (malformed ones fail the parse)"),
-    });
+        peak,
+        format!("{merged} merged (malformed ones fail the parse)"),
+    ));
 
     let tags: Vec<(Vec<String>, &str)> = agents
         .iter()
@@ -597,29 +606,27 @@ fn pure_core(
             .filter(|(tag, pubkey)| nip_oa::check_for_event(tag, pubkey, 0, now).is_ok())
             .count()
     });
-    report.push(Row {
-        relay: "pure".into(),
-        stage: "NIP-OA check_for_event, one core".into(),
-        n: tags.len(),
+    report.push(Row::new(
+        "pure",
+        "NIP-OA check_for_event, one core",
+        tags.len(),
         time,
-        ratio: None,
-        peak_mib: peak,
-        note: format!("{valid} valid"),
-    });
+        peak,
+        format!("{valid} valid"),
+    ));
 
     if !seed.is_empty() {
         let (time, valid, peak) = best_of_sync(repeats, || {
             seed.iter().filter(|e| e.verify().is_ok()).count()
         });
-        report.push(Row {
-            relay: "pure".into(),
-            stage: "Event::verify (id + signature) of every seed event, one core".into(),
-            n: seed.len(),
+        report.push(Row::new(
+            "pure",
+            "Event::verify (id + signature) of every seed event, one core",
+            seed.len(),
             time,
-            ratio: None,
-            peak_mib: peak,
-            note: format!("{valid} valid; the snapshot's floor (nostr-sdk verifies each)"),
-        });
+            peak,
+            format!("{valid} valid; the snapshot's floor (nostr-sdk verifies each)"),
+        ));
     }
 
     let republish: Vec<_> = snapshot
@@ -635,15 +642,14 @@ fn pure_core(
             .filter(|r| rules::agent_keys(r).is_ok())
             .count()
     });
-    report.push(Row {
-        relay: "pure".into(),
-        stage: "agent_keys (nsec parse + pubkey derivation, rule A5)".into(),
-        n: republish.len(),
+    report.push(Row::new(
+        "pure",
+        "agent_keys (nsec parse + pubkey derivation, rule A5)",
+        republish.len(),
         time,
-        ratio: None,
-        peak_mib: peak,
-        note: format!("{ok} keys match; the planner runs this per republish"),
-    });
+        peak,
+        format!("{ok} keys match; the planner runs this per republish"),
+    ));
     Ok(())
 }
 
@@ -697,15 +703,14 @@ async fn on_relay(
     );
     mem::reset_peak();
     let (counts, time) = ws::pipelined_publish(&url, &worlds.main_seed, timeout).await?;
-    report.push(Row {
-        relay: label.clone(),
-        stage: "seed: raw pipelined publish (new events)".into(),
-        n: worlds.main_seed.len(),
+    report.push(Row::new(
+        label.clone(),
+        "seed: raw pipelined publish (new events)",
+        worlds.main_seed.len(),
         time,
-        ratio: None,
-        peak_mib: mib(mem::peak_kb()),
-        note: format!("accepted={} refused={:?}", counts.accepted, counts.refused),
-    });
+        mib(mem::peak_kb()),
+        format!("accepted={} refused={:?}", counts.accepted, counts.refused),
+    ));
     if counts.accepted != worlds.main_seed.len() {
         bail!(
             "{label}: the relay refused seed events: {:?}",
@@ -758,19 +763,18 @@ async fn on_relay(
     } = make_plan(&config, &[], None).await?;
     let time = started.elapsed();
     let plan_bytes = std::fs::metadata(&plan_path).map(|m| m.len()).unwrap_or(0);
-    report.push(Row {
-        relay: label.clone(),
-        stage: "make_plan (gather + plan + render + write)".into(),
+    report.push(Row::new(
+        label.clone(),
+        "make_plan (gather + plan + render + write)",
         n,
         time,
-        ratio: None,
-        peak_mib: mib(mem::peak_kb()),
-        note: format!(
+        mib(mem::peak_kb()),
+        format!(
             "{} actions; plan file {:.1} MiB",
             doc.plan.actions.len(),
             plan_bytes as f64 / 1048576.0
         ),
-    });
+    ));
     let expected_actions = worlds
         .main
         .iter()
@@ -792,15 +796,14 @@ async fn on_relay(
 
     if let Some(exe) = &opts.child_exe {
         match child_plan_run(exe, &config_path) {
-            Ok((peak_kb, secs)) => report.push(Row {
-                relay: label.clone(),
-                stage: "plan run in a child process (peak = its VmHWM)".into(),
+            Ok((peak_kb, secs)) => report.push(Row::new(
+                label.clone(),
+                "plan run in a child process (peak = its VmHWM)",
                 n,
-                time: Duration::from_secs_f64(secs),
-                ratio: None,
-                peak_mib: mib(Some(peak_kb)),
-                note: "load config + make_plan, whole process".into(),
-            }),
+                Duration::from_secs_f64(secs),
+                mib(Some(peak_kb)),
+                "load config + make_plan, whole process",
+            )),
             Err(error) => report
                 .notes
                 .push(format!("{label}: the child plan run failed: {error:#}")),
@@ -907,15 +910,7 @@ async fn tool_snapshot_plan(
         ),
         (format!("  of which plan{tag}"), plan_time, String::new()),
     ] {
-        report.push(Row {
-            relay: label.to_string(),
-            stage,
-            n,
-            time,
-            ratio: None,
-            peak_mib: peak,
-            note,
-        });
+        report.push(Row::new(label.to_string(), stage, n, time, peak, note));
     }
     Ok(total)
 }
@@ -983,15 +978,7 @@ async fn batched_floor_rows(
                 stalled.get()
             );
         }
-        report.push(Row {
-            relay: label.to_string(),
-            stage,
-            n,
-            time,
-            ratio: None,
-            peak_mib: peak,
-            note,
-        });
+        report.push(Row::new(label.to_string(), stage, n, time, peak, note));
     }
     Ok(())
 }
@@ -1029,33 +1016,38 @@ async fn per_agent_rows(
         Ok((time, counts))
     })
     .await?;
-    let scaled = time.mul_f64(n as f64 / sample as f64);
-    let mut note = format!("found={} missing={}", counts.found, counts.missing);
-    if sample < n {
-        let _ = write!(
-            note,
-            "; measured on {sample}, scaled x{:.1}",
-            n as f64 / sample as f64
-        );
-    }
+    // A baseline measured on `sample` agents, scaled to all `n` and compared
+    // with the tool's time.
+    let scaled_row =
+        |stage: String, sample: usize, time: Duration, peak, counts: &ws::ReadCounts| {
+            let scaled = time.mul_f64(n as f64 / sample as f64);
+            let mut note = format!("found={} missing={}", counts.found, counts.missing);
+            if sample < n {
+                let _ = write!(
+                    note,
+                    "; measured on {sample}, scaled x{:.1}",
+                    n as f64 / sample as f64
+                );
+            }
+            let ratio = scaled.as_secs_f64() / tool.as_secs_f64();
+            Row {
+                ratio: Some((ratio, "tool faster".to_string())),
+                ..Row::new(label, stage, n, scaled, peak, note)
+            }
+        };
     if counts.found != expected_found {
         report.notes.push(format!(
             "{label}{tag} per-agent: found {} profiles, expected {expected_found}",
             counts.found
         ));
     }
-    report.push(Row {
-        relay: label.to_string(),
-        stage: format!("per-agent: 1 REQ each, sequential, raw ws{tag}"),
-        n,
-        time: scaled,
-        ratio: Some((
-            scaled.as_secs_f64() / tool.as_secs_f64(),
-            "tool faster".to_string(),
-        )),
-        peak_mib: peak,
-        note,
-    });
+    report.push(scaled_row(
+        format!("per-agent: 1 REQ each, sequential, raw ws{tag}"),
+        sample,
+        time,
+        peak,
+        &counts,
+    ));
 
     if opts.sdk_baseline_sample > 0 {
         let sample = if tag.is_empty() {
@@ -1070,27 +1062,13 @@ async fn per_agent_rows(
             );
             mem::reset_peak();
             let (counts, time) = ws::per_agent_sdk(url, &authors[..sample], timeout).await?;
-            let scaled = time.mul_f64(n as f64 / sample as f64);
-            let mut note = format!("found={} missing={}", counts.found, counts.missing);
-            if sample < n {
-                let _ = write!(
-                    note,
-                    "; measured on {sample}, scaled x{:.1}",
-                    n as f64 / sample as f64
-                );
-            }
-            report.push(Row {
-                relay: label.to_string(),
-                stage: format!("per-agent: nostr-sdk fetch_events_from{tag}"),
-                n,
-                time: scaled,
-                ratio: Some((
-                    scaled.as_secs_f64() / tool.as_secs_f64(),
-                    "tool faster".to_string(),
-                )),
-                peak_mib: mib(mem::peak_kb()),
-                note,
-            });
+            report.push(scaled_row(
+                format!("per-agent: nostr-sdk fetch_events_from{tag}"),
+                sample,
+                time,
+                mib(mem::peak_kb()),
+                &counts,
+            ));
         }
     }
     Ok(())
@@ -1173,32 +1151,35 @@ async fn apply_rows(
         ))
     };
     report.push(Row {
-        relay: label.to_string(),
-        stage: format!("apply: K republishes (read, sign, publish, confirm){tag}"),
-        n: k,
-        time: apply_time,
         ratio: vs_raw(apply_time),
-        peak_mib: apply_peak,
-        note: format!("applied={done}"),
+        ..Row::new(
+            label.to_string(),
+            format!("apply: K republishes (read, sign, publish, confirm){tag}"),
+            k,
+            apply_time,
+            apply_peak,
+            format!("applied={done}"),
+        )
     });
     report.push(Row {
-        relay: label.to_string(),
-        stage: format!("  publish::publish_all of K pre-signed (64 in flight){tag}"),
-        n: k,
-        time: tool_time,
         ratio: vs_raw(tool_time),
-        peak_mib: tool_peak,
-        note: format!("accepted={tool_ok}"),
+        ..Row::new(
+            label.to_string(),
+            format!("  publish::publish_all of K pre-signed (64 in flight){tag}"),
+            k,
+            tool_time,
+            tool_peak,
+            format!("accepted={tool_ok}"),
+        )
     });
-    report.push(Row {
-        relay: label.to_string(),
-        stage: format!("  raw pipelined publisher of K pre-signed{tag}"),
-        n: k,
-        time: raw_time,
-        ratio: None,
-        peak_mib: raw_peak,
-        note: format!("accepted={} refused={:?}", counts.accepted, counts.refused),
-    });
+    report.push(Row::new(
+        label.to_string(),
+        format!("  raw pipelined publisher of K pre-signed{tag}"),
+        k,
+        raw_time,
+        raw_peak,
+        format!("accepted={} refused={:?}", counts.accepted, counts.refused),
+    ));
     // Keep the agents alive for the record (nothing else reads them).
     let _ = &set.agents;
     Ok(())

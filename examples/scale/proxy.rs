@@ -79,7 +79,7 @@ pub async fn start(upstream_url: &str, one_way: Duration) -> anyhow::Result<Late
 /// delays data, not ACKs; without this, a relay with Nagle on (nostr-rs-relay
 /// writes EVENT and EOSE separately) would wait for the proxy's delayed ACK
 /// (40 ms), which is not the latency being modelled.
-fn quickack(stream: &TcpStream) {
+pub fn quickack(stream: &TcpStream) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;

@@ -162,44 +162,27 @@ pub fn agents(n: usize, offset: u64, state: impl Fn(usize) -> State + Sync) -> V
 }
 
 /// The agent store's text: every record with the desktop app's full field
-/// set, pretty-printed.
+/// set (`tests/fixtures/app-record.json`, shared with the integration
+/// tests), pretty-printed.
 pub fn store_json(agents: &[Agent]) -> String {
     let records: Vec<serde_json::Value> = agents
         .iter()
         .map(|agent| {
-            let mut record = json!({
+            let mut record: serde_json::Value =
+                serde_json::from_str(include_str!("../../tests/fixtures/app-record.json"))
+                    .expect("the record template is JSON");
+            let fields = json!({
                 "pubkey": agent.pubkey,
                 "name": agent.name,
-                "persona_id": null,
                 "private_key_nsec": agent.keys.secret_key().to_bech32().expect("nsec"),
                 "auth_tag": agent.auth_tag,
                 "relay_url": STORE_RELAY_URL,
-                "acp_command": "buzz-acp",
                 "agent_command": "goose",
-                "agent_args": ["acp"],
-                "mcp_command": "buzz-dev-mcp",
-                "turn_timeout_seconds": 300,
-                "idle_timeout_seconds": null,
-                "max_turn_duration_seconds": null,
-                "parallelism": 1,
-                "system_prompt": null,
-                "model": null,
-                "mcp_toolsets": null,
                 "env_vars": {"GOOSE_MODE": "auto"},
-                "start_on_app_launch": true,
-                "runtime_pid": null,
-                "backend": {"type": "local"},
-                "backend_agent_id": null,
-                "provider_binary_path": null,
-                "created_at": "2026-05-01T10:00:00Z",
-                "updated_at": "2026-05-01T10:00:00Z",
-                "last_started_at": null,
-                "last_stopped_at": null,
-                "last_exit_code": null,
-                "last_error": null,
-                "respond_to": "owner-only",
-                "respond_to_allowlist": [],
             });
+            for (key, value) in fields.as_object().expect("an object") {
+                record[key] = value.clone();
+            }
             if agent.state != State::Legacy {
                 record["avatar_url"] = json!(agent.avatar);
             }

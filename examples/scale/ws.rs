@@ -44,6 +44,35 @@ async fn connect(
     tokio_tungstenite::connect_async_with_config(url, None, true).await
 }
 
+/// Connects (see [`connect`]) within `timeout`.
+async fn open(url: &str, timeout: Duration) -> anyhow::Result<WsStream> {
+    let (socket, _) = tokio::time::timeout(timeout, connect(url))
+        .await
+        .context("connect timed out")?
+        .with_context(|| format!("cannot connect to {url}"))?;
+    Ok(socket)
+}
+
+/// The next message within `timeout`, as text (`None`: not a text frame);
+/// `waiting` says what was awaited, for the error.
+async fn next_text<S>(
+    stream: &mut S,
+    timeout: Duration,
+    waiting: impl FnOnce() -> String,
+) -> anyhow::Result<Option<tokio_tungstenite::tungstenite::Utf8Bytes>>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let message = tokio::time::timeout(timeout, stream.next())
+        .await
+        .with_context(waiting)?
+        .context("connection closed")??;
+    Ok(match message {
+        Message::Text(text) => Some(text),
+        _ => None,
+    })
+}
+
 /// What a per-agent read found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReadCounts {
@@ -59,23 +88,9 @@ pub struct ReadCounts {
 /// the EOSE until the EVENT is ACKed; a delayed ACK (40 ms on Linux) would
 /// then dominate the per-agent time.
 fn quickack(socket: &WsStream) {
-    #[cfg(target_os = "linux")]
     if let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = socket.get_ref() {
-        use std::os::fd::AsRawFd;
-        let one: libc::c_int = 1;
-        // SAFETY: a valid fd and a c_int option value of the right size.
-        unsafe {
-            libc::setsockopt(
-                tcp.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_QUICKACK,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
+        super::proxy::quickack(tcp);
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = socket;
 }
 
 type WsStream =
@@ -90,10 +105,7 @@ pub async fn per_agent_raw(
     timeout: Duration,
 ) -> anyhow::Result<(ReadCounts, Duration)> {
     let started = Instant::now();
-    let (mut socket, _) = tokio::time::timeout(timeout, connect(url))
-        .await
-        .context("connect timed out")?
-        .with_context(|| format!("cannot connect to {url}"))?;
+    let mut socket = open(url, timeout).await?;
     let mut counts = ReadCounts::default();
     for (n, author) in authors.iter().enumerate() {
         let sub = format!("a{n}");
@@ -105,12 +117,9 @@ pub async fn per_agent_raw(
         quickack(&socket);
         let mut newest: Option<Event> = None;
         loop {
-            let message = tokio::time::timeout(timeout, socket.next())
-                .await
-                .context("no EOSE in time")?
-                .context("connection closed")??;
+            let text = next_text(&mut socket, timeout, || "no EOSE in time".into()).await?;
             quickack(&socket);
-            let Message::Text(text) = message else {
+            let Some(text) = text else {
                 continue;
             };
             match RelayMessage::from_json(text.as_str())? {
@@ -198,10 +207,7 @@ pub async fn pipelined_publish(
         .collect();
     let total = messages.len();
     let started = Instant::now();
-    let (socket, _) = tokio::time::timeout(timeout, connect(url))
-        .await
-        .context("connect timed out")?
-        .with_context(|| format!("cannot connect to {url}"))?;
+    let socket = open(url, timeout).await?;
     let (mut sink, mut stream) = socket.split();
     let writer = tokio::spawn(async move {
         for message in messages {
@@ -213,11 +219,8 @@ pub async fn pipelined_publish(
     let mut counts = PublishCounts::default();
     let mut answered = 0;
     while answered < total {
-        let message = tokio::time::timeout(timeout, stream.next())
-            .await
-            .with_context(|| format!("no OK in time ({answered} of {total} answered)"))?
-            .context("connection closed")??;
-        let Message::Text(text) = message else {
+        let waiting = || format!("no OK in time ({answered} of {total} answered)");
+        let Some(text) = next_text(&mut stream, timeout, waiting).await? else {
             continue;
         };
         if let RelayMessage::Ok {
@@ -305,10 +308,7 @@ pub async fn batched_raw(
         })
         .collect();
 
-    let (mut socket, _) = tokio::time::timeout(timeout, connect(url))
-        .await
-        .context("connect timed out")?
-        .with_context(|| format!("cannot connect to {url}"))?;
+    let mut socket = open(url, timeout).await?;
     let mut next = 0;
     for request in requests.iter().take(window) {
         socket.feed(Message::text(request.clone())).await?;
@@ -319,11 +319,8 @@ pub async fn batched_raw(
     let mut received = 0;
     let mut pending: Vec<String> = Vec::new();
     while ended < total {
-        let message = tokio::time::timeout(timeout, socket.next())
-            .await
-            .with_context(|| format!("no EOSE in time ({ended} of {total} ended)"))?
-            .context("connection closed")??;
-        let Message::Text(text) = message else {
+        let waiting = || format!("no EOSE in time ({ended} of {total} ended)");
+        let Some(text) = next_text(&mut socket, timeout, waiting).await? else {
             continue;
         };
         if text.starts_with(r#"["EVENT""#) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::model::{AvatarField, RelayObservation};
 use super::nip_oa;
 use super::plan::{BackfillAvatar, Plan, RepublishProfile};
-use super::rules::{next_created_at, profile_matches};
+use super::rules::{next_created_at, profile_matches, InStore};
 
 /// What the world says about one planned action, just before acting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,13 +64,27 @@ impl Outcome {
     }
 }
 
+/// The one record that holds a planned action's pubkey now (rule A2), or
+/// why there is none to act on.
+fn one_record<T>(found: InStore<T>) -> Result<T, String> {
+    match found {
+        InStore::One(record) => Ok(record),
+        InStore::Absent => Err("the record is no longer in the store".to_string()),
+        InStore::Duplicated(count) => Err(format!(
+            "the pubkey is now on {count} records of the store, so none of them is this \
+             agent's (rule A2); keep one and make a new plan"
+        )),
+    }
+}
+
 /// Precondition of a backfill: the record must still be legacy.
 ///
-/// `current` is the record's `avatar_url` now (`None` when the record is no
-/// longer in the store).
-pub fn check_backfill(action: &BackfillAvatar, current: Option<&AvatarField>) -> Precheck {
-    let Some(current) = current else {
-        return Precheck::Stale("the record is no longer in the store".to_string());
+/// `current` is the record's `avatar_url` now, when exactly one record holds
+/// the pubkey.
+pub fn check_backfill(action: &BackfillAvatar, current: InStore<&AvatarField>) -> Precheck {
+    let current = match one_record(current) {
+        Ok(current) => current,
+        Err(why) => return Precheck::Stale(why),
     };
     match current.usable() {
         Some(avatar) if avatar == action.avatar_url => Precheck::AlreadyApplied,
@@ -112,12 +126,12 @@ pub fn backfill_outcome(
 /// honour reprofile's lock, so a backfill written during an apply can be
 /// overwritten. At the end of the apply, the store is read once more; given a
 /// backfill that ended `outcome` and the record's `avatar_url` in the store
-/// now (`None` when no single record has the pubkey), this says whether the
-/// backfill must be reported again as `stale`, and why. `None`: it stands.
+/// now, this says whether the backfill must be reported again as `stale`,
+/// and why. `None`: it stands.
 pub fn backfill_after_apply(
     action: &BackfillAvatar,
     outcome: Outcome,
-    now: Option<&AvatarField>,
+    now: InStore<&AvatarField>,
 ) -> Option<(Outcome, String)> {
     if !matches!(outcome, Outcome::Applied | Outcome::AlreadyApplied) {
         return None;
@@ -125,11 +139,15 @@ pub fn backfill_after_apply(
     let lost = "the store was rewritten meanwhile (the desktop app rewrites the whole file when \
                 an agent starts or stops)";
     match now {
-        None => Some((
+        InStore::Absent => Some((
             Outcome::Stale,
             format!("{lost} and no longer holds this agent's record"),
         )),
-        Some(field) => match field.usable() {
+        InStore::Duplicated(count) => Some((
+            Outcome::Stale,
+            format!("{lost} and now holds this agent's pubkey on {count} records (rule A2)"),
+        )),
+        InStore::One(field) => match field.usable() {
             Some(avatar) if avatar == action.avatar_url => None,
             Some(_) => Some((
                 Outcome::Stale,
@@ -184,11 +202,12 @@ pub struct RecordNow {
 /// planned name and picture.
 pub fn check_republish(
     action: &RepublishProfile,
-    record: Option<&RecordNow>,
+    record: InStore<&RecordNow>,
     relay_now: &RelayObservation,
 ) -> Precheck {
-    let Some(record) = record else {
-        return Precheck::Stale("the record is no longer in the store".to_string());
+    let record = match one_record(record) {
+        Ok(record) => record,
+        Err(why) => return Precheck::Stale(why),
     };
     if record.name != action.name {
         return Precheck::Stale("the record's name changed since planning".to_string());
@@ -494,25 +513,64 @@ mod tests {
     fn backfill_precondition_proceeds_only_while_legacy() {
         let action = backfill();
         assert_eq!(
-            check_backfill(&action, Some(&AvatarField::Absent)),
+            check_backfill(&action, InStore::One(&AvatarField::Absent)),
             Precheck::Proceed
         );
         assert_eq!(
-            check_backfill(&action, Some(&AvatarField::Text(" ".into()))),
+            check_backfill(&action, InStore::One(&AvatarField::Text(" ".into()))),
             Precheck::Proceed
         );
         assert_eq!(
-            check_backfill(&action, Some(&AvatarField::Text("https://p/1.png".into()))),
+            check_backfill(
+                &action,
+                InStore::One(&AvatarField::Text("https://p/1.png".into()))
+            ),
             Precheck::AlreadyApplied
         );
         assert!(matches!(
             check_backfill(
                 &action,
-                Some(&AvatarField::Text("https://user/pick.png".into()))
+                InStore::One(&AvatarField::Text("https://user/pick.png".into()))
             ),
             Precheck::Stale(_)
         ));
-        assert!(matches!(check_backfill(&action, None), Precheck::Stale(_)));
+        assert!(matches!(
+            check_backfill(&action, InStore::Absent),
+            Precheck::Stale(_)
+        ));
+    }
+
+    /// A pubkey now on several records is reported as that, not as a record
+    /// that left the store.
+    #[test]
+    fn rule_a2_a_pubkey_now_on_two_records_is_said_so_by_both_preconditions() {
+        let says = "the pubkey is now on 2 records of the store, so none of them is this \
+                    agent's (rule A2); keep one and make a new plan";
+        assert_eq!(
+            check_backfill(&backfill(), InStore::Duplicated(2)),
+            Precheck::Stale(says.to_string())
+        );
+        assert_eq!(
+            check_republish(
+                &republish(None),
+                InStore::Duplicated(2),
+                &RelayObservation::NoProfile
+            ),
+            Precheck::Stale(says.to_string())
+        );
+        for gone in [
+            check_backfill(&backfill(), InStore::Absent),
+            check_republish(
+                &republish(None),
+                InStore::Absent,
+                &RelayObservation::NoProfile,
+            ),
+        ] {
+            assert_eq!(
+                gone,
+                Precheck::Stale("the record is no longer in the store".to_string())
+            );
+        }
     }
 
     #[test]
@@ -520,19 +578,29 @@ mod tests {
         let action = backfill();
         let kept = AvatarField::Text("https://p/1.png".into());
         for outcome in [Outcome::Applied, Outcome::AlreadyApplied] {
-            assert_eq!(backfill_after_apply(&action, outcome, Some(&kept)), None);
+            assert_eq!(
+                backfill_after_apply(&action, outcome, InStore::One(&kept)),
+                None
+            );
             for (now, says) in [
                 (
-                    Some(AvatarField::Null),
+                    InStore::One(AvatarField::Null),
                     "without the backfilled avatar_url (it is null again); the next run redoes it",
                 ),
-                (Some(AvatarField::Absent), "(it is absent again)"),
-                (Some(AvatarField::Text("".into())), "(it is blank again)"),
+                (InStore::One(AvatarField::Absent), "(it is absent again)"),
                 (
-                    Some(AvatarField::Text("https://user/pick.png".into())),
+                    InStore::One(AvatarField::Text("".into())),
+                    "(it is blank again)",
+                ),
+                (
+                    InStore::One(AvatarField::Text("https://user/pick.png".into())),
                     "is now another value, which is kept",
                 ),
-                (None, "no longer holds this agent's record"),
+                (InStore::Absent, "no longer holds this agent's record"),
+                (
+                    InStore::Duplicated(2),
+                    "now holds this agent's pubkey on 2 records",
+                ),
             ] {
                 let (stale, why) = backfill_after_apply(&action, outcome, now.as_ref())
                     .unwrap_or_else(|| panic!("{now:?} must make the backfill stale"));
@@ -547,7 +615,7 @@ mod tests {
         // What did not land is not revisited.
         for outcome in [Outcome::Stale, Outcome::Failed] {
             assert_eq!(
-                backfill_after_apply(&action, outcome, Some(&AvatarField::Null)),
+                backfill_after_apply(&action, outcome, InStore::One(&AvatarField::Null)),
                 None
             );
         }
@@ -557,33 +625,41 @@ mod tests {
     fn republish_precondition_compares_the_newest_event_id() {
         let action = republish(Some("e1"));
         assert_eq!(
-            check_republish(&action, Some(&record()), &newest("e1", "{}")),
+            check_republish(&action, InStore::One(&record()), &newest("e1", "{}")),
             Precheck::Proceed
         );
         assert!(matches!(
-            check_republish(&action, Some(&record()), &newest("e2", "{}")),
+            check_republish(&action, InStore::One(&record()), &newest("e2", "{}")),
             Precheck::Stale(_)
         ));
         assert!(matches!(
-            check_republish(&action, Some(&record()), &RelayObservation::NoProfile),
+            check_republish(
+                &action,
+                InStore::One(&record()),
+                &RelayObservation::NoProfile
+            ),
             Precheck::Stale(_)
         ));
         let done = r#"{"display_name":"Ada","picture":"https://p/1.png"}"#;
         assert_eq!(
-            check_republish(&action, Some(&record()), &newest("e3", done)),
+            check_republish(&action, InStore::One(&record()), &newest("e3", done)),
             Precheck::AlreadyApplied
         );
         assert!(matches!(
             check_republish(
                 &action,
-                Some(&record()),
+                InStore::One(&record()),
                 &RelayObservation::Unreadable("x".into())
             ),
             Precheck::Unknown(_)
         ));
         let missing = republish(None);
         assert_eq!(
-            check_republish(&missing, Some(&record()), &RelayObservation::NoProfile),
+            check_republish(
+                &missing,
+                InStore::One(&record()),
+                &RelayObservation::NoProfile
+            ),
             Precheck::Proceed
         );
     }
@@ -595,18 +671,18 @@ mod tests {
             name: "Bea".into(),
             ..record()
         };
-        assert!(matches!(
-            check_republish(&action, Some(&renamed), &RelayObservation::NoProfile),
-            Precheck::Stale(_)
-        ));
         let repictured = RecordNow {
             avatar: Some("https://x".into()),
             ..record()
         };
-        assert!(matches!(
-            check_republish(&action, Some(&repictured), &RelayObservation::NoProfile),
-            Precheck::Stale(_)
-        ));
+        for changed in [renamed, repictured] {
+            let precheck = check_republish(
+                &action,
+                InStore::One(&changed),
+                &RelayObservation::NoProfile,
+            );
+            assert!(matches!(precheck, Precheck::Stale(_)), "{changed:?}");
+        }
     }
 
     #[test]

@@ -5,10 +5,9 @@
 //! value exactly as it was written (numbers, escapes and nesting included),
 //! in its place.
 
-use std::fmt;
-
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
+
+use super::json::{json_string, ObjectEntries};
 
 /// The keys the tool owns in a kind:0 content.
 pub const OWNED_KEYS: [&str; 2] = ["display_name", "picture"];
@@ -30,39 +29,13 @@ impl PartialEq for ProfileContent {
     }
 }
 
-struct EntriesVisitor;
-
-impl<'de> Visitor<'de> for EntriesVisitor {
-    type Value = Vec<(String, Box<RawValue>)>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(8));
-        while let Some((key, value)) = map.next_entry::<String, Box<RawValue>>()? {
-            entries.push((key, value));
-        }
-        Ok(entries)
-    }
-}
-
-struct Entries(Vec<(String, Box<RawValue>)>);
-
-impl<'de> Deserialize<'de> for Entries {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(EntriesVisitor).map(Entries)
-    }
-}
-
 impl ProfileContent {
     /// Parses a content; `None` when it is not a JSON object (rule C2's
     /// "malformed"), including invalid JSON and JSON nested too deep to read.
     pub fn parse(text: &str) -> Option<Self> {
-        serde_json::from_str::<Entries>(text)
+        serde_json::from_str::<ObjectEntries<String, Box<RawValue>>>(text)
             .ok()
-            .map(|Entries(entries)| Self { entries })
+            .map(|ObjectEntries(entries)| Self { entries })
     }
 
     /// An empty object.
@@ -174,10 +147,6 @@ pub fn merge_content(existing: Option<&ProfileContent>, name: &str, picture: &st
         Some(content) => content.merged(name, picture).to_json(),
         None => ProfileContent::empty().merged(name, picture).to_json(),
     }
-}
-
-fn json_string(text: &str) -> String {
-    serde_json::to_string(text).expect("a string always serializes")
 }
 
 #[cfg(test)]

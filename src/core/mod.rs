@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod avatar;
 pub mod content;
+pub mod json;
 pub mod model;
 pub mod nip_oa;
 pub mod plan;

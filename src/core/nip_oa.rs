@@ -429,6 +429,11 @@ mod tests {
         sign(&owner_keys(), AGENT_PUBKEY, conditions)
     }
 
+    /// A tag signed with `conditions` is malformed, and says `needle`.
+    fn assert_conditions_malformed(conditions: &str, needle: &str) {
+        assert_malformed(verify(&signed(conditions), AGENT_PUBKEY), needle);
+    }
+
     fn assert_malformed(result: Result<AuthTag, AuthTagError>, needle: &str) {
         match result {
             Err(AuthTagError::Malformed(text)) => assert!(
@@ -618,46 +623,37 @@ mod tests {
 
     #[test]
     fn rule_d4_rejects_trailing_ampersand() {
-        assert_malformed(verify(&signed("kind=1&"), AGENT_PUBKEY), "empty clause");
+        assert_conditions_malformed("kind=1&", "empty clause");
     }
 
     #[test]
     fn rule_d4_rejects_leading_and_double_ampersand() {
-        assert_malformed(verify(&signed("&kind=1"), AGENT_PUBKEY), "empty clause");
-        assert_malformed(
-            verify(&signed("kind=1&&created_at<5"), AGENT_PUBKEY),
-            "empty clause",
-        );
-        assert_malformed(verify(&signed("&"), AGENT_PUBKEY), "empty clause");
+        assert_conditions_malformed("&kind=1", "empty clause");
+        assert_conditions_malformed("kind=1&&created_at<5", "empty clause");
+        assert_conditions_malformed("&", "empty clause");
     }
 
     #[test]
     fn rule_d4_rejects_leading_zero() {
-        assert_malformed(verify(&signed("kind=01"), AGENT_PUBKEY), "leading zero");
-        assert_malformed(
-            verify(&signed("created_at<0123"), AGENT_PUBKEY),
-            "leading zero",
-        );
+        assert_conditions_malformed("kind=01", "leading zero");
+        assert_conditions_malformed("created_at<0123", "leading zero");
         // "0" itself is fine.
         assert!(verify(&signed("kind=0&created_at>0"), AGENT_PUBKEY).is_ok());
     }
 
     #[test]
     fn rule_d4_rejects_space() {
-        assert_malformed(verify(&signed("kind=1 "), AGENT_PUBKEY), "whitespace");
-        assert_malformed(verify(&signed(" kind=1"), AGENT_PUBKEY), "whitespace");
-        assert_malformed(
-            verify(&signed("kind=1&\tcreated_at<5"), AGENT_PUBKEY),
-            "whitespace",
-        );
+        assert_conditions_malformed("kind=1 ", "whitespace");
+        assert_conditions_malformed(" kind=1", "whitespace");
+        assert_conditions_malformed("kind=1&\tcreated_at<5", "whitespace");
     }
 
     #[test]
     fn rule_d4_rejects_unknown_clause() {
-        assert_malformed(verify(&signed("size=3"), AGENT_PUBKEY), "unknown");
-        assert_malformed(verify(&signed("kind=1&size=3"), AGENT_PUBKEY), "\"size=3\"");
-        assert_malformed(verify(&signed("created_at=5"), AGENT_PUBKEY), "unknown");
-        assert_malformed(verify(&signed("KIND=1"), AGENT_PUBKEY), "unknown");
+        assert_conditions_malformed("size=3", "unknown");
+        assert_conditions_malformed("kind=1&size=3", "\"size=3\"");
+        assert_conditions_malformed("created_at=5", "unknown");
+        assert_conditions_malformed("KIND=1", "unknown");
     }
 
     #[test]
@@ -665,17 +661,11 @@ mod tests {
         for conditions in [
             "kind=", "kind=+1", "kind=-1", "kind=1.0", "kind=0x1", "kind=１",
         ] {
-            assert_malformed(verify(&signed(conditions), AGENT_PUBKEY), "decimal");
+            assert_conditions_malformed(conditions, "decimal");
         }
-        assert_malformed(verify(&signed("kind=65536"), AGENT_PUBKEY), "outside");
-        assert_malformed(
-            verify(&signed("created_at<4294967296"), AGENT_PUBKEY),
-            "outside",
-        );
-        assert_malformed(
-            verify(&signed("created_at>99999999999999999999999"), AGENT_PUBKEY),
-            "outside",
-        );
+        assert_conditions_malformed("kind=65536", "outside");
+        assert_conditions_malformed("created_at<4294967296", "outside");
+        assert_conditions_malformed("created_at>99999999999999999999999", "outside");
         assert!(verify(&signed("kind=65535&created_at<4294967295"), AGENT_PUBKEY).is_ok());
     }
 

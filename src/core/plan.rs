@@ -274,6 +274,30 @@ impl Action {
         }
     }
 
+    /// The backfill, when this is one.
+    pub fn as_backfill(&self) -> Option<&BackfillAvatar> {
+        match self {
+            Action::BackfillAvatar(action) => Some(action),
+            Action::RepublishProfile(_) => None,
+        }
+    }
+
+    /// The republish, when this is one.
+    pub fn as_republish(&self) -> Option<&RepublishProfile> {
+        match self {
+            Action::RepublishProfile(action) => Some(action),
+            Action::BackfillAvatar(_) => None,
+        }
+    }
+
+    /// The agent's name, for people.
+    pub fn name(&self) -> &str {
+        match self {
+            Action::BackfillAvatar(action) => &action.name,
+            Action::RepublishProfile(action) => &action.name,
+        }
+    }
+
     /// The action's type name in plan files.
     pub fn type_name(&self) -> &'static str {
         match self {

@@ -105,33 +105,9 @@ fn build(index: usize, spec: &AgentSpec) -> AgentSnapshot {
         2 => AvatarField::Text("  ".into()),
         _ => AvatarField::Text(format!("https://img/{}.png", spec.key)),
     };
-    let persona_id = match spec.persona {
-        0 => None,
-        1 => Some("p1".to_string()),
-        2 => Some("blank".to_string()),
-        _ => Some("deleted".to_string()),
-    };
-    let agent_command = match spec.command {
-        0 => Some("goose".to_string()),
-        1 => Some("my-bot".to_string()),
-        _ => None,
-    };
     let relay_url = match spec.relay_url {
         0 => "http://relay.example".to_string(),
         _ => "ws://127.0.0.1:7777".to_string(),
-    };
-    let secret_key = match spec.secret {
-        0 => None,
-        1 => Some(SecretText::new("nsec1garbage")),
-        2 => Some(SecretText::new(
-            keys(spec.key.wrapping_add(1))
-                .secret_key()
-                .to_bech32()
-                .unwrap(),
-        )),
-        _ => Some(SecretText::new(
-            agent_keys.secret_key().to_bech32().unwrap(),
-        )),
     };
     let hex = agent_keys.public_key().to_hex();
     let auth_tag = match spec.auth {
@@ -191,11 +167,32 @@ fn build(index: usize, spec: &AgentSpec) -> AgentSnapshot {
             index,
             pubkey,
             name: spec.name.to_string(),
-            secret_key,
+            secret_key: match spec.secret {
+                0 => None,
+                1 => Some(SecretText::new("nsec1garbage")),
+                2 => Some(SecretText::new(
+                    keys(spec.key.wrapping_add(1))
+                        .secret_key()
+                        .to_bech32()
+                        .unwrap(),
+                )),
+                _ => Some(SecretText::new(
+                    agent_keys.secret_key().to_bech32().unwrap(),
+                )),
+            },
             relay_url,
             avatar_url,
-            persona_id,
-            agent_command,
+            persona_id: match spec.persona {
+                0 => None,
+                1 => Some("p1".to_string()),
+                2 => Some("blank".to_string()),
+                _ => Some("deleted".to_string()),
+            },
+            agent_command: match spec.command {
+                0 => Some("goose".to_string()),
+                1 => Some("my-bot".to_string()),
+                _ => None,
+            },
             auth_tag,
             field_errors: Vec::new(),
         },

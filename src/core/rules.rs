@@ -6,7 +6,8 @@
 //! the spec: record validity (A), the expected avatar (B), whether the profile
 //! needs a republish (C), then what the new event must be (D).
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 
 use nostr::nips::nip19::FromBech32;
 use nostr::{Keys, RelayUrl, SecretKey};
@@ -107,6 +108,145 @@ pub fn parse_relay_url(text: &str) -> Result<String, RelayUrlError> {
         .map_err(|err| RelayUrlError::NotWebSocket(err.to_string()))
 }
 
+/// Rule A2, counted in one place for the whole tool: which records hold each
+/// pubkey. A pubkey on more than one record identifies none of them: the
+/// planner skips every copy, `validate` reports each, sign-in passes them
+/// over, and apply finds no record by it.
+#[derive(Debug, Clone, Default)]
+pub struct PubkeyCopies<'a> {
+    /// Pubkey to the `index` (store position) of each record holding it, in
+    /// ascending order.
+    positions: HashMap<&'a str, Vec<usize>>,
+}
+
+impl<'a> PubkeyCopies<'a> {
+    /// Counts the pubkeys of `records`, each known by its `index`.
+    pub fn of(records: impl IntoIterator<Item = &'a AgentRecord>) -> Self {
+        let records = records.into_iter();
+        let mut positions: HashMap<&'a str, Vec<usize>> =
+            HashMap::with_capacity(records.size_hint().0);
+        for record in records {
+            positions
+                .entry(record.pubkey.as_str())
+                .or_default()
+                .push(record.index);
+        }
+        for list in positions.values_mut().filter(|list| list.len() > 1) {
+            list.sort_unstable();
+        }
+        Self { positions }
+    }
+
+    /// The `index` of every record holding `pubkey`, ascending.
+    pub fn positions(&self, pubkey: &str) -> &[usize] {
+        self.positions.get(pubkey).map_or(&[], Vec::as_slice)
+    }
+
+    /// How many records hold `pubkey`.
+    pub fn count(&self, pubkey: &str) -> usize {
+        self.positions(pubkey).len()
+    }
+
+    /// Where `pubkey` is: on no record, on exactly one (its `index`), or on
+    /// several.
+    pub fn find(&self, pubkey: &str) -> InStore<usize> {
+        match self.positions(pubkey) {
+            [] => InStore::Absent,
+            [only] => InStore::One(*only),
+            several => InStore::Duplicated(several.len()),
+        }
+    }
+}
+
+/// Where an agent's pubkey is in the store now (rule A2: a record is found by
+/// its pubkey only when exactly one record holds it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InStore<T> {
+    /// No record holds the pubkey.
+    Absent,
+    /// Exactly one record holds it.
+    One(T),
+    /// This many records (two or more) hold it: none of them is the agent's.
+    Duplicated(usize),
+}
+
+impl<T> InStore<T> {
+    /// The found record turned into something else.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> InStore<U> {
+        match self {
+            InStore::Absent => InStore::Absent,
+            InStore::One(found) => InStore::One(f(found)),
+            InStore::Duplicated(count) => InStore::Duplicated(count),
+        }
+    }
+
+    /// A borrowing view.
+    pub fn as_ref(&self) -> InStore<&T> {
+        match self {
+            InStore::Absent => InStore::Absent,
+            InStore::One(found) => InStore::One(found),
+            InStore::Duplicated(count) => InStore::Duplicated(*count),
+        }
+    }
+
+    /// The record when exactly one holds the pubkey.
+    pub fn one(self) -> Option<T> {
+        match self {
+            InStore::One(found) => Some(found),
+            _ => None,
+        }
+    }
+}
+
+/// Rules A1 to A4: every reason the planner has to skip `record` before it
+/// looks at the relay, in the order it checks them. The planner skips on the
+/// first; `validate` lists them all. The fields of the wrong JSON type are
+/// one problem naming each of them; such a field is not reported again (as
+/// empty, or as not a URL).
+pub fn record_problems(
+    record: &AgentRecord,
+    copies: &PubkeyCopies<'_>,
+) -> Vec<(SkipReason, String)> {
+    let mut problems = Vec::new();
+    let wrong_type = |field: &str| {
+        let needle = format!("`{field}`");
+        record.field_errors.iter().any(|e| e.contains(&needle))
+    };
+    if !record.field_errors.is_empty() {
+        problems.push((SkipReason::InvalidRecord, record.field_errors.join("; ")));
+    }
+    if !is_pubkey_hex(&record.pubkey) {
+        if !wrong_type("pubkey") {
+            problems.push((
+                SkipReason::InvalidRecord,
+                "pubkey is not 64 lower-case hex digits; fix the record's pubkey".to_string(),
+            ));
+        }
+    } else if let positions @ [_, _, ..] = copies.positions(&record.pubkey) {
+        let list: Vec<String> = positions.iter().map(|i| format!("#{i}")).collect();
+        problems.push((
+            SkipReason::DuplicateRecord,
+            format!(
+                "pubkey appears {} times in the store (records {}); keep one",
+                positions.len(),
+                list.join(", ")
+            ),
+        ));
+    }
+    if record.name.trim().is_empty() && !wrong_type("name") {
+        problems.push((
+            SkipReason::InvalidRecord,
+            "name is empty; a profile is never published without a name".to_string(),
+        ));
+    }
+    if let Err(problem) = parse_relay_url(&record.relay_url) {
+        if !wrong_type("relay_url") {
+            problems.push((SkipReason::InvalidRelayUrl, problem.to_string()));
+        }
+    }
+    problems
+}
+
 /// The `created_at` of a republish (rule D3): `now`, or one second after the
 /// event it replaces when that is later.
 pub fn next_created_at(now: u64, replaces_created_at: Option<u64>) -> u64 {
@@ -116,16 +256,39 @@ pub fn next_created_at(now: u64, replaces_created_at: Option<u64>) -> u64 {
     }
 }
 
-/// True when a profile already shows `name` and `picture` (rule C4); used by
-/// the planner and by apply to recognize work that is already done.
-pub fn profile_matches(observation: &RelayObservation, name: &str, picture: &str) -> bool {
-    match ProfileState::classify(observation) {
+/// Rule C: why the profile in `state` must be republished to show `name` and
+/// `picture`: it is missing (C1), malformed (C2), or its `display_name` or
+/// `picture` differs (C3, exact string equality). Empty when it already
+/// shows both (C4: nothing to do); `None` when the relay state is unknown
+/// (C5: the caller skips). The planner decides with it, and apply recognizes
+/// work already done with it ([`profile_matches`]).
+pub fn republish_reasons(
+    state: &ProfileState<'_>,
+    name: &str,
+    picture: &str,
+) -> Option<Vec<RepublishReason>> {
+    match state {
+        ProfileState::Unknown { .. } => None,
+        ProfileState::Missing => Some(vec![RepublishReason::Missing]),
+        ProfileState::Malformed { .. } => Some(vec![RepublishReason::Malformed]),
         ProfileState::Present { content, .. } => {
-            content.get_str("display_name").as_deref() == Some(name)
-                && content.get_str("picture").as_deref() == Some(picture)
+            let mut reasons = Vec::new();
+            if content.get_str("display_name").as_deref() != Some(name) {
+                reasons.push(RepublishReason::NameChanged);
+            }
+            if content.get_str("picture").as_deref() != Some(picture) {
+                reasons.push(RepublishReason::PictureChanged);
+            }
+            Some(reasons)
         }
-        _ => false,
     }
+}
+
+/// True when the observed profile already shows `name` and `picture` (rule
+/// C4, by [`republish_reasons`]): how apply recognizes work already done.
+pub fn profile_matches(observation: &RelayObservation, name: &str, picture: &str) -> bool {
+    republish_reasons(&ProfileState::classify(observation), name, picture)
+        .is_some_and(|reasons| reasons.is_empty())
 }
 
 /// A short form of a pubkey (or of an event id) for people: the first and
@@ -141,17 +304,27 @@ pub fn short_pubkey(pubkey: &str) -> String {
     } else {
         pubkey.to_owned()
     };
-    shown
-        .chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
+    escape_controls(&shown, false).into_owned()
+}
+
+/// Text from anywhere (a relay, a store, a crafted plan file) made safe to
+/// show: every control character escaped (`\u{1b}`), so none reaches a
+/// terminal as an escape sequence; with `keep_layout`, line breaks and tabs
+/// are kept. Borrowed as it is when there is nothing to escape.
+pub fn escape_controls(text: &str, keep_layout: bool) -> Cow<'_, str> {
+    let escaped = |c: char| c.is_control() && !(keep_layout && (c == '\n' || c == '\t'));
+    if !text.chars().any(escaped) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if escaped(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// What the rules decided for one agent.
@@ -168,16 +341,7 @@ enum Outcome {
 /// false when any agent was skipped because its relay could not be read (an
 /// agent rejected by rule A never needed its relay).
 pub fn plan(snapshot: &Snapshot, policy: &Policy, now: u64) -> Plan {
-    let mut copies: HashMap<&str, Vec<usize>> = HashMap::with_capacity(snapshot.agents.len());
-    for agent in &snapshot.agents {
-        if is_pubkey_hex(&agent.record.pubkey) {
-            copies
-                .entry(agent.record.pubkey.as_str())
-                .or_default()
-                .push(agent.record.index);
-        }
-    }
-
+    let copies = PubkeyCopies::of(snapshot.agents.iter().map(|agent| &agent.record));
     let outcomes = decide_all(snapshot, policy, now, &copies);
     let mut result = Plan {
         complete: true,
@@ -229,7 +393,7 @@ fn decide_all(
     snapshot: &Snapshot,
     policy: &Policy,
     now: u64,
-    copies: &HashMap<&str, Vec<usize>>,
+    copies: &PubkeyCopies<'_>,
 ) -> Vec<Outcome> {
     let agents = &snapshot.agents;
     let threads = policy.threads.max(1);
@@ -263,41 +427,13 @@ fn decide(
     snapshot: &Snapshot,
     policy: &Policy,
     now: u64,
-    copies: &HashMap<&str, Vec<usize>>,
+    copies: &PubkeyCopies<'_>,
 ) -> Outcome {
     let record = &agent.record;
 
-    // A. Record validity.
-    if !record.field_errors.is_empty() {
-        return Outcome::Skip(SkipReason::InvalidRecord, record.field_errors.join("; "));
-    }
-    if !is_pubkey_hex(&record.pubkey) {
-        return Outcome::Skip(
-            SkipReason::InvalidRecord,
-            "pubkey is not 64 lower-case hex digits; fix the record's pubkey".to_string(),
-        );
-    }
-    if let Some(positions) = copies.get(record.pubkey.as_str()).filter(|p| p.len() > 1) {
-        let mut sorted = positions.clone();
-        sorted.sort_unstable();
-        let list: Vec<String> = sorted.iter().map(|i| format!("#{i}")).collect();
-        return Outcome::Skip(
-            SkipReason::DuplicateRecord,
-            format!(
-                "pubkey appears {} times in the store (records {}); keep one",
-                positions.len(),
-                list.join(", ")
-            ),
-        );
-    }
-    if record.name.trim().is_empty() {
-        return Outcome::Skip(
-            SkipReason::InvalidRecord,
-            "name is empty; a profile is never published without a name".to_string(),
-        );
-    }
-    if let Err(problem) = parse_relay_url(&record.relay_url) {
-        return Outcome::Skip(SkipReason::InvalidRelayUrl, problem.to_string());
+    // A. Record validity: the first problem.
+    if let Some((reason, detail)) = record_problems(record, copies).into_iter().next() {
+        return Outcome::Skip(reason, detail);
     }
     let relay = agent
         .relay
@@ -310,7 +446,7 @@ fn decide(
     let mut actions = Vec::with_capacity(2);
     let expected = match record.avatar_url.usable() {
         Some(avatar) => avatar.to_string(),
-        None => match choose_backfill(record, &state, snapshot, policy) {
+        None => match choose_backfill(record, &state, &snapshot.personas, policy) {
             Ok((source, avatar)) => {
                 actions.push(Action::BackfillAvatar(BackfillAvatar {
                     agent: record.pubkey.clone(),
@@ -331,23 +467,11 @@ fn decide(
     }
 
     // C. Does the profile need a republish?
-    let reasons = match &state {
-        ProfileState::Unknown { reason, skip } => {
-            return Outcome::Skip(*skip, format!("{relay} could not be read: {reason}"))
-        }
-        ProfileState::Missing => vec![RepublishReason::Missing],
-        ProfileState::Malformed { .. } => vec![RepublishReason::Malformed],
-        ProfileState::Present { content, .. } => {
-            let mut reasons = Vec::new();
-            if content.get_str("display_name").as_deref() != Some(record.name.as_str()) {
-                reasons.push(RepublishReason::NameChanged);
-            }
-            if content.get_str("picture").as_deref() != Some(expected.as_str()) {
-                reasons.push(RepublishReason::PictureChanged);
-            }
-            reasons
-        }
-    };
+    if let ProfileState::Unknown { reason, skip } = &state {
+        // C5: an unreadable relay is never "missing".
+        return Outcome::Skip(*skip, format!("{relay} could not be read: {reason}"));
+    }
+    let reasons = republish_reasons(&state, &record.name, &expected).unwrap_or_default();
     if reasons.is_empty() {
         return finish(actions);
     }
@@ -418,21 +542,55 @@ fn finish(actions: Vec<Action>) -> Outcome {
     }
 }
 
+/// Rule B2 before the relay is looked at, for a record with no usable
+/// `avatar_url`: the persona's avatar wins whatever the relay holds; else
+/// the relay's picture decides, then the command's default avatar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AvatarChoice<'a> {
+    /// The persona's (non-blank) avatar.
+    Persona(&'a str),
+    /// The relay's picture when its profile has one; else this default
+    /// avatar of the record's command, when the command has one. An
+    /// unreadable relay decides nothing (B3).
+    RelayFirst {
+        /// The command's default avatar.
+        command_avatar: Option<&'a str>,
+    },
+}
+
+/// Where a record without a usable avatar gets one (rule B2), as far as it
+/// is known without the relay. `personas` maps persona ids to avatars.
+pub fn avatar_choice<'a>(
+    record: &AgentRecord,
+    personas: &'a BTreeMap<String, String>,
+    policy: &'a Policy,
+) -> AvatarChoice<'a> {
+    let persona_avatar = record
+        .persona_id
+        .as_deref()
+        .and_then(|id| personas.get(id))
+        .filter(|avatar| !avatar.trim().is_empty());
+    match persona_avatar {
+        Some(avatar) => AvatarChoice::Persona(avatar),
+        None => AvatarChoice::RelayFirst {
+            command_avatar: policy
+                .command_avatars
+                .lookup(record.agent_command.as_deref().unwrap_or_default()),
+        },
+    }
+}
+
 /// Rule B2 to B4 for a legacy record: the first source that yields an avatar.
 fn choose_backfill(
     record: &AgentRecord,
     state: &ProfileState<'_>,
-    snapshot: &Snapshot,
+    personas: &BTreeMap<String, String>,
     policy: &Policy,
 ) -> Result<(AvatarSource, String), (SkipReason, String)> {
-    let persona_avatar = record
-        .persona_id
-        .as_deref()
-        .and_then(|id| snapshot.personas.get(id))
-        .filter(|avatar| !avatar.trim().is_empty());
-    if let Some(avatar) = persona_avatar {
-        return Ok((AvatarSource::Persona, avatar.clone()));
-    }
+    let command_avatar = match avatar_choice(record, personas, policy) {
+        AvatarChoice::Persona(avatar) => return Ok((AvatarSource::Persona, avatar.to_string())),
+        AvatarChoice::RelayFirst { command_avatar } => command_avatar,
+    };
     match state {
         ProfileState::Unknown { reason, skip } => {
             return Err((
@@ -451,15 +609,15 @@ fn choose_backfill(
         }
         ProfileState::Missing | ProfileState::Malformed { .. } => {}
     }
-    let command = record.agent_command.as_deref().unwrap_or_default();
-    match policy.command_avatars.lookup(command) {
+    match command_avatar {
         Some(avatar) => Ok((AvatarSource::Command, avatar.to_string())),
         None => Err((
             SkipReason::NoAvatar,
             format!(
                 "{}: no persona avatar, no picture on the relay, and no default \
-                 avatar for command `{command}`; set avatar_url or add the command under [avatars]",
-                record.avatar_url.record_phrase()
+                 avatar for command `{}`; set avatar_url or add the command under [avatars]",
+                record.avatar_url.record_phrase(),
+                record.agent_command.as_deref().unwrap_or_default()
             ),
         )),
     }
@@ -498,6 +656,25 @@ pub fn agent_keys(record: &AgentRecord) -> Result<Keys, (SkipReason, String)> {
     Ok(keys)
 }
 
+/// Rule D4 for the record's own `auth_tag`: `None` when it has none; else the
+/// tag when it is valid for a kind:0 dated `created_at`, or why it is not.
+pub fn record_auth_tag(
+    record: &AgentRecord,
+    created_at: u64,
+) -> Option<Result<Vec<String>, String>> {
+    let text = record
+        .auth_tag
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())?;
+    let checked = nip_oa::parse_tag_json(text)
+        .and_then(|tag| nip_oa::check_for_event(&tag, &record.pubkey, METADATA_KIND, created_at));
+    Some(
+        checked
+            .map(|tag| tag.to_tag())
+            .map_err(|err| format!("auth_tag is not valid for a kind:0 dated {created_at}: {err}")),
+    )
+}
+
 /// Rule D4: the record's tag, else the existing event's valid tag, else none.
 fn choose_auth_tag(
     record: &AgentRecord,
@@ -505,19 +682,13 @@ fn choose_auth_tag(
     created_at: u64,
     policy: &Policy,
 ) -> Result<(Vec<Vec<String>>, AuthTagSource), String> {
-    if let Some(text) = record.auth_tag.as_deref().filter(|t| !t.trim().is_empty()) {
-        let checked = nip_oa::parse_tag_json(text).and_then(|tag| {
-            nip_oa::check_for_event(&tag, &record.pubkey, METADATA_KIND, created_at)
-        });
-        return match checked {
-            Ok(tag) => Ok((vec![tag.to_tag()], AuthTagSource::Record)),
-            Err(_) if policy.publish_without_invalid_auth_tag => {
-                Ok((Vec::new(), AuthTagSource::DroppedInvalid))
-            }
-            Err(err) => Err(format!(
-                "auth_tag is not valid for a kind:0 dated {created_at}: {err}"
-            )),
-        };
+    match record_auth_tag(record, created_at) {
+        Some(Ok(tag)) => return Ok((vec![tag], AuthTagSource::Record)),
+        Some(Err(_)) if policy.publish_without_invalid_auth_tag => {
+            return Ok((Vec::new(), AuthTagSource::DroppedInvalid))
+        }
+        Some(Err(why)) => return Err(why),
+        None => {}
     }
     if let Some(event) = before {
         if let Ok(Some(tag)) =

@@ -111,20 +111,14 @@ fn only_skip(plan: &Plan) -> (SkipReason, &str) {
 fn republish(plan: &Plan) -> &RepublishProfile {
     plan.actions
         .iter()
-        .find_map(|a| match a {
-            Action::RepublishProfile(r) => Some(r),
-            _ => None,
-        })
+        .find_map(Action::as_republish)
         .expect("a republish action")
 }
 
 fn backfill(plan: &Plan) -> &BackfillAvatar {
     plan.actions
         .iter()
-        .find_map(|a| match a {
-            Action::BackfillAvatar(b) => Some(b),
-            _ => None,
-        })
+        .find_map(Action::as_backfill)
         .expect("a backfill action")
 }
 

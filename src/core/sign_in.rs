@@ -31,7 +31,7 @@ use nostr::Keys;
 
 use super::model::AgentRecord;
 use super::nip_oa;
-use super::rules::agent_keys;
+use super::rules::{agent_keys, PubkeyCopies};
 
 /// An agent that can sign in: its record, keys and NIP-OA tag.
 pub struct Candidate<'a> {
@@ -51,14 +51,11 @@ const MAX_CHECKS: usize = 64;
 /// Up to `max` agents among `records` (one relay's records, in store order)
 /// that can sign in, best first.
 pub fn read_candidates<'a>(records: &[&'a AgentRecord], max: usize) -> Vec<Candidate<'a>> {
-    let mut copies: HashMap<&str, usize> = HashMap::with_capacity(records.len());
-    for record in records {
-        *copies.entry(record.pubkey.as_str()).or_default() += 1;
-    }
+    let copies = PubkeyCopies::of(records.iter().copied());
     // The owner each tag names, read cheaply; verified only for the few tried.
     let tagged: Vec<(&AgentRecord, Vec<String>)> = records
         .iter()
-        .filter(|record| copies.get(record.pubkey.as_str()) == Some(&1))
+        .filter(|record| copies.count(&record.pubkey) == 1)
         .filter_map(|record| {
             let tag = nip_oa::parse_tag_json(record.auth_tag.as_deref()?).ok()?;
             (tag.len() == 4 && tag[0] == "auth").then_some((*record, tag))
@@ -109,8 +106,7 @@ pub fn read_candidates<'a>(records: &[&'a AgentRecord], max: usize) -> Vec<Candi
         });
     }
     let untagged = records.iter().filter(|record| {
-        copies.get(record.pubkey.as_str()) == Some(&1)
-            && !tagged.iter().any(|(t, _)| t.index == record.index)
+        copies.count(&record.pubkey) == 1 && !tagged.iter().any(|(t, _)| t.index == record.index)
     });
     for record in untagged {
         checks += 1;

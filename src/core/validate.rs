@@ -1,16 +1,23 @@
 //! `reprofile validate`: every problem of the records, without the network.
 //!
-//! The same checks the planner makes before it needs a relay (rule A, the
-//! key of A5 whether or not a republish is due, the auth tag's structure and
-//! signature for a kind:0 dated `now`), plus warnings for what the planner
-//! will have to work around (no stored avatar, dangling personas). Pure: the
-//! caller reads the files and prints the findings.
+//! It asks the planner's own rules (`super::rules`), so that the two cannot
+//! disagree: rule A's problems ([`record_problems`], all of them, where the
+//! planner stops at the first), the key of A5 whether or not a republish is
+//! due, and the record's auth tag (D4) for a kind:0 dated `now`. Each is an
+//! error named by the skip reason the planner gives it; an invalid auth tag
+//! is only a warning when config says to publish without it. Warnings say
+//! what the planner works around: where a record with no stored avatar gets
+//! one (B2, [`avatar_choice`]), and a `persona_id` not in the persona store.
+//! Pure: the caller reads the files and prints the findings.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use super::model::{AgentRecord, AvatarField, Policy};
-use super::nip_oa;
-use super::rules::{agent_keys, is_pubkey_hex, parse_relay_url, short_pubkey};
+use super::model::{AgentRecord, Policy};
+use super::plan::SkipReason;
+use super::rules::{
+    agent_keys, avatar_choice, is_pubkey_hex, record_auth_tag, record_problems, short_pubkey,
+    AvatarChoice, PubkeyCopies,
+};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -30,7 +37,8 @@ pub struct Finding {
     pub index: usize,
     /// Who: `record #N (name, pubkey…)`.
     pub subject: String,
-    /// What is wrong and what to do (never a key).
+    /// What is wrong and what to do (never a key); an error begins with the
+    /// planner's skip reason.
     pub message: String,
 }
 
@@ -57,17 +65,10 @@ pub fn validate_records(
     policy: &Policy,
     now: u64,
 ) -> Vec<Finding> {
-    let mut copies: HashMap<&str, usize> = HashMap::new();
-    for record in records {
-        *copies.entry(record.pubkey.as_str()).or_default() += 1;
-    }
+    let copies = PubkeyCopies::of(records);
     let mut findings = Vec::new();
     for record in records {
         let subject = record_subject(record);
-        let field_error = |field: &str| {
-            let needle = format!("`{field}`");
-            record.field_errors.iter().any(|e| e.contains(&needle))
-        };
         let mut add = |severity, message: String| {
             findings.push(Finding {
                 severity,
@@ -76,41 +77,26 @@ pub fn validate_records(
                 message,
             })
         };
-        for problem in &record.field_errors {
-            add(Severity::Error, problem.clone());
-        }
-        if !is_pubkey_hex(&record.pubkey) && !field_error("pubkey") {
-            add(
-                Severity::Error,
-                "pubkey is not 64 lower-case hex digits".to_string(),
-            );
-        } else if copies.get(record.pubkey.as_str()).copied().unwrap_or(0) > 1 {
-            add(
-                Severity::Error,
-                "this pubkey appears on more than one record; keep one".to_string(),
-            );
-        }
-        if record.name.trim().is_empty() && !field_error("name") {
-            add(Severity::Error, "name is empty".to_string());
-        }
-        if let Err(problem) = parse_relay_url(&record.relay_url) {
-            if !field_error("relay_url") {
-                add(Severity::Error, problem.to_string());
-            }
+        let error = |reason: SkipReason, detail: &str| format!("{reason}: {detail}");
+        for (reason, detail) in record_problems(record, &copies) {
+            add(Severity::Error, error(reason, &detail));
         }
         if is_pubkey_hex(&record.pubkey) {
             if let Err((reason, detail)) = agent_keys(record) {
-                add(Severity::Error, format!("{reason}: {detail}"));
+                add(Severity::Error, error(reason, &detail));
             }
         }
-        if let Some(text) = record.auth_tag.as_deref().filter(|t| !t.trim().is_empty()) {
-            let checked = nip_oa::parse_tag_json(text)
-                .and_then(|tag| nip_oa::check_for_event(&tag, &record.pubkey, 0, now));
-            if let Err(err) = checked {
+        if let Some(Err(why)) = record_auth_tag(record, now) {
+            if policy.publish_without_invalid_auth_tag {
                 add(
-                    Severity::Error,
-                    format!("auth_tag is not valid for a kind:0 published now: {err}"),
+                    Severity::Warning,
+                    format!(
+                        "{why}; it is published without it \
+                         ([profile] publish_without_invalid_auth_tag)"
+                    ),
                 );
+            } else {
+                add(Severity::Error, error(SkipReason::AuthTagInvalid, &why));
             }
         }
         if let Some(persona) = record.persona_id.as_deref() {
@@ -122,29 +108,25 @@ pub fn validate_records(
             }
         }
         if record.avatar_url.usable().is_none() {
-            let persona_avatar = record
-                .persona_id
-                .as_deref()
-                .and_then(|id| personas.get(id))
-                .is_some_and(|a| !a.trim().is_empty());
-            let command_avatar = policy
-                .command_avatars
-                .lookup(record.agent_command.as_deref().unwrap_or_default())
-                .is_some();
-            // Rule B2 backfills absent, null and blank alike; the wording
-            // names which (`null` is what the app writes, not "legacy").
-            let what = match &record.avatar_url {
-                AvatarField::Absent => "legacy record (no avatar_url)",
-                AvatarField::Null => "avatar_url is null (no stored avatar)",
-                AvatarField::Text(_) => "avatar_url is blank",
-            };
-            let message = if persona_avatar || command_avatar {
-                format!("{what}; `reprofile migrate` backfills it")
-            } else {
-                format!(
-                    "{what} with no persona avatar and no default for its command: only a \
-                     picture on its relay can give it an avatar"
-                )
+            let what = record.avatar_url.record_phrase();
+            let message = match avatar_choice(record, personas, policy) {
+                AvatarChoice::Persona(_) => {
+                    format!("{what}: `reprofile migrate` backfills it from its persona's avatar")
+                }
+                AvatarChoice::RelayFirst {
+                    command_avatar: Some(_),
+                } => format!(
+                    "{what}: `reprofile migrate` backfills it from the picture on its relay, \
+                     else its command's default avatar"
+                ),
+                AvatarChoice::RelayFirst {
+                    command_avatar: None,
+                } => format!(
+                    "{what} with no persona avatar and no default avatar for command `{}`: only \
+                     a picture on its relay can give it an avatar (else set avatar_url, or add \
+                     the command under [avatars])",
+                    record.agent_command.as_deref().unwrap_or_default()
+                ),
             };
             add(Severity::Warning, message);
         }
@@ -222,17 +204,124 @@ mod tests {
             0,
         );
         let messages: Vec<&str> = findings.iter().map(|f| f.message.as_str()).collect();
+        let backfilled = "`reprofile migrate` backfills it from the picture on its relay, else \
+                          its command's default avatar";
         assert_eq!(
             messages,
             [
-                "avatar_url is null (no stored avatar); `reprofile migrate` backfills it",
-                "legacy record (no avatar_url); `reprofile migrate` backfills it",
-                "avatar_url is blank; `reprofile migrate` backfills it",
-                "avatar_url is null (no stored avatar) with no persona avatar and no default \
-                 for its command: only a picture on its relay can give it an avatar",
+                format!("record with avatar_url null (no stored avatar): {backfilled}"),
+                format!("legacy record: {backfilled}"),
+                format!("record with a blank avatar_url: {backfilled}"),
+                "record with avatar_url null (no stored avatar) with no persona avatar and no \
+                 default avatar for command `my-bot`: only a picture on its relay can give it \
+                 an avatar (else set avatar_url, or add the command under [avatars])"
+                    .to_string(),
             ]
         );
         assert!(findings.iter().all(|f| f.severity == Severity::Warning));
+    }
+
+    #[test]
+    fn rule_b2_a_persona_avatar_is_named_as_the_source() {
+        let mut with_persona = record(1);
+        with_persona.avatar_url = AvatarField::Null;
+        with_persona.persona_id = Some("p1".into());
+        with_persona.agent_command = Some("my-bot".into());
+        let personas = BTreeMap::from([("p1".to_string(), "https://p/1.png".to_string())]);
+        let findings = validate_records(&[with_persona], &personas, &Policy::default(), 0);
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        assert!(
+            findings[0]
+                .message
+                .ends_with("`reprofile migrate` backfills it from its persona's avatar"),
+            "{findings:#?}"
+        );
+    }
+
+    /// Each error of `validate` is a skip of the planner, in the same words,
+    /// and the planner's skip is `validate`'s first error for that record.
+    #[test]
+    fn validate_errors_are_the_planners_skips_in_the_same_words() {
+        use crate::core::model::{AgentSnapshot, RelayObservation, Snapshot};
+        let mut typed = record(1);
+        typed.field_errors = vec!["field `name` must be a string, not a number".into()];
+        typed.name = String::new();
+        let mut not_hex = record(2);
+        not_hex.pubkey = "ABC".into();
+        let mut nameless = record(3);
+        nameless.name = " ".into();
+        nameless.relay_url = "http://x".into();
+        let mut bad_url = record(4);
+        bad_url.relay_url = "relay.example".into();
+        let mut bad_key = record(5);
+        bad_key.secret_key = Some(SecretText::new("nsec1garbage"));
+        let mut other_key = record(6);
+        other_key.secret_key = record(7).secret_key;
+        let mut bad_tag = record(8);
+        bad_tag.auth_tag = Some("[\"auth\"]".into());
+        let duplicate = record(9);
+        let mut copy = record(9);
+        copy.index = 10;
+        let records = [
+            typed, not_hex, nameless, bad_url, bad_key, other_key, bad_tag, duplicate, copy,
+        ];
+        let snapshot = Snapshot {
+            agents: records
+                .iter()
+                .map(|record| AgentSnapshot {
+                    record: record.clone(),
+                    relay: Some(record.relay_url.clone()),
+                    observation: RelayObservation::NoProfile,
+                })
+                .collect(),
+            personas: BTreeMap::new(),
+        };
+        let policy = Policy::default();
+        let now = 1_800_000_000;
+        let plan = crate::core::rules::plan(&snapshot, &policy, now);
+        let findings = validate_records(&records, &BTreeMap::new(), &policy, now);
+        assert_eq!(plan.skipped.len(), records.len(), "{plan:#?}");
+        for skip in &plan.skipped {
+            let first_error = findings
+                .iter()
+                .find(|f| f.index == skip.index && f.severity == Severity::Error)
+                .unwrap_or_else(|| panic!("no error for record #{}: {findings:#?}", skip.index));
+            assert_eq!(
+                first_error.message,
+                format!("{}: {}", skip.reason, skip.detail)
+            );
+        }
+        // Every problem is listed, not only the first: the nameless record
+        // also has a bad relay URL.
+        let nameless: Vec<&str> = findings
+            .iter()
+            .filter(|f| f.index == 3)
+            .map(|f| f.message.as_str())
+            .collect();
+        assert_eq!(nameless.len(), 2, "{nameless:?}");
+        assert!(
+            nameless[1].starts_with("invalid_relay_url: "),
+            "{nameless:?}"
+        );
+    }
+
+    #[test]
+    fn rule_d4_an_invalid_tag_is_a_warning_when_config_publishes_without_it() {
+        let mut bad_tag = record(1);
+        bad_tag.auth_tag = Some("[\"auth\"]".into());
+        let lenient = Policy {
+            publish_without_invalid_auth_tag: true,
+            ..Policy::default()
+        };
+        for (policy, severity) in [
+            (Policy::default(), Severity::Error),
+            (lenient, Severity::Warning),
+        ] {
+            let findings = validate_records(&[bad_tag.clone()], &BTreeMap::new(), &policy, 0);
+            assert_eq!(findings.len(), 1, "{findings:#?}");
+            assert_eq!(findings[0].severity, severity);
+            assert!(findings[0].message.contains("auth_tag is not valid"));
+        }
     }
 
     #[test]

@@ -20,6 +20,8 @@ use std::time::Instant;
 
 use nostr::{ClientMessage, RelayMessage};
 
+use crate::core::rules::escape_controls;
+
 /// Something that happened on the connection.
 // Inputs are moved into a session one at a time and never stored, so the
 // size of the message variant costs nothing worth a box.
@@ -50,21 +52,19 @@ pub trait Session {
     fn is_done(&self) -> bool;
 }
 
+/// The longest piece of relay-supplied text (a CLOSED, NOTICE or OK message)
+/// kept in a reason or a delivery.
+pub(crate) const MAX_RELAY_TEXT_CHARS: usize = 300;
+
 /// Relay-supplied text made safe for people: control characters escaped (no
-/// terminal escapes reach an operator's screen) and at most `max_chars`
-/// characters (then `…`).
-pub(crate) fn capped_relay_text(text: &str, max_chars: usize) -> String {
-    let mut out = String::new();
-    for (count, c) in text.chars().enumerate() {
-        if count == max_chars {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
+/// terminal escapes reach an operator's screen) and at most
+/// [`MAX_RELAY_TEXT_CHARS`] characters (then `…`).
+pub(crate) fn relay_text(text: &str) -> String {
+    let mut chars = text.chars();
+    let head: String = chars.by_ref().take(MAX_RELAY_TEXT_CHARS).collect();
+    let mut out = escape_controls(&head, false).into_owned();
+    if chars.next().is_some() {
+        out.push('…');
     }
     out
 }
@@ -87,13 +87,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn relay_text_escapes_control_characters_and_is_capped() {
+    fn relay_text_is_verbatim_for_plain_text_escapes_control_characters_and_is_capped() {
         assert_eq!(
-            capped_relay_text("auth-required: \x1b[31mred", 200),
+            relay_text("replaced: have newer event"),
+            "replaced: have newer event"
+        );
+        assert_eq!(
+            relay_text("auth-required: \x1b[31mred"),
             "auth-required: \\u{1b}[31mred"
         );
-        let long = "x".repeat(500);
-        assert_eq!(capped_relay_text(&long, 200).chars().count(), 201);
+        assert_eq!(relay_text("blocked: \x1b[31mno"), "blocked: \\u{1b}[31mno");
+        let long = "x".repeat(1000);
+        assert_eq!(relay_text(&long).chars().count(), MAX_RELAY_TEXT_CHARS + 1);
+        assert!(relay_text(&long).ends_with('…'));
+        let exact = "x".repeat(MAX_RELAY_TEXT_CHARS);
+        assert_eq!(relay_text(&exact), exact, "no `…` when nothing was cut");
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use nostr::{ClientMessage, Event, Filter, Kind, PublicKey, RelayMessage, SubscriptionId};
 
 use super::nip42::{is_auth_required, AuthStatus, Identity, Nip42};
-use super::{capped_relay_text, human_duration, Input, Session};
+use super::{human_duration, relay_text, Input, Session};
 use crate::core::model::{ExistingEvent, RelayObservation};
 
 /// How many subscriptions one connection keeps open at a time.
@@ -37,9 +37,6 @@ use crate::core::model::{ExistingEvent, RelayObservation};
 /// concurrent subscriptions per connection (strfry allows 20 by default) and
 /// refuse the rest. A window keeps the pipe full without hitting that limit.
 pub const MAX_SUBSCRIPTIONS_IN_FLIGHT: usize = 16;
-
-/// Longest piece of relay-supplied text (CLOSED or NOTICE message) kept in a reason.
-const MAX_RELAY_TEXT_CHARS: usize = 200;
 
 /// Where one subscription (one batch of authors) stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,7 +246,7 @@ impl ReadSession {
         let Some(index) = self.in_flight_index(subscription_id) else {
             return;
         };
-        let text = capped_relay_text(message, MAX_RELAY_TEXT_CHARS);
+        let text = relay_text(message);
         if !is_auth_required(message) {
             self.batches[index].state =
                 BatchState::Failed(format!("relay closed the subscription: {text}"));
@@ -413,7 +410,7 @@ impl Session for ReadSession {
                     message,
                 } => self.closed(&subscription_id, &message, now),
                 RelayMessage::Notice(message) => {
-                    let text = capped_relay_text(&message, MAX_RELAY_TEXT_CHARS);
+                    let text = relay_text(&message);
                     tracing::debug!(notice = %text, "relay notice");
                     self.last_notice = Some(text);
                 }
@@ -423,7 +420,7 @@ impl Session for ReadSession {
                     status,
                     message,
                 } => {
-                    let text = capped_relay_text(&message, MAX_RELAY_TEXT_CHARS);
+                    let text = relay_text(&message);
                     if self.auth.on_ok(&event_id, status, &text) {
                         self.settle_held_batches();
                     }

@@ -27,11 +27,8 @@ use std::time::{Duration, Instant};
 use nostr::{ClientMessage, Event, RelayMessage};
 
 use super::nip42::{AuthStatus, Identity, Nip42};
-use super::{capped_relay_text, human_duration, Input, Session};
+use super::{human_duration, relay_text, Input, Session};
 use crate::core::apply::{classify_ok, Backoff, PublishAnswer};
-
-/// Longest piece of relay-supplied text kept in a delivery.
-const MAX_RELAY_TEXT_CHARS: usize = 300;
 
 /// What became of one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,7 +134,7 @@ impl AuthorPublish {
 
     /// The event's OK arrived.
     fn event_answered(&mut self, accepted: bool, message: &str, now: Instant) {
-        let text = capped_relay_text(message, MAX_RELAY_TEXT_CHARS);
+        let text = relay_text(message);
         match classify_ok(accepted, message) {
             PublishAnswer::Accepted => self.finish(Delivery::Accepted),
             PublishAnswer::RateLimited(_) => self.rate_limited(&text, now),
@@ -171,7 +168,7 @@ impl Session for AuthorPublish {
                 status,
                 message,
             }) => {
-                let text = capped_relay_text(&message, MAX_RELAY_TEXT_CHARS);
+                let text = relay_text(&message);
                 if self.auth.on_ok(&event_id, status, &text) {
                     match self.auth.status() {
                         AuthStatus::Authenticated => {
@@ -190,7 +187,7 @@ impl Session for AuthorPublish {
                 // Buzz sheds load with a NOTICE and no OK.
                 if matches!(self.state, State::Sent { .. }) && message.starts_with("rate-limited:")
                 {
-                    let text = capped_relay_text(&message, MAX_RELAY_TEXT_CHARS);
+                    let text = relay_text(&message);
                     self.rate_limited(&text, now);
                 }
             }

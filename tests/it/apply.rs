@@ -15,7 +15,10 @@ use reprofile::relay::read_profiles;
 use reprofile::snapshot::read_options;
 use serde_json::Value;
 
-use crate::world::{assert_incomplete_for_the_down_relay, expected, forced, stderr, stdout, World};
+use crate::world::{
+    assert_contains, assert_incomplete_for_the_down_relay, expected, forced, results_of, stderr,
+    stdout, World,
+};
 
 async fn plan_and_apply(config: &Config) -> (PlanDocument, std::path::PathBuf, ApplyReport) {
     let Planned { doc, path, .. } = make_plan(config, &[], None).await.expect("plan");
@@ -181,11 +184,78 @@ async fn store_after_a_backfill_differs_only_in_avatar_url_lines() {
     );
 }
 
+/// Rule A2 at apply time: a pubkey that is on two records since planning is
+/// reported as that (for a backfill and for a republish), not as a record
+/// that left the store; nothing is written for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_a2_a_pubkey_duplicated_since_planning_is_stale_and_said_so() {
+    let world = World::start().await;
+    let (config, doc, path) = world.planned().await;
+    let republish_only = "f68e0a6978e1b2ffb4beb3f10df6d0dacf1e4f5535ab6ea1780bdf0ff024ccfc";
+    let backfill_and_republish = "4981dc74e860555c034866692be1bd035e4f810c5cb318259bdf93dd1f48c19b";
+    let renamed = "6d43c424cf1376a34c672aa7bef7b559ffd9f56a4cc4ec31b2285696b0810c48";
+    // Record #0 takes the pubkey of agent 1 and record #2 that of agent 4.
+    let text = std::fs::read_to_string(world.store_path()).unwrap();
+    let edited = text
+        .replacen(
+            "ee96457d1818b32114c49e2544fc1f4d5e1b0022d2983d9326714922284450fd",
+            republish_only,
+            1,
+        )
+        .replacen(renamed, backfill_and_republish, 1);
+    std::fs::write(world.store_path(), &edited).unwrap();
+
+    let report = apply(&config, &doc, &path, &forced(), &now_secs)
+        .await
+        .unwrap();
+    let outcome = |agent: &str, kind: &str| {
+        let result = report
+            .results
+            .iter()
+            .find(|r| r.agent == agent && r.kind == kind)
+            .unwrap_or_else(|| panic!("{kind} of {agent}: {report:#?}"));
+        (result.outcome, result.reason.clone().unwrap_or_default())
+    };
+    let twice = "the pubkey is now on 2 records of the store, so none of them is this agent's \
+                 (rule A2); keep one and make a new plan";
+    assert_eq!(
+        outcome(republish_only, "republish_profile"),
+        (Outcome::Stale, twice.to_string())
+    );
+    assert_eq!(
+        outcome(backfill_and_republish, "backfill_avatar"),
+        (Outcome::Stale, twice.to_string())
+    );
+    let (republish, why) = outcome(backfill_and_republish, "republish_profile");
+    assert_eq!(republish, Outcome::Stale);
+    assert!(why.ends_with(twice), "{why}");
+    assert_eq!(
+        outcome(renamed, "republish_profile"),
+        (
+            Outcome::Stale,
+            "the record is no longer in the store".to_string()
+        )
+    );
+    // Neither copy of a duplicated pubkey was written.
+    let copies = |text: &str| -> Vec<Value> {
+        let records: Value = serde_json::from_str(text).unwrap();
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["pubkey"] == backfill_and_republish)
+            .map(|r| r.get("avatar_url").cloned().unwrap_or(Value::Null))
+            .collect()
+    };
+    let after = std::fs::read_to_string(world.store_path()).unwrap();
+    assert_eq!(copies(&after).len(), 2);
+    assert_eq!(copies(&after), copies(&edited));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_concurrent_store_edit_survives_and_an_edited_record_is_stale() {
     let world = World::start().await;
-    let config = world.config();
-    let Planned { doc, path, .. } = make_plan(&config, &[], None).await.unwrap();
+    let (config, doc, path) = world.planned().await;
     // The desktop app edits the store between plan and apply: another field of
     // another record, and the avatar of a record the plan backfills.
     let text = std::fs::read_to_string(world.store_path()).unwrap();
@@ -239,9 +309,8 @@ async fn a_concurrent_store_edit_survives_and_an_edited_record_is_stale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_the_app_rewrites_away_is_reported_stale_and_the_next_run_redoes_it() {
     let world = World::start().await;
-    let config = world.config();
     let original = std::fs::read(world.store_path()).unwrap();
-    let Planned { doc, path, .. } = make_plan(&config, &[], None).await.unwrap();
+    let (config, doc, path) = world.planned().await;
     let backfilled: Vec<String> = doc
         .plan
         .actions
@@ -280,7 +349,7 @@ async fn a_backfill_the_app_rewrites_away_is_reported_stale_and_the_next_run_red
             // Read after the rewrite, the record no longer wants that picture.
             ("republish_profile", true) => {
                 assert_eq!(result.outcome, Outcome::Stale, "{result:?}");
-                assert!(reason.contains("avatar_url changed"), "{reason}");
+                assert_contains(reason, "avatar_url changed");
             }
             _ => assert_eq!(result.outcome, Outcome::Applied, "{result:?}"),
         }
@@ -315,8 +384,7 @@ async fn a_backfill_the_app_rewrites_away_is_reported_stale_and_the_next_run_red
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_refuses_a_plan_of_another_store_or_over_the_safety_threshold() {
     let world = World::start().await;
-    let config = world.config();
-    let Planned { doc, path, .. } = make_plan(&config, &[], None).await.unwrap();
+    let (config, doc, path) = world.planned().await;
     let original = std::fs::read(world.store_path()).unwrap();
 
     let err = apply(&config, &doc, &path, &ApplyOptions::default(), &now_secs)
@@ -343,8 +411,7 @@ async fn apply_refuses_a_plan_of_another_store_or_over_the_safety_threshold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_gone_before_apply_fails_its_republishes_not_the_run() {
     let world = World::start().await;
-    let config = world.config();
-    let Planned { doc, path, .. } = make_plan(&config, &[], None).await.unwrap();
+    let (config, doc, path) = world.planned().await;
     world.relay.shutdown();
     let report = apply(&config, &doc, &path, &forced(), &now_secs)
         .await
@@ -373,10 +440,9 @@ async fn the_cli_applies_with_auto_approve_and_refuses_without_a_terminal() {
     let original = std::fs::read(world.store_path()).unwrap();
     let refused = world.cli(&["apply"]).await;
     assert_eq!(refused.status.code(), Some(1));
-    assert!(
-        stderr(&refused).contains("refusing to apply without --auto-approve"),
-        "{}",
-        stderr(&refused)
+    assert_contains(
+        &stderr(&refused),
+        "refusing to apply without --auto-approve",
     );
     assert_eq!(std::fs::read(world.store_path()).unwrap(), original);
     assert!(world.plan_files().is_empty(), "refused before planning");
@@ -428,11 +494,7 @@ async fn migrate_backfills_legacy_records_and_a_second_run_does_nothing() {
     // be chosen, so each migration snapshot is incomplete (exit 1).
     let output = world.cli(&["migrate", "--dry-run"]).await;
     assert_incomplete_for_the_down_relay(&output);
-    assert!(
-        stdout(&output).contains("Migration: 5 to backfill"),
-        "{}",
-        stdout(&output)
-    );
+    assert_contains(&stdout(&output), "Migration: 5 to backfill");
     let original = std::fs::read(world.store_path()).unwrap();
 
     let output = world.cli(&["migrate", "--auto-approve"]).await;
@@ -475,11 +537,7 @@ async fn migrate_backfills_legacy_records_and_a_second_run_does_nothing() {
     let migrated = std::fs::read(world.store_path()).unwrap();
     let output = world.cli(&["migrate", "--auto-approve"]).await;
     assert_incomplete_for_the_down_relay(&output);
-    assert!(
-        stdout(&output).contains("No changes."),
-        "{}",
-        stdout(&output)
-    );
+    assert_contains(&stdout(&output), "No changes.");
     assert_eq!(std::fs::read(world.store_path()).unwrap(), migrated);
 
     config.policy.mode = PlanMode::BackfillOnly;
@@ -650,11 +708,7 @@ async fn a_relay_that_refuses_with_blocked_fails_each_republish_with_its_message
     let config = world.config();
     let (_, _, report) = plan_and_apply(&config).await;
     assert!(!report.succeeded());
-    let republishes: Vec<_> = report
-        .results
-        .iter()
-        .filter(|r| r.kind == "republish_profile")
-        .collect();
+    let republishes = results_of(&report, "republish_profile");
     assert_eq!(republishes.len(), 7);
     for result in republishes {
         assert_eq!(result.outcome, Outcome::Failed);
@@ -668,12 +722,9 @@ async fn a_relay_that_refuses_with_blocked_fails_each_republish_with_its_message
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_that_requires_nip42_auth_for_writes_gets_every_profile() {
-    use nostr_relay_builder::builder::{RelayBuilderNip42, RelayBuilderNip42Mode};
-    let builder = crate::support::bulk_relay_builder().nip42(RelayBuilderNip42 {
-        mode: RelayBuilderNip42Mode::Write,
-    });
-    let relay = crate::support::start_local_relay_with(builder).await;
-    let url = relay.url().await.to_string();
+    use nostr_relay_builder::builder::RelayBuilderNip42Mode;
+    let (relay, url) =
+        crate::support::start_relay_demanding_auth(RelayBuilderNip42Mode::Write).await;
     seed_with_publisher(&url).await;
     let world = World::with_relay(relay, url, "");
     let config = world.config();
@@ -690,10 +741,8 @@ async fn rule_d1_each_republished_event_is_a_kind0_signed_by_the_agents_own_key(
     let config = world.config();
     let (doc, _, report) = plan_and_apply(&config).await;
     assert!(report.succeeded());
-    let published: Vec<(String, String)> = report
-        .results
-        .iter()
-        .filter(|r| r.kind == "republish_profile")
+    let published: Vec<(String, String)> = results_of(&report, "republish_profile")
+        .into_iter()
         .map(|r| (r.agent.clone(), r.event_id.clone().expect("a signed event")))
         .collect();
     assert_eq!(published.len(), 7);

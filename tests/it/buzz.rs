@@ -30,6 +30,15 @@ fn closed_relay(owner: &Keys) -> BuzzMode {
     }
 }
 
+/// A REQ for `author`'s kind:0 on `socket` ends with EOSE and gives exactly
+/// `expected`.
+async fn assert_reads_only(socket: &mut BuzzSocket, author: &Keys, expected: nostr::Event) {
+    let filter = json!({"kinds": [0], "authors": [author.public_key().to_hex()]});
+    let (events, end) = socket.req("profile", filter).await;
+    assert_eq!(end, ReqEnd::Eose);
+    assert_eq!(events, vec![expected]);
+}
+
 fn assert_closed_with(end: ReqEnd, prefix: &str) {
     match end {
         ReqEnd::Closed(message) => assert!(
@@ -116,14 +125,7 @@ async fn buzz_closed_relay_takes_a_profile_only_from_its_author_and_any_member_r
     );
 
     let seeded = seed_profile(&relay.url(), &agent, Some(&tag), PROFILE, now()).await;
-    let (events, end) = socket
-        .req(
-            "profile",
-            json!({"kinds": [0], "authors": [agent.public_key().to_hex()]}),
-        )
-        .await;
-    assert_eq!(end, ReqEnd::Eose);
-    assert_eq!(events, vec![seeded]);
+    assert_reads_only(&mut socket, &agent, seeded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,14 +139,7 @@ async fn buzz_open_relay_lets_any_key_that_completes_auth_read() {
     assert_closed_with(end, "auth-required: ");
     let (accepted, message) = socket.auth(&Keys::generate(), None).await;
     assert!(accepted, "AUTH refused on an open relay: {message}");
-    let (events, end) = socket
-        .req(
-            "profile",
-            json!({"kinds": [0], "authors": [writer.public_key().to_hex()]}),
-        )
-        .await;
-    assert_eq!(end, ReqEnd::Eose);
-    assert_eq!(events, vec![seeded]);
+    assert_reads_only(&mut socket, &writer, seeded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

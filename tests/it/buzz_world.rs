@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use crate::support::buzz::{buzz_store, seed_profile, BuzzMode, BuzzRelay, StoreAgent};
-use crate::world::forced;
+use crate::world::{assert_contains, forced};
 
 /// The goose runtime's built-in avatar: what the app's old bug wrote over
 /// people's pictures.
@@ -154,34 +154,26 @@ async fn buzz_closed_relay_plan_apply_plan_converges_and_agents_that_cannot_sign
     let fizz_avatar = data_avatar(52 * 1024);
 
     // Records that cannot sign in come first in the store (sorted by name).
-    let aaron = StoreAgent {
-        avatar_url: Some("https://img.example/aaron.png".into()),
-        ..StoreAgent::new("Aaron (no tag)", Keys::generate())
-    };
-    let abby = StoreAgent {
-        avatar_url: Some("https://img.example/abby.png".into()),
-        ..StoreAgent::new("Abby (stranger's tag)", Keys::generate()).with_tag(&stranger, "")
-    };
-    let ada = StoreAgent {
-        avatar_url: Some("https://img.example/ada.png".into()),
-        ..StoreAgent::new("Ada", Keys::generate()).with_tag(&owner, "")
-    };
-    let bert = StoreAgent {
-        avatar_url: Some("https://img.example/bert.png".into()),
-        ..StoreAgent::new("Bert", Keys::generate()).with_tag(&owner, "kind=0")
-    };
-    let cleo = StoreAgent {
-        persona_id: Some("p-cleo".into()),
-        ..StoreAgent::new("Cleo", Keys::generate()).with_tag(&owner, "")
-    };
-    let fizz = StoreAgent {
-        persona_id: Some("builtin:fizz".into()),
-        ..StoreAgent::new("Fizz", Keys::generate()).with_tag(&owner, "")
-    };
-    let finn = StoreAgent {
-        avatar_url: Some("https://img.example/finn.png".into()),
-        ..StoreAgent::new("Finn", Keys::generate()).with_tag(&owner, "")
-    };
+    let aaron = StoreAgent::new("Aaron (no tag)", Keys::generate())
+        .with_avatar("https://img.example/aaron.png");
+    let abby = StoreAgent::new("Abby (stranger's tag)", Keys::generate())
+        .with_tag(&stranger, "")
+        .with_avatar("https://img.example/abby.png");
+    let ada = StoreAgent::new("Ada", Keys::generate())
+        .with_tag(&owner, "")
+        .with_avatar("https://img.example/ada.png");
+    let bert = StoreAgent::new("Bert", Keys::generate())
+        .with_tag(&owner, "kind=0")
+        .with_avatar("https://img.example/bert.png");
+    let cleo = StoreAgent::new("Cleo", Keys::generate())
+        .with_tag(&owner, "")
+        .with_persona("p-cleo");
+    let fizz = StoreAgent::new("Fizz", Keys::generate())
+        .with_tag(&owner, "")
+        .with_persona("builtin:fizz");
+    let finn = StoreAgent::new("Finn", Keys::generate())
+        .with_tag(&owner, "")
+        .with_avatar("https://img.example/finn.png");
     let agents = [&aaron, &abby, &ada, &bert, &cleo, &fizz, &finn];
     let personas = json!([
         {"id": "p-cleo", "display_name": "Cleo", "avatar_url": "https://img.example/cleo-persona.png", "system_prompt": "", "is_builtin": false},
@@ -198,31 +190,23 @@ async fn buzz_closed_relay_plan_apply_plan_converges_and_agents_that_cannot_sign
     // tool does not own; Cleo's picture overwritten by the runtime icon (the
     // old bug); Finn correct.
     let long_ago = now_secs() - 600;
-    let tag_of = |agent: &StoreAgent| agent.auth_tag.clone();
-    seed_profile(
-        &url,
-        &bert.keys,
-        tag_of(&bert).as_deref(),
-        r#"{"display_name":"Old Bert","picture":"https://img.example/bert.png","about":"keeps","lud16":"bert@example.com","x_unknown":{"a":[1,2]}}"#,
-        long_ago,
-    )
-    .await;
-    seed_profile(
-        &url,
-        &cleo.keys,
-        tag_of(&cleo).as_deref(),
-        &json!({"display_name": "Cleo", "picture": GOOSE_ICON}).to_string(),
-        long_ago,
-    )
-    .await;
-    seed_profile(
-        &url,
-        &finn.keys,
-        tag_of(&finn).as_deref(),
-        r#"{"display_name":"Finn","picture":"https://img.example/finn.png"}"#,
-        long_ago,
-    )
-    .await;
+    for (agent, content) in [
+        (
+            &bert,
+            r#"{"display_name":"Old Bert","picture":"https://img.example/bert.png","about":"keeps","lud16":"bert@example.com","x_unknown":{"a":[1,2]}}"#.to_owned(),
+        ),
+        (
+            &cleo,
+            json!({"display_name": "Cleo", "picture": GOOSE_ICON}).to_string(),
+        ),
+        (
+            &finn,
+            r#"{"display_name":"Finn","picture":"https://img.example/finn.png"}"#.to_owned(),
+        ),
+    ] {
+        let tag = agent.auth_tag.as_deref();
+        seed_profile(&url, &agent.keys, tag, &content, long_ago).await;
+    }
 
     let (doc, first_path, report) = world.plan_and_apply().await;
     let plan = &doc.plan;
@@ -337,9 +321,9 @@ async fn buzz_open_relay_plan_apply_plan_converges() {
     let relay = BuzzRelay::start(BuzzMode::Open).await;
     let agents: Vec<StoreAgent> = ["Ada", "Bert", "Cleo"]
         .iter()
-        .map(|name| StoreAgent {
-            avatar_url: Some(format!("https://img.example/{name}.png")),
-            ..StoreAgent::new(name, Keys::generate())
+        .map(|name| {
+            StoreAgent::new(name, Keys::generate())
+                .with_avatar(&format!("https://img.example/{name}.png"))
         })
         .collect();
     let world = BuzzWorld::new(
@@ -370,15 +354,15 @@ async fn buzz_read_tries_another_identity_on_a_new_connection_when_one_is_refuse
     // Most agents carry the tag of an owner who is not a member: they come
     // first and are refused; the one agent of the member owner gets in.
     let mut agents: Vec<StoreAgent> = (0..3)
-        .map(|i| StoreAgent {
-            avatar_url: Some("https://img.example/a.png".into()),
-            ..StoreAgent::new(&format!("Old {i}"), Keys::generate()).with_tag(&old_owner, "")
+        .map(|i| {
+            StoreAgent::new(&format!("Old {i}"), Keys::generate())
+                .with_tag(&old_owner, "")
+                .with_avatar("https://img.example/a.png")
         })
         .collect();
-    let member = StoreAgent {
-        avatar_url: Some("https://img.example/m.png".into()),
-        ..StoreAgent::new("Member", Keys::generate()).with_tag(&owner, "")
-    };
+    let member = StoreAgent::new("Member", Keys::generate())
+        .with_tag(&owner, "")
+        .with_avatar("https://img.example/m.png");
     seed_profile(
         &relay.url(),
         &member.keys,
@@ -408,14 +392,10 @@ async fn buzz_read_refused_for_every_identity_skips_relay_auth_refused_with_the_
     })
     .await;
     let agents = vec![
-        StoreAgent {
-            avatar_url: Some("https://img.example/a.png".into()),
-            ..StoreAgent::new("No tag", Keys::generate())
-        },
-        StoreAgent {
-            avatar_url: Some("https://img.example/b.png".into()),
-            ..StoreAgent::new("Stranger's", Keys::generate()).with_tag(&stranger, "")
-        },
+        StoreAgent::new("No tag", Keys::generate()).with_avatar("https://img.example/a.png"),
+        StoreAgent::new("Stranger's", Keys::generate())
+            .with_tag(&stranger, "")
+            .with_avatar("https://img.example/b.png"),
     ];
     let world = BuzzWorld::new(&relay, &agents, json!([]), "");
     let Planned { doc, .. } = make_plan(&world.config(), &[], None).await.expect("plan");
@@ -430,11 +410,7 @@ async fn buzz_read_refused_for_every_identity_skips_relay_auth_refused_with_the_
             skip.reason,
             reprofile::core::plan::SkipReason::RelayAuthRefused
         );
-        assert!(
-            skip.detail.contains("restricted: not a relay member"),
-            "{}",
-            skip.detail
-        );
+        assert_contains(&skip.detail, "restricted: not a relay member");
         assert!(
             skip.detail.contains("Stranger's"),
             "names who tried: {}",

@@ -10,7 +10,7 @@ use reprofile::discover::Os;
 
 use crate::buzz_app::{fixture_dir, seed_events, store_text_for};
 use crate::support::{publish_events, start_local_relay};
-use crate::world::{json_files, run_binary_with_env, stderr, stdout};
+use crate::world::{assert_contains, json_files, run_binary_with_env, stderr, stdout};
 
 /// Lays the app's folder out at `app_dir/agents/` with the buzz-app fixture
 /// (records naming `relay_url`), and the persona store unless told not to.
@@ -30,6 +30,21 @@ fn lay_out_app(app_dir: &Path, relay_url: &str, personas: bool) -> PathBuf {
 }
 
 /// The environment of a fake home: only these variables exist.
+/// An environment whose home is `home` (and no `XDG_DATA_HOME`).
+fn home_env(home: &Path) -> Vec<(&'static str, Option<PathBuf>)> {
+    vec![("HOME", Some(home.to_path_buf())), ("XDG_DATA_HOME", None)]
+}
+
+/// `reprofile ARGS` run in `work` with the environment `env`.
+async fn reprofile(
+    args: &[&str],
+    work: &Path,
+    env: Vec<(&'static str, Option<PathBuf>)>,
+) -> std::process::Output {
+    let args = args.iter().map(|a| a.to_string()).collect();
+    run_binary_with_env(args, work.to_path_buf(), env).await
+}
+
 fn vars(pairs: Vec<(&'static str, PathBuf)>) -> impl Fn(&str) -> Option<String> {
     move |name: &str| {
         pairs
@@ -114,30 +129,22 @@ async fn with_no_config_file_plan_and_apply_fix_the_apps_store_and_never_touch_t
     let stale = lay_out_app(&data.join("xyz.block.sprout.app"), &relay_url, true);
     let stale_before = std::fs::read(&stale).unwrap();
     let work = tempfile::tempdir().unwrap();
-    let env = || {
-        vec![
-            ("HOME", Some(home.path().to_path_buf())),
-            ("XDG_DATA_HOME", None),
-        ]
-    };
+    let env = || home_env(home.path());
 
-    let plan = run_binary_with_env(vec!["plan".into()], work.path().into(), env()).await;
+    let plan = reprofile(&["plan"], work.path(), env()).await;
     assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
     let err = stderr(&plan);
-    assert!(
-        err.contains(&format!(
+    assert_contains(
+        &err,
+        &format!(
             "store: {} (found: Buzz app data, release)\n",
             store.display()
-        )),
-        "{err}"
+        ),
     );
-    assert!(
-        err.contains(&format!(
+    assert_contains(&err, &format!(
             "warning: {} is a stale copy of the app's data from before Sprout became Buzz, which the app never reads; reprofile does not use it",
             data.join("xyz.block.sprout.app").display()
-        )),
-        "{err}"
-    );
+        ));
     let out = stdout(&plan);
     assert!(
         out.starts_with(&format!(
@@ -149,29 +156,18 @@ async fn with_no_config_file_plan_and_apply_fix_the_apps_store_and_never_touch_t
     assert!(!out.contains("store: "), "{out}");
     assert_eq!(json_files(&work.path().join("plans")).len(), 1);
 
-    let apply = run_binary_with_env(
-        vec!["apply".into(), "--auto-approve".into()],
-        work.path().into(),
-        env(),
-    )
-    .await;
+    let apply = reprofile(&["apply", "--auto-approve"], work.path(), env()).await;
     assert_eq!(apply.status.code(), Some(0), "{}", stdout(&apply));
-    assert!(
-        stdout(&apply).contains("Apply complete: 6 applied, 0 already applied, 0 stale, 0 failed."),
-        "{}",
-        stdout(&apply)
+    assert_contains(
+        &stdout(&apply),
+        "Apply complete: 6 applied, 0 already applied, 0 stale, 0 failed.",
     );
     assert_eq!(
         std::fs::read(&stale).unwrap(),
         stale_before,
         "the Sprout copy is never edited"
     );
-    let again = run_binary_with_env(
-        vec!["plan".into(), "--detailed-exitcode".into()],
-        work.path().into(),
-        env(),
-    )
-    .await;
+    let again = reprofile(&["plan", "--detailed-exitcode"], work.path(), env()).await;
     assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));
 }
 
@@ -193,7 +189,7 @@ async fn the_dev_build_is_picked_by_flag_or_config_key_and_xdg_data_home_is_hono
     };
 
     // Release by default: not found, with a hint at the dev build.
-    let release = run_binary_with_env(vec!["plan".into()], work.path().into(), env()).await;
+    let release = reprofile(&["plan"], work.path(), env()).await;
     assert_eq!(release.status.code(), Some(1));
     assert_eq!(
         stderr(&release),
@@ -205,35 +201,23 @@ async fn the_dev_build_is_picked_by_flag_or_config_key_and_xdg_data_home_is_hono
     );
     assert!(!work.path().join("plans").exists(), "nothing written");
 
-    let flagged = run_binary_with_env(
-        vec!["--app-profile".into(), "dev".into(), "validate".into()],
-        work.path().into(),
-        env(),
-    )
-    .await;
+    let flagged = reprofile(&["--app-profile", "dev", "validate"], work.path(), env()).await;
     assert_eq!(flagged.status.code(), Some(0), "{}", stdout(&flagged));
-    assert!(
-        stderr(&flagged).contains(&format!(
-            "store: {} (found: Buzz app data, dev)",
-            dev.display()
-        )),
-        "{}",
-        stderr(&flagged)
+    assert_contains(
+        &stderr(&flagged),
+        &format!("store: {} (found: Buzz app data, dev)", dev.display()),
     );
     let out = stdout(&flagged);
     assert!(
         out.starts_with("ok: no config file (config.toml not found): built-in defaults\n"),
         "{out}"
     );
-    assert!(
-        out.contains(&format!("ok: agent store {} (6 records)", dev.display())),
-        "{out}"
+    assert_contains(
+        &out,
+        &format!("ok: agent store {} (6 records)", dev.display()),
     );
     // The app's null avatar_url is called null, not legacy.
-    assert!(
-        out.contains("(Bramble, a8928362…2cff6525): avatar_url is null (no stored avatar); `reprofile migrate` backfills it"),
-        "{out}"
-    );
+    assert_contains(&out, "(Bramble, a8928362…2cff6525): record with avatar_url null (no stored avatar): `reprofile migrate` backfills it from its persona's avatar");
     assert!(!out.contains("legacy"), "{out}");
 
     std::fs::write(
@@ -241,15 +225,11 @@ async fn the_dev_build_is_picked_by_flag_or_config_key_and_xdg_data_home_is_hono
         "[store]\napp_profile = \"dev\"\n",
     )
     .unwrap();
-    let keyed = run_binary_with_env(vec!["validate".into()], work.path().into(), env()).await;
+    let keyed = reprofile(&["validate"], work.path(), env()).await;
     assert_eq!(keyed.status.code(), Some(0), "{}", stdout(&keyed));
-    assert!(
-        stderr(&keyed).contains(&format!(
-            "store: {} (found: Buzz app data, dev)",
-            dev.display()
-        )),
-        "{}",
-        stderr(&keyed)
+    assert_contains(
+        &stderr(&keyed),
+        &format!("store: {} (found: Buzz app data, dev)", dev.display()),
     );
 }
 
@@ -260,24 +240,14 @@ async fn records_naming_a_persona_need_the_persona_store_and_nothing_is_written(
     let store = lay_out_app(&data.join("xyz.block.buzz.app"), "ws://127.0.0.1:9", false);
     let before = std::fs::read(&store).unwrap();
     let work = tempfile::tempdir().unwrap();
-    let env = || {
-        vec![
-            ("HOME", Some(home.path().to_path_buf())),
-            ("XDG_DATA_HOME", None),
-        ]
-    };
+    let env = || home_env(home.path());
     let personas = store.with_file_name("personas.json");
     for args in [
         vec!["plan"],
         vec!["migrate", "--auto-approve"],
         vec!["apply", "--auto-approve"],
     ] {
-        let output = run_binary_with_env(
-            args.iter().map(|a| a.to_string()).collect(),
-            work.path().into(),
-            env(),
-        )
-        .await;
+        let output = reprofile(&args, work.path(), env()).await;
         assert_eq!(output.status.code(), Some(1), "{args:?}");
         assert_eq!(
             stderr(&output),
@@ -291,12 +261,11 @@ async fn records_naming_a_persona_need_the_persona_store_and_nothing_is_written(
     assert_eq!(std::fs::read(&store).unwrap(), before);
     assert!(!work.path().join("plans").exists(), "no plan written");
 
-    let validate = run_binary_with_env(vec!["validate".into()], work.path().into(), env()).await;
+    let validate = reprofile(&["validate"], work.path(), env()).await;
     assert_eq!(validate.status.code(), Some(1));
-    assert!(
-        stdout(&validate).contains("error: 4 records of the agent store name a persona"),
-        "{}",
-        stdout(&validate)
+    assert_contains(
+        &stdout(&validate),
+        "error: 4 records of the agent store name a persona",
     );
 
     // Pointing [store] at the file (anywhere) fixes it.
@@ -310,23 +279,18 @@ async fn records_naming_a_persona_need_the_persona_store_and_nothing_is_written(
         ),
     )
     .unwrap();
-    let fixed = run_binary_with_env(vec!["validate".into()], work.path().into(), env()).await;
+    let fixed = reprofile(&["validate"], work.path(), env()).await;
     assert_eq!(fixed.status.code(), Some(0), "{}", stdout(&fixed));
-    assert!(
-        stdout(&fixed).contains(&format!(
-            "ok: persona store {} (4 personas)",
-            elsewhere.display()
-        )),
-        "{}",
-        stdout(&fixed)
+    assert_contains(
+        &stdout(&fixed),
+        &format!("ok: persona store {} (4 personas)", elsewhere.display()),
     );
-    assert!(
-        stderr(&fixed).contains(&format!(
+    assert_contains(
+        &stderr(&fixed),
+        &format!(
             "store: {} (from {})",
             store.display(),
             work.path().join("config.toml").display()
-        )),
-        "{}",
-        stderr(&fixed)
+        ),
     );
 }

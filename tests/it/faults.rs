@@ -9,10 +9,13 @@ use std::os::unix::fs::PermissionsExt;
 
 use reprofile::apply::{apply, ApplyOptions};
 use reprofile::core::apply::Outcome;
-use reprofile::orchestrate::{make_plan, now_secs, Planned};
+use reprofile::orchestrate::now_secs;
 use reprofile::store_write::InjectedFault;
 
-use crate::world::{assert_incomplete_for_the_down_relay, forced, stderr, stdout, World};
+use crate::world::{
+    assert_contains, assert_incomplete_for_the_down_relay, forced, results_of, stderr, stdout,
+    World,
+};
 
 fn files_in(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -26,9 +29,8 @@ fn files_in(dir: &std::path::Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_when_the_store_is_written_keeps_the_original_and_reports_it() {
     let world = World::start().await;
-    let config = world.config();
     let original = std::fs::read(world.store_path()).unwrap();
-    let Planned { doc, path, .. } = make_plan(&config, &[], None).await.unwrap();
+    let (config, doc, path) = world.planned().await;
     let before = files_in(world.dir.path());
     let opts = ApplyOptions {
         force: true,
@@ -47,11 +49,7 @@ async fn a_full_disk_when_the_store_is_written_keeps_the_original_and_reports_it
         before,
         "no temp file or backup is left behind"
     );
-    let backfills: Vec<_> = report
-        .results
-        .iter()
-        .filter(|r| r.kind == "backfill_avatar")
-        .collect();
+    let backfills = results_of(&report, "backfill_avatar");
     assert_eq!(backfills.len(), 5);
     for result in backfills {
         assert_eq!(result.outcome, Outcome::Failed);
@@ -69,13 +67,9 @@ async fn a_full_disk_when_the_store_is_written_keeps_the_original_and_reports_it
             .unwrap()
             .contains("the store was not changed"));
     }
-    let blocked: Vec<_> = report
-        .results
-        .iter()
-        .filter(|r| {
-            r.kind == "republish_profile"
-                && r.reason.as_deref().is_some_and(|x| x.contains("backfill"))
-        })
+    let blocked: Vec<_> = results_of(&report, "republish_profile")
+        .into_iter()
+        .filter(|r| r.reason.as_deref().is_some_and(|x| x.contains("backfill")))
         .collect();
     assert_eq!(
         blocked.len(),
@@ -88,9 +82,8 @@ async fn a_full_disk_when_the_store_is_written_keeps_the_original_and_reports_it
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_that_cannot_be_written_stops_the_apply_before_any_change() {
     let world = World::start().await;
-    let config = world.config();
     let original = std::fs::read(world.store_path()).unwrap();
-    let Planned { doc, path, .. } = make_plan(&config, &[], None).await.unwrap();
+    let (config, doc, path) = world.planned().await;
     let opts = ApplyOptions {
         force: true,
         fault: InjectedFault::JournalReadOnly,
@@ -145,8 +138,7 @@ async fn a_symlinked_store_is_written_at_its_target_and_stays_a_symlink() {
     let target = target_dir.join("agents.json");
     std::fs::rename(world.store_path(), &target).unwrap();
     std::os::unix::fs::symlink(&target, world.store_path()).unwrap();
-    let config = world.config();
-    let Planned { doc, path, .. } = make_plan(&config, &[], None).await.unwrap();
+    let (config, doc, path) = world.planned().await;
     let report = apply(&config, &doc, &path, &forced(), &now_secs)
         .await
         .unwrap();
@@ -212,11 +204,7 @@ async fn a_held_lock_is_a_clear_error_and_a_dead_holders_lock_is_taken_over() {
     }
     let output = world.cli(&["apply", "--auto-approve", "--force"]).await;
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("(holder unknown)"),
-        "{}",
-        stderr(&output)
-    );
+    assert_contains(&stderr(&output), "(holder unknown)");
     holder.kill().unwrap();
     holder.wait().unwrap();
     let output = world.cli(&["apply", "--auto-approve", "--force"]).await;

@@ -12,9 +12,9 @@ use reprofile::core::apply::Outcome;
 use reprofile::core::model::{
     AgentRecord, AgentSnapshot, AvatarField, Policy, RelayObservation, Snapshot,
 };
-use reprofile::core::plan::{Action, RepublishReason};
+use reprofile::core::plan::{Action, RepublishProfile, RepublishReason};
 use reprofile::core::rules;
-use reprofile::orchestrate::{make_plan, now_secs, Planned};
+use reprofile::orchestrate::now_secs;
 use reprofile::relay::read_profiles;
 
 use crate::support::{short_read_options, signed_profile, FakeBehaviour, FakeRelay};
@@ -59,6 +59,31 @@ fn plan_one(keys: &Keys, observation: RelayObservation) -> reprofile::core::plan
     rules::plan(&snapshot, &Policy::default(), now_secs())
 }
 
+/// What a relay holding one kind:0 by `keys` with `content` gives.
+async fn served(keys: &Keys, content: &str) -> RelayObservation {
+    let event = signed_profile(keys, 1_700_000_000, content);
+    let relay = FakeRelay::start(FakeBehaviour::EventsThenEose(vec![event.as_json()])).await;
+    read_one(relay.url(), keys).await
+}
+
+/// The republish planned for `observation`, done within 10 s of `started`.
+fn republish_in_bounded_time(
+    keys: &Keys,
+    observation: RelayObservation,
+    started: Instant,
+) -> RepublishProfile {
+    let plan = plan_one(keys, observation);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "bounded: {:?}",
+        started.elapsed()
+    );
+    let Some(Action::RepublishProfile(republish)) = plan.actions.first() else {
+        panic!("{plan:?}")
+    };
+    republish.clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_mib_content_is_read_whole_and_kept_by_the_merge() {
     let keys = Keys::generate();
@@ -66,20 +91,9 @@ async fn a_one_mib_content_is_read_whole_and_kept_by_the_merge() {
     let content =
         serde_json::json!({"display_name": "Old", "picture": "https://img/a.png", "about": about})
             .to_string();
-    let event = signed_profile(&keys, 1_700_000_000, &content);
-    let relay = FakeRelay::start(FakeBehaviour::EventsThenEose(vec![event.as_json()])).await;
-
     let started = Instant::now();
-    let observation = read_one(relay.url(), &keys).await;
-    let plan = plan_one(&keys, observation);
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "bounded: {:?}",
-        started.elapsed()
-    );
-    let Action::RepublishProfile(republish) = &plan.actions[0] else {
-        panic!("{plan:?}")
-    };
+    let observation = served(&keys, &content).await;
+    let republish = republish_in_bounded_time(&keys, observation, started);
     assert_eq!(republish.reasons, vec![RepublishReason::NameChanged]);
     let merged: serde_json::Value = serde_json::from_str(&republish.after.content).unwrap();
     assert_eq!(
@@ -98,25 +112,14 @@ async fn deeply_nested_content_is_kept_verbatim_without_recursing_into_it() {
         "[".repeat(depth),
         "]".repeat(depth)
     );
-    let event = signed_profile(&keys, 1_700_000_000, &content);
-    let relay = FakeRelay::start(FakeBehaviour::EventsThenEose(vec![event.as_json()])).await;
-    let observation = read_one(relay.url(), &keys).await;
+    let observation = served(&keys, &content).await;
     assert!(
         matches!(observation, RelayObservation::Newest(_)),
         "{observation:?}"
     );
-    let started = Instant::now();
-    let plan = plan_one(&keys, observation);
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "bounded: {:?}",
-        started.elapsed()
-    );
     // A valid object, however deep: the unowned value is carried as raw text,
     // never parsed into a tree (no recursion, no stack to overflow).
-    let Action::RepublishProfile(republish) = &plan.actions[0] else {
-        panic!("{plan:?}")
-    };
+    let republish = republish_in_bounded_time(&keys, observation, Instant::now());
     assert_eq!(republish.reasons, vec![RepublishReason::PictureChanged]);
     let deep = format!("\"deep\":{}{}", "[".repeat(depth), "]".repeat(depth));
     assert!(republish.after.content.contains(&deep));
@@ -133,8 +136,7 @@ async fn republish_results_against(answer: FakeBehaviour) -> Vec<reprofile::appl
         fake.url().to_string(),
         "[safety]\nmax_republish_fraction = 1.0\n",
     );
-    let config = world.config();
-    let Planned { doc, path, .. } = make_plan(&config, &[], None).await.unwrap();
+    let (config, doc, path) = world.planned().await;
     let report = apply(&config, &doc, &path, &ApplyOptions::default(), &now_secs)
         .await
         .unwrap();

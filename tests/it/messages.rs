@@ -317,8 +317,8 @@ async fn every_error_message_is_one_line_that_says_what_to_fix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_names_each_bad_record_on_one_line() {
     let cases: &[(&str, &str, &str, &str)] = &[
-        ("wrong-typed field", "\"name\": \"agent-00000-ok\"", "\"name\": 42", "error: record #0 (ee96457d…284450fd): field `name` must be a string, not a number"),
-        ("duplicate pubkey", "\"pubkey\": \"f68e0a6978e1b2ffb4beb3f10df6d0dacf1e4f5535ab6ea1780bdf0ff024ccfc\"", "\"pubkey\": \"ee96457d1818b32114c49e2544fc1f4d5e1b0022d2983d9326714922284450fd\"", "this pubkey appears on more than one record; keep one"),
+        ("wrong-typed field", "\"name\": \"agent-00000-ok\"", "\"name\": 42", "error: record #0 (ee96457d…284450fd): invalid_record: field `name` must be a string, not a number"),
+        ("duplicate pubkey", "\"pubkey\": \"f68e0a6978e1b2ffb4beb3f10df6d0dacf1e4f5535ab6ea1780bdf0ff024ccfc\"", "\"pubkey\": \"ee96457d1818b32114c49e2544fc1f4d5e1b0022d2983d9326714922284450fd\"", "duplicate_record: pubkey appears 2 times in the store (records #0, #1); keep one"),
         ("invalid nsec", "nsec1gnhhd4j7d8f57qsv2eu9cqv4rx7gwsr6v43p580uzzh4wtqzs7hqxp5262", "nsec1notakey", "error: record #0 (agent-00000-ok, ee96457d…284450fd): invalid_key: private_key_nsec does not parse as a bech32 nsec key"),
         ("key of another agent", "nsec1gnhhd4j7d8f57qsv2eu9cqv4rx7gwsr6v43p580uzzh4wtqzs7hqxp5262", "nsec1cazfqasdc8m7jf2jm9umwf38u8xqt7clldk0fyq3ah0aejgn4ctq8sc4zx", "error: record #0 (agent-00000-ok, ee96457d…284450fd): key_mismatch: private_key_nsec is the key of f68e0a69…f024ccfc"),
         ("bad relay URL", "\"relay_url\": \"ws://127.0.0.1:7777\"", "\"relay_url\": \"https://relay.example\"", "relay_url is not a ws:// or wss:// URL"),

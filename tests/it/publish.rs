@@ -11,9 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use nostr::{Event, Keys, PublicKey};
-use nostr_relay_builder::builder::{
-    PolicyResult, RelayBuilderNip42, RelayBuilderNip42Mode, WritePolicy,
-};
+use nostr_relay_builder::builder::{PolicyResult, RelayBuilderNip42Mode, WritePolicy};
 use reprofile::core::apply::Backoff;
 use reprofile::core::model::RelayObservation;
 use reprofile::publish::{publish_all, Delivery, PublishItem, PublishOptions};
@@ -22,7 +20,7 @@ use serde_json::json;
 
 use crate::support::{
     bulk_relay_builder, closed_port_url, short_read_options, signed_profile, start_local_relay,
-    start_local_relay_with, FakeBehaviour, FakeRelay,
+    start_local_relay_with, start_relay_demanding_auth, FakeBehaviour, FakeRelay,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -175,11 +173,7 @@ async fn an_always_rate_limited_event_fails_after_the_bounded_retries() {
 
 #[tokio::test]
 async fn a_nip42_write_relay_accepts_after_authenticating_as_the_agent() {
-    let builder = bulk_relay_builder().nip42(RelayBuilderNip42 {
-        mode: RelayBuilderNip42Mode::Write,
-    });
-    let relay = start_local_relay_with(builder).await;
-    let url = relay.url().await.to_string();
+    let (_relay, url) = start_relay_demanding_auth(RelayBuilderNip42Mode::Write).await;
     // Enough events that many are in flight when the relay first demands auth
     // (each unauthenticated EVENT makes this relay issue a new challenge).
     let items = items_for(&agents(100));
@@ -193,11 +187,7 @@ async fn a_nip42_write_relay_accepts_after_authenticating_as_the_agent() {
 
 #[tokio::test]
 async fn a_nip42_write_relay_accepts_after_authenticating_with_the_service_key() {
-    let builder = bulk_relay_builder().nip42(RelayBuilderNip42 {
-        mode: RelayBuilderNip42Mode::Write,
-    });
-    let relay = start_local_relay_with(builder).await;
-    let url = relay.url().await.to_string();
+    let (_relay, url) = start_relay_demanding_auth(RelayBuilderNip42Mode::Write).await;
     let items = items_for(&agents(10));
     let mut opts = fast_options();
     opts.service_keys = Some(Keys::generate());
@@ -291,44 +281,23 @@ async fn a_write_policy_block_is_refused_with_the_relays_message() {
 
 #[tokio::test]
 async fn refusals_are_reported_verbatim_and_duplicates_count_as_accepted() {
-    let cases = [
-        (
-            false,
-            "replaced: have newer event",
-            Delivery::Refused("replaced: have newer event".into()),
-        ),
-        (
-            false,
-            "invalid: bad signature",
-            Delivery::Refused("invalid: bad signature".into()),
-        ),
-        (
-            false,
-            "blocked: you are banned",
-            Delivery::Refused("blocked: you are banned".into()),
-        ),
-        (
-            false,
-            "pow: difficulty 30 required",
-            Delivery::Refused("pow: difficulty 30 required".into()),
-        ),
-        (
-            false,
-            "error: unknown",
-            Delivery::Refused("error: unknown".into()),
-        ),
-        (
-            false,
-            "duplicate: already have this event",
-            Delivery::Accepted,
-        ),
-        (
-            true,
-            "duplicate: already have this event",
-            Delivery::Accepted,
-        ),
-        (true, "", Delivery::Accepted),
+    let refusals = [
+        "replaced: have newer event",
+        "invalid: bad signature",
+        "blocked: you are banned",
+        "pow: difficulty 30 required",
+        "error: unknown",
     ];
+    let mut cases: Vec<(bool, &str, Delivery)> = refusals
+        .into_iter()
+        .map(|message| (false, message, Delivery::Refused(message.into())))
+        .collect();
+    let duplicate = "duplicate: already have this event";
+    cases.extend([
+        (false, duplicate, Delivery::Accepted),
+        (true, duplicate, Delivery::Accepted),
+        (true, "", Delivery::Accepted),
+    ]);
     for (accepted, message, expected) in cases {
         let fake = FakeRelay::start(FakeBehaviour::AnswerOk {
             accepted,
@@ -345,15 +314,22 @@ async fn refusals_are_reported_verbatim_and_duplicates_count_as_accepted() {
     }
 }
 
+/// Publishes one event for each of `n` agents to `fake`, waiting 1 s for
+/// each OK: what each delivery was, and how long it all took.
+async fn publish_with_one_second_timeout(fake: &FakeRelay, n: usize) -> (Vec<Delivery>, Duration) {
+    let opts = PublishOptions {
+        publish_timeout: SECOND,
+        ..fast_options()
+    };
+    let started = Instant::now();
+    let deliveries = publish_all(fake.url(), items_for(&agents(n)), &opts).await;
+    (deliveries, started.elapsed())
+}
+
 #[tokio::test]
 async fn no_ok_within_the_publish_timeout_fails() {
     let fake = FakeRelay::start(FakeBehaviour::NeverOk).await;
-    let mut opts = fast_options();
-    opts.publish_timeout = SECOND;
-
-    let started = Instant::now();
-    let deliveries = publish_all(fake.url(), items_for(&agents(3)), &opts).await;
-    let elapsed = started.elapsed();
+    let (deliveries, elapsed) = publish_with_one_second_timeout(&fake, 3).await;
 
     assert_eq!(
         deliveries,
@@ -460,12 +436,7 @@ async fn a_relay_that_demands_auth_but_sends_no_challenge_fails_within_the_timeo
         message: "auth-required: members only".into(),
     })
     .await;
-    let mut opts = fast_options();
-    opts.publish_timeout = SECOND;
-
-    let started = Instant::now();
-    let deliveries = publish_all(fake.url(), items_for(&agents(2)), &opts).await;
-    let elapsed = started.elapsed();
+    let (deliveries, elapsed) = publish_with_one_second_timeout(&fake, 2).await;
 
     assert_eq!(
         deliveries,

@@ -9,18 +9,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use nostr::{Event, EventBuilder, JsonUtil, Keys, Kind, PublicKey, Timestamp};
-use nostr_relay_builder::builder::{RelayBuilderNip42, RelayBuilderNip42Mode, RelayTestOptions};
-use nostr_relay_builder::MockRelay;
+use nostr_relay_builder::builder::{RelayBuilderNip42Mode, RelayTestOptions};
+use nostr_relay_builder::{LocalRelay, MockRelay};
 use reprofile::core::model::RelayObservation;
 use reprofile::protocol::nip42::Identity;
 use reprofile::relay::{read_profiles, read_relays, ReadOptions};
 use serde_json::json;
 
 use crate::support::{
-    bulk_relay_builder, closed_port_url, fixture_path, json_with, publish_events, seed_events,
-    short_read_options, signed_profile, start_local_relay, start_local_relay_with, FakeBehaviour,
-    FakeRelay,
+    closed_port_url, fixture_path, json_with, publish_events, seed_events, short_read_options,
+    signed_profile, start_local_relay, start_relay_demanding_auth, FakeBehaviour, FakeRelay,
 };
+use crate::world::assert_contains;
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -34,6 +34,17 @@ async fn read_one(
     let mut results = read_profiles(requests, opts).await;
     assert_eq!(results.len(), 1, "one table per relay");
     results.remove(url).expect("the relay's table")
+}
+
+/// What a fake relay behaving as `behaviour` gives for `authors`, read with
+/// a 2 s connect timeout and `query` to wait for each EOSE.
+async fn read_fake(
+    behaviour: FakeBehaviour,
+    authors: &[PublicKey],
+    query: Duration,
+) -> HashMap<String, RelayObservation> {
+    let fake = FakeRelay::start(behaviour).await;
+    read_one(fake.url(), authors, &short_read_options(2 * SECOND, query)).await
 }
 
 fn newest_id(observation: &RelayObservation) -> &str {
@@ -386,14 +397,8 @@ async fn invalid_events_other_kinds_and_foreign_authors_are_ignored() {
         r#"{"not":"an event"}"#.to_owned(),
         valid_old.as_json(),
     ];
-    let fake = FakeRelay::start(FakeBehaviour::EventsThenEose(raw)).await;
     let authors = [kept.public_key(), only_invalid.public_key()];
-    let table = read_one(
-        fake.url(),
-        &authors,
-        &short_read_options(2 * SECOND, 2 * SECOND),
-    )
-    .await;
+    let table = read_fake(FakeBehaviour::EventsThenEose(raw), &authors, 2 * SECOND).await;
 
     assert_eq!(
         table.len(),
@@ -542,10 +547,7 @@ async fn a_subscription_lost_twice_gives_unreadable_for_its_authors_only() {
         let author = event.pubkey.to_hex();
         match &table[&author] {
             RelayObservation::Unreadable(reason) if lost.contains(&author.as_str()) => {
-                assert!(
-                    reason.contains("timed out after 1 s waiting for EOSE"),
-                    "{reason}"
-                );
+                assert_contains(reason, "timed out after 1 s waiting for EOSE");
             }
             observation if lost.contains(&author.as_str()) => {
                 panic!("{author} was never answered but got {observation:?}")
@@ -557,12 +559,11 @@ async fn a_subscription_lost_twice_gives_unreadable_for_its_authors_only() {
 
 #[tokio::test]
 async fn closed_subscription_gives_unreadable_with_the_relays_message() {
-    let fake = FakeRelay::start(FakeBehaviour::Closed("blocked: members only".to_owned())).await;
     let authors: Vec<PublicKey> = keys(2).iter().map(Keys::public_key).collect();
-    let table = read_one(
-        fake.url(),
+    let table = read_fake(
+        FakeBehaviour::Closed("blocked: members only".to_owned()),
         &authors,
-        &short_read_options(2 * SECOND, 2 * SECOND),
+        2 * SECOND,
     )
     .await;
 
@@ -572,17 +573,22 @@ async fn closed_subscription_gives_unreadable_with_the_relays_message() {
     );
 }
 
-#[tokio::test]
-async fn relay_demanding_nip42_auth_for_reads_gives_unreadable_not_no_profile() {
-    let relay = start_local_relay_with(bulk_relay_builder().nip42(RelayBuilderNip42 {
-        mode: RelayBuilderNip42Mode::Read,
-    }))
-    .await;
-    let url = relay.url().await.to_string();
-    // The relay holds profiles (writing needs no auth), but will not show them.
+/// A relay that demands NIP-42 authentication for reads (not for writes),
+/// holding the fixture's seed profiles: the relay, its URL, the seed and its
+/// authors.
+async fn seeded_relay_demanding_auth_for_reads() -> (LocalRelay, String, Vec<Event>, Vec<PublicKey>)
+{
+    let (relay, url) = start_relay_demanding_auth(RelayBuilderNip42Mode::Read).await;
     let seed = seed_events();
     publish_events(&url, &seed).await;
     let authors: Vec<PublicKey> = seed.iter().map(|e| e.pubkey).collect();
+    (relay, url, seed, authors)
+}
+
+#[tokio::test]
+async fn relay_demanding_nip42_auth_for_reads_gives_unreadable_not_no_profile() {
+    // The relay holds profiles (writing needs no auth), but will not show them.
+    let (_relay, url, seed, authors) = seeded_relay_demanding_auth_for_reads().await;
     let table = read_one(&url, &authors, &short_read_options(2 * SECOND, 2 * SECOND)).await;
 
     // No identity to sign in as: refused authentication, with the relay's
@@ -593,14 +599,7 @@ async fn relay_demanding_nip42_auth_for_reads_gives_unreadable_not_no_profile() 
 
 #[tokio::test]
 async fn a_reader_signs_in_when_the_relay_demands_nip42_and_reads_every_profile() {
-    let relay = start_local_relay_with(bulk_relay_builder().nip42(RelayBuilderNip42 {
-        mode: RelayBuilderNip42Mode::Read,
-    }))
-    .await;
-    let url = relay.url().await.to_string();
-    let seed = seed_events();
-    publish_events(&url, &seed).await;
-    let authors: Vec<PublicKey> = seed.iter().map(|e| e.pubkey).collect();
+    let (_relay, url, seed, authors) = seeded_relay_demanding_auth_for_reads().await;
     let reader = Keys::generate();
     let opts = ReadOptions {
         identities: std::sync::Arc::new(BTreeMap::from([(
@@ -637,14 +636,9 @@ async fn a_reader_signs_in_when_the_relay_demands_nip42_and_reads_every_profile(
 async fn connection_dropped_before_eose_gives_unreadable_even_after_events() {
     let keys = Keys::generate();
     let event = signed_profile(&keys, 1_000, r#"{"name":"partial"}"#);
-    let fake = FakeRelay::start(FakeBehaviour::EventsThenDisconnect(vec![event.as_json()])).await;
     let started = Instant::now();
-    let table = read_one(
-        fake.url(),
-        &[keys.public_key()],
-        &short_read_options(2 * SECOND, 3 * SECOND),
-    )
-    .await;
+    let dropping = FakeBehaviour::EventsThenDisconnect(vec![event.as_json()]);
+    let table = read_fake(dropping, &[keys.public_key()], 3 * SECOND).await;
 
     assert!(
         started.elapsed() < 3 * SECOND,
@@ -655,18 +649,10 @@ async fn connection_dropped_before_eose_gives_unreadable_even_after_events() {
 
 #[tokio::test]
 async fn notice_instead_of_eose_gives_unreadable_after_the_deadline() {
-    let fake = FakeRelay::start(FakeBehaviour::NoticeInsteadOfEose(
-        "rate-limited: slow down".to_owned(),
-    ))
-    .await;
     let authors = [Keys::generate().public_key()];
     let started = Instant::now();
-    let table = read_one(
-        fake.url(),
-        &authors,
-        &short_read_options(2 * SECOND, SECOND),
-    )
-    .await;
+    let notice = FakeBehaviour::NoticeInsteadOfEose("rate-limited: slow down".to_owned());
+    let table = read_fake(notice, &authors, SECOND).await;
 
     assert!(started.elapsed() >= SECOND, "waited for the deadline");
     assert_all_unreadable(

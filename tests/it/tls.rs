@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nostr::{Keys, PublicKey};
+use nostr_relay_builder::LocalRelay;
 use reprofile::core::model::RelayObservation;
 use reprofile::publish::{publish_all, Delivery, PublishItem, PublishOptions};
 use reprofile::relay::{read_profiles, ReadOptions};
@@ -24,7 +25,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use crate::support::{publish_events, seed_events, signed_profile, start_local_relay};
-use crate::world::{assert_incomplete_for_the_down_relay, stderr, stdout, World};
+use crate::world::{assert_contains, assert_incomplete_for_the_down_relay, stderr, stdout, World};
 
 /// A CA made for one test, and a server certificate it signed for
 /// 127.0.0.1 and localhost.
@@ -91,6 +92,19 @@ impl TestPki {
 struct TlsProxy {
     url: String,
     server: JoinHandle<()>,
+}
+
+/// A relay holding one agent's profile, behind a TLS proxy whose
+/// certificate `pki`'s CA signed: the relay, the proxy, the agent and its
+/// profile.
+async fn profile_behind_tls(pki: &TestPki) -> (LocalRelay, TlsProxy, Keys, nostr::Event) {
+    let relay = start_local_relay().await;
+    let relay_url = relay.url().await.to_string();
+    let agent = Keys::generate();
+    let profile = signed_profile(&agent, 1_700_000_000, r#"{"name":"behind a company CA"}"#);
+    publish_events(&relay_url, std::slice::from_ref(&profile)).await;
+    let proxy = TlsProxy::start(pki, socket_address(&relay_url)).await;
+    (relay, proxy, agent, profile)
 }
 
 impl TlsProxy {
@@ -167,12 +181,7 @@ fn read_options(tls: reprofile::tls::Tls) -> ReadOptions {
 #[tokio::test]
 async fn wss_relay_is_read_when_ca_file_names_its_ca() {
     let pki = TestPki::new();
-    let relay = start_local_relay().await;
-    let relay_url = relay.url().await.to_string();
-    let agent = Keys::generate();
-    let profile = signed_profile(&agent, 1_700_000_000, r#"{"name":"behind a company CA"}"#);
-    publish_events(&relay_url, std::slice::from_ref(&profile)).await;
-    let proxy = TlsProxy::start(&pki, socket_address(&relay_url)).await;
+    let (_relay, proxy, agent, profile) = profile_behind_tls(&pki).await;
 
     // Through the config, as `plan` and `apply` get it.
     let config_path = pki.dir.path().join("config.toml");
@@ -190,12 +199,7 @@ async fn wss_relay_is_read_when_ca_file_names_its_ca() {
 #[tokio::test]
 async fn wss_relay_of_an_unknown_ca_is_unreadable_and_the_reason_says_why() {
     let pki = TestPki::new();
-    let relay = start_local_relay().await;
-    let relay_url = relay.url().await.to_string();
-    let agent = Keys::generate();
-    let profile = signed_profile(&agent, 1_700_000_000, r#"{"name":"a"}"#);
-    publish_events(&relay_url, &[profile]).await;
-    let proxy = TlsProxy::start(&pki, socket_address(&relay_url)).await;
+    let (_relay, proxy, agent, _) = profile_behind_tls(&pki).await;
 
     // Web roots and the OS store only: the test CA is in neither.
     let observation = read_author(
@@ -206,7 +210,7 @@ async fn wss_relay_of_an_unknown_ca_is_unreadable_and_the_reason_says_why() {
     .await;
     match observation {
         RelayObservation::Unreadable(reason) => {
-            assert!(reason.contains("UnknownIssuer"), "{reason}");
+            assert_contains(&reason, "UnknownIssuer");
             assert!(
                 reason.contains("[relay] ca_file"),
                 "says what to do: {reason}"
@@ -243,7 +247,7 @@ async fn publish_over_wss_trusts_ca_file_and_refuses_an_unknown_ca() {
     )
     .await;
     match refused.as_slice() {
-        [Delivery::Failed(why)] => assert!(why.contains("UnknownIssuer"), "{why}"),
+        [Delivery::Failed(why)] => assert_contains(why, "UnknownIssuer"),
         other => panic!("expected one failed delivery, got {other:?}"),
     }
 
@@ -327,5 +331,5 @@ async fn plan_trusts_a_ca_in_ssl_cert_file_as_the_os_store() {
         "{plan}"
     );
     // The stale name of the fixture is seen on the relay, so it is planned.
-    assert!(plan.contains("agent-00002-stale_name"), "{plan}");
+    assert_contains(&plan, "agent-00002-stale_name");
 }

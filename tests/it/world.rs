@@ -122,6 +122,22 @@ impl World {
         config::load(&self.config_path).expect("the world's config loads")
     }
 
+    /// The world's config and a plan of it, written to its plans folder as
+    /// `reprofile plan` writes it: where most apply tests begin.
+    pub async fn planned(
+        &self,
+    ) -> (
+        Config,
+        reprofile::planfile::PlanDocument,
+        std::path::PathBuf,
+    ) {
+        let config = self.config();
+        let planned = reprofile::orchestrate::make_plan(&config, &[], None)
+            .await
+            .expect("the world plans");
+        (config, planned.doc, planned.path)
+    }
+
     /// Snapshots the world and plans it (no files written).
     pub async fn plan_now(&self) -> reprofile::core::plan::Plan {
         let config = self.config();
@@ -241,6 +257,21 @@ pub fn expected() -> BTreeMap<String, Value> {
 /// The stdout of a run, as text.
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The results of an apply for actions of type `kind` (`backfill_avatar` or
+/// `republish_profile`), in plan order.
+pub fn results_of<'a>(
+    report: &'a reprofile::apply::ApplyReport,
+    kind: &str,
+) -> Vec<&'a reprofile::apply::ActionResult> {
+    report.results.iter().filter(|r| r.kind == kind).collect()
+}
+
+/// Asserts that `text` holds `part`, and shows `text` when it does not.
+#[track_caller]
+pub fn assert_contains(text: &str, part: &str) {
+    assert!(text.contains(part), "{part:?} is not in:\n{text}");
 }
 
 /// The stderr of a run, as text.

@@ -104,6 +104,24 @@ fn authors(n: usize) -> Vec<PublicKey> {
     (0..n).map(|_| Keys::generate().public_key()).collect()
 }
 
+/// What a finished session says of `author`.
+fn finished(s: ReadSession, author: &PublicKey) -> RelayObservation {
+    assert!(s.is_done());
+    s.into_observations()
+        .remove(&author.to_hex())
+        .expect("every author gets an observation")
+}
+
+/// A session for `n` new authors (one per batch) that has sent its REQs at
+/// `t0`: the start of most stories here.
+fn reading(n: usize, identity: Option<Identity>) -> (Instant, Vec<PublicKey>, ReadSession) {
+    let t0 = Instant::now();
+    let who = authors(n);
+    let mut s = session(&who, identity);
+    s.poll_transmit(t0, 1);
+    (t0, who, s)
+}
+
 #[test]
 fn a_relay_that_never_asks_is_read_without_any_auth() {
     let t0 = Instant::now();
@@ -159,10 +177,7 @@ fn a_refused_req_waits_for_the_sign_in_and_goes_again() {
 
 #[test]
 fn a_refusal_of_a_req_sent_before_the_sign_in_completed_sends_it_again() {
-    let t0 = Instant::now();
-    let who = authors(1);
-    let mut s = session(&who, Some(identity()));
-    s.poll_transmit(t0, 1);
+    let (t0, who, mut s) = reading(1, Some(identity()));
     s.handle_input(challenge("c1"), t0);
     let frames = s.poll_transmit(t0, 1);
     assert_eq!(words(&frames), ["AUTH"]);
@@ -180,10 +195,7 @@ fn a_refusal_of_a_req_sent_before_the_sign_in_completed_sends_it_again() {
 
 #[test]
 fn a_refused_identity_ends_the_held_batches_refused_with_the_relays_message() {
-    let t0 = Instant::now();
-    let who = authors(2);
-    let mut s = session(&who, Some(identity()));
-    s.poll_transmit(t0, 1);
+    let (t0, _, mut s) = reading(2, Some(identity()));
     s.handle_input(challenge("c1"), t0);
     s.handle_input(closed(0, "auth-required: not authenticated"), t0);
     s.handle_input(closed(1, "auth-required: not authenticated"), t0);
@@ -208,10 +220,7 @@ fn a_refused_identity_ends_the_held_batches_refused_with_the_relays_message() {
 
 #[test]
 fn without_an_identity_a_demand_for_auth_is_refused_not_missing() {
-    let t0 = Instant::now();
-    let who = authors(1);
-    let mut s = session(&who, None);
-    s.poll_transmit(t0, 1);
+    let (t0, who, mut s) = reading(1, None);
     s.handle_input(challenge("c1"), t0);
     assert!(
         s.poll_transmit(t0, 1).is_empty(),
@@ -230,28 +239,21 @@ fn without_an_identity_a_demand_for_auth_is_refused_not_missing() {
 
 #[test]
 fn an_auth_that_gets_no_answer_ends_the_held_batches_refused() {
-    let t0 = Instant::now();
-    let who = authors(1);
-    let mut s = session(&who, Some(identity()));
-    s.poll_transmit(t0, 1);
+    let (t0, who, mut s) = reading(1, Some(identity()));
     s.handle_input(challenge("c1"), t0);
     s.handle_input(closed(0, "auth-required: not authenticated"), t0);
     s.poll_transmit(t0, 1);
     assert_eq!(s.poll_timeout(), Some(t0 + TIMEOUT));
     s.handle_timeout(t0 + TIMEOUT);
-    assert!(s.is_done());
     assert!(matches!(
-        &s.into_observations()[&who[0].to_hex()],
+        finished(s, &who[0]),
         RelayObservation::AuthRefused(why) if why.contains("no answer")
     ));
 }
 
 #[test]
 fn a_closed_without_auth_required_is_unreadable_with_the_relays_message() {
-    let t0 = Instant::now();
-    let who = authors(1);
-    let mut s = session(&who, Some(identity()));
-    s.poll_transmit(t0, 1);
+    let (t0, who, mut s) = reading(1, Some(identity()));
     s.handle_input(closed(0, "blocked: \x1b[31mno"), t0);
     assert!(s.is_done());
     assert_eq!(
@@ -283,25 +285,18 @@ fn events_after_eose_and_of_other_authors_do_not_change_the_answer() {
 
 #[test]
 fn a_reader_that_falls_behind_reports_unreadable_and_closes_its_subscriptions() {
-    let t0 = Instant::now();
-    let who = authors(1);
-    let mut s = session(&who, None);
-    s.poll_transmit(t0, 1);
+    let (t0, who, mut s) = reading(1, None);
     s.handle_input(Input::Lagged(7), t0);
     assert_eq!(words(&s.poll_transmit(t0, 1)), ["CLOSE reprofile-kind0-0"]);
-    assert!(s.is_done());
     assert!(matches!(
-        &s.into_observations()[&who[0].to_hex()],
+        finished(s, &who[0]),
         RelayObservation::Unreadable(why) if why.contains("lost 7 relay messages")
     ));
 }
 
 #[test]
 fn a_lost_connection_makes_every_unfinished_batch_unreadable() {
-    let t0 = Instant::now();
-    let who = authors(2);
-    let mut s = session(&who, None);
-    s.poll_transmit(t0, 1);
+    let (t0, who, mut s) = reading(2, None);
     s.handle_input(eose(0), t0);
     s.handle_input(Input::Lost("connection dropped".into()), t0);
     assert!(s.is_done());

@@ -67,6 +67,15 @@ fn ok(id: EventId, accepted: bool, text: &str) -> Input {
 }
 
 /// The AUTH event among `frames`, if any, and whether the EVENT is there.
+/// A session that signs in first, was challenged and sent its AUTH, with
+/// that AUTH event's id.
+fn challenged(w: &World, t0: Instant) -> (AuthorPublish, EventId) {
+    let mut s = session(w, true, t0);
+    s.handle_input(challenge(), t0);
+    let (auth, _) = split(&s.poll_transmit(t0, 1), w);
+    (s, auth.expect("AUTH").id)
+}
+
 fn split(frames: &[ClientMessage<'static>], w: &World) -> (Option<Event>, bool) {
     let mut auth = None;
     let mut sent = false;
@@ -121,17 +130,8 @@ fn signs_in_as_the_author_with_its_nip_oa_tag_before_the_event_goes() {
 fn a_refused_sign_in_fails_with_the_relays_message_and_sends_nothing() {
     let w = world();
     let t0 = Instant::now();
-    let mut s = session(&w, true, t0);
-    s.handle_input(challenge(), t0);
-    let (auth, _) = split(&s.poll_transmit(t0, 1), &w);
-    s.handle_input(
-        ok(
-            auth.expect("AUTH").id,
-            false,
-            "restricted: not a relay member",
-        ),
-        t0,
-    );
+    let (mut s, auth) = challenged(&w, t0);
+    s.handle_input(ok(auth, false, "restricted: not a relay member"), t0);
     assert_eq!(split(&s.poll_transmit(t0, 1), &w), (None, false));
     assert_eq!(
         s.delivery(),
@@ -145,10 +145,8 @@ fn a_refused_sign_in_fails_with_the_relays_message_and_sends_nothing() {
 fn an_event_refused_after_sign_in_fails_with_the_relays_message() {
     let w = world();
     let t0 = Instant::now();
-    let mut s = session(&w, true, t0);
-    s.handle_input(challenge(), t0);
-    let (auth, _) = split(&s.poll_transmit(t0, 1), &w);
-    s.handle_input(ok(auth.expect("AUTH").id, true, ""), t0);
+    let (mut s, auth) = challenged(&w, t0);
+    s.handle_input(ok(auth, true, ""), t0);
     s.poll_transmit(t0, 1);
     s.handle_input(
         ok(

@@ -533,6 +533,18 @@ impl StoreAgent {
         self
     }
 
+    /// The same record with this `avatar_url`.
+    pub fn with_avatar(mut self, url: &str) -> StoreAgent {
+        self.avatar_url = Some(url.to_owned());
+        self
+    }
+
+    /// The same record with this `persona_id`.
+    pub fn with_persona(mut self, id: &str) -> StoreAgent {
+        self.persona_id = Some(id.to_owned());
+        self
+    }
+
     /// The pubkey, hex.
     pub fn pubkey(&self) -> String {
         self.keys.public_key().to_hex()
@@ -550,6 +562,21 @@ pub fn generate_agents(owner: &Keys, count: usize, conditions: &str) -> Vec<Stor
         .collect()
 }
 
+/// A record of the agent store with every field the Buzz app writes, in its
+/// order (`tests/fixtures/app-record.json`, which the scale benchmark's world
+/// uses too), with `fields` set over it (new ones at the end).
+pub fn app_record(fields: Value) -> Value {
+    let mut record: Value = serde_json::from_str(include_str!("../../fixtures/app-record.json"))
+        .expect("the record template is JSON");
+    let Value::Object(fields) = fields else {
+        panic!("fields must be a JSON object")
+    };
+    for (key, value) in fields {
+        record[key] = value;
+    }
+    record
+}
+
 /// The text of `managed-agents.json` as the Buzz app writes it for `agents`
 /// on `relay_url`: a pretty-printed array sorted by lower-case name then
 /// pubkey, every field present, optional ones `null`, `respond_to`
@@ -560,40 +587,16 @@ pub fn buzz_store(relay_url: &str, agents: &[StoreAgent]) -> String {
     let records: Vec<Value> = sorted
         .into_iter()
         .map(|agent| {
-            json!({
+            app_record(json!({
                 "pubkey": agent.pubkey(),
                 "name": agent.name,
                 "persona_id": agent.persona_id,
                 "private_key_nsec": agent.keys.secret_key().to_bech32().expect("nsec"),
                 "auth_tag": agent.auth_tag.as_ref().map(|tag| json!(tag).to_string()),
                 "relay_url": relay_url,
-                "acp_command": "buzz-acp",
                 "agent_command": agent.agent_command,
-                "agent_args": ["acp"],
-                "mcp_command": "buzz-dev-mcp",
-                "turn_timeout_seconds": 300,
-                "idle_timeout_seconds": null,
-                "max_turn_duration_seconds": null,
-                "parallelism": 1,
-                "system_prompt": null,
-                "model": null,
-                "mcp_toolsets": null,
-                "env_vars": {},
-                "start_on_app_launch": true,
-                "runtime_pid": null,
-                "backend": {"type": "local"},
-                "backend_agent_id": null,
-                "provider_binary_path": null,
-                "created_at": "2026-05-01T10:00:00Z",
-                "updated_at": "2026-05-01T10:00:00Z",
-                "last_started_at": null,
-                "last_stopped_at": null,
-                "last_exit_code": null,
-                "last_error": null,
-                "respond_to": "owner-only",
-                "respond_to_allowlist": [],
                 "avatar_url": agent.avatar_url,
-            })
+            }))
         })
         .collect();
     serde_json::to_string_pretty(&records).expect("serialize the store")

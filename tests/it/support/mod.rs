@@ -72,6 +72,18 @@ pub async fn start_local_relay_with(builder: RelayBuilder) -> LocalRelay {
         .expect("start the local relay")
 }
 
+/// Starts an in-process relay that demands NIP-42 authentication for
+/// `mode` (reads or writes): the relay and its URL.
+pub async fn start_relay_demanding_auth(
+    mode: nostr_relay_builder::builder::RelayBuilderNip42Mode,
+) -> (LocalRelay, String) {
+    use nostr_relay_builder::builder::RelayBuilderNip42;
+    let relay =
+        start_local_relay_with(bulk_relay_builder().nip42(RelayBuilderNip42 { mode })).await;
+    let url = relay.url().await.to_string();
+    (relay, url)
+}
+
 /// Publishes `events` to the relay at `url` with a nostr-sdk client and asserts
 /// that the relay accepted each one (OK true). The events are sent as they are,
 /// whatever key signed them.
