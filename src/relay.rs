@@ -392,7 +392,7 @@ pub(crate) async fn connect(
 /// Owns no decision.
 pub(crate) async fn drive(session: &mut impl Session, connection: &mut Connection) {
     loop {
-        let frames = session.poll_transmit(std::time::Instant::now(), unix_now());
+        let frames = session.poll_transmit(std::time::Instant::now(), crate::clock::now_secs());
         if !frames.is_empty() {
             if let Err(error) = connection.relay.batch_msg(frames) {
                 let reason = format!("the request could not be sent ({error})");
@@ -452,13 +452,6 @@ fn input_of(received: Result<RelayNotification, RecvError>) -> Option<Input> {
         Err(RecvError::Lagged(missed)) => Some(Input::Lagged(missed)),
         Err(RecvError::Closed) => Some(Input::Lost("connection closed".to_owned())),
     }
-}
-
-/// The wall clock in Unix seconds, for dating AUTH events.
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
