@@ -39,16 +39,18 @@ use crate::publish::{publish_all, Delivery, PublishItem, PublishOptions};
 use crate::relay::{read_profiles, read_relays, ReadOptions};
 use crate::snapshot::{agent_identity, read_auth_key, read_options, sign_in_identities};
 use crate::store::read_agent_store;
-use crate::store_write::{
-    resolve_target, write_avatars, AvatarEdit, EditDecision, InjectedFault, WriteOptions,
-};
+#[cfg(any(test, feature = "test-hooks"))]
+use crate::store_write::InjectedFault;
+use crate::store_write::{resolve_target, write_avatars, AvatarEdit, EditDecision, WriteOptions};
 
 /// How to apply.
 #[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
     /// Apply even above the safety threshold.
     pub force: bool,
-    /// A fault injected into the store write (tests).
+    /// A fault injected into the store write (tests only: the `test-hooks`
+    /// feature).
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fault: InjectedFault,
     /// Set to stop between actions (SIGTERM in the daemon): no new action
     /// begins (no backfill write, no relay's batch, no further event of a
@@ -227,15 +229,7 @@ pub async fn apply(
     let _lock = ApplyLock::acquire(&lock_path(&target), &started)?;
     // The journal is opened before anything changes: a run that could not
     // record what it does does nothing.
-    let journal = if opts.fault == InjectedFault::JournalReadOnly {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::ReadOnlyFilesystem,
-            "read-only file system (injected)",
-        ))
-    } else {
-        Journal::open(plan_path)
-    }
-    .with_context(|| {
+    let journal = open_journal(plan_path, opts).with_context(|| {
         format!(
             "cannot open the journal next to {}; nothing was changed",
             plan_path.display()
@@ -259,8 +253,9 @@ pub async fn apply(
     let backup = if opts.stopping() {
         None
     } else {
-        apply_backfills(&mut run, config, &backfills, &stamp, opts.fault)?
+        apply_backfills(&mut run, config, &backfills, &stamp, opts)?
     };
+    #[cfg(any(test, feature = "test-hooks"))]
     if opts.fault == InjectedFault::AppRewritesStoreAfterBackfill {
         if let Some(backup) = &backup {
             rewrite_as_the_app_does(&target, &std::fs::read(backup)?)?;
@@ -376,9 +371,23 @@ fn recheck_backfills(
     Ok(())
 }
 
+/// Opens the journal of the plan at `plan_path`.
+fn open_journal(plan_path: &Path, opts: &ApplyOptions) -> std::io::Result<Journal> {
+    #[cfg(any(test, feature = "test-hooks"))]
+    if opts.fault == InjectedFault::JournalReadOnly {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ReadOnlyFilesystem,
+            "read-only file system (injected)",
+        ));
+    }
+    let _ = opts;
+    Journal::open(plan_path)
+}
+
 /// The fault [`InjectedFault::AppRewritesStoreAfterBackfill`]: the store
 /// rewritten with `bytes` as the desktop app writes it (`storage.rs`
 /// `atomic_write_json`): `<store>.json.tmp` beside it, renamed over it.
+#[cfg(any(test, feature = "test-hooks"))]
 fn rewrite_as_the_app_does(target: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let temp = target.with_extension("json.tmp");
     std::fs::write(&temp, bytes)?;
@@ -391,8 +400,10 @@ fn apply_backfills(
     config: &Config,
     backfills: &[&BackfillAvatar],
     stamp: &str,
-    fault: InjectedFault,
+    opts: &ApplyOptions,
 ) -> anyhow::Result<Option<PathBuf>> {
+    // Without the test hooks, `opts` carries nothing the write needs.
+    let _ = opts;
     if backfills.is_empty() {
         return Ok(None);
     }
@@ -424,7 +435,8 @@ fn apply_backfills(
         },
         WriteOptions {
             backup_stamp: Some(stamp),
-            fault,
+            #[cfg(any(test, feature = "test-hooks"))]
+            fault: opts.fault,
         },
     );
     let (written, backup, error) = match written {

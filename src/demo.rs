@@ -48,7 +48,7 @@ pub fn seed_events() -> anyhow::Result<Vec<Event>> {
 
 /// Starts an in-process relay on a free loopback port, with a rate limit high
 /// enough for batch work.
-pub async fn start_relay() -> anyhow::Result<LocalRelay> {
+async fn start_relay() -> anyhow::Result<LocalRelay> {
     let builder = RelayBuilder::default().rate_limit(RateLimit {
         max_reqs: 1000,
         notes_per_minute: 100_000,
@@ -62,7 +62,7 @@ pub async fn start_relay() -> anyhow::Result<LocalRelay> {
 /// it (`Address already in use`) when many relays start at once; a port the
 /// OS hands out for port 0 is much less likely to be taken, and a lost race
 /// is retried.
-pub async fn run_local_relay(builder: RelayBuilder) -> anyhow::Result<LocalRelay> {
+pub(crate) async fn run_local_relay(builder: RelayBuilder) -> anyhow::Result<LocalRelay> {
     let mut last_error = None;
     for _ in 0..8 {
         let port = std::net::TcpListener::bind(("127.0.0.1", 0))

@@ -24,4 +24,6 @@ pub mod schedule;
 pub mod snapshot;
 pub mod store;
 pub mod store_write;
+#[cfg(feature = "test-hooks")]
+pub mod testing;
 pub mod tls;

@@ -323,7 +323,7 @@ fn action_to_file(action: &Action) -> FileAction<'_> {
                 content: Cow::Borrowed(&r.after.content),
                 tags: Cow::Borrowed(&r.after.tags),
                 auth_tag_source: Cow::Borrowed(r.auth_tag_source.as_str()),
-                created_at_must_exceed: r.after.created_at_above,
+                created_at_must_exceed: r.after.created_at_must_exceed,
             },
             precondition: RepublishPrecondition {
                 newest_event_id: r.before.as_ref().map(|b| Cow::Borrowed(b.id.as_str())),
@@ -375,11 +375,6 @@ pub fn to_json_and_digest(doc: &PlanDocument) -> (String, String) {
 /// The plan as pretty JSON, with its digest.
 pub fn to_json(doc: &PlanDocument) -> String {
     to_json_and_digest(doc).0
-}
-
-/// The digest a plan document gets in its file.
-pub fn digest_of(doc: &PlanDocument) -> String {
-    content_digest(&mut to_file(doc))
 }
 
 /// Just the version of a plan file, read without building the rest.
@@ -476,8 +471,7 @@ fn from_file(file: FilePlan<'_>) -> Result<PlanDocument, String> {
                 after: EventAfter {
                     content: after.content.into_owned(),
                     tags: after.tags.into_owned(),
-                    created_at_above: after.created_at_must_exceed,
-                    planned_created_at: 0,
+                    created_at_must_exceed: after.created_at_must_exceed,
                 },
             }),
         });
@@ -540,12 +534,6 @@ pub fn read(path: &Path) -> Result<PlanDocument, PlanFileError> {
         source,
     })?;
     from_json(path, &text)
-}
-
-/// The file stem of a plan: `plan-<UTC time>-<digest prefix>`, so plans sort
-/// by time and two plans of one second never collide unless identical.
-pub fn file_stem(doc: &PlanDocument) -> String {
-    stem_with_digest(doc, &digest_of(doc))
 }
 
 fn stem_with_digest(doc: &PlanDocument, digest: &str) -> String {
@@ -957,8 +945,7 @@ mod tests {
                 after: EventAfter {
                     content: "{\"name\":\"Ada\"}".into(),
                     tags: vec![],
-                    created_at_above: 5,
-                    planned_created_at: 0,
+                    created_at_must_exceed: 5,
                 },
                 auth_tag_source: AuthTagSource::None,
             }),

@@ -55,8 +55,6 @@ pub struct RelayTimeouts {
     /// How long to wait for a subscription's EOSE after sending its REQ (and
     /// for an AUTH challenge or the answer to an AUTH).
     pub query: Duration,
-    /// How long to wait for a relay's OK after publishing (used by the write side).
-    pub publish: Duration,
 }
 
 impl Default for RelayTimeouts {
@@ -64,7 +62,6 @@ impl Default for RelayTimeouts {
         Self {
             connect: Duration::from_secs(10),
             query: Duration::from_secs(15),
-            publish: Duration::from_secs(15),
         }
     }
 }

@@ -740,8 +740,7 @@ mod tests {
                 after: EventAfter {
                     content: after_content,
                     tags: vec![],
-                    created_at_above: 5,
-                    planned_created_at: 0,
+                    created_at_must_exceed: 5,
                 },
                 auth_tag_source: AuthTagSource::None,
             }),

@@ -50,7 +50,6 @@ pub fn read_options(config: &Config) -> ReadOptions {
         timeouts: RelayTimeouts {
             connect: config.relay.connect_timeout,
             query: config.relay.query_timeout,
-            publish: config.relay.publish_timeout,
         },
         max_concurrent_relays: config.relay.max_concurrent_relays,
         connections_per_relay: config.relay.read_connections,

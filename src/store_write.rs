@@ -218,7 +218,9 @@ pub fn write_backup(store_target: &Path, bytes: &[u8], stamp: &str) -> std::io::
     }
 }
 
-/// Hooks for tests: a failure injected into the write path.
+/// Hooks for tests: a failure injected into the write path (only with the
+/// `test-hooks` feature, which only the tests turn on).
+#[cfg(any(test, feature = "test-hooks"))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum InjectedFault {
     /// No fault.
@@ -237,8 +239,6 @@ pub enum InjectedFault {
 /// The result of one store write.
 #[derive(Debug)]
 pub struct Written {
-    /// The store as written (re-parsed).
-    pub store: AgentStore,
     /// Pubkeys whose `avatar_url` was written.
     pub written: Vec<String>,
     /// The backup made before this write, when one was made.
@@ -250,6 +250,7 @@ pub struct WriteOptions<'a> {
     /// Make a backup of the store as it was before writing (once per run).
     pub backup_stamp: Option<&'a str>,
     /// A fault to inject (tests).
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fault: InjectedFault,
 }
 
@@ -289,13 +290,13 @@ pub fn write_avatars(
         }
         if chosen.is_empty() {
             return Ok(Written {
-                store,
                 written,
                 backup: None,
             });
         }
         let new_text = edit_text(&store, &chosen).map_err(WriteError::Unparsable)?;
-        let new_store = parse_agent_store(&target, new_text.clone())
+        // The edited text must still be a store this tool (and the app) reads.
+        parse_agent_store(&target, new_text.clone())
             .map_err(|e| WriteError::Unparsable(format!("the edit would break the store: {e}")))?;
 
         let mode = std::fs::metadata(&target)
@@ -309,6 +310,7 @@ pub fn write_avatars(
             .permissions(Permissions::from_mode(0o600))
             .tempfile_in(dir)
             .map_err(io(dir))?;
+        #[cfg(any(test, feature = "test-hooks"))]
         if opts.fault == InjectedFault::DiskFull {
             return Err(WriteError::Io {
                 path: temp.path().to_path_buf(),
@@ -342,11 +344,7 @@ pub fn write_avatars(
         if let Ok(dir_handle) = File::open(dir) {
             let _ = dir_handle.sync_all();
         }
-        return Ok(Written {
-            store: new_store,
-            written,
-            backup,
-        });
+        return Ok(Written { written, backup });
     }
     Err(WriteError::Busy(target))
 }

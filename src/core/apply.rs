@@ -317,7 +317,7 @@ pub fn event_to_sign(
     let replaces = action
         .before
         .as_ref()
-        .map(|_| action.after.created_at_above);
+        .map(|_| action.after.created_at_must_exceed);
     let created_at = next_created_at(now, replaces);
     if created_at > now.saturating_add(future_tolerance_secs) {
         return Err(NotSignable::ClockSkew {
@@ -486,8 +486,7 @@ mod tests {
             after: EventAfter {
                 content: "{}".into(),
                 tags: vec![],
-                created_at_above: 100,
-                planned_created_at: 0,
+                created_at_must_exceed: 100,
             },
             auth_tag_source: AuthTagSource::None,
         }

@@ -9,9 +9,6 @@ use serde_json::value::RawValue;
 
 use super::json::{json_string, ObjectEntries};
 
-/// The keys the tool owns in a kind:0 content.
-pub const OWNED_KEYS: [&str; 2] = ["display_name", "picture"];
-
 /// A kind:0 content that is a JSON object, in its written order.
 #[derive(Debug, Clone)]
 pub struct ProfileContent {
@@ -55,20 +52,6 @@ impl ProfileContent {
     /// True when `key` is present with any value.
     pub fn has(&self, key: &str) -> bool {
         self.entries.iter().any(|(k, _)| k == key)
-    }
-
-    /// The keys, in order.
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|(k, _)| k.as_str())
-    }
-
-    /// The raw JSON text of the value of `key` (last occurrence).
-    pub fn raw(&self, key: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.get())
     }
 
     /// Sets `key` to a string: in the place of its first occurrence (dropping
@@ -126,17 +109,26 @@ impl ProfileContent {
         out
     }
 
+    /// The keys, in order (for the properties).
+    #[cfg(test)]
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(k, _)| k.as_str())
+    }
+
+    /// The raw JSON text of the value of `key`, last occurrence (for the
+    /// properties).
+    #[cfg(test)]
+    pub fn raw(&self, key: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.get())
+    }
+
     /// Each key with its value's raw JSON text, in order.
     pub fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.get()))
-    }
-
-    /// One line per key, `"key": value`, for field-level diffs.
-    pub fn field_lines(&self) -> Vec<String> {
-        self.entries
-            .iter()
-            .map(|(k, v)| format!("{}: {}", json_string(k), v.get()))
-            .collect()
     }
 }
 

@@ -193,10 +193,7 @@ pub struct EventAfter {
     pub tags: Vec<Vec<String>>,
     /// The new event's `created_at` must be greater than this (rule D3); 0
     /// when nothing was on the relay.
-    pub created_at_above: u64,
-    /// The `created_at` computed at planning time (apply recomputes it with its
-    /// own clock, by the same rule).
-    pub planned_created_at: u64,
+    pub created_at_must_exceed: u64,
 }
 
 /// Sign and publish a fresh kind:0 for the agent (rules C and D).

@@ -232,6 +232,11 @@ fn policy(backfill_only: bool) -> Policy {
 
 /// Plays a plan onto a world, as a perfect store and relay would: backfills
 /// set `avatar_url`, republishes become the newest event.
+/// The `created_at` apply would sign `r` with at `NOW` (rule D3).
+fn created_at(r: &crate::core::plan::RepublishProfile) -> u64 {
+    crate::core::rules::next_created_at(NOW, Some(r.after.created_at_must_exceed))
+}
+
 fn simulate(snapshot: &Snapshot, plan: &Plan) -> Snapshot {
     let mut next = snapshot.clone();
     for action in &plan.actions {
@@ -246,8 +251,8 @@ fn simulate(snapshot: &Snapshot, plan: &Plan) -> Snapshot {
                 }
                 Action::RepublishProfile(r) => {
                     agent.observation = RelayObservation::Newest(ExistingEvent {
-                        id: format!("{:064x}", r.after.planned_created_at),
-                        created_at: r.after.planned_created_at,
+                        id: format!("{:064x}", created_at(r)),
+                        created_at: created_at(r),
                         content: r.after.content.clone(),
                         tags: r.after.tags.clone(),
                     })

@@ -526,8 +526,7 @@ fn decide(
         after: EventAfter {
             content,
             tags,
-            created_at_above: before_event.map(|e| e.created_at).unwrap_or(0),
-            planned_created_at: created_at,
+            created_at_must_exceed: before_event.map(|e| e.created_at).unwrap_or(0),
         },
         auth_tag_source,
     }));

@@ -501,20 +501,31 @@ fn rule_d2_republish_content_keeps_other_keys_and_adds_name() {
     );
 }
 
+/// The `created_at` apply signs the plan's republish with at `NOW` (D3).
+fn signed_at(plan: &Plan) -> u64 {
+    crate::core::apply::event_to_sign(
+        republish(plan),
+        NOW,
+        Policy::default().future_tolerance_secs,
+    )
+    .expect("signable")
+    .created_at
+}
+
 #[test]
 fn rule_d3_created_at_is_now_or_one_after_the_replaced_event() {
     let plan = run(vec![(
         record(1, "Ada"),
         profile("Old", "https://img/1.png"),
     )]);
-    assert_eq!(republish(&plan).after.planned_created_at, NOW);
-    assert_eq!(republish(&plan).after.created_at_above, NOW - 100);
+    assert_eq!(signed_at(&plan), NOW);
+    assert_eq!(republish(&plan).after.created_at_must_exceed, NOW - 100);
 
     let plan = run(vec![(
         record(1, "Ada"),
         event(NOW + 60, r#"{"display_name":"Old"}"#),
     )]);
-    assert_eq!(republish(&plan).after.planned_created_at, NOW + 61);
+    assert_eq!(signed_at(&plan), NOW + 61);
     assert_eq!(next_created_at(NOW, None), NOW);
     assert_eq!(next_created_at(NOW, Some(NOW)), NOW + 1);
 }
@@ -531,7 +542,7 @@ fn rule_d3_future_dated_profile_beyond_tolerance_skips_clock_skew() {
         record(1, "Ada"),
         event(NOW + tolerance - 1, r#"{"display_name":"Old"}"#),
     )]);
-    assert_eq!(republish(&plan).after.planned_created_at, NOW + tolerance);
+    assert_eq!(signed_at(&plan), NOW + tolerance);
 }
 
 fn owner() -> Keys {

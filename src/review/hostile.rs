@@ -58,8 +58,7 @@ fn hostile_plan() -> PlanDocument {
             after: EventAfter {
                 content: merge_content(Some(&existing), NAME_SCRIPT, AFTER_PICTURE),
                 tags: vec![vec!["auth".to_string(), TAG.to_string()]],
-                created_at_above: 1,
-                planned_created_at: 2,
+                created_at_must_exceed: 1,
             },
             auth_tag_source: AuthTagSource::Record,
         }),
@@ -89,8 +88,7 @@ fn hostile_plan() -> PlanDocument {
             after: EventAfter {
                 content: merge_content(None, "evil", QUOTED_HTTPS),
                 tags: Vec::new(),
-                created_at_above: 0,
-                planned_created_at: 2,
+                created_at_must_exceed: 0,
             },
             auth_tag_source: AuthTagSource::None,
         }),
@@ -108,8 +106,7 @@ fn hostile_plan() -> PlanDocument {
             after: EventAfter {
                 content: merge_content(None, "svg", SVG_DATA),
                 tags: Vec::new(),
-                created_at_above: 1,
-                planned_created_at: 2,
+                created_at_must_exceed: 1,
             },
             auth_tag_source: AuthTagSource::None,
         }),

@@ -509,8 +509,7 @@ mod tests {
                 after: EventAfter {
                     content: crate::core::content::merge_content(None, &name, &picture),
                     tags: Vec::new(),
-                    created_at_above: 0,
-                    planned_created_at: 1,
+                    created_at_must_exceed: 0,
                 },
                 auth_tag_source: AuthTagSource::None,
             }));

@@ -322,7 +322,7 @@ async fn a_backfill_the_app_rewrites_away_is_reported_stale_and_the_next_run_red
         .collect();
     assert_eq!(backfilled.len(), 5);
     let options = reprofile::apply::ApplyOptions {
-        fault: reprofile::store_write::InjectedFault::AppRewritesStoreAfterBackfill,
+        fault: reprofile::testing::InjectedFault::AppRewritesStoreAfterBackfill,
         ..forced()
     };
     let report = apply(&config, &doc, &path, &options, &now_secs)

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use reprofile::apply::{apply, ApplyOptions};
 use reprofile::core::apply::Outcome;
 use reprofile::orchestrate::now_secs;
-use reprofile::store_write::InjectedFault;
+use reprofile::testing::InjectedFault;
 
 use crate::world::{
     assert_contains, assert_incomplete_for_the_down_relay, forced, results_of, stderr, stdout,

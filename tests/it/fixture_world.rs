@@ -101,5 +101,5 @@ async fn fixture_world_republish_keeps_the_unowned_kind0_fields() {
         stale_name.after.content,
         r#"{"display_name":"agent-00002-stale_name","picture":"https://img.example/2.png","about":"about 2","nip05":"a2@example.com","lud16":"a2@ln.example","x_custom":{"z": 2},"name":"agent-00002-stale_name"}"#
     );
-    assert_eq!(stale_name.after.created_at_above, 1_779_913_598);
+    assert_eq!(stale_name.after.created_at_must_exceed, 1_779_913_598);
 }

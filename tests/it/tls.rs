@@ -171,7 +171,6 @@ fn read_options(tls: reprofile::tls::Tls) -> ReadOptions {
         timeouts: reprofile::relay::RelayTimeouts {
             connect: Duration::from_secs(5),
             query: Duration::from_secs(5),
-            publish: Duration::from_secs(5),
         },
         tls,
         ..ReadOptions::default()

@@ -67,7 +67,7 @@ pub async fn start_local_relay() -> LocalRelay {
 /// Starts an in-process relay from `builder` (for example one that demands
 /// NIP-42 authentication). Panics if it cannot start.
 pub async fn start_local_relay_with(builder: RelayBuilder) -> LocalRelay {
-    reprofile::demo::run_local_relay(builder)
+    reprofile::testing::run_local_relay(builder)
         .await
         .expect("start the local relay")
 }
@@ -161,11 +161,7 @@ pub fn closed_port_url() -> String {
 /// Read options with short timeouts, so tests about slow relays stay fast.
 pub fn short_read_options(connect: Duration, query: Duration) -> ReadOptions {
     ReadOptions {
-        timeouts: RelayTimeouts {
-            connect,
-            query,
-            publish: query,
-        },
+        timeouts: RelayTimeouts { connect, query },
         ..ReadOptions::default()
     }
 }
