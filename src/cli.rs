@@ -238,11 +238,48 @@ pub enum Command {
     /// personas) as warnings. It says which agent store it checks. Exit code
     /// 1 when there is any error. Nothing is written and no relay is contacted.
     Validate,
+    /// Keep `run` running as your own service (launchd, systemd --user, Task Scheduler).
+    ///
+    /// `install` writes the service file, running this binary with the
+    /// config's absolute path, and loads it: a LaunchAgent with KeepAlive on
+    /// macOS, a systemd user service on Linux; on Windows it writes the task
+    /// and prints the `schtasks` command that registers it. `uninstall`
+    /// stops the service and removes its file; `status` says whether it is
+    /// loaded, how the last tick went and which plan is the newest. The
+    /// config must set [schedule] cron.
+    Schedule {
+        /// What to do.
+        #[command(subcommand)]
+        action: ScheduleAction,
+        /// The service manager to make the service for (for tests); by
+        /// default the one of this OS.
+        #[arg(long, global = true, hide = true, value_parser = ["macos", "linux", "windows"])]
+        os: Option<String>,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+/// What `schedule` does.
+#[derive(Debug, Subcommand)]
+pub enum ScheduleAction {
+    /// Write the service file and load the service: it starts now and at each login.
+    Install {
+        /// Print the files and the commands instead of writing and running them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Stop the service and remove its file.
+    Uninstall {
+        /// Print the commands and the file to remove instead.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Whether the service is loaded, the last tick's time and outcome, and the newest plan.
+    Status,
 }
 
 /// Runs the command line and returns the process exit code.
@@ -611,6 +648,23 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
                 rt.block_on(crate::schedule::run_daemon(config))?;
                 Ok(Ending::default())
             }
+        }
+        Command::Schedule { action, os } => {
+            use crate::service::{host, ServiceOs};
+            let os = os
+                .as_deref()
+                .and_then(ServiceOs::parse)
+                .unwrap_or_else(ServiceOs::current);
+            let mut stdout = std::io::stdout().lock();
+            match action {
+                ScheduleAction::Install { dry_run } => {
+                    host::install(&load_config(&args)?, os, dry_run, &mut stdout)?
+                }
+                ScheduleAction::Uninstall { dry_run } => host::uninstall(os, dry_run, &mut stdout)?,
+                ScheduleAction::Status => host::status(&load_config(&args)?, os, &mut stdout)?,
+            }
+            stdout.flush()?;
+            Ok(Ending::default())
         }
         Command::Validate => validate(&args),
         Command::Completions { shell } => {

@@ -21,6 +21,7 @@ pub mod relay;
 pub mod render;
 pub mod review;
 pub mod schedule;
+pub mod service;
 pub mod snapshot;
 pub mod store;
 pub mod store_write;

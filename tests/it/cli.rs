@@ -343,6 +343,7 @@ async fn cli_help_of_every_command() {
         "apply",
         "migrate",
         "run",
+        "schedule",
         "validate",
         "completions",
         "demo",

@@ -18,6 +18,7 @@ mod relay_read;
 mod review;
 mod review_browser;
 mod secrets;
+mod service;
 mod support;
 mod tls;
 mod world;
