@@ -601,8 +601,10 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
                 &doc,
                 &path,
                 fresh.as_ref(),
-                auto_approve,
-                force,
+                Approval {
+                    auto_approve,
+                    force,
+                },
             ))
         }
         Command::Migrate {
@@ -635,8 +637,10 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
                 &planned.doc,
                 &planned.path,
                 Some(&planned.read_errors),
-                auto_approve,
-                false,
+                Approval {
+                    auto_approve,
+                    force: false,
+                },
             ))
         }
         Command::Run { once } => {
@@ -847,6 +851,15 @@ fn require_approval_channel(auto_approve: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How an apply is approved (`apply`, `migrate`).
+#[derive(Debug, Clone, Copy)]
+struct Approval {
+    /// Apply without asking.
+    auto_approve: bool,
+    /// Apply even above the safety threshold.
+    force: bool,
+}
+
 /// Shows the plan, asks for approval unless `auto_approve`, applies it and
 /// prints the report. `fresh` is `Some` (why each unread relay was not read)
 /// for a plan this run just made and wrote, `None` for a saved plan, whose
@@ -857,9 +870,12 @@ async fn approve_and_apply(
     doc: &PlanDocument,
     path: &Path,
     fresh: Option<&std::collections::BTreeMap<String, String>>,
-    auto_approve: bool,
-    force: bool,
+    approval: Approval,
 ) -> anyhow::Result<Ending> {
+    let Approval {
+        auto_approve,
+        force,
+    } = approval;
     let mut ending = match fresh {
         Some(read_errors) => Ending {
             unread: Unread::of_plan(&doc.plan, read_errors),

@@ -43,7 +43,7 @@ use crate::config::{Config, ScheduleMode};
 use crate::core::apply::Outcome;
 use crate::core::model::{PlanMode, RelayObservation};
 use crate::core::rules;
-use crate::planfile::{self, PlanDocument, PlanKind, StoreIdentity};
+use crate::planfile::{self, PlanDocument, PlanKind};
 use crate::render::{self, Style};
 use crate::snapshot;
 
@@ -106,16 +106,10 @@ pub async fn make_plan(
         PlanMode::Full => PlanKind::Reconcile,
         PlanMode::BackfillOnly => PlanKind::Migrate,
     };
-    let store_path =
-        std::fs::canonicalize(&gathered.store.path).unwrap_or_else(|_| gathered.store.path.clone());
     let doc = PlanDocument {
         created_at: now,
         kind,
-        store: StoreIdentity {
-            path: store_path.display().to_string(),
-            sha256: gathered.store.digest.clone(),
-            records: gathered.store.records,
-        },
+        store: gathered.store,
         plan,
     };
     let rendering = render::render(&doc, Style::default());

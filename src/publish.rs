@@ -169,7 +169,7 @@ pub async fn publish_all(
         return publish_as_authors(url, items, opts).await;
     }
     let item_count = items.len();
-    let mut batch = Batch::new(items, opts);
+    let mut batch = Pipeline::new(items, opts);
     batch.run(url).await;
     batch.into_deliveries(item_count)
 }
@@ -354,7 +354,7 @@ enum LinkEnd {
 }
 
 /// The whole batch: jobs, queues and what is in flight.
-struct Batch<'a> {
+struct Pipeline<'a> {
     opts: &'a PublishOptions,
     jobs: Vec<Job>,
     ready: VecDeque<usize>,
@@ -370,7 +370,7 @@ struct Batch<'a> {
     remaining: usize,
 }
 
-impl<'a> Batch<'a> {
+impl<'a> Pipeline<'a> {
     fn new(items: Vec<PublishItem>, opts: &'a PublishOptions) -> Self {
         let mut jobs: Vec<Job> = Vec::new();
         let mut by_id: HashMap<EventId, usize> = HashMap::new();

@@ -71,7 +71,8 @@ fn after_tick(config: &Config, report: &TickReport, counters: &Counters) {
     }
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, kind: &str, samples: &[(String, f64)]) {
+/// Writes one metric family (a gauge or a counter, as `kind` says).
+fn metric(out: &mut String, name: &str, help: &str, kind: &str, samples: &[(String, f64)]) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
     for (labels, value) in samples {
@@ -83,56 +84,56 @@ fn gauge(out: &mut String, name: &str, help: &str, kind: &str, samples: &[(Strin
 pub fn metrics_text(report: &TickReport, counters: &Counters) -> String {
     let mut out = String::new();
     let one = |v: f64| vec![(String::new(), v)];
-    gauge(
+    metric(
         &mut out,
         "reprofile_last_tick_start_timestamp_seconds",
         "Start of the last tick (Unix time).",
         "gauge",
         &one(report.started as f64),
     );
-    gauge(
+    metric(
         &mut out,
         "reprofile_last_tick_end_timestamp_seconds",
         "End of the last tick (Unix time).",
         "gauge",
         &one(report.finished as f64),
     );
-    gauge(
+    metric(
         &mut out,
         "reprofile_last_tick_duration_seconds",
         "Duration of the last tick.",
         "gauge",
         &one(report.duration.as_secs_f64()),
     );
-    gauge(
+    metric(
         &mut out,
         "reprofile_last_tick_success",
         "1 when the last tick read every relay it needed and every action succeeded.",
         "gauge",
         &one(if report.succeeded() { 1.0 } else { 0.0 }),
     );
-    gauge(
+    metric(
         &mut out,
         "reprofile_last_success_timestamp_seconds",
         "End of the last successful tick (Unix time; 0 before the first).",
         "gauge",
         &one(counters.last_success.unwrap_or(0) as f64),
     );
-    gauge(
+    metric(
         &mut out,
         "reprofile_ticks_total",
         "Ticks run.",
         "counter",
         &one(counters.ticks as f64),
     );
-    gauge(
+    metric(
         &mut out,
         "reprofile_ticks_failed_total",
         "Ticks that failed.",
         "counter",
         &one(counters.failed as f64),
     );
-    gauge(
+    metric(
         &mut out,
         "reprofile_ticks_skipped_total",
         "Ticks skipped because the previous tick was still running.",
@@ -141,14 +142,14 @@ pub fn metrics_text(report: &TickReport, counters: &Counters) -> String {
     );
 
     let plan = report.plan.as_ref().map(|d| &d.plan);
-    gauge(
+    metric(
         &mut out,
         "reprofile_agents",
         "Agent records in the store at the last tick.",
         "gauge",
         &one(plan.map_or(0, |p| p.agents) as f64),
     );
-    gauge(
+    metric(
         &mut out,
         "reprofile_plan_complete",
         "1 when the last plan could read every relay it needed.",
@@ -173,7 +174,7 @@ pub fn metrics_text(report: &TickReport, counters: &Counters) -> String {
             (format!("{{type=\"{t}\"}}"), n as f64)
         })
         .collect();
-    gauge(
+    metric(
         &mut out,
         "reprofile_planned_actions",
         "Actions in the last tick's plan, by type.",
@@ -196,7 +197,7 @@ pub fn metrics_text(report: &TickReport, counters: &Counters) -> String {
             ));
         }
     }
-    gauge(
+    metric(
         &mut out,
         "reprofile_actions",
         "Actions of the last tick's apply, by type and outcome.",
@@ -215,7 +216,7 @@ pub fn metrics_text(report: &TickReport, counters: &Counters) -> String {
         .into_iter()
         .map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), n as f64))
         .collect();
-    gauge(
+    metric(
         &mut out,
         "reprofile_skipped_agents",
         "Agents the last plan skipped, by reason.",

@@ -18,28 +18,18 @@ use crate::core::model::{AgentRecord, AgentSnapshot, RelayObservation, Snapshot}
 use crate::core::rules::{is_pubkey_hex, parse_relay_url, short_pubkey};
 use crate::core::sign_in::read_candidates;
 use crate::discover::{stale_folder_of, stale_warning, DiscoverError};
+use crate::planfile::StoreIdentity;
 use crate::protocol::nip42::Identity;
 use crate::relay::{read_profiles, ReadOptions, RelayTimeouts};
 use crate::store::{read_agent_store, read_persona_store, AgentStore};
 
-/// Which store a snapshot was taken from (its text is not kept: apply
-/// re-reads the store before writing, and a large store's text would double
-/// the memory of a plan run).
-#[derive(Debug, Clone)]
-pub struct StoreSummary {
-    /// The file.
-    pub path: std::path::PathBuf,
-    /// SHA-256 of its bytes.
-    pub digest: String,
-    /// How many records it holds.
-    pub records: usize,
-}
-
 /// A snapshot and the store it was taken from.
 #[derive(Debug, Clone)]
 pub struct Gathered {
-    /// The agent store it was taken from.
-    pub store: StoreSummary,
+    /// The agent store it was taken from (its text is not kept: apply
+    /// re-reads the store before writing, and a large store's text would
+    /// double the memory of a plan run).
+    pub store: StoreIdentity,
     /// What the planner reads.
     pub snapshot: Snapshot,
 }
@@ -209,9 +199,12 @@ pub async fn gather(config: &Config, only: &[String]) -> anyhow::Result<Gathered
         text,
     } = store;
     drop(text);
-    let summary = StoreSummary {
-        path,
-        digest,
+    let summary = StoreIdentity {
+        path: std::fs::canonicalize(&path)
+            .unwrap_or(path)
+            .display()
+            .to_string(),
+        sha256: digest,
         records: stored.len(),
     };
     let records: Vec<_> = stored

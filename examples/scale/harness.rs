@@ -280,7 +280,7 @@ fn best_of_sync<T>(repeats: usize, mut f: impl FnMut() -> T) -> (Duration, T, Op
 }
 
 /// The in-process relay: nostr-relay-builder with the demo's settings
-/// (`reprofile::demo::start_relay`), except an unbounded in-memory database
+/// (the demo's embedded relay), except an unbounded in-memory database
 /// (the builder's default keeps at most 75,000 events and silently evicts
 /// the oldest) and a rate limit no run reaches.
 pub async fn start_local_relay() -> anyhow::Result<LocalRelay> {

@@ -328,7 +328,7 @@ pub fn escape_controls(text: &str, keep_layout: bool) -> Cow<'_, str> {
 }
 
 /// What the rules decided for one agent.
-enum Outcome {
+enum Decision {
     Unchanged,
     Actions(Vec<Action>),
     Skip(SkipReason, String),
@@ -356,9 +356,9 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, now: u64) -> Plan {
             format!("record #{}", record.index)
         };
         match outcome {
-            Outcome::Unchanged => result.unchanged.push(label),
-            Outcome::Actions(actions) => result.actions.extend(actions),
-            Outcome::Skip(reason, detail) => {
+            Decision::Unchanged => result.unchanged.push(label),
+            Decision::Actions(actions) => result.actions.extend(actions),
+            Decision::Skip(reason, detail) => {
                 // A decision was left open for want of the relay's state.
                 if reason.is_relay_unknown() {
                     result.complete = false;
@@ -394,7 +394,7 @@ fn decide_all(
     policy: &Policy,
     now: u64,
     copies: &PubkeyCopies<'_>,
-) -> Vec<Outcome> {
+) -> Vec<Decision> {
     let agents = &snapshot.agents;
     let threads = policy.threads.max(1);
     if threads == 1 || agents.len() < PARALLEL_MIN_AGENTS {
@@ -428,12 +428,12 @@ fn decide(
     policy: &Policy,
     now: u64,
     copies: &PubkeyCopies<'_>,
-) -> Outcome {
+) -> Decision {
     let record = &agent.record;
 
     // A. Record validity: the first problem.
     if let Some((reason, detail)) = record_problems(record, copies).into_iter().next() {
-        return Outcome::Skip(reason, detail);
+        return Decision::Skip(reason, detail);
     }
     let relay = agent
         .relay
@@ -458,7 +458,7 @@ fn decide(
                 }));
                 avatar
             }
-            Err((reason, detail)) => return Outcome::Skip(reason, detail),
+            Err((reason, detail)) => return Decision::Skip(reason, detail),
         },
     };
 
@@ -469,7 +469,7 @@ fn decide(
     // C. Does the profile need a republish?
     if let ProfileState::Unknown { reason, skip } = &state {
         // C5: an unreadable relay is never "missing".
-        return Outcome::Skip(*skip, format!("{relay} could not be read: {reason}"));
+        return Decision::Skip(*skip, format!("{relay} could not be read: {reason}"));
     }
     let reasons = republish_reasons(&state, &record.name, &expected).unwrap_or_default();
     if reasons.is_empty() {
@@ -478,7 +478,7 @@ fn decide(
 
     // A5. The agent's own key must sign the new event.
     if let Err((reason, detail)) = agent_keys(record) {
-        return Outcome::Skip(reason, detail);
+        return Decision::Skip(reason, detail);
     }
 
     // D3. created_at and the future tolerance.
@@ -487,7 +487,7 @@ fn decide(
     let limit = now.saturating_add(policy.future_tolerance_secs);
     if created_at > limit {
         let previous = before_event.map(|e| e.created_at).unwrap_or_default();
-        return Outcome::Skip(
+        return Decision::Skip(
             SkipReason::ClockSkew,
             format!(
                 "the newest kind:0 on {relay} is dated {previous}, {} s ahead of now; a new event \
@@ -501,7 +501,7 @@ fn decide(
     // D4. Tags.
     let (tags, auth_tag_source) = match choose_auth_tag(record, before_event, created_at, policy) {
         Ok(chosen) => chosen,
-        Err(detail) => return Outcome::Skip(SkipReason::AuthTagInvalid, detail),
+        Err(detail) => return Decision::Skip(SkipReason::AuthTagInvalid, detail),
     };
 
     // D2. Content.
@@ -533,11 +533,11 @@ fn decide(
     finish(actions)
 }
 
-fn finish(actions: Vec<Action>) -> Outcome {
+fn finish(actions: Vec<Action>) -> Decision {
     if actions.is_empty() {
-        Outcome::Unchanged
+        Decision::Unchanged
     } else {
-        Outcome::Actions(actions)
+        Decision::Actions(actions)
     }
 }
 

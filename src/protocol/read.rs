@@ -61,7 +61,7 @@ pub enum BatchState {
 
 /// One batch of authors and its subscription.
 #[derive(Debug)]
-struct Batch {
+struct AuthorBatch {
     id: SubscriptionId,
     authors: Vec<PublicKey>,
     state: BatchState,
@@ -75,7 +75,7 @@ struct Batch {
     sent_signed_in: bool,
 }
 
-impl Batch {
+impl AuthorBatch {
     /// The batch's one filter: kind:0 of its authors, without a limit.
     fn filter(&self) -> Filter {
         Filter::new()
@@ -87,7 +87,7 @@ impl Batch {
 /// Reading one relay's profiles over one connection.
 #[derive(Debug)]
 pub struct ReadSession {
-    batches: Vec<Batch>,
+    batches: Vec<AuthorBatch>,
     batch_of_subscription: HashMap<SubscriptionId, usize>,
     batch_of_author: HashMap<PublicKey, usize>,
     newest: HashMap<PublicKey, Event>,
@@ -136,7 +136,7 @@ impl ReadSession {
             for author in chunk {
                 session.batch_of_author.insert(*author, index);
             }
-            session.batches.push(Batch {
+            session.batches.push(AuthorBatch {
                 id,
                 authors: chunk.to_vec(),
                 state: BatchState::Waiting,
@@ -319,7 +319,7 @@ impl ReadSession {
             })
             .map(|(index, _)| index)
             .collect();
-        let qualifies = |batch: &Batch| match batch.state {
+        let qualifies = |batch: &AuthorBatch| match batch.state {
             BatchState::InFlight { sent, .. } => {
                 !batch.retried && last_eose.is_some_and(|eose| eose > sent)
             }
