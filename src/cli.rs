@@ -439,6 +439,13 @@ fn init_logging(cli: &Cli) {
             _ => "debug",
         }
     };
+    // The demo's embedded relay logs its clients' resets as errors; they are
+    // the demo's own connections closing, and only noise unless asked for.
+    let default = if cli.verbose == 0 {
+        format!("{default},nostr_relay_builder=off")
+    } else {
+        default.to_owned()
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("REPROFILE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
