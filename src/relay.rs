@@ -331,9 +331,13 @@ pub(crate) struct Connection {
 /// sessions sign in themselves, as the identity they were given), no
 /// automatic reconnect (a dead relay must fail fast, and a drop must be seen
 /// rather than silently resumed), no size limits on incoming events (a
-/// profile the sdk drops for its size would look missing). Notifications are
-/// subscribed before connecting, so nothing (not even an AUTH challenge sent
-/// at connect) can slip past.
+/// profile the sdk drops for its size would look missing), and no websocket
+/// pings (every session has its own deadlines; and nostr-sdk pings at once on
+/// connect, which the Buzz relay answers with small frames that, under its
+/// Nagle, held the answer to the AUTH that followed for a delayed ACK: about
+/// 40 ms per connection, see the README's Performance section).
+/// Notifications are subscribed before connecting, so nothing (not even an
+/// AUTH challenge sent at connect) can slip past.
 pub(crate) async fn connect(
     url: &str,
     connect_timeout: Duration,
@@ -346,6 +350,7 @@ pub(crate) async fn connect(
         .build();
     let relay_opts = RelayOptions::new()
         .reconnect(false)
+        .ping(false)
         .limits(RelayLimits::disable())
         .notification_channel_size(channel_size);
     let relay = match client.pool().add_relay(url, relay_opts).await {
