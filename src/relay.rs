@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nostr_sdk::pool::{RelayLimits, RelayNotification};
+use nostr_sdk::pool::{RelayLimits, RelayNotification, RelayPoolOptions};
 use nostr_sdk::{Client, ClientOptions, PublicKey, Relay, RelayOptions, RelayStatus};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
@@ -327,6 +327,12 @@ pub(crate) struct Connection {
     pub(crate) notifications: Receiver<RelayNotification>,
 }
 
+/// The pool-wide notification channel of each connection's client. Nothing
+/// listens to it (sessions listen to their relay's own channel), and
+/// nostr-sdk's default (4,096 slots, built and dropped with every client) was
+/// about a sixth of a per-agent publish session's CPU time.
+const POOL_NOTIFICATION_CHANNEL_SIZE: usize = 16;
+
 /// Opens a connection: no signer and no automatic NIP-42 authentication (the
 /// sessions sign in themselves, as the identity they were given), no
 /// automatic reconnect (a dead relay must fail fast, and a drop must be seen
@@ -346,7 +352,13 @@ pub(crate) async fn connect(
 ) -> Result<Connection, String> {
     let client = Client::builder()
         .websocket_transport(tls.websocket_transport())
-        .opts(ClientOptions::new().automatic_authentication(false))
+        .opts(
+            ClientOptions::new().pool(
+                RelayPoolOptions::new()
+                    .automatic_authentication(false)
+                    .notification_channel_size(POOL_NOTIFICATION_CHANNEL_SIZE),
+            ),
+        )
         .build();
     let relay_opts = RelayOptions::new()
         .reconnect(false)
