@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nostr_sdk::pool::{RelayLimits, RelayNotification};
+use nostr_sdk::pool::{RelayLimits, RelayNotification, RelayPoolOptions};
 use nostr_sdk::{Client, ClientOptions, PublicKey, Relay, RelayOptions, RelayStatus};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
@@ -324,13 +324,23 @@ pub(crate) struct Connection {
     pub(crate) notifications: Receiver<RelayNotification>,
 }
 
+/// The pool-wide notification channel of each connection's client. Nothing
+/// listens to it (sessions listen to their relay's own channel), and
+/// nostr-sdk's default (4,096 slots, built and dropped with every client) was
+/// about a sixth of a per-agent publish session's CPU time.
+const POOL_NOTIFICATION_CHANNEL_SIZE: usize = 16;
+
 /// Opens a connection: no signer and no automatic NIP-42 authentication (the
 /// sessions sign in themselves, as the identity they were given), no
 /// automatic reconnect (a dead relay must fail fast, and a drop must be seen
 /// rather than silently resumed), no size limits on incoming events (a
-/// profile the sdk drops for its size would look missing). Notifications are
-/// subscribed before connecting, so nothing (not even an AUTH challenge sent
-/// at connect) can slip past.
+/// profile the sdk drops for its size would look missing), and no websocket
+/// pings (every session has its own deadlines; and nostr-sdk pings at once on
+/// connect, which the Buzz relay answers with small frames that, under its
+/// Nagle, held the answer to the AUTH that followed for a delayed ACK: about
+/// 40 ms per connection, see the README's Performance section).
+/// Notifications are subscribed before connecting, so nothing (not even an
+/// AUTH challenge sent at connect) can slip past.
 pub(crate) async fn connect(
     url: &str,
     connect_timeout: Duration,
@@ -339,10 +349,17 @@ pub(crate) async fn connect(
 ) -> Result<Connection, String> {
     let client = Client::builder()
         .websocket_transport(tls.websocket_transport())
-        .opts(ClientOptions::new().automatic_authentication(false))
+        .opts(
+            ClientOptions::new().pool(
+                RelayPoolOptions::new()
+                    .automatic_authentication(false)
+                    .notification_channel_size(POOL_NOTIFICATION_CHANNEL_SIZE),
+            ),
+        )
         .build();
     let relay_opts = RelayOptions::new()
         .reconnect(false)
+        .ping(false)
         .limits(RelayLimits::disable())
         .notification_channel_size(channel_size);
     let relay = match client.pool().add_relay(url, relay_opts).await {

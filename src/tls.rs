@@ -291,6 +291,10 @@ impl TlsTransport {
         // Brackets are not part of an IPv6 address for the lookup.
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let tcp = connect_tcp(host, port).await.map_err(ConnectError::Io)?;
+        // Small request-answer frames (AUTH, EVENT, REQ): with Nagle, a frame
+        // that follows another still unacknowledged waits for the relay's
+        // delayed ACK (about 40 ms on Linux).
+        tcp.set_nodelay(true).map_err(ConnectError::Io)?;
         let (socket, _) = tokio_tungstenite::client_async_tls_with_config(
             url.as_str(),
             tcp,
