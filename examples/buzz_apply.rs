@@ -77,3 +77,55 @@ async fn main() -> anyhow::Result<()> {
     println!("{}", report.table());
     Ok(())
 }
+
+/// The benchmark run end to end on a tiny world, so that it keeps working
+/// (`cargo test` runs this example's tests): every figure is produced and
+/// every run checks its own work; never a timing.
+#[cfg(test)]
+mod tests {
+    use super::harness as buzz_apply;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_buzz_apply_benchmark_produces_every_figure_on_a_tiny_world() {
+        let opts = buzz_apply::Options {
+            agents: 4,
+            concurrencies: vec![1, 3],
+            repeats: 1,
+            contenders: Vec::new(),
+            verbose: false,
+        };
+        // Every run checks its own work (each republish applied, accepted, or
+        // read back) and fails the harness otherwise.
+        let report = buzz_apply::run(&opts).await.expect("the harness runs");
+        let table = report.table();
+        assert_eq!(report.samples.len(), 6, "{table}");
+        for sample in &report.samples {
+            assert_eq!(sample.done, 4, "{sample:?}\n{table}");
+        }
+        let lines = report.lines();
+        for concurrency in [1, 3] {
+            for what in [
+                "reprofile apply (read, sign, 4 sessions, read back)",
+                "raw client, the same (read, sign, 4 sessions, read back)",
+                "reprofile publish_all (4 sessions, pre-signed)",
+                "raw client, 4 sessions alone (pre-signed)",
+                "  raw client phase: read",
+                "  raw client phase: sign",
+                "  raw client phase: read back",
+            ] {
+                let line = lines
+                    .iter()
+                    .find(|l| l.concurrency == concurrency && l.what == what)
+                    .unwrap_or_else(|| panic!("no line {concurrency} / {what}\n{table}"));
+                assert_eq!(line.runs, 1, "{what}\n{table}");
+                if what.starts_with("reprofile") {
+                    let (median, min) = line.ratio.expect("a ratio against the raw client");
+                    assert!(
+                        median.is_finite() && median > 0.0 && min == median,
+                        "{table}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -10,7 +10,7 @@
 
 #[path = "mem.rs"]
 pub mod mem;
-#[path = "nrs.rs"]
+#[path = "../../tests/it/support/nrs.rs"]
 pub mod nrs;
 #[path = "proxy.rs"]
 pub mod proxy;

@@ -8,7 +8,7 @@ use crate::fixture_world::assert_matches_expected;
 use crate::support::{publish_events, seed_events, start_local_relay};
 use crate::world::World;
 
-use crate::bench_harness::harness::nrs;
+use crate::support::nrs;
 
 /// Starts nostr-rs-relay on a free loopback port with its own temp database
 /// (shared with the benchmark harness), or fails saying how to install it.

@@ -1,7 +1,6 @@
 //! The one integration-test binary: real relays over real websockets, real files.
 
 mod apply;
-mod bench_harness;
 mod buzz;
 mod buzz_app;
 mod buzz_world;

@@ -20,6 +20,7 @@
 #![allow(dead_code)]
 
 pub mod buzz;
+pub mod nrs;
 
 use std::collections::HashSet;
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
 //! nostr-rs-relay, started on a free loopback port with its own temp
-//! database, when it is installed (also used by `tests/it/external_relay.rs`).
+//! database, when it is installed: the starter of the tests (`external_relay.rs`)
+//! and of the scale benchmark, which includes this file.
 
 #![allow(dead_code)]
 
