@@ -100,14 +100,12 @@ pub fn render(doc: &PlanDocument, style: Style) -> String {
     render_skipped(&mut out, doc, style);
 
     if !plan.complete {
-        let unread = plan.unread_relays();
-        let list: Vec<&str> = unread.iter().map(|u| u.relay.as_str()).collect();
-        let _ =
-            writeln!(
+        let list: Vec<String> = plan.unread_relays().into_iter().map(|u| u.relay).collect();
+        let _ = writeln!(
             out,
             "\n{} {} could not be read ({}): its agents are skipped and this plan is incomplete.",
             style.paint(Paint::Warn, "Warning:"),
-            if list.len() == 1 { "1 relay".to_string() } else { format!("{} relays", list.len()) },
+            relays_counted(list.len()),
             list.join(", ")
         );
     }
@@ -491,6 +489,61 @@ pub fn render_report(report: &crate::apply::ApplyReport, style: Style) -> String
     out
 }
 
+/// "1 relay" or "N relays": how the renderers count the relays a plan could
+/// not read.
+pub(crate) fn relays_counted(n: usize) -> String {
+    if n == 1 {
+        "1 relay".to_string()
+    } else {
+        format!("{n} relays")
+    }
+}
+
+/// A plan's actions counted by name, for the overviews (`plan --summary`,
+/// the HTML review): republishes by reason and by relay, backfills by the
+/// source of their avatar. Sorted by name.
+pub(crate) struct ActionTally<'a> {
+    /// Republishes by reason (one republish may count under several).
+    pub reasons: std::collections::BTreeMap<&'a str, usize>,
+    /// Backfills by the source of the avatar they write.
+    pub sources: std::collections::BTreeMap<&'a str, usize>,
+    /// Republishes by relay.
+    pub relays: std::collections::BTreeMap<&'a str, usize>,
+}
+
+impl<'a> ActionTally<'a> {
+    /// Counts the actions of `plan`.
+    pub(crate) fn of(plan: &'a crate::core::plan::Plan) -> Self {
+        let mut tally = ActionTally {
+            reasons: Default::default(),
+            sources: Default::default(),
+            relays: Default::default(),
+        };
+        for action in &plan.actions {
+            match action {
+                Action::BackfillAvatar(b) => {
+                    *tally.sources.entry(b.source.as_str()).or_default() += 1
+                }
+                Action::RepublishProfile(r) => {
+                    *tally.relays.entry(r.relay.as_str()).or_default() += 1;
+                    for reason in &r.reasons {
+                        *tally.reasons.entry(reason.as_str()).or_default() += 1;
+                    }
+                }
+            }
+        }
+        tally
+    }
+}
+
+/// `name n, name n`: a count map on one line.
+pub(crate) fn counts_list(map: &std::collections::BTreeMap<&str, usize>) -> String {
+    map.iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A one-screen overview of a (large) plan: counts by reason, source, relay
 /// and skip reason, then the summary line.
 pub fn render_summary(doc: &PlanDocument, style: Style) -> String {
@@ -506,26 +559,7 @@ pub fn render_summary(doc: &PlanDocument, style: Style) -> String {
         doc.store.path,
         doc.store.records
     );
-    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut sources: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut relays: BTreeMap<&str, usize> = BTreeMap::new();
-    for action in &plan.actions {
-        match action {
-            Action::BackfillAvatar(b) => *sources.entry(b.source.as_str()).or_default() += 1,
-            Action::RepublishProfile(r) => {
-                *relays.entry(r.relay.as_str()).or_default() += 1;
-                for reason in &r.reasons {
-                    *reasons.entry(reason.as_str()).or_default() += 1;
-                }
-            }
-        }
-    }
-    let list = |map: &BTreeMap<&str, usize>| -> String {
-        map.iter()
-            .map(|(k, n)| format!("{k} {n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let tally = ActionTally::of(plan);
     let s = plan.summary();
     let _ = writeln!(
         out,
@@ -540,15 +574,25 @@ pub fn render_summary(doc: &PlanDocument, style: Style) -> String {
             )
         }
     );
-    let _ = writeln!(out, "  republish: {:<6} {}", s.republish, list(&reasons));
-    let _ = writeln!(out, "  backfill:  {:<6} {}", s.backfill, list(&sources));
+    let _ = writeln!(
+        out,
+        "  republish: {:<6} {}",
+        s.republish,
+        counts_list(&tally.reasons)
+    );
+    let _ = writeln!(
+        out,
+        "  backfill:  {:<6} {}",
+        s.backfill,
+        counts_list(&tally.sources)
+    );
     let _ = writeln!(out, "  unchanged: {}", s.unchanged);
     let mut skips: BTreeMap<&str, usize> = BTreeMap::new();
     for skip in &plan.skipped {
         *skips.entry(skip.reason.as_str()).or_default() += 1;
     }
-    let _ = writeln!(out, "  skipped:   {:<6} {}", s.skipped, list(&skips));
-    for (relay, n) in &relays {
+    let _ = writeln!(out, "  skipped:   {:<6} {}", s.skipped, counts_list(&skips));
+    for (relay, n) in &tally.relays {
         let _ = writeln!(out, "  relay {relay}: {n} to republish");
     }
     let _ = writeln!(out, "{}", summary_line(doc));

@@ -27,10 +27,13 @@ use super::{
     escape_html, image_src, link_href, republishes_by_relay, reviews, skipped_by_reason,
     summary_line, visible, visible_keep_lines, AgentReview, AvatarPair, Group, Picture,
 };
-use crate::core::plan::{Action, RepublishReason};
+use crate::core::plan::RepublishReason;
 use crate::core::rules::short_pubkey;
 use crate::planfile::{rfc3339, PlanDocument, PlanKind};
-use crate::render::{clip, content_diff, shown_url, LineChange, LARGE_PLAN_ACTIONS};
+use crate::render::{
+    clip, content_diff, counts_list, relays_counted, shown_url, ActionTally, LineChange,
+    LARGE_PLAN_ACTIONS,
+};
 
 /// The page's only style; the Content-Security-Policy admits it by its hash.
 const STYLE: &str = "\
@@ -129,21 +132,11 @@ pub fn render(doc: &PlanDocument) -> String {
         esc(&doc.store.sha256.chars().take(12).collect::<String>()),
     );
     if !plan.complete {
-        let unreadable: std::collections::BTreeSet<&str> = plan
-            .skipped
-            .iter()
-            .filter(|s| s.reason.is_relay_unknown())
-            .filter_map(|s| s.relay.as_deref())
-            .collect();
-        let list: Vec<String> = unreadable.iter().map(|r| esc(r)).collect();
+        let list: Vec<String> = plan.unread_relays().iter().map(|u| esc(&u.relay)).collect();
         let _ = writeln!(
             out,
             "<p class=\"warn\"><b>Incomplete:</b> {} could not be read ({}): its agents are skipped.</p>",
-            if list.len() == 1 {
-                "1 relay".to_string()
-            } else {
-                format!("{} relays", list.len())
-            },
+            relays_counted(list.len()),
             list.join(", ")
         );
     }
@@ -242,24 +235,9 @@ fn overview(out: &mut String, doc: &PlanDocument, reviews: &[AgentReview<'_>]) {
         out.push_str("</tbody>\n</table>\n");
     }
     out.push_str("</div>\n");
-    let mut reasons: std::collections::BTreeMap<&str, usize> = Default::default();
-    let mut sources: std::collections::BTreeMap<&str, usize> = Default::default();
-    for action in &plan.actions {
-        match action {
-            Action::BackfillAvatar(b) => *sources.entry(b.source.as_str()).or_default() += 1,
-            Action::RepublishProfile(r) => {
-                for reason in &r.reasons {
-                    *reasons.entry(reason.as_str()).or_default() += 1;
-                }
-            }
-        }
-    }
-    let list = |map: &std::collections::BTreeMap<&str, usize>| {
-        map.iter()
-            .map(|(k, n)| format!("{k} {n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let ActionTally {
+        reasons, sources, ..
+    } = ActionTally::of(plan);
     let s = plan.summary();
     let _ = writeln!(
         out,
@@ -268,13 +246,13 @@ fn overview(out: &mut String, doc: &PlanDocument, reviews: &[AgentReview<'_>]) {
         if reasons.is_empty() {
             String::new()
         } else {
-            format!(" ({})", list(&reasons))
+            format!(" ({})", counts_list(&reasons))
         },
         s.backfill,
         if sources.is_empty() {
             String::new()
         } else {
-            format!(" (from {})", list(&sources))
+            format!(" (from {})", counts_list(&sources))
         },
     );
     out.push_str("</section>\n");
@@ -479,7 +457,7 @@ mod tests {
     use super::*;
     use crate::core::model::AvatarField;
     use crate::core::plan::{
-        AuthTagSource, AvatarSource, BackfillAvatar, EventAfter, Plan, RepublishProfile,
+        Action, AuthTagSource, AvatarSource, BackfillAvatar, EventAfter, Plan, RepublishProfile,
     };
     use crate::planfile::StoreIdentity;
 

@@ -23,7 +23,7 @@ use crate::core::model::AvatarField;
 use crate::core::plan::{BackfillAvatar, RepublishProfile};
 use crate::core::rules::short_pubkey;
 use crate::planfile::{rfc3339, PlanDocument, PlanKind};
-use crate::render::{clip, content_diff, shown_url, LineChange};
+use crate::render::{clip, content_diff, relays_counted, shown_url, LineChange};
 
 /// Writes the Markdown to `out`.
 pub fn write(doc: &PlanDocument, out: &mut dyn io::Write) -> io::Result<()> {
@@ -49,21 +49,15 @@ pub fn render(doc: &PlanDocument) -> String {
         text(&rfc3339(doc.created_at))
     );
     if !plan.complete {
-        let unreadable: std::collections::BTreeSet<&str> = plan
-            .skipped
+        let list: Vec<String> = plan
+            .unread_relays()
             .iter()
-            .filter(|s| s.reason.is_relay_unknown())
-            .filter_map(|s| s.relay.as_deref())
+            .map(|u| text(&u.relay))
             .collect();
-        let list: Vec<String> = unreadable.iter().map(|r| text(r)).collect();
         let _ = writeln!(
             out,
             "> **Incomplete:** {} could not be read ({}): its agents are skipped.\n",
-            if list.len() == 1 {
-                "1 relay".to_string()
-            } else {
-                format!("{} relays", list.len())
-            },
+            relays_counted(list.len()),
             list.join(", ")
         );
     }

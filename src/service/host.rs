@@ -133,11 +133,15 @@ pub fn install(
     let target = install_target(config, os)?;
     let (source, cron) = schedule_of(config)?;
     let installed = target.layout.service_file.exists();
-    let steps = target.install_steps(installed);
+    let steps = Steps {
+        list: &target.install_steps(installed),
+        os,
+        verb: "install",
+    };
     if dry_run {
-        return print_steps(&steps, os, "install", out);
+        return steps.print(out);
     }
-    carry_out(&steps, os, "install", out)?;
+    steps.carry_out(out)?;
     let schedule = format!(
         "`reprofile run` on [schedule] cron \"{cron}\" ({}), mode {}, with {}",
         config.schedule.timezone,
@@ -187,55 +191,130 @@ pub fn uninstall(os: ServiceOs, dry_run: bool, out: &mut dyn Write) -> anyhow::R
         )?;
         return Ok(());
     }
-    let steps = target.uninstall_steps();
+    let steps = Steps {
+        list: &target.uninstall_steps(),
+        os,
+        verb: "uninstall",
+    };
     if dry_run {
-        return print_steps(&steps, os, "uninstall", out);
+        return steps.print(out);
     }
-    carry_out(&steps, os, "uninstall", out)?;
+    steps.carry_out(out)?;
     writeln!(out, "Uninstalled the {} {}.", os.kind(), target.unit_name())?;
     Ok(())
 }
 
-/// Prints the steps (`--dry-run`): every file in full, every command.
-pub fn print_steps(
-    steps: &[Step],
-    os: ServiceOs,
-    verb: &str,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    let windows = os == ServiceOs::Windows;
-    writeln!(
-        out,
-        "Dry run of `reprofile schedule {verb}` ({}): nothing is written and nothing is run.",
-        os.kind()
-    )?;
-    for step in steps {
-        match step {
-            Step::CreateDir(dir) => writeln!(out, "Create the folder {}", dir.display())?,
-            Step::Write { path, text } => {
-                writeln!(out, "Write {}:\n", path.display())?;
-                out.write_all(text.as_bytes())?;
-                writeln!(out)?;
-            }
-            Step::Remove(path) => writeln!(out, "Remove {}", path.display())?,
-            Step::Run { command, tolerated } => writeln!(
-                out,
-                "Run: {}{}",
-                command.line(windows),
-                if *tolerated {
-                    "  (a failure is fine: the service was not loaded)"
-                } else {
-                    ""
+/// The steps of one `schedule` verb on one OS, to print or to carry out.
+pub struct Steps<'a> {
+    /// The steps, in order.
+    pub list: &'a [Step],
+    /// The OS whose service manager they are for.
+    pub os: ServiceOs,
+    /// The verb (`install`, `uninstall`), for the messages.
+    pub verb: &'static str,
+}
+
+impl Steps<'_> {
+    /// Prints the steps (`--dry-run`): every file in full, every command.
+    pub fn print(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        let Steps { list, os, verb } = *self;
+        let windows = os == ServiceOs::Windows;
+        writeln!(
+            out,
+            "Dry run of `reprofile schedule {verb}` ({}): nothing is written and nothing is run.",
+            os.kind()
+        )?;
+        for step in list {
+            match step {
+                Step::CreateDir(dir) => writeln!(out, "Create the folder {}", dir.display())?,
+                Step::Write { path, text } => {
+                    writeln!(out, "Write {}:\n", path.display())?;
+                    out.write_all(text.as_bytes())?;
+                    writeln!(out)?;
                 }
-            )?,
-            Step::Tell(command) => writeln!(
-                out,
-                "Run yourself (reprofile does not run schtasks): {}",
-                command.line(windows)
-            )?,
+                Step::Remove(path) => writeln!(out, "Remove {}", path.display())?,
+                Step::Run { command, tolerated } => writeln!(
+                    out,
+                    "Run: {}{}",
+                    command.line(windows),
+                    if *tolerated {
+                        "  (a failure is fine: the service was not loaded)"
+                    } else {
+                        ""
+                    }
+                )?,
+                Step::Tell(command) => writeln!(
+                    out,
+                    "Run yourself (reprofile does not run schtasks): {}",
+                    command.line(windows)
+                )?,
+            }
         }
+        Ok(())
     }
-    Ok(())
+
+    /// Does the steps in order, saying what it did; the first step that fails
+    /// (but a tolerated command) stops them with an error that says what to do.
+    pub fn carry_out(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        let Steps { list, os, verb } = *self;
+        let windows = os == ServiceOs::Windows;
+        for step in list {
+            match step {
+                Step::CreateDir(dir) => {
+                    if !dir.is_dir() {
+                        std::fs::create_dir_all(dir).with_context(|| {
+                            format!("cannot create the folder {}", dir.display())
+                        })?;
+                        writeln!(out, "Created the folder {}", dir.display())?;
+                    }
+                }
+                Step::Write { path, text } => {
+                    write_service_file(path, text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    writeln!(out, "Wrote {}", path.display())?;
+                }
+                Step::Remove(path) => match std::fs::remove_file(path) {
+                    Ok(()) => writeln!(out, "Removed {}", path.display())?,
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(err) => {
+                        return Err(err)
+                            .with_context(|| format!("cannot remove {}", path.display()))
+                    }
+                },
+                Step::Run { command, tolerated } => {
+                    let line = command.line(windows);
+                    let output = run(command).with_context(|| {
+                        format!(
+                            "cannot run `{line}`: `{}` is not on PATH (the {} needs it)",
+                            command.program,
+                            os.kind()
+                        )
+                    })?;
+                    if output.status.success() {
+                        writeln!(out, "Ran: {line}")?;
+                    } else if *tolerated {
+                        writeln!(
+                        out,
+                        "Ran: {line} (it failed, which is fine when the service was not loaded: {})",
+                        said(&output)
+                    )?;
+                    } else {
+                        anyhow::bail!(
+                        "`{line}` failed ({}): {}; fix that and run `reprofile schedule {verb}` again",
+                        output.status,
+                        said(&output)
+                    );
+                    }
+                }
+                Step::Tell(command) => writeln!(
+                    out,
+                    "Run this yourself (reprofile does not run schtasks): {}",
+                    command.line(windows)
+                )?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What a failed command said, on one line.
@@ -259,71 +338,6 @@ fn run(command: &Invocation) -> std::io::Result<std::process::Output> {
         .args(&command.args)
         .stdin(Stdio::null())
         .output()
-}
-
-/// Does the steps in order, saying what it did; the first step that fails
-/// (but a tolerated command) stops them with an error that says what to do.
-pub fn carry_out(
-    steps: &[Step],
-    os: ServiceOs,
-    verb: &str,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    let windows = os == ServiceOs::Windows;
-    for step in steps {
-        match step {
-            Step::CreateDir(dir) => {
-                if !dir.is_dir() {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("cannot create the folder {}", dir.display()))?;
-                    writeln!(out, "Created the folder {}", dir.display())?;
-                }
-            }
-            Step::Write { path, text } => {
-                write_service_file(path, text)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                writeln!(out, "Wrote {}", path.display())?;
-            }
-            Step::Remove(path) => match std::fs::remove_file(path) {
-                Ok(()) => writeln!(out, "Removed {}", path.display())?,
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => {
-                    return Err(err).with_context(|| format!("cannot remove {}", path.display()))
-                }
-            },
-            Step::Run { command, tolerated } => {
-                let line = command.line(windows);
-                let output = run(command).with_context(|| {
-                    format!(
-                        "cannot run `{line}`: `{}` is not on PATH (the {} needs it)",
-                        command.program,
-                        os.kind()
-                    )
-                })?;
-                if output.status.success() {
-                    writeln!(out, "Ran: {line}")?;
-                } else if *tolerated {
-                    writeln!(
-                        out,
-                        "Ran: {line} (it failed, which is fine when the service was not loaded: {})",
-                        said(&output)
-                    )?;
-                } else {
-                    anyhow::bail!(
-                        "`{line}` failed ({}): {}; fix that and run `reprofile schedule {verb}` again",
-                        output.status,
-                        said(&output)
-                    );
-                }
-            }
-            Step::Tell(command) => writeln!(
-                out,
-                "Run this yourself (reprofile does not run schtasks): {}",
-                command.line(windows)
-            )?,
-        }
-    }
-    Ok(())
 }
 
 /// Writes a service file atomically, readable by all and writable by its

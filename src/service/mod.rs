@@ -655,7 +655,7 @@ impl Invocation {
 }
 
 /// One thing `schedule install` or `uninstall` does, in order. `--dry-run`
-/// prints them; [`host::carry_out`] does them.
+/// prints them; [`host::Steps::carry_out`] does them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Create a folder (and its parents) when it is not there.

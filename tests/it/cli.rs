@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 
-use crate::world::{assert_incomplete_for_the_down_relay, json_files, stderr, stdout, World};
+use crate::world::{
+    assert_incomplete_for_the_down_relay, json_files, regex_escape, stderr, stdout, World,
+};
 
 const SUMMARY: &str = "Plan: 7 to republish, 5 to backfill, 1 unchanged, 4 skipped.";
 const FIXTURE_NSECS: [&str; 2] = [
@@ -130,28 +132,9 @@ async fn cli_plan_rendering_reads_like_terraform() {
     let world = World::start().await;
     let output = world.cli(&["plan"]).await;
     let text = stdout(&output);
-    let mut settings = insta::Settings::clone_current();
-    settings.add_filter(
-        &regex_escape(&world.dir.path().display().to_string()),
-        "[WORLD]",
-    );
-    settings.add_filter(&regex_escape(&world.relay_url), "[RELAY]");
-    settings.add_filter(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "[TIME]");
-    settings.add_filter(r"\d{8}T\d{6}Z-[0-9a-f]{8}", "[STAMP]");
-    settings.add_filter(r"dated \d+", "dated [NOW]");
-    settings.bind(|| insta::assert_snapshot!("fixture_plan", text));
-}
-
-fn regex_escape(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            if "\\.+*?()|[]{}^$".contains(c) {
-                vec!['\\', c]
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    world
+        .snapshot_settings()
+        .bind(|| insta::assert_snapshot!("fixture_plan", text));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,35 +5,15 @@
 
 use crate::world::{stderr, stdout, World};
 
-/// Filters for what changes from run to run: the world's folder, the relay's
-/// port, the plan's time and file name, the clock in a skip's detail.
+/// The world's snapshot filters, and for the reviews: the time as Markdown
+/// escapes it, the style sheet.
 fn settings(world: &World) -> insta::Settings {
-    let mut settings = insta::Settings::clone_current();
-    settings.add_filter(
-        &regex_escape(&world.dir.path().display().to_string()),
-        "[WORLD]",
-    );
-    settings.add_filter(&regex_escape(&world.relay_url), "[RELAY]");
-    settings.add_filter(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "[TIME]");
+    let mut settings = world.snapshot_settings();
     settings.add_filter(r"\d{4}\\-\d\d\\-\d\dT\d\d:\d\d:\d\dZ", "[TIME]");
-    settings.add_filter(r"\d{8}T\d{6}Z-[0-9a-f]{8}", "[STAMP]");
-    settings.add_filter(r"dated \d+", "dated [NOW]");
     // The style sheet is the same for every plan (its hash is in the policy).
     settings.add_filter(r"(?s)<style>.*</style>", "<style>[STYLE]</style>");
     settings.add_filter(r"sha256-[A-Za-z0-9+/=]{44}", "sha256-[STYLE HASH]");
     settings
-}
-
-fn regex_escape(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            if "\\.+*?()|[]{}^$-".contains(c) {
-                vec!['\\', c]
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -166,6 +166,22 @@ impl World {
         json_files(&self.plans_dir())
     }
 
+    /// Snapshot filters for what changes from run to run: the world's
+    /// folder, the relay's port, the plan's time and file name, the clock in
+    /// a skip's detail.
+    pub fn snapshot_settings(&self) -> insta::Settings {
+        let mut settings = insta::Settings::clone_current();
+        settings.add_filter(
+            &regex_escape(&self.dir.path().display().to_string()),
+            "[WORLD]",
+        );
+        settings.add_filter(&regex_escape(&self.relay_url), "[RELAY]");
+        settings.add_filter(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "[TIME]");
+        settings.add_filter(r"\d{8}T\d{6}Z-[0-9a-f]{8}", "[STAMP]");
+        settings.add_filter(r"dated \d+", "dated [NOW]");
+        settings
+    }
+
     /// Runs the reprofile binary with `--config <world> args...` in a blocking
     /// task (so the in-process relay keeps serving).
     pub async fn cli(&self, args: &[&str]) -> Output {
@@ -176,6 +192,19 @@ impl World {
         all.extend(args.iter().map(|a| a.to_string()));
         run_binary(all, self.dir.path().to_path_buf()).await
     }
+}
+
+/// `text` as a regex that matches it literally (for insta filters).
+pub fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if "\\.+*?()|[]{}^$-".contains(c) {
+                vec!['\\', c]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 /// Apply options with the safety threshold lifted (the fixture world is

@@ -506,14 +506,8 @@ async fn serve_connection(
                         replies.push(json!(["NOTICE", text]).to_string());
                         open.insert(subscription);
                     }
-                    // Handled above.
-                    FakeBehaviour::AnswerOk { .. }
-                    | FakeBehaviour::NeverOk
-                    | FakeBehaviour::RateLimitFirst(_)
-                    | FakeBehaviour::HoldOksUntil(_)
-                    | FakeBehaviour::DropFirstConnectionAfter { .. }
-                    | FakeBehaviour::AuthAtConnect { .. }
-                    | FakeBehaviour::SlowOk { .. } => {}
+                    // The publishing behaviours (`is_publishing`) answered above.
+                    _ => unreachable!("a publishing behaviour's REQ is answered above"),
                 }
                 {
                     let mut log = log.lock().unwrap();
