@@ -78,9 +78,9 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The benchmark run end to end on a tiny world, so that it keeps working
-/// (`cargo test` runs this example's tests): every figure is produced and
-/// every run checks its own work; never a timing.
+// `cargo test` runs this on four agents: the benchmark must keep producing
+// every figure, and each of its runs checks its own work. No timing is
+// checked here.
 #[cfg(test)]
 mod tests {
     use super::harness as buzz_apply;

@@ -123,8 +123,7 @@ async fn main() -> anyhow::Result<()> {
          best of {}",
         opts.agents, opts.republishes, opts.latency_ms, cores, opts.repeats
     );
-    let report = harness::run(&opts).await?;
-    println!("{}", report.table());
+    println!("{}", harness::run(&opts).await?.table());
     Ok(())
 }
 

@@ -61,6 +61,14 @@ pub struct ApplyOptions {
 }
 
 impl ApplyOptions {
+    /// Options that apply even above the safety threshold (`--force`).
+    pub fn forced() -> Self {
+        Self {
+            force: true,
+            ..Self::default()
+        }
+    }
+
     fn stopping(&self) -> bool {
         self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
     }

@@ -50,11 +50,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use futures_util::{SinkExt, StreamExt};
 use nostr::{Event, EventBuilder, JsonUtil, Keys, Kind, PublicKey, RelayMessage, Tag, Timestamp};
-use reprofile::apply::{apply, ApplyOptions};
+use reprofile::apply::ApplyOptions;
 use reprofile::config;
 use reprofile::core::apply::Outcome;
-use reprofile::core::plan::Action;
-use reprofile::orchestrate::{make_plan, now_secs, Planned};
+use reprofile::orchestrate::{make_plan, now_secs};
 use reprofile::protocol::nip42::Identity;
 use reprofile::publish::{publish_all, Delivery, PublishItem, PublishOptions};
 use tokio_tungstenite::tungstenite::Message;
@@ -484,17 +483,9 @@ async fn run_apply(
         ),
     )?;
     let config = config::load(&config_path)?;
-    let Planned {
-        doc,
-        path: plan_path,
-        ..
-    } = make_plan(&config, &[], None).await?;
-    let planned = doc
-        .plan
-        .actions
-        .iter()
-        .filter(|a| matches!(a, Action::RepublishProfile(_)))
-        .count();
+    let made = make_plan(&config, &[], None).await?;
+    let (doc, plan_path) = (made.doc, made.path);
+    let planned = doc.plan.summary().republish;
     if planned != agents.len() || doc.plan.actions.len() != planned {
         bail!(
             "the plan has {planned} republishes and {} actions, expected {} republishes only \
@@ -506,17 +497,9 @@ async fn run_apply(
     }
     let cpu = cpu_time();
     let started = Instant::now();
-    let report = apply(
-        &config,
-        &doc,
-        &plan_path,
-        &ApplyOptions {
-            force: true,
-            ..Default::default()
-        },
-        &now_secs,
-    )
-    .await?;
+    let report =
+        reprofile::orchestrate::apply_plan(&config, &doc, &plan_path, &ApplyOptions::forced())
+            .await?;
     let total = started.elapsed();
     let cpu = cpu_time() - cpu;
     if let Some(failed) = report

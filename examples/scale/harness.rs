@@ -29,7 +29,7 @@ use nostr::{Event, PublicKey};
 use nostr_relay_builder::prelude::{
     LocalRelay, MemoryDatabase, MemoryDatabaseOptions, RateLimit, RelayBuilder,
 };
-use reprofile::apply::{apply, ApplyOptions};
+use reprofile::apply::ApplyOptions;
 use reprofile::config;
 use reprofile::core::content::{merge_content, ProfileContent};
 use reprofile::core::model::RelayObservation;
@@ -1094,12 +1094,7 @@ async fn apply_rows(
         path: plan_path,
         ..
     } = make_plan(&config, &[], None).await?;
-    let planned = doc
-        .plan
-        .actions
-        .iter()
-        .filter(|a| matches!(a, Action::RepublishProfile(_)))
-        .count();
+    let planned = doc.plan.summary().republish;
     if planned != k {
         report.notes.push(format!(
             "{label}{tag} apply: the plan has {planned} republishes, expected {k}"
@@ -1107,17 +1102,9 @@ async fn apply_rows(
     }
     mem::reset_peak();
     let started = Instant::now();
-    let applied = apply(
-        &config,
-        &doc,
-        &plan_path,
-        &ApplyOptions {
-            force: true,
-            ..Default::default()
-        },
-        &now_secs,
-    )
-    .await?;
+    let applied =
+        reprofile::orchestrate::apply_plan(&config, &doc, &plan_path, &ApplyOptions::forced())
+            .await?;
     let apply_time = started.elapsed();
     let apply_peak = mib(mem::peak_kb());
     let done = applied.count(reprofile::core::apply::Outcome::Applied);

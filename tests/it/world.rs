@@ -210,10 +210,7 @@ pub fn regex_escape(text: &str) -> String {
 /// Apply options with the safety threshold lifted (the fixture world is
 /// drifted on purpose).
 pub fn forced() -> reprofile::apply::ApplyOptions {
-    reprofile::apply::ApplyOptions {
-        force: true,
-        ..reprofile::apply::ApplyOptions::default()
-    }
+    reprofile::apply::ApplyOptions::forced()
 }
 
 /// The config of a world whose live relay is `relay_url`.
