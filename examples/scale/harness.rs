@@ -2,8 +2,8 @@
 //! per-agent way and the relay's own limit, on the same relays, with and
 //! without latency.
 //!
-//! Used by `examples/scale.rs` (the command) and `tests/it/bench_harness.rs`
-//! (which runs it with a tiny N so it keeps working). It prints figures and
+//! Used by `examples/scale.rs` (the command, and its test, which runs it
+//! with a tiny N so it keeps working). It prints figures and
 //! never fails on a slow result: benchmarks are not timed tests.
 
 #![allow(dead_code)]

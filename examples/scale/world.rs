@@ -1,6 +1,6 @@
 //! A generated world of N agents with real keys and a mixed relay state.
 //!
-//! Shared by the `scale` example, its test (`tests/it/bench_harness.rs`) and
+//! Shared by the `scale` example (and its test, in `examples/scale.rs`) and
 //! the criterion benches (`benches/core.rs`), which include this file with
 //! `#[path]`. It depends on nothing but the `reprofile` crate and its
 //! dependencies.
