@@ -594,8 +594,8 @@ async fn republish_on_relay(
         publish_timeout: config.relay.publish_timeout,
         max_in_flight: config.relay.max_publish_in_flight,
         service_keys: service_keys.cloned(),
-        // A relay that demanded authentication of the read above takes
-        // each agent's event only from a connection signed in as that agent.
+        // A relay that asked the read above for authentication gets each
+        // agent's event over a connection signed in as that agent.
         sign_in_as_author: current.auth_demanded,
         max_author_sessions: config.relay.max_author_sessions,
         tls: config.relay.tls.clone(),

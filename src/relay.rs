@@ -141,9 +141,11 @@ pub async fn read_profiles(
 pub struct RelayRead {
     /// Author pubkey hex to observation.
     pub observations: HashMap<String, RelayObservation>,
-    /// Whether the relay refused a REQ with `auth-required:`: it demands
-    /// authentication, so publishing to it goes over connections signed in as
-    /// each author.
+    /// Whether the relay asked for authentication (an AUTH challenge, or a
+    /// REQ refused with `auth-required:`): publishing to it then goes over
+    /// connections signed in as each author, which any relay that speaks
+    /// NIP-42 accepts, and which a relay of one identity per connection
+    /// (Buzz) requires.
     pub auth_demanded: bool,
 }
 

@@ -100,7 +100,8 @@ pub struct ReadSession {
     /// When the relay last ended a subscription: proof it was answering then.
     last_eose: Option<Instant>,
     auth: Nip42,
-    /// Whether the relay refused a REQ with `auth-required:`.
+    /// Whether the relay asked for authentication: it sent a challenge, or
+    /// refused a REQ with `auth-required:`.
     auth_demanded: bool,
     /// Advanced by the number of authors of each batch as it completes.
     progress: crate::progress::Progress,
@@ -155,8 +156,10 @@ impl ReadSession {
         self
     }
 
-    /// Whether the relay refused a REQ with `auth-required:` (so it demands
-    /// authentication of readers, and most likely of writers).
+    /// Whether the relay asked for authentication: it sent an AUTH challenge,
+    /// or refused a REQ with `auth-required:`. A refusal alone is not a
+    /// reliable sign: a relay that handles messages concurrently (Buzz) may
+    /// answer a REQ sent before the AUTH after the sign-in, under load.
     pub fn auth_demanded(&self) -> bool {
         self.auth_demanded
     }
@@ -414,7 +417,10 @@ impl Session for ReadSession {
                     tracing::debug!(notice = %text, "relay notice");
                     self.last_notice = Some(text);
                 }
-                RelayMessage::Auth { challenge } => self.auth.on_challenge(&challenge, now),
+                RelayMessage::Auth { challenge } => {
+                    self.auth_demanded = true;
+                    self.auth.on_challenge(&challenge, now)
+                }
                 RelayMessage::Ok {
                     event_id,
                     status,

@@ -176,6 +176,24 @@ fn a_refused_req_waits_for_the_sign_in_and_goes_again() {
 }
 
 #[test]
+fn a_challenge_alone_says_the_relay_asks_for_authentication() {
+    // Under load, a relay that handles messages concurrently may serve a REQ
+    // sent before the AUTH after the sign-in: no refusal is seen, yet the
+    // relay wants authenticated authors for writes.
+    let t0 = Instant::now();
+    let who = authors(1);
+    let mut s = session(&who, Some(identity()));
+    s.poll_transmit(t0, 1);
+    s.handle_input(challenge("c1"), t0);
+    let frames = s.poll_transmit(t0, 1);
+    s.handle_input(ok(auth_id(&frames), true, ""), t0);
+    s.handle_input(eose(0), t0);
+    assert!(s.is_done());
+    assert!(s.auth_demanded());
+    assert_eq!(s.auth_status(), AuthStatus::Authenticated);
+}
+
+#[test]
 fn a_refusal_of_a_req_sent_before_the_sign_in_completed_sends_it_again() {
     let (t0, who, mut s) = reading(1, Some(identity()));
     s.handle_input(challenge("c1"), t0);
