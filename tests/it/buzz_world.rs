@@ -433,3 +433,106 @@ async fn buzz_read_refused_for_every_identity_skips_relay_auth_refused_with_the_
     assert!(doc.plan.complete, "{:#?}", doc.plan.skipped);
     assert_eq!(doc.plan.actions.len(), 2, "both profiles are missing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buzz_user_points_reprofile_at_nothing_but_their_machine_and_it_fixes_the_profiles() {
+    let owner = Keys::generate();
+    let relay = BuzzRelay::start(BuzzMode::Closed {
+        owner: owner.clone(),
+    })
+    .await;
+    let ada = StoreAgent {
+        avatar_url: Some("https://img.example/ada.png".into()),
+        ..StoreAgent::new("Ada", Keys::generate()).with_tag(&owner, "")
+    };
+    let cleo = StoreAgent {
+        persona_id: Some("p-cleo".into()),
+        ..StoreAgent::new("Cleo", Keys::generate()).with_tag(&owner, "")
+    };
+    seed_profile(
+        &relay.url(),
+        &cleo.keys,
+        cleo.auth_tag.as_deref(),
+        &json!({"display_name": "Cleo", "picture": GOOSE_ICON}).to_string(),
+        now_secs() - 600,
+    )
+    .await;
+    // The app's data folder under a fake home (Linux layout), and a working
+    // folder with no config.toml.
+    let home = tempfile::tempdir().unwrap();
+    let agents_dir = home.path().join(".local/share/xyz.block.buzz.app/agents");
+    std::fs::create_dir_all(&agents_dir).unwrap();
+    let store = agents_dir.join("managed-agents.json");
+    std::fs::write(
+        &store,
+        buzz_store(&relay.url(), &[ada.clone(), cleo.clone()]),
+    )
+    .unwrap();
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(
+        agents_dir.join("personas.json"),
+        json!([{"id": "p-cleo", "display_name": "Cleo", "avatar_url": "https://img.example/cleo.png"}])
+            .to_string(),
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let env = || {
+        vec![
+            ("HOME", Some(home.path().to_path_buf())),
+            ("XDG_DATA_HOME", None),
+        ]
+    };
+    let run = |args: &[&str]| {
+        crate::world::run_binary_with_env(
+            args.iter().map(|a| a.to_string()).collect(),
+            work.path().to_path_buf(),
+            env(),
+        )
+    };
+
+    let applied = run(&["apply", "--auto-approve"]).await;
+    let err = crate::world::stderr(&applied);
+    assert_eq!(applied.status.code(), Some(0), "{err}");
+    let out = crate::world::stdout(&applied);
+    // The plan's first line names the store it was found at.
+    assert!(
+        out.lines().next().unwrap_or_default().contains(&format!(
+            "in {}",
+            std::fs::canonicalize(&store).unwrap().display()
+        )),
+        "says which store: {out}"
+    );
+    assert!(out.contains("Apply complete: 3 applied"), "{out}");
+    let planned = run(&["plan"]).await;
+    assert!(
+        crate::world::stderr(&planned).contains(&format!("store: {}", store.display())),
+        "plan says where it found the store: {}",
+        crate::world::stderr(&planned)
+    );
+    // Plan again: complete, nothing to do.
+    let again = run(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}{}",
+        crate::world::stdout(&again),
+        crate::world::stderr(&again)
+    );
+    let record = |name: &str| -> Value {
+        let text = std::fs::read_to_string(&store).unwrap();
+        let records: Value = serde_json::from_str(&text).unwrap();
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(record("Cleo")["avatar_url"], "https://img.example/cleo.png");
+    assert_eq!(
+        record("Ada")["respond_to"],
+        "owner-only",
+        "the app's fields kept"
+    );
+}
