@@ -28,3 +28,5 @@ pub(crate) mod store_write;
 #[cfg(feature = "test-hooks")]
 pub mod testing;
 pub mod tls;
+pub mod verified;
+pub(crate) mod wire;

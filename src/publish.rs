@@ -219,11 +219,12 @@ async fn publish_as_authors(
                 jitter(),
                 std::time::Instant::now(),
             );
+            let checker = crate::verified::Checker::default();
             let delivery =
-                match crate::relay::connect(&url, opts.connect_timeout, 64, &opts.tls).await {
+                match crate::wire::connect(&url, opts.connect_timeout, &opts.tls, checker).await {
                     Ok(mut connection) => {
-                        crate::relay::drive(&mut session, &mut connection).await;
-                        connection.client.shutdown().await;
+                        crate::wire::drive(&mut session, &mut connection).await;
+                        connection.close().await;
                         session.delivery().cloned().unwrap_or_else(|| {
                             Delivery::Failed("publishing did not finish".to_owned())
                         })

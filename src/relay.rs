@@ -1,12 +1,14 @@
-//! The relay edge: connections, and the loop that drives a sans-IO session
-//! over one (reading kind:0s, or publishing as one agent).
+//! The relay edge for reading, and the nostr-sdk connection of the pipelined
+//! publisher (`crate::publish`).
 //!
 //! Reading: the newest kind:0 of each agent, with proof that the relay's
 //! answer was complete. One connection per relay (or a few, with
 //! `read_connections`), kind:0 requests for many authors at once; every
 //! decision (what to send, completeness, authentication, retries) is made by
-//! [`crate::protocol::read::ReadSession`]. This module opens connections,
-//! moves frames and notifications, keeps time, and, when the relay refused
+//! [`crate::protocol::read::ReadSession`], driven over a bare websocket by
+//! `crate::wire` (which checks every event's id and signature on a pool of
+//! one thread per core). This module spreads relays and their authors over
+//! connections, and, when the relay refused
 //! the identity a connection signed in as, opens a new connection for the
 //! refused authors with the next identity of [`ReadOptions::identities`] (a
 //! refused AUTH poisons a connection).
@@ -23,8 +25,8 @@
 //!
 //! Why not `Client::fetch_events`: nostr-sdk returns `Ok` with no events for a
 //! dead or silent relay (see `shared/spec/nostr-sdk-facts.md`), so the session
-//! sends its own REQs and this module feeds it the relay's notification
-//! channel (`EOSE` / `CLOSED` / `AUTH` / `OK` / status changes).
+//! sends its own REQs and is fed every relay message (`EOSE` / `CLOSED` /
+//! `AUTH` / `OK`) and the connection's end.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -32,14 +34,12 @@ use std::time::Duration;
 
 use nostr_sdk::pool::{RelayLimits, RelayNotification, RelayPoolOptions};
 use nostr_sdk::{Client, ClientOptions, PublicKey, Relay, RelayOptions, RelayStatus};
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
 use tokio::task::JoinSet;
 
 use crate::core::model::RelayObservation;
 use crate::protocol::nip42::{AuthStatus, Identity};
-use crate::protocol::read::{ReadSession, MAX_SUBSCRIPTIONS_IN_FLIGHT};
-use crate::protocol::{Input, Session};
+use crate::protocol::read::ReadSession;
 
 pub(crate) use crate::protocol::{human_duration, relay_text};
 
@@ -74,9 +74,9 @@ pub struct ReadOptions {
     /// How many relays are read at the same time (at least 1 is used).
     pub max_concurrent_relays: usize,
     /// How many connections one relay's authors are spread over (at least 1
-    /// is used; never more than it has batches). nostr-sdk checks each
-    /// event's signature on its connection's one task, so a relay with
-    /// thousands of agents is read faster over one connection per core.
+    /// is used; never more than it has batches). Signatures are checked on
+    /// a pool of one thread per core whatever this is, so more connections
+    /// help only a relay that is slow to answer each.
     pub connections_per_relay: usize,
     /// How many authors one REQ filter names; values outside
     /// `1..=`[`MAX_AUTHORS_PER_FILTER`] are clamped into that range.
@@ -89,6 +89,9 @@ pub struct ReadOptions {
     pub identities: Arc<BTreeMap<String, Vec<Identity>>>,
     /// Whom `wss://` relays are trusted by.
     pub tls: crate::tls::Tls,
+    /// How events' signatures are checked: every one (the default), or with
+    /// a daemon's memory of the checks of earlier ticks.
+    pub checker: crate::verified::Checker,
 }
 
 impl Default for ReadOptions {
@@ -101,6 +104,7 @@ impl Default for ReadOptions {
             progress: crate::progress::Progress::none(),
             identities: Arc::default(),
             tls: crate::tls::Tls::default(),
+            checker: crate::verified::Checker::default(),
         }
     }
 }
@@ -119,8 +123,8 @@ impl Default for ReadOptions {
 /// relays at a time. "Newest" is NIP-01's order:
 /// greatest `created_at`, ties broken by the lowest event id. Events that are
 /// not kind 0, whose author was not asked for in that subscription, or whose
-/// id or signature does not verify (nostr-sdk checks both before handing an
-/// event over) are ignored.
+/// id or signature does not verify (`crate::wire` checks both, with
+/// `opts.checker`) are ignored.
 ///
 /// This never fails as a whole: every problem becomes an
 /// [`RelayObservation::Unreadable`] (or `AuthRefused`) with a short reason
@@ -253,15 +257,11 @@ async fn read_relay(url: &str, authors: &[PublicKey], opts: &ReadOptions) -> Rel
         let mut session =
             ReadSession::new(remaining.chunks(per_filter), opts.timeouts.query, identity)
                 .with_progress(opts.progress.clone());
-        // Room for every notification one window of subscriptions can
-        // produce (nostr-sdk emits two per new event) with margin, so that a
-        // fast relay does not overrun this reader.
-        let channel_size = (MAX_SUBSCRIPTIONS_IN_FLIGHT * per_filter * 4).max(2048);
-        match connect(url, opts.timeouts.connect, channel_size, &opts.tls).await {
+        let checker = opts.checker.clone();
+        match crate::wire::connect(url, opts.timeouts.connect, &opts.tls, checker).await {
             Ok(mut connection) => {
-                drive(&mut session, &mut connection).await;
-                // Disconnects the relay and stops its connection task.
-                connection.client.shutdown().await;
+                crate::wire::drive(&mut session, &mut connection).await;
+                connection.close().await;
             }
             Err(reason) => {
                 tracing::warn!(relay = %url, %reason, "relay unreadable");
@@ -319,7 +319,8 @@ fn unique_authors(authors: &[PublicKey]) -> Vec<PublicKey> {
         .collect()
 }
 
-/// An open connection to one relay, owned by one read or one publish batch.
+/// An open nostr-sdk connection to one relay, owned by one pipelined publish
+/// batch (sessions use `crate::wire` instead).
 pub(crate) struct Connection {
     pub(crate) client: Client,
     pub(crate) relay: Relay,
@@ -403,39 +404,6 @@ pub(crate) async fn connect(
     })
 }
 
-/// Drives `session` over `connection` until it is done: sends what it asks
-/// for, feeds it the relay's notifications, and wakes it at its deadlines.
-/// Owns no decision.
-pub(crate) async fn drive(session: &mut impl Session, connection: &mut Connection) {
-    loop {
-        let frames = session.poll_transmit(std::time::Instant::now(), crate::clock::now_secs());
-        if !frames.is_empty() {
-            if let Err(error) = connection.relay.batch_msg(frames) {
-                let reason = format!("the request could not be sent ({error})");
-                session.handle_input(Input::Lost(reason), std::time::Instant::now());
-            }
-        }
-        if session.is_done() {
-            return;
-        }
-        let Some(deadline) = session.poll_timeout() else {
-            // Nothing in flight and nothing due: nothing can change any more.
-            return;
-        };
-        tokio::select! {
-            biased;
-            received = connection.notifications.recv() => {
-                if let Some(input) = input_of(received) {
-                    session.handle_input(input, std::time::Instant::now());
-                }
-            }
-            () = tokio::time::sleep_until(deadline.into()) => {
-                session.handle_timeout(std::time::Instant::now());
-            }
-        }
-    }
-}
-
 /// Why a notification means the connection is gone, or `None` when it does
 /// not: what reading and publishing both go by.
 pub(crate) fn connection_lost(notification: &RelayNotification) -> Option<&'static str> {
@@ -455,18 +423,6 @@ pub(crate) fn connection_lost(notification: &RelayNotification) -> Option<&'stat
         | RelayNotification::Event { .. }
         | RelayNotification::Authenticated
         | RelayNotification::AuthenticationFailed => None,
-    }
-}
-
-/// What a notification means to a session (`None`: nothing).
-fn input_of(received: Result<RelayNotification, RecvError>) -> Option<Input> {
-    match received {
-        Ok(RelayNotification::Message { message }) => Some(Input::Message(message)),
-        // `Event` repeats what `Message` carries (and only for events new to
-        // the client): the `Message` form is the one followed.
-        Ok(notification) => connection_lost(&notification).map(|why| Input::Lost(why.to_owned())),
-        Err(RecvError::Lagged(missed)) => Some(Input::Lagged(missed)),
-        Err(RecvError::Closed) => Some(Input::Lost("connection closed".to_owned())),
     }
 }
 

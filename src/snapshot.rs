@@ -47,6 +47,7 @@ pub fn read_options(config: &Config) -> ReadOptions {
         progress: crate::progress::Progress::none(),
         identities: Arc::default(),
         tls: config.relay.tls.clone(),
+        checker: crate::verified::Checker::default(),
     }
 }
 

@@ -185,6 +185,29 @@ impl Tls {
     }
 }
 
+/// A bare websocket to a relay (`crate::wire`'s connections).
+pub(crate) type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+impl Tls {
+    /// Opens a bare websocket to `url` with this trust, within `timeout`.
+    /// The error is one line for people: `connection failed: …`.
+    pub(crate) async fn open(&self, url: &str, timeout: Duration) -> Result<Socket, String> {
+        let parsed = Url::parse(url).map_err(|error| format!("invalid relay URL: {error}"))?;
+        let failed = || {
+            format!(
+                "connection failed: no connection after {}",
+                crate::protocol::human_duration(timeout)
+            )
+        };
+        match tokio::time::timeout(timeout, self.transport.open_socket(&parsed)).await {
+            Ok(Ok(socket)) => Ok(socket),
+            Ok(Err(ConnectError::Timeout)) | Err(_) => Err(failed()),
+            Ok(Err(error)) => Err(format!("connection failed: {error}")),
+        }
+    }
+}
+
 impl Default for Tls {
     /// The web roots and the OS store; one shared value per process, so its
     /// root store is built once however many options are made.
@@ -280,8 +303,16 @@ impl WebSocketTransport for TlsTransport {
 }
 
 impl TlsTransport {
-    /// TCP, then TLS for `wss://`, then the websocket handshake.
+    /// TCP, then TLS for `wss://`, then the websocket handshake, as
+    /// async-wsocket's socket (what nostr-sdk's transport speaks).
     async fn open(&self, url: &Url) -> Result<WebSocket, ConnectError> {
+        // async-wsocket's socket: it turns frames into the Message type
+        // nostr-sdk's transport speaks, as the default transport does.
+        Ok(WebSocket::Tokio(self.open_socket(url).await?))
+    }
+
+    /// TCP, then TLS for `wss://`, then the websocket handshake.
+    async fn open_socket(&self, url: &Url) -> Result<Socket, ConnectError> {
         let host = url.host_str().ok_or(ConnectError::NoHost)?;
         let port = url.port_or_known_default().ok_or(ConnectError::NoHost)?;
         let connector = match url.scheme() {
@@ -303,9 +334,7 @@ impl TlsTransport {
         )
         .await
         .map_err(ConnectError::from_websocket)?;
-        // async-wsocket's socket: it turns frames into the Message type
-        // nostr-sdk's transport speaks, as the default transport does.
-        Ok(WebSocket::Tokio(socket))
+        Ok(socket)
     }
 }
 

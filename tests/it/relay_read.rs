@@ -14,7 +14,7 @@ use nostr_relay_builder::{LocalRelay, MockRelay};
 use reprofile::core::model::RelayObservation;
 use reprofile::protocol::nip42::Identity;
 use reprofile::relay::{read_profiles, read_relays, ReadOptions};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::support::{
     closed_port_url, fixture_path, json_with, publish_events, seed_events, short_read_options,
@@ -345,6 +345,39 @@ async fn newest_by_nip01_order_greatest_created_at_then_lowest_id() {
         b_low.id.to_hex(),
         "lower id came first"
     );
+}
+
+/// nostr-sdk 0.44 skips the checks of an event whose id it has seen before
+/// on the connection, without hashing the event again: a relay could follow
+/// a valid profile with a newer forged one under the same id and signature.
+/// reprofile's reader checks every event it is sent.
+#[tokio::test]
+async fn a_forged_event_under_a_valid_events_id_and_signature_is_ignored() {
+    let keys = Keys::generate();
+    let valid = signed_profile(&keys, 1_000, r#"{"name":"valid"}"#);
+    let forged: Value =
+        serde_json::from_str(&json_with(&valid, "content", json!(r#"{"name":"forged"}"#))).unwrap();
+    let mut forged = forged;
+    forged["created_at"] = json!(2_000);
+    let raw = vec![valid.as_json(), forged.to_string()];
+    let table = read_fake(
+        FakeBehaviour::EventsThenEose(raw),
+        &[keys.public_key()],
+        2 * SECOND,
+    )
+    .await;
+
+    match &table[&keys.public_key().to_hex()] {
+        RelayObservation::Newest(event) => {
+            assert_eq!(event.id, valid.id.to_hex());
+            assert_eq!(
+                event.created_at, 1_000,
+                "the forged newer copy was not believed"
+            );
+            assert!(event.content.contains("valid"), "{}", event.content);
+        }
+        other => panic!("expected the valid profile, got {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,244 @@
+//! A relay connection over a bare websocket, for the sans-IO sessions
+//! (reading kind:0s, publishing as one agent): frames out, relay messages in,
+//! every event's id and signature checked off the connection's task.
+//!
+//! Why not nostr-sdk's relay connection here: nostr-sdk 0.44 checks each
+//! event's signature on its connection's one task, with no way to leave the
+//! check to the caller, so one relay was read on one core however many the
+//! machine has; it also saves every event in a per-client database and
+//! trusts an event id it has seen before without hashing the event again.
+//! The sessions already make every protocol decision, so this module only
+//! moves frames: the nostr crate parses and checks messages, and
+//! tokio-tungstenite (the websocket nostr-sdk itself uses, opened by
+//! [`crate::tls::Tls`]) carries them.
+//!
+//! Incoming text frames are parsed and checked in chunks on rayon's pool (one
+//! thread per core, shared by every connection of the process), and handed
+//! to the session in the order the relay sent them, so an EOSE is never seen
+//! before the events it ends. Events whose id or signature does not verify,
+//! and expired events (NIP-40), never reach the session. At most
+//! [`MAX_CHUNKS_IN_FLIGHT`] chunks are being checked per connection; past
+//! that the socket is not read, and TCP slows the relay down.
+//!
+//! What it must not do: decide anything (that is the sessions' job), or log
+//! keys.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use nostr::{JsonUtil, RelayMessage};
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::protocol::{Input, Session};
+use crate::tls::{Socket, Tls};
+use crate::verified::Checker;
+
+/// The most frames parsed and checked as one piece of work.
+const FRAMES_PER_CHUNK: usize = 64;
+
+/// The most chunks of one connection being checked at once.
+pub(crate) const MAX_CHUNKS_IN_FLIGHT: usize = 32;
+
+/// One open connection, owned by one session.
+pub(crate) struct Connection {
+    socket: Socket,
+    checker: Checker,
+    /// What the relay sent, in order: chunks still being checked, or ready.
+    pending: VecDeque<Pending>,
+    /// The socket has ended (its end is queued in `pending`).
+    ended: bool,
+}
+
+enum Pending {
+    Ready(Vec<Input>),
+    Checking(oneshot::Receiver<Vec<Input>>),
+}
+
+/// Opens a connection to `url` within `connect_timeout`; events are checked
+/// with `checker`. The error is one line for people.
+pub(crate) async fn connect(
+    url: &str,
+    connect_timeout: Duration,
+    tls: &Tls,
+    checker: Checker,
+) -> Result<Connection, String> {
+    let socket = tls.open(url, connect_timeout).await?;
+    tracing::debug!(relay = %url, "connected");
+    Ok(Connection {
+        socket,
+        checker,
+        pending: VecDeque::new(),
+        ended: false,
+    })
+}
+
+impl Connection {
+    /// Sends `frames` in order, flushed once.
+    async fn send(&mut self, frames: Vec<nostr::ClientMessage<'static>>) -> Result<(), String> {
+        for frame in frames {
+            self.socket
+                .feed(Message::text(frame.as_json()))
+                .await
+                .map_err(|error| error.to_string())?;
+        }
+        self.socket.flush().await.map_err(|error| error.to_string())
+    }
+
+    /// The next inputs in the order the relay sent them. Cancel-safe: every
+    /// frame received is queued before the next await.
+    async fn next_inputs(&mut self) -> Vec<Input> {
+        loop {
+            if let Some(Pending::Ready(_)) = self.pending.front() {
+                if let Some(Pending::Ready(inputs)) = self.pending.pop_front() {
+                    return inputs;
+                }
+            }
+            let may_read = !self.ended && self.pending.len() < MAX_CHUNKS_IN_FLIGHT;
+            let front = match self.pending.front_mut() {
+                Some(Pending::Checking(receiver)) => Some(receiver),
+                _ => None,
+            };
+            tokio::select! {
+                biased;
+                checked = async { front.expect("guarded").await }, if front.is_some() => {
+                    self.pending.pop_front();
+                    return checked.unwrap_or_else(|_| {
+                        vec![Input::Lost("internal error: a message check was lost".to_owned())]
+                    });
+                }
+                frame = self.socket.next(), if may_read => self.received(frame),
+                else => {
+                    // Nothing queued and the socket ended: said already.
+                    return vec![Input::Lost("connection closed".to_owned())];
+                }
+            }
+        }
+    }
+
+    /// Queues one received frame, with every frame already waiting behind
+    /// it (up to a chunk), for checking.
+    fn received(&mut self, frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) {
+        let mut texts = Vec::new();
+        let mut next = frame;
+        loop {
+            match next {
+                Some(Ok(Message::Text(text))) => texts.push(text),
+                // Pings are answered by tungstenite; binary frames are not
+                // NIP-01.
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_)))
+                | Some(Ok(Message::Frame(_))) => {}
+                Some(Ok(Message::Close(_))) | None => {
+                    self.end(texts, "connection closed".to_owned());
+                    return;
+                }
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "connection dropped");
+                    self.end(texts, "connection dropped".to_owned());
+                    return;
+                }
+            }
+            if texts.len() >= FRAMES_PER_CHUNK {
+                break;
+            }
+            match self.socket.next().now_or_never() {
+                Some(frame) => next = frame,
+                None => break,
+            }
+        }
+        self.check(texts);
+    }
+
+    fn end(&mut self, texts: Vec<tokio_tungstenite::tungstenite::Utf8Bytes>, why: String) {
+        self.check(texts);
+        self.pending
+            .push_back(Pending::Ready(vec![Input::Lost(why)]));
+        self.ended = true;
+    }
+
+    /// Parses and checks `texts` on the pool.
+    fn check(&mut self, texts: Vec<tokio_tungstenite::tungstenite::Utf8Bytes>) {
+        if texts.is_empty() {
+            return;
+        }
+        let (done, receiver) = oneshot::channel();
+        let checker = self.checker.clone();
+        rayon::spawn(move || {
+            let inputs = texts
+                .iter()
+                .filter_map(|text| input_of(text.as_str(), &checker))
+                .collect();
+            let _ = done.send(inputs);
+        });
+        self.pending.push_back(Pending::Checking(receiver));
+    }
+
+    /// Closes the websocket (best effort: the relay may be gone already).
+    pub(crate) async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.close(None)).await;
+    }
+}
+
+/// What one text frame means to a session: `None` for what is not a NIP-01
+/// relay message, and for an event that is not authentic or has expired.
+fn input_of(text: &str, checker: &Checker) -> Option<Input> {
+    match RelayMessage::from_json(text) {
+        Ok(RelayMessage::Event {
+            subscription_id,
+            event,
+        }) => {
+            if !checker.authentic(&event) {
+                tracing::debug!(id = %event.id, "event ignored: its id or signature does not verify");
+                return None;
+            }
+            if event.is_expired() {
+                tracing::debug!(id = %event.id, "event ignored: expired (NIP-40)");
+                return None;
+            }
+            Some(Input::Message(RelayMessage::Event {
+                subscription_id,
+                event,
+            }))
+        }
+        Ok(message) => Some(Input::Message(message)),
+        Err(error) => {
+            tracing::debug!(%error, "relay frame ignored: not a relay message");
+            None
+        }
+    }
+}
+
+/// Drives `session` over `connection` until it is done: sends what it asks
+/// for, feeds it the relay's messages, and wakes it at its deadlines. Owns no
+/// decision.
+pub(crate) async fn drive(session: &mut impl Session, connection: &mut Connection) {
+    loop {
+        let frames = session.poll_transmit(std::time::Instant::now(), crate::clock::now_secs());
+        if !frames.is_empty() {
+            if let Err(error) = connection.send(frames).await {
+                let reason = format!("the request could not be sent ({error})");
+                session.handle_input(Input::Lost(reason), std::time::Instant::now());
+            }
+        }
+        if session.is_done() {
+            return;
+        }
+        let Some(deadline) = session.poll_timeout() else {
+            // Nothing in flight and nothing due: nothing can change any more.
+            return;
+        };
+        tokio::select! {
+            biased;
+            inputs = connection.next_inputs() => {
+                let now = std::time::Instant::now();
+                for input in inputs {
+                    session.handle_input(input, now);
+                }
+            }
+            () = tokio::time::sleep_until(deadline.into()) => {
+                session.handle_timeout(std::time::Instant::now());
+            }
+        }
+    }
+}
