@@ -42,6 +42,7 @@ use crate::store::read_agent_store;
 #[cfg(any(test, feature = "test-hooks"))]
 use crate::store_write::InjectedFault;
 use crate::store_write::{resolve_target, write_avatars, AvatarEdit, EditDecision, WriteOptions};
+use crate::verified::Checker;
 
 /// How to apply.
 #[derive(Debug, Clone, Default)]
@@ -58,6 +59,10 @@ pub struct ApplyOptions {
     /// and journaled. The actions not begun are neither done nor journaled
     /// ([`ApplyReport::not_begun`]); the next run plans them again.
     pub stop: Option<Arc<AtomicBool>>,
+    /// How the relays' events are checked when read (preconditions,
+    /// confirmation): with the run's memory of the checks already made, the
+    /// events this apply signs count as checked.
+    pub checker: crate::verified::Checker,
 }
 
 impl ApplyOptions {
@@ -309,6 +314,7 @@ pub async fn apply(
                 service_keys: service_keys.as_ref(),
                 identities: &identities,
                 stop: &opts.stop,
+                checker: &opts.checker,
             };
             republish_on_relay(&mut run, config, relay, &actions, &context).await?;
         }
@@ -475,6 +481,7 @@ struct RelayContext<'a> {
     service_keys: Option<&'a Keys>,
     identities: &'a Arc<BTreeMap<String, Vec<Identity>>>,
     stop: &'a Option<Arc<AtomicBool>>,
+    checker: &'a crate::verified::Checker,
 }
 
 /// The store's records as read before the republishes, found by pubkey.
@@ -510,6 +517,7 @@ async fn republish_on_relay(
         service_keys,
         identities,
         stop,
+        checker,
     } = context;
     let authors: Vec<PublicKey> = actions
         .iter()
@@ -517,6 +525,7 @@ async fn republish_on_relay(
         .collect();
     let read = ReadOptions {
         identities: Arc::clone(identities),
+        checker: Checker::clone(checker),
         ..read_options(config)
     };
     let current = read_relays(BTreeMap::from([(relay.to_string(), authors)]), &read)
@@ -565,6 +574,8 @@ async fn republish_on_relay(
                     config.policy.future_tolerance_secs,
                 ) {
                     Ok(event) => {
+                        // Signed here: its read-back needs no signature check.
+                        checker.signed_here(&event);
                         // The relay checks the tag; a record's tag goes as it is.
                         let tag = record
                             .auth_tag

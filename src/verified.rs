@@ -119,6 +119,15 @@ impl Checker {
         }
     }
 
+    /// Remembers `event`, signed by this process, as checked (its signature
+    /// was just made, with a key proven to be its pubkey's). Nothing without
+    /// a memory.
+    pub fn signed_here(&self, event: &Event) {
+        if let Some(memory) = &self.memory {
+            memory.remember(event);
+        }
+    }
+
     /// True when `event`'s id is the hash of its fields and its signature is
     /// its pubkey's, checking the signature only when the memory cannot
     /// vouch for this exact id, pubkey and signature.
@@ -206,6 +215,22 @@ mod tests {
         let stranger = Keys::generate().public_key().to_hex();
         assert!(!checker.authentic(&altered(&event, "pubkey", json!(stranger))));
         assert_eq!(memory.hits(), 0, "nothing forged was vouched for");
+    }
+
+    #[test]
+    fn an_event_signed_here_reads_back_without_a_signature_check() {
+        let keys = Keys::generate();
+        let event = profile(&keys, "Ada", 1_000);
+        let memory = VerifiedEvents::new();
+        let checker = Checker::with_memory(memory.clone());
+        checker.signed_here(&event);
+        assert!(checker.authentic(&event));
+        assert_eq!((memory.checks(), memory.hits()), (0, 1));
+        // Without a memory, nothing is remembered.
+        let plain = Checker::default();
+        plain.signed_here(&event);
+        assert!(plain.authentic(&event));
+        assert_eq!((memory.checks(), memory.hits()), (0, 1));
     }
 
     #[test]
