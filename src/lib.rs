@@ -27,4 +27,5 @@ pub mod store;
 pub(crate) mod store_write;
 #[cfg(feature = "test-hooks")]
 pub mod testing;
+pub(crate) mod tick_memory;
 pub mod tls;
