@@ -9,7 +9,9 @@
 //! between actions (bounded wait, then exit 0; [`crate::orchestrate`] says
 //! exactly what happens). After each tick: plan retention and a Prometheus
 //! text file for monitoring. `run --once` is one tick now. This module owns
-//! the schedule, the counters and the metrics; it plans and applies nothing
+//! the schedule, the counters, the metrics and the daemon's
+//! [`TickMemory`] (created when the daemon starts, handed to each tick, never
+//! written anywhere; `run --once` has none); it plans and applies nothing
 //! itself.
 
 use std::collections::BTreeMap;
