@@ -6,7 +6,7 @@
 //! (snapshot, plan files, apply) and the core, and never its callers, so data
 //! flows one way. It prints nothing (its callers print and log) and decides
 //! nothing the core decides; it holds no state between calls (the daemon
-//! hands each tick its [`TickMemory`]).
+//! hands each tick its `TickMemory`).
 //!
 //! # What happens on SIGTERM (and SIGINT)
 //!
