@@ -27,6 +27,7 @@ pub mod store;
 pub(crate) mod store_write;
 #[cfg(feature = "test-hooks")]
 pub mod testing;
+pub(crate) mod tick_memory;
 pub mod tls;
 pub mod verified;
 pub(crate) mod wire;

@@ -5,7 +5,8 @@
 //! daemon ([`crate::schedule`]) call this module; it calls the edges
 //! (snapshot, plan files, apply) and the core, and never its callers, so data
 //! flows one way. It prints nothing (its callers print and log) and decides
-//! nothing the core decides; it holds no state between calls.
+//! nothing the core decides; it holds no state between calls (the daemon
+//! hands each tick its `TickMemory`).
 //!
 //! # What happens on SIGTERM (and SIGINT)
 //!
@@ -46,6 +47,7 @@ use crate::core::rules;
 use crate::planfile::{self, PlanDocument, PlanKind};
 use crate::render::{self, Style};
 use crate::snapshot;
+use crate::tick_memory::TickMemory;
 
 /// The current time in Unix seconds: the one clock of every command.
 pub use crate::clock::now_secs;
@@ -82,9 +84,37 @@ pub async fn make_plan(
     only: &[String],
     out: Option<&Path>,
 ) -> anyhow::Result<Planned> {
-    let gathered = snapshot::gather(config, only).await?;
+    plan_and_write(config, only, out, None).await
+}
+
+/// [`make_plan`], or with `memory` (the daemon's, and then of every agent):
+/// the stores parsed again only when their bytes changed, and rule A5's key
+/// derivations of earlier ticks reused. The plan is the one [`make_plan`]
+/// would make.
+async fn plan_and_write(
+    config: &Config,
+    only: &[String],
+    out: Option<&Path>,
+    mut memory: Option<&mut TickMemory>,
+) -> anyhow::Result<Planned> {
+    let gathered = match memory.as_deref_mut() {
+        Some(memory) => snapshot::gather_remembering(config, memory).await?,
+        None => snapshot::gather(config, only).await?,
+    };
     let now = now_secs();
-    let plan = rules::plan(&gathered.snapshot, &config.policy, now);
+    let plan = match memory {
+        Some(memory) => {
+            let (plan, learned) = rules::plan_remembering_keys(
+                &gathered.snapshot,
+                &config.policy,
+                now,
+                memory.known_keys(),
+            );
+            memory.learn_keys(learned);
+            plan
+        }
+        None => rules::plan(&gathered.snapshot, &config.policy, now),
+    };
     let mut read_errors = BTreeMap::new();
     for agent in &gathered.snapshot.agents {
         if let (
@@ -221,15 +251,21 @@ impl TickReport {
 
 /// One tick of the maintenance job: plan, and apply in apply mode (as
 /// `apply --auto-approve` would), stopping between actions once `stop` is
-/// requested. Logs its summary; never fails as a whole.
-pub async fn tick(config: &Config, stop: &Stop) -> TickReport {
+/// requested. Logs its summary; never fails as a whole. The daemon passes
+/// its `memory` of earlier ticks; `run --once` passes none, and then the
+/// tick is exactly `plan` then `apply`.
+pub(crate) async fn tick(
+    config: &Config,
+    stop: &Stop,
+    memory: Option<&mut TickMemory>,
+) -> TickReport {
     let clock = Instant::now();
     let mut report = TickReport {
         started: now_secs(),
         ..TickReport::default()
     };
     tracing::info!(mode = ?config.schedule.mode, "tick started");
-    match make_plan(config, &[], None).await {
+    match plan_and_write(config, &[], None, memory).await {
         Err(err) => report.error = Some(err),
         Ok(Planned {
             doc,

@@ -9,7 +9,9 @@
 //! between actions (bounded wait, then exit 0; [`crate::orchestrate`] says
 //! exactly what happens). After each tick: plan retention and a Prometheus
 //! text file for monitoring. `run --once` is one tick now. This module owns
-//! the schedule, the counters and the metrics; it plans and applies nothing
+//! the schedule, the counters, the metrics and the daemon's
+//! [`TickMemory`] (created when the daemon starts, handed to each tick, never
+//! written anywhere; `run --once` has none); it plans and applies nothing
 //! itself.
 
 use std::collections::BTreeMap;
@@ -28,6 +30,7 @@ use crate::core::apply::Outcome;
 use crate::core::plan::{Action, SkipReason};
 use crate::orchestrate::{tick, Stop, TickReport};
 use crate::planfile::{self, write_atomic};
+use crate::tick_memory::TickMemory;
 
 /// Counters kept across ticks.
 #[derive(Debug, Default, Clone)]
@@ -253,7 +256,8 @@ async fn jitter_wait(jitter: Duration, stop: &Stop) -> bool {
 pub async fn run_once(config: &Config) -> TickReport {
     let stop = Stop::default();
     jitter_wait(config.schedule.jitter, &stop).await;
-    let report = tick(config, &stop).await;
+    // One tick: nothing to remember it for.
+    let report = tick(config, &stop, None).await;
     let mut counters = Counters::default();
     counters.count(&report);
     after_tick(config, &report, &counters);
@@ -262,13 +266,14 @@ pub async fn run_once(config: &Config) -> TickReport {
 
 struct Shared {
     config: Config,
-    busy: Mutex<()>,
+    /// Held by the running tick: its memory of the ticks before.
+    busy: Mutex<TickMemory>,
     counters: std::sync::Mutex<Counters>,
     stop: Stop,
 }
 
 async fn scheduled_tick(shared: Arc<Shared>) {
-    let Ok(_guard) = shared.busy.try_lock() else {
+    let Ok(mut memory) = shared.busy.try_lock() else {
         shared.counters.lock().expect("counters").skipped += 1;
         tracing::warn!("tick skipped: the previous tick is still running");
         return;
@@ -276,7 +281,7 @@ async fn scheduled_tick(shared: Arc<Shared>) {
     if !jitter_wait(shared.config.schedule.jitter, &shared.stop).await {
         return;
     }
-    let report = tick(&shared.config, &shared.stop).await;
+    let report = tick(&shared.config, &shared.stop, Some(&mut memory)).await;
     let counters = {
         let mut counters = shared.counters.lock().expect("counters");
         counters.count(&report);
@@ -300,7 +305,8 @@ pub async fn run_daemon(config: Config) -> anyhow::Result<()> {
     let mode = config.schedule.mode;
     let shared = Arc::new(Shared {
         config,
-        busy: Mutex::new(()),
+        // Created here, in memory only, and gone when the daemon exits.
+        busy: Mutex::new(TickMemory::default()),
         counters: std::sync::Mutex::new(Counters::default()),
         stop: Stop::default(),
     });

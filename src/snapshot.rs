@@ -168,38 +168,74 @@ pub fn read_stores(config: &Config) -> anyhow::Result<(AgentStore, BTreeMap<Stri
     Ok((store, personas))
 }
 
+/// The stores as a snapshot needs them: the agent store's records (without
+/// its text) and the personas.
+#[derive(Debug, Clone)]
+pub(crate) struct StoresRead {
+    /// The agent store's file.
+    pub path: std::path::PathBuf,
+    /// SHA-256 of its bytes, lower-case hex.
+    pub digest: String,
+    /// Its records, in file order.
+    pub records: Vec<AgentRecord>,
+    /// Persona id to avatar.
+    pub personas: BTreeMap<String, String>,
+}
+
 /// Takes a snapshot of every agent (or of the agents whose pubkey is in
 /// `only`, when it is not empty; every copy of a selected pubkey is kept so
 /// that duplicates are still seen).
 pub async fn gather(config: &Config, only: &[String]) -> anyhow::Result<Gathered> {
     let (store, personas) = read_stores(config)?;
+    // The text is not kept (see [`Gathered::store`]).
+    let AgentStore {
+        path,
+        digest,
+        records,
+        text,
+    } = store;
+    drop(text);
+    let stores = StoresRead {
+        path,
+        digest,
+        records: records.into_iter().map(|r| r.record).collect(),
+        personas,
+    };
+    observe(config, only, stores).await
+}
+
+/// [`gather`] of every agent for the daemon, with the stores as `memory`
+/// gives them: parsed again only when their bytes changed since its last
+/// tick.
+pub(crate) async fn gather_remembering(
+    config: &Config,
+    memory: &mut crate::tick_memory::TickMemory,
+) -> anyhow::Result<Gathered> {
+    let stores = memory.read_stores(config)?;
+    observe(config, &[], stores).await
+}
+
+/// The snapshot of the agents of `stores` (all, or those of `only`): each
+/// one's newest kind:0 from its relay.
+async fn observe(config: &Config, only: &[String], stores: StoresRead) -> anyhow::Result<Gathered> {
+    let StoresRead {
+        path,
+        digest,
+        records: stored,
+        personas,
+    } = stores;
     if !only.is_empty() {
-        let known: HashSet<&str> = store
-            .records
-            .iter()
-            .map(|r| r.record.pubkey.as_str())
-            .collect();
+        let known: HashSet<&str> = stored.iter().map(|r| r.pubkey.as_str()).collect();
         if let Some(missing) = only.iter().find(|p| !known.contains(p.as_str())) {
             anyhow::bail!(
                 "agent {missing} is not in the agent store {}; check the --agent value",
-                store.path.display()
+                path.display()
             );
         }
     }
     let selected: HashSet<&str> = only.iter().map(String::as_str).collect();
     // Any agent of a relay may sign in to read it, selected or not.
-    let identities = sign_in_identities(
-        config,
-        store.records.iter().map(|r| &r.record),
-        read_auth_key(config)?.as_ref(),
-    );
-    let AgentStore {
-        path,
-        digest,
-        records: stored,
-        text,
-    } = store;
-    drop(text);
+    let identities = sign_in_identities(config, stored.iter(), read_auth_key(config)?.as_ref());
     let summary = StoreIdentity {
         path: std::fs::canonicalize(&path)
             .unwrap_or(path)
@@ -210,8 +246,7 @@ pub async fn gather(config: &Config, only: &[String]) -> anyhow::Result<Gathered
     };
     let records: Vec<_> = stored
         .into_iter()
-        .filter(|r| selected.is_empty() || selected.contains(r.record.pubkey.as_str()))
-        .map(|r| r.record)
+        .filter(|r| selected.is_empty() || selected.contains(r.pubkey.as_str()))
         .collect();
 
     let mut requests: BTreeMap<String, Vec<PublicKey>> = BTreeMap::new();

@@ -115,17 +115,35 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Reads and parses the agent store at `path`.
 pub fn read_agent_store(path: &Path) -> Result<AgentStore, StoreError> {
-    let text = read_text("agent store", path)?;
+    let text = read_text(AGENT_STORE, path)?;
     parse_agent_store(path, text)
+}
+
+/// What the agent store is called in messages.
+pub(crate) const AGENT_STORE: &str = "agent store";
+/// What the persona store is called in messages.
+pub(crate) const PERSONA_STORE: &str = "persona store";
+
+/// The bytes of the `what` file at `path`.
+pub(crate) fn read_bytes(what: &'static str, path: &Path) -> Result<Vec<u8>, StoreError> {
+    std::fs::read(path).map_err(|source| StoreError::Unreadable {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// The text of the `what` file at `path`: it must be readable UTF-8.
 fn read_text(what: &'static str, path: &Path) -> Result<String, StoreError> {
-    let bytes = std::fs::read(path).map_err(|source| StoreError::Unreadable {
-        what,
-        path: path.to_path_buf(),
-        source,
-    })?;
+    utf8_text(what, path, read_bytes(what, path)?)
+}
+
+/// The bytes of the `what` file at `path` as text: they must be UTF-8.
+pub(crate) fn utf8_text(
+    what: &'static str,
+    path: &Path,
+    bytes: Vec<u8>,
+) -> Result<String, StoreError> {
     String::from_utf8(bytes).map_err(|err| {
         let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
@@ -162,6 +180,17 @@ fn syntax_error(what: &'static str, path: &Path, err: &serde_json::Error) -> Sto
 /// the fields the tool does not read), then each record's known fields are
 /// picked out as raw slices and decoded.
 pub fn parse_agent_store(path: &Path, text: String) -> Result<AgentStore, StoreError> {
+    let digest = sha256_hex(text.as_bytes());
+    parse_agent_store_digested(path, text, digest)
+}
+
+/// [`parse_agent_store`] of a text whose SHA-256 (`digest`, lower-case hex)
+/// the caller already computed.
+pub(crate) fn parse_agent_store_digested(
+    path: &Path,
+    text: String,
+    digest: String,
+) -> Result<AgentStore, StoreError> {
     let raw_records: Vec<&RawValue> = match serde_json::from_str(&text) {
         Ok(records) => records,
         Err(err) if err.classify() == Category::Data => {
@@ -171,7 +200,7 @@ pub fn parse_agent_store(path: &Path, text: String) -> Result<AgentStore, StoreE
                     .to_string(),
             })
         }
-        Err(err) => return Err(syntax_error("agent store", path, &err)),
+        Err(err) => return Err(syntax_error(AGENT_STORE, path, &err)),
     };
     let base = text.as_ptr() as usize;
     let mut records = Vec::with_capacity(raw_records.len());
@@ -191,7 +220,7 @@ pub fn parse_agent_store(path: &Path, text: String) -> Result<AgentStore, StoreE
     }
     Ok(AgentStore {
         path: path.to_path_buf(),
-        digest: sha256_hex(text.as_bytes()),
+        digest,
         text,
         records,
     })
@@ -351,11 +380,27 @@ pub fn read_persona_store(
     configured: bool,
     records: &[StoredRecord],
 ) -> Result<BTreeMap<String, String>, StoreError> {
-    match read_personas(path) {
+    persona_store_from(
+        path,
+        configured,
+        records.iter().map(|r| &r.record),
+        read_personas(path),
+    )
+}
+
+/// [`read_persona_store`] given what reading (and parsing) the persona store
+/// at `path` gave: decides whether a missing one is allowed for `records`.
+pub(crate) fn persona_store_from<'a>(
+    path: &Path,
+    configured: bool,
+    records: impl Iterator<Item = &'a AgentRecord>,
+    read: Result<BTreeMap<String, String>, StoreError>,
+) -> Result<BTreeMap<String, String>, StoreError> {
+    match read {
         Err(StoreError::Unreadable { source, .. })
             if !configured && source.kind() == std::io::ErrorKind::NotFound =>
         {
-            let naming: Vec<&AgentRecord> = records_naming_a_persona(records).collect();
+            let naming: Vec<&AgentRecord> = records.filter(|r| r.persona_id.is_some()).collect();
             match naming.first() {
                 None => Ok(BTreeMap::new()),
                 Some(first) => Err(StoreError::PersonasNeeded {
@@ -374,14 +419,14 @@ pub fn read_persona_store(
 
 /// Reads the persona store: persona id to its `avatar_url` (blank when none).
 pub fn read_personas(path: &Path) -> Result<BTreeMap<String, String>, StoreError> {
-    let text = read_text("persona store", path)?;
+    let text = read_text(PERSONA_STORE, path)?;
     parse_personas(path, &text)
 }
 
 /// Parses the persona store's text (`path` is for messages).
 pub fn parse_personas(path: &Path, text: &str) -> Result<BTreeMap<String, String>, StoreError> {
     let value: Value =
-        serde_json::from_str(text).map_err(|err| syntax_error("persona store", path, &err))?;
+        serde_json::from_str(text).map_err(|err| syntax_error(PERSONA_STORE, path, &err))?;
     let shape = |problem: String| StoreError::Shape {
         path: path.to_path_buf(),
         problem,

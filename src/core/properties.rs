@@ -14,13 +14,14 @@ use nostr::{Keys, SecretKey};
 use proptest::prelude::*;
 
 use super::content::ProfileContent;
+use super::known_keys::{KeyHash, KnownKeys};
 use super::model::{
     AgentRecord, AgentSnapshot, AvatarField, ExistingEvent, PlanMode, Policy, RelayObservation,
     SecretText, Snapshot,
 };
 use super::nip_oa;
 use super::plan::{Action, AvatarSource, Plan};
-use super::rules::plan;
+use super::rules::{check_agent_key, plan, plan_remembering_keys};
 
 const NOW: u64 = 1_800_000_000;
 
@@ -361,5 +362,46 @@ proptest! {
     fn property_content_parse_never_panics(text in ".{0,200}", bytes in prop::collection::vec(any::<u8>(), 0..200)) {
         let _ = ProfileContent::parse(&text);
         let _ = ProfileContent::parse(&String::from_utf8_lossy(&bytes));
+    }
+
+    #[test]
+    fn property_remembered_key_derivations_give_the_same_plan_as_deriving(
+        specs in prop::collection::vec(agent_spec(), 1..12),
+    ) {
+        let snapshot = world(&specs);
+        let policy = Policy::default();
+        let fresh = plan(&snapshot, &policy, NOW);
+        let (first, learned) = plan_remembering_keys(&snapshot, &policy, NOW, &KnownKeys::default());
+        prop_assert_eq!(&first, &fresh);
+        let (again, none) = plan_remembering_keys(&snapshot, &policy, NOW, &learned);
+        prop_assert_eq!(&again, &fresh);
+        prop_assert!(none.is_empty());
+    }
+
+    #[test]
+    fn property_a_known_derivation_of_key_k_never_validates_another_key(
+        k in 1u8..=254,
+        other in 1u8..=254,
+        upper in any::<bool>(),
+    ) {
+        let (key_k, key_other) = (keys(k), keys(other));
+        let text_k = key_k.secret_key().to_bech32().unwrap();
+        let known: KnownKeys = [(KeyHash::of(&text_k), key_k.public_key().to_bytes())].into_iter().collect();
+        // A record of K's pubkey holding another key (or another text of K).
+        let mut text = key_other.secret_key().to_bech32().unwrap();
+        if upper {
+            text = text.to_uppercase();
+        }
+        let mut record = build(0, &AgentSpec {
+            key: k, pubkey_kind: 2, name: "Ada", avatar: 3, persona: 0, command: 0,
+            relay_url: 1, secret: 3, auth: 3, observation: 0, content: vec![],
+            shows_name: false, shows_picture: false, created_offset: 0,
+        }).record;
+        record.secret_key = Some(SecretText::new(text.clone()));
+        let mut learned = Vec::new();
+        let outcome = check_agent_key(&record, &known, &mut learned);
+        prop_assert_eq!(&outcome, &super::rules::agent_keys(&record).map(drop));
+        prop_assert_eq!(outcome.is_ok(), keys(k).public_key() == keys(other).public_key());
+        prop_assert_eq!(learned.len(), usize::from(text != text_k), "another text is derived, not looked up");
     }
 }

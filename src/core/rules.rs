@@ -13,6 +13,7 @@ use nostr::nips::nip19::FromBech32;
 use nostr::{Keys, RelayUrl, SecretKey};
 
 use super::content::{merge_content, ProfileContent};
+use super::known_keys::{KeyHash, KnownKeys};
 use super::model::{AgentRecord, AgentSnapshot, PlanMode, Policy, RelayObservation, Snapshot};
 use super::nip_oa;
 use super::plan::{
@@ -341,8 +342,30 @@ enum Decision {
 /// false when any agent was skipped because its relay could not be read (an
 /// agent rejected by rule A never needed its relay).
 pub fn plan(snapshot: &Snapshot, policy: &Policy, now: u64) -> Plan {
+    plan_with(snapshot, policy, now, None).0
+}
+
+/// [`plan`], with rule A5's key derivations taken from `known` where it
+/// holds them (the daemon's memory of earlier ticks). Returns the plan, the
+/// same as [`plan`] gives, and the derivations made anew, for the caller to
+/// remember.
+pub fn plan_remembering_keys(
+    snapshot: &Snapshot,
+    policy: &Policy,
+    now: u64,
+    known: &KnownKeys,
+) -> (Plan, KnownKeys) {
+    plan_with(snapshot, policy, now, Some(known))
+}
+
+fn plan_with(
+    snapshot: &Snapshot,
+    policy: &Policy,
+    now: u64,
+    known: Option<&KnownKeys>,
+) -> (Plan, KnownKeys) {
     let copies = PubkeyCopies::of(snapshot.agents.iter().map(|agent| &agent.record));
-    let outcomes = decide_all(snapshot, policy, now, &copies);
+    let (outcomes, learned) = decide_all(snapshot, policy, now, &copies, known);
     let mut result = Plan {
         complete: true,
         agents: snapshot.agents.len(),
@@ -380,45 +403,52 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, now: u64) -> Plan {
         .skipped
         .sort_by(|a, b| (&a.agent, a.index).cmp(&(&b.agent, b.index)));
     result.unchanged.sort();
-    result
+    (result, learned.into_iter().collect())
 }
 
 /// Below this many agents, planning stays on one thread.
 const PARALLEL_MIN_AGENTS: usize = 2_000;
 
-/// Every agent's outcome, in snapshot order. The agents are independent, so
-/// large snapshots are decided on `policy.threads` threads (scoped: no thread
-/// outlives the call, and the result does not depend on how it was split).
+/// Every agent's outcome, in snapshot order, and the key derivations made
+/// anew (only with `known`). The agents are independent, so large snapshots
+/// are decided on `policy.threads` threads (scoped: no thread outlives the
+/// call, each reads `known` and collects its own derivations, and the result
+/// does not depend on how it was split).
 fn decide_all(
     snapshot: &Snapshot,
     policy: &Policy,
     now: u64,
     copies: &PubkeyCopies<'_>,
-) -> Vec<Decision> {
+    known: Option<&KnownKeys>,
+) -> (Vec<Decision>, Vec<(KeyHash, [u8; 32])>) {
     let agents = &snapshot.agents;
     let threads = policy.threads.max(1);
-    if threads == 1 || agents.len() < PARALLEL_MIN_AGENTS {
-        return agents
+    let decide_part = |part: &[AgentSnapshot]| {
+        let mut learned = Vec::new();
+        let decisions: Vec<Decision> = part
             .iter()
-            .map(|a| decide(a, snapshot, policy, now, copies))
+            .map(|a| decide(a, snapshot, policy, now, copies, known, &mut learned))
             .collect();
+        (decisions, learned)
+    };
+    if threads == 1 || agents.len() < PARALLEL_MIN_AGENTS {
+        return decide_part(agents);
     }
     let chunk = agents.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let parts: Vec<_> = agents
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|a| decide(a, snapshot, policy, now, copies))
-                        .collect::<Vec<_>>()
-                })
-            })
+            .map(|part| scope.spawn(move || decide_part(part)))
             .collect();
-        parts
-            .into_iter()
-            .flat_map(|part| part.join().expect("a planner thread does not panic"))
-            .collect()
+        let mut decisions = Vec::with_capacity(agents.len());
+        let mut learned = Vec::new();
+        for part in parts {
+            let (part_decisions, part_learned) =
+                part.join().expect("a planner thread does not panic");
+            decisions.extend(part_decisions);
+            learned.extend(part_learned);
+        }
+        (decisions, learned)
     })
 }
 
@@ -428,6 +458,8 @@ fn decide(
     policy: &Policy,
     now: u64,
     copies: &PubkeyCopies<'_>,
+    known: Option<&KnownKeys>,
+    learned: &mut Vec<(KeyHash, [u8; 32])>,
 ) -> Decision {
     let record = &agent.record;
 
@@ -476,8 +508,13 @@ fn decide(
         return finish(actions);
     }
 
-    // A5. The agent's own key must sign the new event.
-    if let Err((reason, detail)) = agent_keys(record) {
+    // A5. The agent's own key must sign the new event (its derivation
+    // remembered from an earlier tick when the daemon gives `known`).
+    let key_check = match known {
+        Some(known) => check_agent_key(record, known, learned),
+        None => agent_keys(record).map(drop),
+    };
+    if let Err((reason, detail)) = key_check {
         return Decision::Skip(reason, detail);
     }
 
@@ -625,24 +662,64 @@ fn choose_backfill(
 /// Rule A5: the record's key parses and is the key of its pubkey. Returns the
 /// agent's keys (for signing at apply time), or the skip reason and why.
 pub fn agent_keys(record: &AgentRecord) -> Result<Keys, (SkipReason, String)> {
-    let Some(secret) = record
+    let keys = parse_agent_key(secret_text(record)?)?;
+    let derived = keys.public_key();
+    check_derived(record, &derived.to_bytes())?;
+    Ok(keys)
+}
+
+/// Rule A5 as the planner runs it: the key's derivation is taken from
+/// `known` when that holds the hash of this very key text, else derived
+/// (and pushed on `learned`, for the caller to remember). The outcome is the
+/// one [`agent_keys`] gives, key for key: only the same text has the same
+/// hash.
+pub fn check_agent_key(
+    record: &AgentRecord,
+    known: &KnownKeys,
+    learned: &mut Vec<(KeyHash, [u8; 32])>,
+) -> Result<(), (SkipReason, String)> {
+    let text = secret_text(record)?;
+    let hash = KeyHash::of(text);
+    let derived = match known.get(&hash) {
+        Some(derived) => *derived,
+        None => {
+            let derived = parse_agent_key(text)?.public_key().to_bytes();
+            learned.push((hash, derived));
+            derived
+        }
+    };
+    check_derived(record, &derived)
+}
+
+/// The record's key text (trimmed), or rule A5's skip for a missing key.
+fn secret_text(record: &AgentRecord) -> Result<&str, (SkipReason, String)> {
+    record
         .secret_key
         .as_ref()
-        .filter(|s| !s.expose().trim().is_empty())
-    else {
-        return Err((
-            SkipReason::InvalidKey,
-            "private_key_nsec is missing; the agent's own key is needed to sign".to_string(),
-        ));
-    };
-    let Ok(secret_key) = SecretKey::from_bech32(secret.expose().trim()) else {
-        return Err((
+        .map(|s| s.expose().trim())
+        .filter(|text| !text.is_empty())
+        .ok_or_else(|| {
+            (
+                SkipReason::InvalidKey,
+                "private_key_nsec is missing; the agent's own key is needed to sign".to_string(),
+            )
+        })
+}
+
+/// The keys of a key text, or rule A5's skip for one that does not parse.
+fn parse_agent_key(text: &str) -> Result<Keys, (SkipReason, String)> {
+    SecretKey::from_bech32(text).map(Keys::new).map_err(|_| {
+        (
             SkipReason::InvalidKey,
             "private_key_nsec does not parse as a bech32 nsec key".to_string(),
-        ));
-    };
-    let keys = Keys::new(secret_key);
-    let derived = keys.public_key().to_hex();
+        )
+    })
+}
+
+/// Rule A5's last check: the pubkey the key derives (x-only, 32 bytes) is
+/// the record's.
+fn check_derived(record: &AgentRecord, derived: &[u8; 32]) -> Result<(), (SkipReason, String)> {
+    let derived = hex::encode(derived);
     if derived != record.pubkey {
         return Err((
             SkipReason::KeyMismatch,
@@ -652,7 +729,7 @@ pub fn agent_keys(record: &AgentRecord) -> Result<Keys, (SkipReason, String)> {
             ),
         ));
     }
-    Ok(keys)
+    Ok(())
 }
 
 /// Rule D4 for the record's own `auth_tag`: `None` when it has none; else the

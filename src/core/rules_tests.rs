@@ -8,6 +8,7 @@ use nostr::{Keys, SecretKey};
 
 use super::*;
 use crate::core::avatar::CommandAvatars;
+use crate::core::known_keys::{KeyHash, KnownKeys};
 use crate::core::model::{AvatarField, ExistingEvent, SecretText};
 
 const NOW: u64 = 1_800_000_000;
@@ -241,6 +242,113 @@ fn rule_a5_key_of_another_pubkey_skips_key_mismatch() {
     let (reason, detail) = only_skip(&plan);
     assert_eq!(reason, SkipReason::KeyMismatch);
     assert!(!detail.contains(&other));
+}
+
+#[test]
+fn rule_a5_from_known_keys_gives_the_outcome_of_deriving_for_every_case() {
+    let other = keys(2).secret_key().to_bech32().unwrap();
+    let cases: Vec<(&str, Option<String>)> = vec![
+        (
+            "own key",
+            record(1, "Ada").secret_key.map(|s| s.expose().to_string()),
+        ),
+        (
+            "own key padded",
+            Some(format!("  {}\n", keys(1).secret_key().to_bech32().unwrap())),
+        ),
+        ("key of another pubkey", Some(other)),
+        ("unparsable", Some("nsec1notakey".to_string())),
+        ("blank", Some("  ".to_string())),
+        ("missing", None),
+    ];
+    let mut known = KnownKeys::default();
+    for (case, key) in cases {
+        let mut rec = record(1, "Ada");
+        rec.secret_key = key.map(SecretText::new);
+        let derived = agent_keys(&rec).map(drop);
+        let mut learned = Vec::new();
+        let first = check_agent_key(&rec, &known, &mut learned);
+        assert_eq!(first, derived, "{case}: first time, derived");
+        // Only a key that parses is derived, and so remembered; the padded
+        // key trims to the text already known.
+        assert_eq!(
+            learned.len(),
+            usize::from(case == "own key" || case == "key of another pubkey"),
+            "{case}"
+        );
+        known.extend(learned.into_iter().collect());
+        let mut learned = Vec::new();
+        let again = check_agent_key(&rec, &known, &mut learned);
+        assert_eq!(again, derived, "{case}: from the known derivation");
+        assert!(
+            learned.is_empty(),
+            "{case}: a known key is not derived again"
+        );
+    }
+    // Key 1 (bare and padded trim to one text) and key 2.
+    assert_eq!(known.len(), 2);
+}
+
+#[test]
+fn rule_a5_a_known_derivation_answers_only_for_its_own_key_text() {
+    // The derivation of key 1 is known; a record of pubkey 1 holding key 2
+    // must still fail, and key 2 is derived (not looked up as key 1).
+    let own = keys(1).secret_key().to_bech32().unwrap();
+    let known: KnownKeys = [(KeyHash::of(&own), keys(1).public_key().to_bytes())]
+        .into_iter()
+        .collect();
+    let mut rec = record(1, "Ada");
+    rec.secret_key = Some(SecretText::new(keys(2).secret_key().to_bech32().unwrap()));
+    let mut learned = Vec::new();
+    let (reason, _) = check_agent_key(&rec, &known, &mut learned).unwrap_err();
+    assert_eq!(reason, SkipReason::KeyMismatch);
+    assert_eq!(
+        learned,
+        vec![(
+            KeyHash::of(rec.secret_key.as_ref().unwrap().expose()),
+            keys(2).public_key().to_bytes()
+        )]
+    );
+}
+
+#[test]
+fn plan_remembering_keys_on_planner_threads_gives_the_plan_and_learns_each_key_once() {
+    // Above the parallel threshold, every agent needing a republish: half
+    // hold their own key, half the key of the next agent.
+    let n = PARALLEL_MIN_AGENTS + 10;
+    let secrets: Vec<Keys> = (0..n)
+        .map(|i| {
+            let mut secret = [9u8; 32];
+            secret[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+            Keys::new(SecretKey::from_slice(&secret).unwrap())
+        })
+        .collect();
+    let agents: Vec<(AgentRecord, RelayObservation)> = (0..n)
+        .map(|i| {
+            let key = &secrets[if i % 2 == 0 { i } else { (i + 1) % n }];
+            let rec = AgentRecord {
+                index: i,
+                pubkey: secrets[i].public_key().to_hex(),
+                secret_key: Some(SecretText::new(key.secret_key().to_bech32().unwrap())),
+                ..record(1, &format!("agent {i}"))
+            };
+            (rec, RelayObservation::NoProfile)
+        })
+        .collect();
+    let snapshot = world(agents);
+    let policy = Policy {
+        threads: 2,
+        ..Policy::default()
+    };
+    let fresh = plan(&snapshot, &policy, NOW);
+    assert_eq!(fresh.skipped.len(), n / 2, "every other key is another's");
+    let (first, learned) = plan_remembering_keys(&snapshot, &policy, NOW, &KnownKeys::default());
+    assert_eq!(first, fresh);
+    // Odd agents hold the next (even) agent's key: n / 2 key texts in all.
+    assert_eq!(learned.len(), n / 2, "each key text derived once");
+    let (again, none) = plan_remembering_keys(&snapshot, &policy, NOW, &learned);
+    assert_eq!(again, fresh);
+    assert!(none.is_empty(), "nothing derived again");
 }
 
 #[test]

@@ -429,3 +429,50 @@ async fn bad_cron_or_timezone_is_a_clear_start_up_error() {
     );
     assert!(stdout(&output).is_empty());
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> std::collections::BTreeSet<std::path::PathBuf> {
+    let mut files = std::collections::BTreeSet::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().map(Result::unwrap) {
+            if entry.file_type().unwrap().is_dir() {
+                folders.push(entry.path());
+            } else {
+                files.insert(entry.path());
+            }
+        }
+    }
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_once_and_plan_keep_no_cache_on_disk_only_their_plans() {
+    // The daemon's memory of earlier ticks lives in its process only; the
+    // one-shot commands have none, and write nothing a later run could read
+    // as a parse or a key check already made.
+    let world = World::start().await;
+    let before = files_under(world.dir.path());
+    let plan = world.cli(&["plan"]).await;
+    assert_incomplete_for_the_down_relay(&plan);
+    let once = world.cli(&["run", "--once"]).await;
+    assert_incomplete_for_the_down_relay(&once);
+    let written: Vec<_> = files_under(world.dir.path())
+        .difference(&before)
+        .cloned()
+        .collect();
+    // (Both may write the same file: a plan's name is its second and digest.)
+    assert!(!written.is_empty(), "each writes its plan");
+    for file in &written {
+        let name = file.file_name().unwrap().to_string_lossy();
+        assert_eq!(
+            file.parent(),
+            Some(world.plans_dir().as_path()),
+            "{written:?}"
+        );
+        assert!(
+            name.starts_with("plan-") && (name.ends_with(".json") || name.ends_with(".txt")),
+            "{written:?}"
+        );
+    }
+}

@@ -1,0 +1,401 @@
+//! What the `run` daemon remembers from one tick to the next, in memory
+//! only: the last parse of the agent store and of the persona store, each
+//! keyed by the SHA-256 of the bytes it was parsed from, and rule A5's key
+//! derivations ([`KnownKeys`], keyed by the SHA-256 of each key's text).
+//!
+//! Every tick reads both files in full and hashes them; a parse is reused
+//! only when the bytes hash to the digest it was made from (a modification
+//! time is never trusted). Whenever the agent store is parsed anew, the key
+//! derivations are cut down to the keys it holds, so the memory never
+//! outgrows the store, however long the daemon runs.
+//!
+//! What it must not do: exist outside the daemon, or touch the disk. Only
+//! [`crate::schedule`]'s daemon creates one; `run --once`, `plan`, `apply`
+//! and `migrate` parse the stores and derive every key afresh, as nothing
+//! here is ever written to a file (a cache file could be edited to vouch for
+//! a key or a store it never saw). It holds no private key (a key's hash is
+//! not logged either); it decides nothing the core decides.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::core::known_keys::{KeyHash, KnownKeys};
+use crate::core::model::AgentRecord;
+use crate::snapshot::{check_app_store, StoresRead};
+use crate::store::{
+    parse_agent_store_digested, parse_personas, persona_store_from, read_bytes, sha256_hex,
+    utf8_text, StoreError, AGENT_STORE, PERSONA_STORE,
+};
+
+/// The daemon's memory across ticks (see the module's doc).
+#[derive(Debug, Default)]
+pub struct TickMemory {
+    /// The last parse of the agent store.
+    agents: Option<RememberedAgents>,
+    /// The last parse of the persona store.
+    personas: Option<RememberedPersonas>,
+    /// Rule A5's derivations, for keys the remembered agent store holds.
+    keys: KnownKeys,
+    /// How often each store was parsed, and a parse reused.
+    counts: ParseCounts,
+}
+
+/// How often the stores were parsed, and how often a parse was reused
+/// because the bytes had not changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ParseCounts {
+    /// Agent store parses.
+    pub agents_parsed: u64,
+    /// Agent store parses reused.
+    pub agents_reused: u64,
+    /// Persona store parses.
+    pub personas_parsed: u64,
+    /// Persona store parses reused.
+    pub personas_reused: u64,
+}
+
+#[derive(Debug)]
+struct RememberedAgents {
+    path: PathBuf,
+    digest: String,
+    records: Vec<AgentRecord>,
+}
+
+#[derive(Debug)]
+struct RememberedPersonas {
+    path: PathBuf,
+    digest: String,
+    personas: BTreeMap<String, String>,
+}
+
+impl TickMemory {
+    /// Reads the stores named in `config` as [`crate::snapshot::read_stores`]
+    /// does (same checks, same errors), parsing each only when its bytes
+    /// changed since the last call.
+    pub(crate) fn read_stores(&mut self, config: &Config) -> anyhow::Result<StoresRead> {
+        check_app_store(config)?;
+        let (digest, records) = self.agent_records(&config.agents)?;
+        let personas = self.personas(config, &records)?;
+        Ok(StoresRead {
+            path: config.agents.clone(),
+            digest,
+            records,
+            personas,
+        })
+    }
+
+    /// The agent store's digest and records, from memory when its bytes did
+    /// not change. A new parse replaces the memory and cuts the known key
+    /// derivations down to the keys it holds.
+    fn agent_records(&mut self, path: &Path) -> Result<(String, Vec<AgentRecord>), StoreError> {
+        let read = self.read_agent_records(path);
+        if read.is_err() {
+            // No store now: nothing of the last one is kept.
+            self.agents = None;
+            self.keys = KnownKeys::default();
+        }
+        read
+    }
+
+    fn read_agent_records(
+        &mut self,
+        path: &Path,
+    ) -> Result<(String, Vec<AgentRecord>), StoreError> {
+        let bytes = read_bytes(AGENT_STORE, path)?;
+        let digest = sha256_hex(&bytes);
+        if let Some(known) = self
+            .agents
+            .as_ref()
+            .filter(|known| known.path == path && known.digest == digest)
+        {
+            self.counts.agents_reused += 1;
+            tracing::debug!("the agent store did not change since the last tick: not parsed again");
+            return Ok((digest, known.records.clone()));
+        }
+        self.agents = None;
+        let text = utf8_text(AGENT_STORE, path, bytes)?;
+        let store = parse_agent_store_digested(path, text, digest.clone())?;
+        self.counts.agents_parsed += 1;
+        let records: Vec<AgentRecord> = store.records.into_iter().map(|r| r.record).collect();
+        let used: HashSet<KeyHash> = records.iter().filter_map(KeyHash::of_record).collect();
+        self.keys.retain_used(&used);
+        self.agents = Some(RememberedAgents {
+            path: path.to_path_buf(),
+            digest: digest.clone(),
+            records: records.clone(),
+        });
+        Ok((digest, records))
+    }
+
+    /// The personas, as [`crate::store::read_persona_store`] gives them,
+    /// from memory when the persona store's bytes did not change.
+    fn personas(
+        &mut self,
+        config: &Config,
+        records: &[AgentRecord],
+    ) -> Result<BTreeMap<String, String>, StoreError> {
+        let path = &config.personas;
+        let read = read_bytes(PERSONA_STORE, path).and_then(|bytes| {
+            let digest = sha256_hex(&bytes);
+            if let Some(known) = self
+                .personas
+                .as_ref()
+                .filter(|known| known.path == *path && known.digest == digest)
+            {
+                self.counts.personas_reused += 1;
+                return Ok(known.personas.clone());
+            }
+            self.personas = None;
+            let text = utf8_text(PERSONA_STORE, path, bytes)?;
+            let personas = parse_personas(path, &text)?;
+            self.counts.personas_parsed += 1;
+            self.personas = Some(RememberedPersonas {
+                path: path.clone(),
+                digest,
+                personas: personas.clone(),
+            });
+            Ok(personas)
+        });
+        if read.is_err() {
+            self.personas = None;
+        }
+        persona_store_from(path, config.personas_configured, records.iter(), read)
+    }
+
+    /// Rule A5's derivations known from earlier ticks.
+    pub(crate) fn known_keys(&self) -> &KnownKeys {
+        &self.keys
+    }
+
+    /// Remembers the derivations a plan made (of keys of the store just
+    /// read, so the memory still holds only keys the store holds).
+    pub(crate) fn learn_keys(&mut self, learned: KnownKeys) {
+        self.keys.extend(learned);
+    }
+
+    /// How often the stores were parsed and reused so far.
+    #[cfg(test)]
+    pub fn parse_counts(&self) -> ParseCounts {
+        self.counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nostr_relay_builder::prelude::RelayBuilder;
+
+    use super::*;
+    use crate::core::model::Policy;
+    use crate::core::plan::{Plan, SkipReason};
+    use crate::core::rules;
+    use crate::orchestrate::{make_plan, tick, Stop};
+
+    const STORE: &str = include_str!("../examples/basic/managed-agents.json");
+    const PERSONAS: &str = include_str!("../examples/basic/personas.json");
+
+    /// A folder with the example store and personas, and its config.
+    fn stores() -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("managed-agents.json"), STORE).unwrap();
+        std::fs::write(dir.path().join("personas.json"), PERSONAS).unwrap();
+        let config = crate::config::parse(
+            "[store]\nagents = \"managed-agents.json\"\npersonas = \"personas.json\"\n",
+            &dir.path().join("config.toml"),
+            dir.path(),
+        )
+        .expect("config");
+        (dir, config)
+    }
+
+    /// What a fresh read (no memory) gives: digest, records, personas.
+    fn fresh(config: &Config) -> (String, Vec<AgentRecord>, BTreeMap<String, String>) {
+        let (store, personas) = crate::snapshot::read_stores(config).expect("stores read");
+        let records = store.records.into_iter().map(|r| r.record).collect();
+        (store.digest, records, personas)
+    }
+
+    fn read(
+        memory: &mut TickMemory,
+        config: &Config,
+    ) -> (String, Vec<AgentRecord>, BTreeMap<String, String>) {
+        let read = memory.read_stores(config).expect("stores read");
+        (read.digest, read.records, read.personas)
+    }
+
+    #[test]
+    fn an_unchanged_store_is_not_parsed_again_and_reads_as_a_fresh_parse() {
+        let (_dir, config) = stores();
+        let mut memory = TickMemory::default();
+        let first = read(&mut memory, &config);
+        let second = read(&mut memory, &config);
+        assert_eq!(
+            memory.parse_counts(),
+            ParseCounts {
+                agents_parsed: 1,
+                agents_reused: 1,
+                personas_parsed: 1,
+                personas_reused: 1,
+            }
+        );
+        assert_eq!(first, fresh(&config));
+        assert_eq!(second, fresh(&config));
+        assert!(!second.1.is_empty() && !second.2.is_empty());
+    }
+
+    #[test]
+    fn a_store_changed_by_one_byte_is_parsed_again() {
+        let (dir, config) = stores();
+        let mut memory = TickMemory::default();
+        read(&mut memory, &config);
+        // One byte of one name, the length unchanged.
+        let store = dir.path().join("managed-agents.json");
+        let text = std::fs::read_to_string(&store).unwrap();
+        let at = text.find("\"name\": \"").expect("a name") + "\"name\": \"".len();
+        let mut bytes = text.into_bytes();
+        bytes[at] = if bytes[at] == b'Q' { b'R' } else { b'Q' };
+        std::fs::write(&store, &bytes).unwrap();
+        let changed = read(&mut memory, &config);
+        assert_eq!(memory.parse_counts().agents_parsed, 2);
+        assert_eq!(memory.parse_counts().agents_reused, 0);
+        assert_eq!(changed, fresh(&config), "the new bytes, parsed");
+        // One byte of the personas, too.
+        let personas = dir.path().join("personas.json");
+        let text = std::fs::read_to_string(&personas).unwrap();
+        std::fs::write(&personas, text.replacen(".png", ".PNG", 1)).unwrap();
+        let changed = read(&mut memory, &config);
+        assert_eq!(memory.parse_counts().personas_parsed, 2);
+        assert_eq!(changed, fresh(&config));
+    }
+
+    #[test]
+    fn a_store_that_stops_parsing_is_the_same_error_as_without_memory_and_is_forgotten() {
+        let (dir, config) = stores();
+        let mut memory = TickMemory::default();
+        read(&mut memory, &config);
+        let store = dir.path().join("managed-agents.json");
+        std::fs::write(&store, "[{\"pubkey\": ").unwrap();
+        let with_memory = memory.read_stores(&config).unwrap_err().to_string();
+        let without = crate::snapshot::read_stores(&config)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(with_memory, without);
+        assert!(memory.agents.is_none() && memory.keys.is_empty());
+        // Put back as it was: parsed again, not taken from memory.
+        std::fs::write(&store, STORE).unwrap();
+        assert_eq!(read(&mut memory, &config), fresh(&config));
+        assert_eq!(memory.parse_counts().agents_parsed, 2);
+    }
+
+    /// Plans the records as the daemon does and remembers the derivations.
+    fn plan_and_learn(memory: &mut TickMemory, config: &Config) -> usize {
+        let read = memory.read_stores(config).expect("stores read");
+        let snapshot = crate::core::model::Snapshot {
+            agents: read
+                .records
+                .into_iter()
+                .map(|record| crate::core::model::AgentSnapshot {
+                    relay: Some(record.relay_url.clone()),
+                    record,
+                    observation: crate::core::model::RelayObservation::NoProfile,
+                })
+                .collect(),
+            personas: read.personas,
+        };
+        let (plan, learned) =
+            rules::plan_remembering_keys(&snapshot, &Policy::default(), 1, memory.known_keys());
+        memory.learn_keys(learned);
+        plan.actions.len()
+    }
+
+    #[test]
+    fn key_derivations_are_kept_only_for_keys_the_store_still_holds() {
+        let (dir, config) = stores();
+        let mut memory = TickMemory::default();
+        plan_and_learn(&mut memory, &config);
+        let store = dir.path().join("managed-agents.json");
+        let all: Vec<serde_json::Value> = serde_json::from_str(STORE).unwrap();
+        let keys_in = |records: &[serde_json::Value]| {
+            records
+                .iter()
+                .filter_map(|r| r["private_key_nsec"].as_str())
+                .filter(|k| nostr::SecretKey::parse(k.trim()).is_ok())
+                .collect::<HashSet<_>>()
+                .len()
+        };
+        let before = memory.known_keys().len();
+        assert!(before > 2, "the example world derives keys: {before}");
+        assert!(before <= keys_in(&all));
+        // The store loses all but its first two records.
+        std::fs::write(&store, serde_json::to_string_pretty(&all[..2]).unwrap()).unwrap();
+        plan_and_learn(&mut memory, &config);
+        let after = memory.known_keys().len();
+        assert_eq!(keys_in(&all[..2]), 2);
+        assert_eq!(after, 2, "the derivations of the two keys left, no other");
+        // And a daemon whose store churns stays at that size.
+        for round in 0..3 {
+            let mut records = all[..2].to_vec();
+            records[1]["name"] = format!("renamed {round}").into();
+            std::fs::write(&store, serde_json::to_string_pretty(&records).unwrap()).unwrap();
+            plan_and_learn(&mut memory, &config);
+            assert_eq!(memory.known_keys().len(), after);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_daemon_tick_over_an_unchanged_store_makes_the_plan_of_a_fresh_parse() {
+        let relay = crate::demo::run_local_relay(RelayBuilder::default())
+            .await
+            .expect("relay");
+        let url = relay.url().await.to_string();
+        crate::demo::seed_relay(&url, &crate::demo::seed_events().unwrap())
+            .await
+            .expect("seeded");
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = crate::demo::lay_out_world(dir.path(), &url).unwrap();
+        let config = crate::config::load(&config_path).unwrap();
+        let stop = Stop::default();
+
+        let mut memory = TickMemory::default();
+        let first = tick(&config, &stop, Some(&mut memory)).await;
+        let learned = memory.known_keys().len();
+        assert!(learned > 0, "the world's republishes derive keys");
+        let second = tick(&config, &stop, Some(&mut memory)).await;
+        assert_eq!(memory.parse_counts().agents_parsed, 1);
+        assert_eq!(memory.parse_counts().agents_reused, 1);
+        assert_eq!(memory.known_keys().len(), learned, "nothing derived again");
+
+        let fresh = make_plan(&config, &[], None).await.expect("plan");
+        for report in [first, second] {
+            let doc = report.plan.expect("a plan");
+            assert!(!doc.plan.actions.is_empty(), "the world needs work");
+            assert!(
+                doc.plan
+                    .skipped
+                    .iter()
+                    .any(|s| s.reason == SkipReason::KeyMismatch),
+                "the world holds a key of another pubkey"
+            );
+            assert_eq!(
+                without_clock(doc.plan),
+                without_clock(fresh.doc.plan.clone())
+            );
+            assert_eq!(doc.store, fresh.doc.store);
+        }
+    }
+
+    /// The plan with the clock (`dated <now>` in a skip's detail) blanked:
+    /// the ticks run a second apart at most.
+    fn without_clock(mut plan: Plan) -> Plan {
+        for skip in &mut plan.skipped {
+            if let Some(at) = skip.detail.find("dated ") {
+                let start = at + "dated ".len();
+                let end = skip.detail[start..]
+                    .find(|c: char| !c.is_ascii_digit())
+                    .map_or(skip.detail.len(), |n| start + n);
+                skip.detail.replace_range(start..end, "NOW");
+            }
+        }
+        plan
+    }
+}
