@@ -257,7 +257,7 @@ impl TickReport {
 pub(crate) async fn tick(
     config: &Config,
     stop: &Stop,
-    memory: Option<&mut TickMemory>,
+    mut memory: Option<&mut TickMemory>,
 ) -> TickReport {
     let clock = Instant::now();
     let mut report = TickReport {
@@ -265,7 +265,13 @@ pub(crate) async fn tick(
         ..TickReport::default()
     };
     tracing::info!(mode = ?config.schedule.mode, "tick started");
-    match plan_and_write(config, &[], None, memory).await {
+    // The daemon's reads remember the events they checked; apply's reads
+    // (preconditions, read-back) use the same memory.
+    let checker = memory
+        .as_deref()
+        .map(TickMemory::checker)
+        .unwrap_or_default();
+    match plan_and_write(config, &[], None, memory.as_deref_mut()).await {
         Err(err) => report.error = Some(err),
         Ok(Planned {
             doc,
@@ -275,6 +281,7 @@ pub(crate) async fn tick(
             if config.schedule.mode == ScheduleMode::Apply && !doc.plan.is_empty() {
                 let opts = ApplyOptions {
                     stop: Some(stop.flag()),
+                    checker,
                     ..ApplyOptions::default()
                 };
                 match apply_plan(config, &doc, &path, &opts).await {
@@ -285,6 +292,9 @@ pub(crate) async fn tick(
             report.plan = Some(doc);
             report.read_errors = read_errors;
         }
+    }
+    if let Some(memory) = memory {
+        memory.end_tick();
     }
     report.finished = now_secs();
     report.duration = clock.elapsed();

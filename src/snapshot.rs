@@ -22,6 +22,7 @@ use crate::planfile::StoreIdentity;
 use crate::protocol::nip42::Identity;
 use crate::relay::{read_profiles, ReadOptions, RelayTimeouts};
 use crate::store::{read_agent_store, read_persona_store, AgentStore};
+use crate::verified::Checker;
 
 /// A snapshot and the store it was taken from.
 #[derive(Debug, Clone)]
@@ -201,7 +202,7 @@ pub async fn gather(config: &Config, only: &[String]) -> anyhow::Result<Gathered
         records: records.into_iter().map(|r| r.record).collect(),
         personas,
     };
-    observe(config, only, stores).await
+    observe(config, only, stores, Checker::default()).await
 }
 
 /// [`gather`] of every agent for the daemon, with the stores as `memory`
@@ -212,12 +213,17 @@ pub(crate) async fn gather_remembering(
     memory: &mut crate::tick_memory::TickMemory,
 ) -> anyhow::Result<Gathered> {
     let stores = memory.read_stores(config)?;
-    observe(config, &[], stores).await
+    observe(config, &[], stores, memory.checker()).await
 }
 
 /// The snapshot of the agents of `stores` (all, or those of `only`): each
 /// one's newest kind:0 from its relay.
-async fn observe(config: &Config, only: &[String], stores: StoresRead) -> anyhow::Result<Gathered> {
+async fn observe(
+    config: &Config,
+    only: &[String],
+    stores: StoresRead,
+    checker: Checker,
+) -> anyhow::Result<Gathered> {
     let StoresRead {
         path,
         digest,
@@ -274,6 +280,7 @@ async fn observe(config: &Config, only: &[String], stores: StoresRead) -> anyhow
     let options = ReadOptions {
         progress: progress.clone(),
         identities: Arc::new(identities),
+        checker,
         ..read_options(config)
     };
     let mut observed = read_profiles(requests, &options).await;

@@ -39,6 +39,9 @@ pub struct TickMemory {
     keys: KnownKeys,
     /// How often each store was parsed, and a parse reused.
     counts: ParseCounts,
+    /// The events whose signatures were checked (bounded by what the last
+    /// tick saw; see [`crate::verified`]).
+    verified: std::sync::Arc<crate::verified::VerifiedEvents>,
 }
 
 /// How often the stores were parsed, and how often a parse was reused
@@ -164,6 +167,24 @@ impl TickMemory {
     }
 
     /// Rule A5's derivations known from earlier ticks.
+    /// The checker of this daemon's reads: it remembers the events it
+    /// checked in earlier ticks.
+    pub(crate) fn checker(&self) -> crate::verified::Checker {
+        crate::verified::Checker::with_memory(std::sync::Arc::clone(&self.verified))
+    }
+
+    /// The events remembered as checked, and the signature checks skipped
+    /// and made so far.
+    #[cfg(test)]
+    pub fn verified(&self) -> &crate::verified::VerifiedEvents {
+        &self.verified
+    }
+
+    /// Ends a tick: the event memory keeps only what this tick saw.
+    pub(crate) fn end_tick(&mut self) {
+        self.verified.end_tick();
+    }
+
     pub(crate) fn known_keys(&self) -> &KnownKeys {
         &self.keys
     }
@@ -360,7 +381,16 @@ mod tests {
         let first = tick(&config, &stop, Some(&mut memory)).await;
         let learned = memory.known_keys().len();
         assert!(learned > 0, "the world's republishes derive keys");
+        let checked = memory.verified().checks();
+        assert!(checked > 0, "the first tick checks the relay's events");
+        assert_eq!(memory.verified().hits(), 0);
         let second = tick(&config, &stop, Some(&mut memory)).await;
+        assert_eq!(
+            memory.verified().checks(),
+            checked,
+            "no signature is checked again"
+        );
+        assert_eq!(memory.verified().hits(), checked, "each event vouched for");
         assert_eq!(memory.parse_counts().agents_parsed, 1);
         assert_eq!(memory.parse_counts().agents_reused, 1);
         assert_eq!(memory.known_keys().len(), learned, "nothing derived again");
