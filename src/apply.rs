@@ -16,9 +16,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use futures_util::StreamExt;
 use nostr::{EventBuilder, Keys, Kind, PublicKey, Tag, Timestamp};
 
 use crate::config::Config;
@@ -168,6 +169,11 @@ pub fn check_plan(config: &Config, doc: &PlanDocument, force: bool) -> Result<()
     .map_err(Refusal::from)
 }
 
+/// The run, locked for one journal line (never across an await).
+fn lock<'r, 'a>(shared: &'r Mutex<Run<'a>>) -> std::sync::MutexGuard<'r, Run<'a>> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Run<'a> {
     journal: Journal,
     progress: crate::progress::Progress,
@@ -304,20 +310,28 @@ pub async fn apply(
             store_records.iter(),
             service_keys.as_ref(),
         ));
+        let context = RelayContext {
+            records: &records,
+            service_keys: service_keys.as_ref(),
+            identities: &identities,
+            stop: &opts.stop,
+            checker: &opts.checker,
+        };
+        // Relays at the same time, as many as the snapshot reads at once:
+        // each relay's round trips are its own.
+        let shared = Mutex::new(run);
+        let mut relays = Vec::with_capacity(by_relay.len());
         for (relay, actions) in by_relay {
-            if opts.stopping() {
-                tracing::info!(relay, "stopping: the rest is left for the next run");
-                break;
-            }
-            let context = RelayContext {
-                records: &records,
-                service_keys: service_keys.as_ref(),
-                identities: &identities,
-                stop: &opts.stop,
-                checker: &opts.checker,
-            };
-            republish_on_relay(&mut run, config, relay, &actions, &context).await?;
+            relays.push(republish_unless_stopping(
+                &shared, config, relay, actions, &context, opts,
+            ));
         }
+        let ended: Vec<anyhow::Result<()>> = futures_util::stream::iter(relays)
+            .buffer_unordered(config.relay.max_concurrent_relays.max(1))
+            .collect()
+            .await;
+        run = shared.into_inner().unwrap_or_else(|e| e.into_inner());
+        ended.into_iter().collect::<anyhow::Result<()>>()?;
     }
     recheck_backfills(&mut run, config, &backfills)?;
     run.journal.sync().ok();
@@ -505,8 +519,25 @@ impl<'a> StoreRecords<'a> {
     }
 }
 
+/// [`republish_on_relay`], unless the run is stopping by the time the
+/// relay's turn comes.
+async fn republish_unless_stopping(
+    shared: &Mutex<Run<'_>>,
+    config: &Config,
+    relay: &str,
+    actions: Vec<&RepublishProfile>,
+    context: &RelayContext<'_>,
+    opts: &ApplyOptions,
+) -> anyhow::Result<()> {
+    if opts.stopping() {
+        tracing::info!(relay, "stopping: the rest is left for the next run");
+        return Ok(());
+    }
+    republish_on_relay(shared, config, relay, &actions, context).await
+}
+
 async fn republish_on_relay(
-    run: &mut Run<'_>,
+    shared: &Mutex<Run<'_>>,
     config: &Config,
     relay: &str,
     actions: &[&RepublishProfile],
@@ -550,15 +581,19 @@ async fn republish_on_relay(
             avatar: r.avatar_url.usable().map(str::to_string),
         });
         match check_republish(action, record_now.as_ref(), &observation(&action.agent)) {
-            Precheck::AlreadyApplied => run.finish(&whole, Outcome::AlreadyApplied, None, None)?,
-            Precheck::Stale(why) => run.finish(&whole, Outcome::Stale, Some(why), None)?,
-            Precheck::Unknown(why) => run.finish(&whole, Outcome::Failed, Some(why), None)?,
+            Precheck::AlreadyApplied => {
+                lock(shared).finish(&whole, Outcome::AlreadyApplied, None, None)?
+            }
+            Precheck::Stale(why) => lock(shared).finish(&whole, Outcome::Stale, Some(why), None)?,
+            Precheck::Unknown(why) => {
+                lock(shared).finish(&whole, Outcome::Failed, Some(why), None)?
+            }
             Precheck::Proceed => {
                 let record = record.one().expect("a record passed the precondition");
                 let keys = match agent_keys(record) {
                     Ok(keys) => keys,
                     Err((reason, why)) => {
-                        run.finish(
+                        lock(shared).finish(
                             &whole,
                             Outcome::Failed,
                             Some(format!("{reason}: {why}")),
@@ -570,7 +605,7 @@ async fn republish_on_relay(
                 match sign(
                     action,
                     &keys,
-                    (run.now)(),
+                    (lock(shared).now)(),
                     config.policy.future_tolerance_secs,
                 ) {
                     Ok(event) => {
@@ -591,7 +626,9 @@ async fn republish_on_relay(
                             },
                         ))
                     }
-                    Err(why) => run.finish(&whole, Outcome::Failed, Some(why.to_string()), None)?,
+                    Err(why) => {
+                        lock(shared).finish(&whole, Outcome::Failed, Some(why.to_string()), None)?
+                    }
                 }
             }
         }
@@ -622,14 +659,14 @@ async fn republish_on_relay(
         let event_id = item.event.id.to_hex();
         match delivery {
             Delivery::Accepted => to_confirm.push((action, event_id)),
-            Delivery::Refused(message) => run.finish(
+            Delivery::Refused(message) => lock(shared).finish(
                 &whole,
                 Outcome::Failed,
                 Some(format!("the relay refused the event: {message}")),
                 Some(event_id),
             )?,
             Delivery::Failed(why) => {
-                run.finish(&whole, Outcome::Failed, Some(why), Some(event_id))?
+                lock(shared).finish(&whole, Outcome::Failed, Some(why), Some(event_id))?
             }
             // Stopping: not begun, not journaled; the next run plans it again.
             Delivery::NotSent => {}
@@ -653,7 +690,7 @@ async fn republish_on_relay(
             .cloned()
             .unwrap_or_else(|| unreadable.clone());
         let (outcome, reason) = confirm_publish(action, &event_id, &seen);
-        run.finish(&whole, outcome, reason, Some(event_id))?;
+        lock(shared).finish(&whole, outcome, reason, Some(event_id))?;
     }
     Ok(())
 }
