@@ -187,6 +187,9 @@ mod tests {
                 "tool: snapshot + plan +4ms RTT",
                 "per-agent: 1 REQ each, sequential, raw ws +4ms RTT",
                 "apply: K republishes (read, sign, publish, confirm) +4ms RTT",
+                // Each tick checked: complete, nothing to do (else an error).
+                "daemon: first tick, nothing to do",
+                "daemon: later tick, nothing to do",
             ] {
                 let row = report
                     .rows
@@ -194,7 +197,10 @@ mod tests {
                     .find(|r| r.relay == relay && r.stage.starts_with(stage))
                     .unwrap_or_else(|| panic!("no row {relay} / {stage}\n{table}"));
                 assert!(row.n > 0, "{relay} / {stage}: no items\n{table}");
-                if stage.starts_with("per-agent") || stage.starts_with("apply") {
+                if stage.starts_with("per-agent")
+                    || stage.starts_with("apply")
+                    || stage.starts_with("daemon: later")
+                {
                     let (ratio, _) = row.ratio.clone().expect("a ratio");
                     assert!(
                         ratio.is_finite() && ratio > 0.0,

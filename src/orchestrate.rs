@@ -249,6 +249,25 @@ impl TickReport {
     }
 }
 
+/// The ticks of one daemon, each with what the earlier ones proved (the
+/// memory `reprofile run` keeps): for benchmarks and for embedding the job.
+#[derive(Debug, Default)]
+pub struct Daemon {
+    memory: TickMemory,
+}
+
+impl Daemon {
+    /// A daemon that has not ticked yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One tick, as `reprofile run` makes it.
+    pub async fn tick(&mut self, config: &Config, stop: &Stop) -> TickReport {
+        tick(config, stop, Some(&mut self.memory)).await
+    }
+}
+
 /// One tick of the maintenance job: plan, and apply in apply mode (as
 /// `apply --auto-approve` would), stopping between actions once `stop` is
 /// requested. Logs its summary; never fails as a whole. The daemon passes

@@ -14,6 +14,8 @@ pub mod mem;
 pub mod nrs;
 #[path = "proxy.rs"]
 pub mod proxy;
+#[path = "steady.rs"]
+pub mod steady;
 #[path = "world.rs"]
 pub mod world;
 #[path = "ws.rs"]
@@ -824,6 +826,12 @@ async fn on_relay(
     )
     .await?;
 
+    // The daemon's tick when nothing changed, against the per-agent read.
+    let per_agent = report
+        .find(&label, "per-agent: 1 REQ each, sequential, raw ws")
+        .map(|r| r.time);
+    steady::steady_tick_rows(opts, &label, &url, dir, n, per_agent, report).await?;
+
     // Apply against the raw publisher.
     if let Some(set) = worlds.apply_sets.first() {
         apply_rows(opts, &label, "", &url, set, &dir.join("apply"), report).await?;
@@ -1241,6 +1249,23 @@ fn targets(opts: &Options, report: &Report) -> Vec<String> {
                     ));
                 }
             }
+        }
+        if let (Some(tool), Some(floor)) = (
+            report.find(relay, "tool: snapshot + plan"),
+            report.find(relay, "floor: batched raw ws, signatures checked"),
+        ) {
+            let ratio = tool.time.as_secs_f64() / floor.time.as_secs_f64();
+            out.push(format!(
+                "{relay}: snapshot + plan (default config) within 1.3x of the floor with signatures checked on every core at N={n}: {ratio:.2}x {}",
+                verdict(ratio <= 1.3)
+            ));
+        }
+        if let Some(row) = report.find(relay, "daemon: later tick") {
+            let (ratio, _) = row.ratio.clone().unwrap_or_default();
+            out.push(format!(
+                "{relay}: a daemon tick with nothing to do >= 15x faster than per-agent at N={n}: {ratio:.1}x {}",
+                verdict(ratio >= 15.0)
+            ));
         }
         if let Some(row) = report.rows.iter().find(|r| {
             r.relay == relay && r.stage.starts_with("per-agent: 1 REQ") && r.stage.contains("RTT")

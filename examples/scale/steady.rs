@@ -1,0 +1,113 @@
+//! The daemon's tick when nothing changed (issue part 10, item 2): a world
+//! of N agents whose profiles are all in sync, ticked by one
+//! `reprofile::orchestrate::Daemon` as `reprofile run` ticks it. The first
+//! tick parses the store, derives nothing (no republish) and checks every
+//! signature; later ticks find the store's bytes unchanged and every event
+//! already proven, so they only read the relay, hash each event's id and
+//! plan. Compared with the per-agent raw read of the same relay.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use reprofile::config;
+use reprofile::orchestrate::{Daemon, Stop, TickReport};
+
+use super::world::{self, State};
+use super::{log, mem, mib, ws, Options, Report, Row};
+
+/// Where this world's keys start (apart from the main world and the apply
+/// sets).
+const STEADY_OFFSET: u64 = 2_000_000_000;
+
+/// Seeds an in-sync world of `n` agents on `url`, ticks a daemon over it and
+/// pushes a row for its first tick and one for its later ticks (best of
+/// `opts.repeats`), the later compared with `per_agent` (the per-agent raw
+/// read of `n` agents, when measured).
+pub async fn steady_tick_rows(
+    opts: &Options,
+    label: &str,
+    url: &str,
+    dir: &Path,
+    n: usize,
+    per_agent: Option<Duration>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    log(
+        opts,
+        format!("{label}: daemon ticks over {n} agents in sync"),
+    );
+    let now = reprofile::orchestrate::now_secs();
+    let agents = world::agents(n, STEADY_OFFSET, |_| State::InSync);
+    let seed = world::seed_events(&agents, now);
+    let (counts, _) = ws::pipelined_publish(url, &seed, Duration::from_secs(300)).await?;
+    if counts.accepted != seed.len() {
+        bail!(
+            "{label}: the relay refused steady seed events: {:?}",
+            counts.refused
+        );
+    }
+    let config_path = world::lay_out(&dir.join("steady"), &world::store_json(&agents), url)?;
+    let config = config::load(&config_path)?;
+    let stop = Stop::default();
+    let mut daemon = Daemon::new();
+
+    mem::reset_peak();
+    let started = Instant::now();
+    let first = daemon.tick(&config, &stop).await;
+    let cold = started.elapsed();
+    check_nothing_to_do(label, &first)?;
+    report.push(Row::new(
+        label,
+        "daemon: first tick, nothing to do",
+        n,
+        cold,
+        mib(mem::peak_kb()),
+        "parses the store, checks every signature, plans, writes the plan",
+    ));
+
+    let mut best = Duration::MAX;
+    mem::reset_peak();
+    for _ in 0..opts.repeats.max(1) {
+        let started = Instant::now();
+        let tick = daemon.tick(&config, &stop).await;
+        let time = started.elapsed();
+        check_nothing_to_do(label, &tick)?;
+        best = best.min(time);
+    }
+    let mut row = Row::new(
+        label,
+        "daemon: later tick, nothing to do (its memory)",
+        n,
+        best,
+        mib(mem::peak_kb()),
+        "store unchanged: not parsed; every event already proven: ids hashed, no signature check",
+    );
+    if let Some(per_agent) = per_agent {
+        row.ratio = Some((
+            per_agent.as_secs_f64() / best.as_secs_f64(),
+            "tick faster than per-agent".to_string(),
+        ));
+    }
+    report.push(row);
+    Ok(())
+}
+
+/// A tick that read everything and found nothing to do.
+fn check_nothing_to_do(label: &str, tick: &TickReport) -> anyhow::Result<()> {
+    if let Some(error) = &tick.error {
+        bail!("{label}: a daemon tick failed: {error:#}");
+    }
+    let Some(doc) = &tick.plan else {
+        bail!("{label}: a daemon tick made no plan");
+    };
+    if !doc.plan.complete || !doc.plan.actions.is_empty() || !doc.plan.skipped.is_empty() {
+        bail!(
+            "{label}: a steady tick found work: complete={} actions={} skipped={}",
+            doc.plan.complete,
+            doc.plan.actions.len(),
+            doc.plan.skipped.len()
+        );
+    }
+    Ok(())
+}
