@@ -68,7 +68,12 @@ pub async fn steady_tick_rows(
 
     let mut best = Duration::MAX;
     mem::reset_peak();
-    for _ in 0..opts.repeats.max(1) {
+    // More later ticks on request, to profile them (`perf record`).
+    let ticks = std::env::var("SCALE_STEADY_TICKS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(opts.repeats.max(1));
+    for _ in 0..ticks {
         let started = Instant::now();
         let tick = daemon.tick(&config, &stop).await;
         let time = started.elapsed();

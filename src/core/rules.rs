@@ -104,9 +104,29 @@ pub fn parse_relay_url(text: &str) -> Result<String, RelayUrlError> {
     if trimmed.is_empty() {
         return Err(RelayUrlError::Empty);
     }
-    RelayUrl::parse(trimmed)
+    // A store names a few relays for thousands of records, and the URL
+    // parser (IDNA included) costs microseconds a call: each thread keeps the
+    // answers for the last texts it parsed. The function stays pure: the
+    // same text always gives the same answer.
+    thread_local! {
+        static PARSED: std::cell::RefCell<HashMap<String, Result<String, RelayUrlError>>> =
+            std::cell::RefCell::new(HashMap::new());
+    }
+    const REMEMBERED: usize = 64;
+    if let Some(known) = PARSED.with(|parsed| parsed.borrow().get(trimmed).cloned()) {
+        return known;
+    }
+    let answer = RelayUrl::parse(trimmed)
         .map(|url| url.to_string())
-        .map_err(|err| RelayUrlError::NotWebSocket(err.to_string()))
+        .map_err(|err| RelayUrlError::NotWebSocket(err.to_string()));
+    PARSED.with(|parsed| {
+        let mut parsed = parsed.borrow_mut();
+        if parsed.len() >= REMEMBERED {
+            parsed.clear();
+        }
+        parsed.insert(trimmed.to_owned(), answer.clone());
+    });
+    answer
 }
 
 /// Rule A2, counted in one place for the whole tool: which records hold each
