@@ -104,6 +104,13 @@ struct Args {
     /// `reprofile` in this example's target folder).
     #[arg(long)]
     reprofile_bin: Option<PathBuf>,
+    /// Fleet: copy the tick's log (its stderr) to this file.
+    #[arg(long)]
+    tick_log: Option<PathBuf>,
+    /// Fleet: run the tick under this command, e.g. "perf record -g -o
+    /// FILE --" (split on spaces; the peak memory is then the wrapper's).
+    #[arg(long)]
+    tick_wrapper: Option<String>,
     /// Instead of the benchmark: `perf record -g` one whole plan run
     /// (`--child-plan-run`) of the mixed world of `--agents` agents on
     /// nostr-rs-relay and write the top of `perf report --no-children
@@ -145,6 +152,14 @@ async fn main() -> anyhow::Result<()> {
             stale_percent: args.stale_percent,
             reprofile_bin,
             verbose: true,
+            tick_log: args.tick_log.clone(),
+            tick_wrapper: args
+                .tick_wrapper
+                .as_deref()
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
         })
         .await?;
         print!("{}", report.text());
@@ -352,6 +367,8 @@ mod fleet_tests {
             stale_percent: 25,
             reprofile_bin,
             verbose: false,
+            tick_log: None,
+            tick_wrapper: Vec::new(),
         })
         .await
         .expect("the fleet world runs");

@@ -44,6 +44,11 @@ pub struct FleetOptions {
     pub reprofile_bin: PathBuf,
     /// Progress lines on stderr.
     pub verbose: bool,
+    /// Where to copy the tick's stderr (its log, with timestamps).
+    pub tick_log: Option<PathBuf>,
+    /// A command the tick runs under, e.g. `perf record -g -o FILE --`
+    /// (the peak memory is then that command's, with its child).
+    pub tick_wrapper: Vec<String>,
 }
 
 /// What one fleet tick did.
@@ -344,13 +349,22 @@ pub async fn run_fleet(opts: &FleetOptions) -> anyhow::Result<FleetReport> {
         ),
     );
     let (stdout, stderr) = (dir.join("tick.stdout"), dir.join("tick.stderr"));
-    let exe = opts.reprofile_bin.clone();
-    let args = [
+    let mut args: Vec<std::ffi::OsString> = vec![
         std::ffi::OsString::from("--config"),
         config_path.clone().into_os_string(),
         "run".into(),
         "--once".into(),
     ];
+    let exe = match opts.tick_wrapper.split_first() {
+        None => opts.reprofile_bin.clone(),
+        Some((wrapper, wrapper_args)) => {
+            let mut all: Vec<std::ffi::OsString> = wrapper_args.iter().map(Into::into).collect();
+            all.push(opts.reprofile_bin.clone().into_os_string());
+            all.append(&mut args);
+            args = all;
+            PathBuf::from(wrapper)
+        }
+    };
     let (out_path, err_path) = (stdout.clone(), stderr.clone());
     let (exit_code, tick_wall, peak_kb) = tokio::task::spawn_blocking(move || {
         let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
@@ -362,6 +376,10 @@ pub async fn run_fleet(opts: &FleetOptions) -> anyhow::Result<FleetReport> {
         format!("tick done in {}, exit {exit_code:?}", human(tick_wall)),
     );
 
+    if let Some(copy) = &opts.tick_log {
+        std::fs::copy(&stderr, copy)
+            .with_context(|| format!("cannot copy the tick's log to {}", copy.display()))?;
+    }
     let mut problems = Vec::new();
     if exit_code != Some(0) {
         let tail: String = std::fs::read_to_string(&stderr)
@@ -534,10 +552,54 @@ pub async fn perf_plan_profile(agents: usize, lines: usize, out: &Path) -> anyho
         );
     }
     let text = String::from_utf8_lossy(&report.stdout);
-    let top: Vec<&str> = text
+    // `pct dso [.] symbol` per line, without perf's padding and empty columns.
+    let entries: Vec<(f64, String, String)> = text
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut words: Vec<&str> = l.split_whitespace().collect();
+            while words.last() == Some(&"-") {
+                words.pop();
+            }
+            let pct = words.first()?.strip_suffix('%')?.parse().ok()?;
+            let dso = words.get(1)?.to_string();
+            let symbol = words.get(3..).unwrap_or_default().join(" ");
+            Some((pct, dso, symbol))
+        })
+        .collect();
+    let share = |pred: &dyn Fn(&str, &str) -> bool| -> f64 {
+        entries
+            .iter()
+            .filter(|(_, dso, symbol)| pred(dso, symbol))
+            .map(|(pct, _, _)| pct)
+            .sum()
+    };
+    let alloc = [
+        "malloc", "free", "realloc", "_int_", "cfree", "memmove", "memcpy",
+    ];
+    let groups = [
+        (
+            "secp256k1 (signature checks, key derivation)",
+            share(&|_, s| s.contains("secp256k1")),
+        ),
+        (
+            "libc allocation and copies",
+            share(&|d, s| d.starts_with("libc") && alloc.iter().any(|a| s.contains(a))),
+        ),
+        ("serde_json", share(&|_, s| s.contains("serde_json"))),
+        ("SHA-256 (sha2)", share(&|_, s| s.contains("sha2::"))),
+        ("kernel", share(&|d, _| d.contains("kernel"))),
+        ("tokio", share(&|_, s| s.contains("tokio"))),
+        ("nostr / nostr-sdk", share(&|_, s| s.contains("nostr"))),
+        (
+            "reprofile's own functions",
+            share(&|_, s| s.contains("reprofile::")),
+        ),
+    ];
+    let top: Vec<String> = entries
+        .iter()
         .take(lines)
+        .map(|(pct, dso, symbol)| format!("{pct:>6.2}%  {dso:<18} {symbol}"))
         .collect();
     let mut file = String::new();
     let _ = writeln!(
@@ -557,6 +619,14 @@ pub async fn perf_plan_profile(agents: usize, lines: usize, out: &Path) -> anyho
         "#            {perf} report --no-children --sort dso,symbol --stdio -g none -i perf.data | grep -v '^#' | head -{lines}"
     );
     let _ = writeln!(file, "# the child printed: {child_line}");
+    let _ = writeln!(
+        file,
+        "# self time by group (every line of the report, not only the top):"
+    );
+    for (group, pct) in groups {
+        let _ = writeln!(file, "#   {pct:>5.1}%  {group}");
+    }
+    let _ = writeln!(file, "# top {lines} symbols, self time:");
     for line in top {
         let _ = writeln!(file, "{line}");
     }
