@@ -29,6 +29,8 @@
 //! `--latency-baseline-sample` behind the proxy) and scaled linearly to N;
 //! the table says so. Figures are printed; nothing fails on a slow figure.
 
+#[path = "scale/fleet.rs"]
+mod fleet;
 #[path = "scale/harness.rs"]
 mod harness;
 
@@ -82,6 +84,42 @@ struct Args {
     /// seconds (to profile `scale --child-plan-run CONFIG` meanwhile).
     #[arg(long, default_value_t = 0)]
     hold_secs: u64,
+    /// The fleet world instead: `--agents` agents spread evenly over
+    /// `--relays` nostr-rs-relay processes, each behind a proxy adding
+    /// `--rtt-ms`, `--stale-percent` of profiles stale; times one whole
+    /// `reprofile run --once` tick in apply mode (a child process) and checks
+    /// that it fixed every stale profile.
+    #[arg(long)]
+    fleet: bool,
+    /// Fleet: nostr-rs-relay processes.
+    #[arg(long, default_value_t = 10)]
+    relays: usize,
+    /// Fleet: round trip each relay's proxy adds, in ms.
+    #[arg(long, default_value_t = 50)]
+    rtt_ms: u64,
+    /// Fleet: percent of profiles stale.
+    #[arg(long, default_value_t = 10)]
+    stale_percent: u32,
+    /// Fleet: the reprofile binary (default: `$REPROFILE_BIN`, else
+    /// `reprofile` in this example's target folder).
+    #[arg(long)]
+    reprofile_bin: Option<PathBuf>,
+    /// Fleet: copy the tick's log (its stderr) to this file.
+    #[arg(long)]
+    tick_log: Option<PathBuf>,
+    /// Fleet: run the tick under this command, e.g. "perf record -g -o
+    /// FILE --" (split on spaces; the peak memory is then the wrapper's).
+    #[arg(long)]
+    tick_wrapper: Option<String>,
+    /// Instead of the benchmark: `perf record -g` one whole plan run
+    /// (`--child-plan-run`) of the mixed world of `--agents` agents on
+    /// nostr-rs-relay and write the top of `perf report --no-children
+    /// --sort dso,symbol` to this file.
+    #[arg(long)]
+    perf_report: Option<PathBuf>,
+    /// Lines of the perf report kept.
+    #[arg(long, default_value_t = 20)]
+    perf_lines: usize,
     /// Internal: make one plan with this config and print its peak memory.
     #[arg(long, hide = true)]
     child_plan_run: Option<PathBuf>,
@@ -92,6 +130,43 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(config) = &args.child_plan_run {
         return harness::child_plan_run_main(config).await;
+    }
+    if let Some(out) = &args.perf_report {
+        return fleet::perf_plan_profile(args.agents, args.perf_lines, out).await;
+    }
+    if args.fleet {
+        let reprofile_bin = args
+            .reprofile_bin
+            .clone()
+            .or_else(fleet::default_reprofile_bin)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no reprofile binary beside this example: run `cargo build --release --bin \
+                     reprofile`, or pass --reprofile-bin"
+                )
+            })?;
+        let report = fleet::run_fleet(&fleet::FleetOptions {
+            agents: args.agents,
+            relays: args.relays,
+            rtt_ms: args.rtt_ms,
+            stale_percent: args.stale_percent,
+            reprofile_bin,
+            verbose: true,
+            tick_log: args.tick_log.clone(),
+            tick_wrapper: args
+                .tick_wrapper
+                .as_deref()
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+        })
+        .await?;
+        print!("{}", report.text());
+        if !report.ok() {
+            anyhow::bail!("the fleet tick did not do its job (see PROBLEM above)");
+        }
+        return Ok(());
     }
     let relays = match args.relay {
         Relays::Local => vec![harness::RelayKind::Local],
@@ -267,5 +342,79 @@ mod tests {
             table.contains("per item") && table.contains("peak MiB"),
             "{table}"
         );
+    }
+}
+
+/// The fleet world end to end on a tiny fleet: the real binary's `run --once`
+/// in apply mode, through the latency proxies, fixes every stale profile;
+/// never a timing.
+#[cfg(test)]
+mod fleet_tests {
+    use super::fleet::{self, FleetOptions};
+    use super::harness::nrs;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_once_tick_on_a_tiny_fleet_republishes_every_stale_profile() {
+        nrs::binary().expect(
+            "nostr-rs-relay is not installed, and this test needs it: run `.ci/setup` \
+             (or `cargo install nostr-rs-relay --version 0.8.12` after \
+             `apt-get install -y protobuf-compiler`), or point NOSTR_RS_RELAY at the binary",
+        );
+        // `cargo test` builds the binary beside this example (the
+        // integration tests need it).
+        let reprofile_bin = fleet::default_reprofile_bin().expect(
+            "no reprofile binary in this test's target folder: run `cargo test` (which builds \
+             it), or `cargo build --bin reprofile`, or set REPROFILE_BIN",
+        );
+        let report = fleet::run_fleet(&FleetOptions {
+            agents: 40,
+            relays: 2,
+            rtt_ms: 4,
+            stale_percent: 25,
+            reprofile_bin,
+            verbose: false,
+            tick_log: None,
+            tick_wrapper: Vec::new(),
+        })
+        .await
+        .expect("the fleet world runs");
+        let text = report.text();
+        // 25% of each relay's 20 agents.
+        assert_eq!(report.stale, 10, "{text}");
+        assert_eq!(report.exit_code, Some(0), "{text}");
+        assert_eq!((report.planned, report.applied), (10, 10), "{text}");
+        assert!(report.not_applied.is_empty(), "{text}");
+        assert_eq!(
+            report.second_plan, "republish=0 backfill=0 unchanged=40 skipped=0 unread=0",
+            "{text}"
+        );
+        assert!(report.ok(), "{text}");
+        assert!(
+            report.peak_kb > 0,
+            "wait4 reported the child's peak\n{text}"
+        );
+    }
+
+    #[test]
+    fn the_stale_share_is_exact_and_spread_over_every_relay() {
+        use super::harness::world::State;
+        for (n, relays, percent, expected) in [(40, 2, 25, 10), (1000, 10, 10, 100), (7, 3, 0, 0)] {
+            let stale: Vec<usize> = (0..n)
+                .filter(|&i| fleet::fleet_state(i, relays, percent) != State::InSync)
+                .collect();
+            assert_eq!(stale.len(), expected, "{n} {relays} {percent}");
+            for k in 0..relays {
+                let on_k = stale.iter().filter(|&&i| i % relays == k).count();
+                assert_eq!(
+                    on_k,
+                    expected / relays,
+                    "relay {k} of {n} {relays} {percent}"
+                );
+            }
+        }
+        // Both kinds of staleness occur.
+        let kinds: std::collections::BTreeSet<State> =
+            (0..40).map(|i| fleet::fleet_state(i, 2, 25)).collect();
+        assert_eq!(kinds.len(), 3, "{kinds:?}");
     }
 }

@@ -165,6 +165,11 @@ pub fn agents(n: usize, offset: u64, state: impl Fn(usize) -> State + Sync) -> V
 /// set (`tests/fixtures/app-record.json`, shared with the integration
 /// tests), pretty-printed.
 pub fn store_json(agents: &[Agent]) -> String {
+    store_json_with(agents, |_| STORE_RELAY_URL.to_string())
+}
+
+/// [`store_json`] with each record's `relay_url` chosen by `relay_url`.
+pub fn store_json_with(agents: &[Agent], relay_url: impl Fn(&Agent) -> String) -> String {
     let records: Vec<serde_json::Value> = agents
         .iter()
         .map(|agent| {
@@ -176,7 +181,7 @@ pub fn store_json(agents: &[Agent]) -> String {
                 "name": agent.name,
                 "private_key_nsec": agent.keys.secret_key().to_bech32().expect("nsec"),
                 "auth_tag": agent.auth_tag,
-                "relay_url": STORE_RELAY_URL,
+                "relay_url": relay_url(agent),
                 "agent_command": "goose",
                 "env_vars": {"GOOSE_MODE": "auto"},
             });
