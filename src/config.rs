@@ -272,7 +272,7 @@ pub struct RawRelay {
     /// Seconds to wait for a publish's OK.
     #[serde(default = "default_publish")]
     pub publish_timeout_secs: u64,
-    /// Relays read at once.
+    /// Relays read, and applied to, at once.
     #[serde(default = "default_concurrency")]
     pub max_concurrent_relays: usize,
     /// Connections one relay's agents are read over (1 to 16).
@@ -327,7 +327,7 @@ fn default_publish() -> u64 {
     15
 }
 fn default_concurrency() -> usize {
-    8
+    16
 }
 fn default_read_connections() -> usize {
     1

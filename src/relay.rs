@@ -98,7 +98,7 @@ impl Default for ReadOptions {
     fn default() -> Self {
         Self {
             timeouts: RelayTimeouts::default(),
-            max_concurrent_relays: 8,
+            max_concurrent_relays: 16,
             connections_per_relay: 1,
             authors_per_filter: MAX_AUTHORS_PER_FILTER,
             progress: crate::progress::Progress::none(),
