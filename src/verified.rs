@@ -132,7 +132,7 @@ impl Checker {
     /// its pubkey's, checking the signature only when the memory cannot
     /// vouch for this exact id, pubkey and signature.
     pub fn authentic(&self, event: &Event) -> bool {
-        if !event.verify_id() {
+        if !id_hashes(event) {
             return false;
         }
         if let Some(memory) = &self.memory {
@@ -150,6 +150,37 @@ impl Checker {
         }
         true
     }
+}
+
+/// True when `event`'s id is the SHA-256 of its NIP-01 serialization
+/// `[0,<pubkey>,<created_at>,<kind>,<tags>,<content>]`: what
+/// `Event::verify_id` checks, with the JSON written straight into the hash
+/// (nostr builds a JSON tree, then a string, then hashes it).
+pub fn id_hashes(event: &Event) -> bool {
+    use sha2::Digest;
+    struct Hashing(sha2::Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hashing = Hashing(sha2::Sha256::new());
+    let fields = (
+        0u8,
+        &event.pubkey,
+        &event.created_at,
+        &event.kind,
+        &event.tags,
+        &event.content,
+    );
+    if serde_json::to_writer(&mut hashing, &fields).is_err() {
+        return false;
+    }
+    hashing.0.finalize().as_slice() == event.id.as_bytes()
 }
 
 #[cfg(test)]
@@ -182,6 +213,40 @@ mod tests {
         assert!(!checker.authentic(&altered(&event, "content", json!(r#"{"name":"Eve"}"#))));
         let other = profile(&keys, "Other", 1_001);
         assert!(!checker.authentic(&altered(&event, "sig", json!(other.sig.to_string()))));
+    }
+
+    proptest::proptest! {
+        /// The streamed id check agrees with nostr's on any content and tags,
+        /// for events as signed and with any field changed.
+        #[test]
+        fn property_the_streamed_id_check_agrees_with_nostrs(
+            content in "\\PC{0,40}",
+            values in proptest::collection::vec("\\PC{0,12}", 0..4),
+            at in 0u64..4_000_000_000,
+            kind in 0u16..40_000,
+            other in "\\PC{0,8}",
+        ) {
+            let keys = Keys::generate();
+            let tags: Vec<nostr::Tag> = values
+                .iter()
+                .map(|v| nostr::Tag::parse(["t", v.as_str()]).expect("tag"))
+                .collect();
+            let event = EventBuilder::new(Kind::from(kind), content.clone())
+                .tags(tags)
+                .custom_created_at(Timestamp::from(at))
+                .sign_with_keys(&keys)
+                .expect("sign");
+            proptest::prop_assert!(id_hashes(&event));
+            for (field, value) in [
+                ("content", json!(format!("{content}{other}x"))),
+                ("created_at", json!(at + 1)),
+                ("kind", json!((kind + 1) % 40_000)),
+                ("tags", json!([["t", other]])),
+            ] {
+                let changed = altered(&event, field, value);
+                proptest::prop_assert_eq!(id_hashes(&changed), changed.verify_id(), "{}", field);
+            }
+        }
     }
 
     #[test]

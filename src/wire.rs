@@ -214,11 +214,10 @@ fn input_of(text: &str, checker: &Checker) -> Option<Input> {
 /// JSON tree, twice the work).
 fn parse(text: &str) -> Result<RelayMessage<'static>, nostr::message::MessageHandleError> {
     if text.trim_start().starts_with(r#"["EVENT""#) {
-        if let Ok((_, subscription_id, event)) = serde_json::from_str::<(
-            serde::de::IgnoredAny,
-            nostr::SubscriptionId,
-            nostr::Event,
-        )>(text)
+        if let Ok((_, subscription_id, event)) =
+            serde_json::from_str::<(serde::de::IgnoredAny, nostr::SubscriptionId, nostr::Event)>(
+                text,
+            )
         {
             return Ok(RelayMessage::event(subscription_id, event));
         }

@@ -88,6 +88,64 @@ pub async fn steady_tick_rows(
         mib(mem::peak_kb()),
         "store unchanged: not parsed; every event already proven: ids hashed, no signature check",
     );
+    // What the relay alone takes to serve this world to a batched reader
+    // that does nothing with the events.
+    let authors: Vec<nostr::PublicKey> = agents.iter().map(|a| a.keys.public_key()).collect();
+    let mut floor = Duration::MAX;
+    for _ in 0..opts.repeats.max(1) {
+        let (received, time) = ws::batched_raw(
+            url,
+            &authors,
+            reprofile::relay::MAX_AUTHORS_PER_FILTER,
+            16,
+            ws::BatchedCheck::Nothing,
+            Duration::from_secs(60),
+        )
+        .await?;
+        if received != n {
+            bail!("{label}: the steady floor read {received} events of {n}");
+        }
+        floor = floor.min(time);
+    }
+    report.push(Row::new(
+        label,
+        "floor for the tick: batched raw ws, events only counted",
+        n,
+        floor,
+        None,
+        "the in-sync world; no store, no parse, no plan",
+    ));
+    // The per-agent raw read of this same world (sampled, scaled to n).
+    let sample = opts.baseline_sample.clamp(1, n);
+    let mut per_agent_here = Duration::MAX;
+    for _ in 0..opts.repeats.min(2) {
+        let (counts, time) =
+            ws::per_agent_raw(url, &authors[..sample], Duration::from_secs(60)).await?;
+        if counts.found != sample {
+            bail!(
+                "{label}: the per-agent read found {} of {sample}",
+                counts.found
+            );
+        }
+        per_agent_here = per_agent_here.min(time);
+    }
+    let per_agent_here = per_agent_here.mul_f64(n as f64 / sample as f64);
+    report.push(Row::new(
+        label,
+        "per-agent raw ws, the in-sync world",
+        n,
+        per_agent_here,
+        None,
+        if sample < n {
+            format!(
+                "measured on {sample}, scaled x{:.1}",
+                n as f64 / sample as f64
+            )
+        } else {
+            String::new()
+        },
+    ));
+    let per_agent = Some(per_agent_here).or(per_agent);
     if let Some(per_agent) = per_agent {
         row.ratio = Some((
             per_agent.as_secs_f64() / best.as_secs_f64(),
