@@ -93,15 +93,30 @@ pub async fn steady_tick_rows(
     let authors: Vec<nostr::PublicKey> = agents.iter().map(|a| a.keys.public_key()).collect();
     let mut floor = Duration::MAX;
     for _ in 0..opts.repeats.max(1) {
-        let (received, time) = ws::batched_raw(
-            url,
-            &authors,
-            reprofile::relay::MAX_AUTHORS_PER_FILTER,
-            16,
-            ws::BatchedCheck::Nothing,
-            Duration::from_secs(60),
-        )
-        .await?;
+        // nostr-rs-relay loses a subscription now and then (README,
+        // Performance): such a read is redone, at most twice.
+        let mut attempt = 1;
+        let (received, time) = loop {
+            match ws::batched_raw(
+                url,
+                &authors,
+                reprofile::relay::MAX_AUTHORS_PER_FILTER,
+                16,
+                ws::BatchedCheck::Nothing,
+                Duration::from_secs(60),
+            )
+            .await
+            {
+                Err(error) if attempt < 3 && format!("{error}").contains("no EOSE") => {
+                    log(
+                        opts,
+                        format!("{label}: a floor read lost a subscription: redone"),
+                    );
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
         if received != n {
             bail!("{label}: the steady floor read {received} events of {n}");
         }
