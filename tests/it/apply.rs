@@ -786,3 +786,68 @@ async fn rule_d1_each_republished_event_is_a_kind0_signed_by_the_agents_own_key(
     }
     client.shutdown().await;
 }
+
+/// Apply works on several relays at once: two relays that each hold their
+/// OK for 4 s both receive their agent's event within that hold. One relay
+/// after the other, the second relay's event would come only after the
+/// first relay's OK and read-back, 4 s or more later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_publishes_to_several_relays_at_once() {
+    use crate::support::{FakeBehaviour, FakeRelay};
+    use std::time::{Duration, Instant};
+
+    let hold = Duration::from_secs(4);
+    let world = World::generated(2).await;
+    let slow = || {
+        FakeRelay::start(FakeBehaviour::SlowOk {
+            delay: hold,
+            challenge: None,
+        })
+    };
+    let (first, second) = (slow().await, slow().await);
+    // The second agent names another relay.
+    let store = std::fs::read_to_string(world.store_path()).unwrap();
+    let at = store.rfind("ws://127.0.0.1:7777").expect("a relay URL");
+    let store = format!("{}ws://127.0.0.1:7778{}", &store[..at], &store[at + 19..]);
+    std::fs::write(world.store_path(), store).unwrap();
+    let config = std::fs::read_to_string(&world.config_path)
+        .unwrap()
+        .replace(
+            &format!("\"ws://127.0.0.1:7777\" = \"{}\"", world.relay_url),
+            &format!(
+                "\"ws://127.0.0.1:7777\" = \"{}\"\n\"ws://127.0.0.1:7778\" = \"{}\"",
+                first.url(),
+                second.url()
+            ),
+        )
+        .replace("publish_timeout_secs = 5", "publish_timeout_secs = 10");
+    std::fs::write(&world.config_path, config).unwrap();
+
+    let watch = async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut arrived: [Option<Instant>; 2] = [None, None];
+        while arrived.iter().any(Option::is_none) && Instant::now() < deadline {
+            for (slot, relay) in arrived.iter_mut().zip([&first, &second]) {
+                if slot.is_none() && !relay.event_ids().is_empty() {
+                    *slot = Some(Instant::now());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        arrived
+    };
+    let (output, arrived) = tokio::join!(world.cli(&["apply", "--auto-approve"]), watch);
+
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let [Some(a), Some(b)] = arrived else {
+        panic!("an event never reached its relay: {arrived:?}");
+    };
+    let apart = if a > b { a - b } else { b - a };
+    assert!(
+        apart < hold / 2,
+        "the relays got their events {apart:?} apart: one after the other"
+    );
+    for relay in [&first, &second] {
+        assert_eq!(relay.event_ids().len(), 1, "one republish per relay");
+    }
+}
