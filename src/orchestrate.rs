@@ -5,8 +5,8 @@
 //! daemon ([`crate::schedule`]) call this module; it calls the edges
 //! (snapshot, plan files, apply) and the core, and never its callers, so data
 //! flows one way. It prints nothing (its callers print and log) and decides
-//! nothing the core decides; it holds no state between calls (the daemon
-//! hands each tick its `TickMemory`).
+//! nothing the core decides; it holds no state between calls, except in a
+//! [`Daemon`], which carries the daemon's memory from one tick to the next.
 //!
 //! # What happens on SIGTERM (and SIGINT)
 //!
@@ -249,8 +249,8 @@ impl TickReport {
     }
 }
 
-/// The ticks of one daemon, each with what the earlier ones proved (the
-/// memory `reprofile run` keeps): for benchmarks and for embedding the job.
+/// The ticks of one daemon, each with what the earlier ones proved: what
+/// `reprofile run` ticks with (and the benchmarks).
 #[derive(Debug, Default)]
 pub struct Daemon {
     memory: TickMemory,

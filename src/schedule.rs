@@ -10,8 +10,8 @@
 //! exactly what happens). After each tick: plan retention and a Prometheus
 //! text file for monitoring. `run --once` is one tick now. This module owns
 //! the schedule, the counters, the metrics and the daemon's
-//! [`TickMemory`] (created when the daemon starts, handed to each tick, never
-//! written anywhere; `run --once` has none); it plans and applies nothing
+//! [`Daemon`] (its memory across ticks: created when the daemon starts,
+//! never written anywhere; `run --once` has none); it plans and applies nothing
 //! itself.
 
 use std::collections::BTreeMap;
@@ -28,9 +28,8 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use crate::config::Config;
 use crate::core::apply::Outcome;
 use crate::core::plan::{Action, SkipReason};
-use crate::orchestrate::{tick, Stop, TickReport};
+use crate::orchestrate::{tick, Daemon, Stop, TickReport};
 use crate::planfile::{self, write_atomic};
-use crate::tick_memory::TickMemory;
 
 /// Counters kept across ticks.
 #[derive(Debug, Default, Clone)]
@@ -266,14 +265,15 @@ pub async fn run_once(config: &Config) -> TickReport {
 
 struct Shared {
     config: Config,
-    /// Held by the running tick: its memory of the ticks before.
-    busy: Mutex<TickMemory>,
+    /// Held by the running tick: the daemon, with its memory of the ticks
+    /// before.
+    busy: Mutex<Daemon>,
     counters: std::sync::Mutex<Counters>,
     stop: Stop,
 }
 
 async fn scheduled_tick(shared: Arc<Shared>) {
-    let Ok(mut memory) = shared.busy.try_lock() else {
+    let Ok(mut daemon) = shared.busy.try_lock() else {
         shared.counters.lock().expect("counters").skipped += 1;
         tracing::warn!("tick skipped: the previous tick is still running");
         return;
@@ -281,7 +281,7 @@ async fn scheduled_tick(shared: Arc<Shared>) {
     if !jitter_wait(shared.config.schedule.jitter, &shared.stop).await {
         return;
     }
-    let report = tick(&shared.config, &shared.stop, Some(&mut memory)).await;
+    let report = daemon.tick(&shared.config, &shared.stop).await;
     let counters = {
         let mut counters = shared.counters.lock().expect("counters");
         counters.count(&report);
@@ -306,7 +306,7 @@ pub async fn run_daemon(config: Config) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         config,
         // Created here, in memory only, and gone when the daemon exits.
-        busy: Mutex::new(TickMemory::default()),
+        busy: Mutex::new(Daemon::new()),
         counters: std::sync::Mutex::new(Counters::default()),
         stop: Stop::default(),
     });

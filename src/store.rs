@@ -361,11 +361,10 @@ impl KnownFields<'_> {
 
 /// The records that name a persona (a non-null `persona_id`): with any, a
 /// persona store is required.
-pub fn records_naming_a_persona(records: &[StoredRecord]) -> impl Iterator<Item = &AgentRecord> {
-    records
-        .iter()
-        .map(|r| &r.record)
-        .filter(|r| r.persona_id.is_some())
+fn records_naming_a_persona<'a>(
+    records: impl Iterator<Item = &'a AgentRecord>,
+) -> impl Iterator<Item = &'a AgentRecord> {
+    records.filter(|r| r.persona_id.is_some())
 }
 
 /// Reads the persona store at `path` for the agent store's `records`.
@@ -400,7 +399,7 @@ pub(crate) fn persona_store_from<'a>(
         Err(StoreError::Unreadable { source, .. })
             if !configured && source.kind() == std::io::ErrorKind::NotFound =>
         {
-            let naming: Vec<&AgentRecord> = records.filter(|r| r.persona_id.is_some()).collect();
+            let naming: Vec<&AgentRecord> = records_naming_a_persona(records).collect();
             match naming.first() {
                 None => Ok(BTreeMap::new()),
                 Some(first) => Err(StoreError::PersonasNeeded {

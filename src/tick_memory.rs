@@ -166,7 +166,6 @@ impl TickMemory {
         persona_store_from(path, config.personas_configured, records.iter(), read)
     }
 
-    /// Rule A5's derivations known from earlier ticks.
     /// The checker of this daemon's reads: it remembers the events it
     /// checked in earlier ticks.
     pub(crate) fn checker(&self) -> crate::verified::Checker {
@@ -185,6 +184,7 @@ impl TickMemory {
         self.verified.end_tick();
     }
 
+    /// Rule A5's derivations known from earlier ticks.
     pub(crate) fn known_keys(&self) -> &KnownKeys {
         &self.keys
     }

@@ -627,7 +627,7 @@ fn pure_core(
             seed.len(),
             time,
             peak,
-            format!("{valid} valid; the snapshot's floor (nostr-sdk verifies each)"),
+            format!("{valid} valid; the snapshot's floor (the reader checks each)"),
         ));
     }
 
@@ -743,8 +743,8 @@ async fn on_relay(
     log(opts, format!("{label}: snapshot + plan, {n} agents"));
     let tool = tool_snapshot_plan(opts, &config, &label, "", worlds, report).await?;
     // The same with the relay's agents read over one connection per core
-    // (`[relay] read_connections`), so nostr-sdk's signature checks run on
-    // every core.
+    // (`[relay] read_connections`): signatures are checked on every core
+    // either way; this shows what more connections still change.
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     if cores > 1 {
         let mut spread = config.clone();

@@ -3,7 +3,7 @@
 //!
 //! Each session (reading kind:0s: [`read::ReadSession`]; publishing one
 //! agent's event as that agent: [`write::AuthorPublish`]) implements
-//! [`Session`]. The relay edge (`crate::relay`) drives any of them with one
+//! [`Session`]. The relay edge (`crate::wire`) drives any of them with one
 //! short loop over the socket, a timer and nothing else, so every decision
 //! (authentication, retries, refusals, timeouts) is made here and tested as
 //! tables of messages in, frames out, with no socket and no sleeping.
