@@ -12,6 +12,13 @@
 //! An event id alone never vouches for anything (nostr-sdk 0.44's own cache
 //! trusts a bare id, so a relay could send a forged event under a known id).
 //!
+//! The memory also keeps the exact text of each event object read and proven
+//! (as a relay sent it, between `["EVENT","<subscription>",` and `]`), with
+//! its parse: when a relay sends the same bytes again, they are the same
+//! event, already parsed and proven, so neither the parse nor the id's hash
+//! is redone ([`Checker::authentic_text`]). Only byte-for-byte equal text is
+//! taken from memory; anything else is parsed and checked.
+//!
 //! Memory stays bounded however long the daemon runs: what survives a tick
 //! is only what was seen during it ([`VerifiedEvents::end_tick`]). Nothing is
 //! written to disk: a cache file could be edited to vouch for a forged event.
@@ -36,6 +43,8 @@ pub struct VerifiedEvents {
     hits: AtomicU64,
     /// Signature checks made.
     checks: AtomicU64,
+    /// Event texts taken from memory, not parsed nor hashed again.
+    text_hits: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +53,39 @@ struct Generations {
     known: HashMap<EventId, Proven>,
     /// Proven or used during this tick.
     seen: HashMap<EventId, Proven>,
+    /// Event texts proven before this tick, with their parse.
+    texts_known: HashMap<Box<str>, Event, TailHashing>,
+    /// Event texts proven or read again during this tick.
+    texts_seen: HashMap<Box<str>, Event, TailHashing>,
+}
+
+/// Event texts are hashed on their last [`TAIL`] bytes and their length only
+/// (relays end an event with its signature's hex, 128 characters that differ
+/// between any two events), and compared in full: a map lookup does not
+/// hash the whole text every time. Texts sharing a tail only share a bucket.
+#[derive(Debug, Default)]
+struct TailHashing(std::collections::hash_map::RandomState);
+
+/// How much of an event text's end is hashed.
+const TAIL: usize = 64;
+
+struct TailHasher(std::collections::hash_map::DefaultHasher);
+
+impl std::hash::BuildHasher for TailHashing {
+    type Hasher = TailHasher;
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+impl std::hash::Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(&bytes[bytes.len().saturating_sub(TAIL)..]);
+        self.0.write_usize(bytes.len());
+    }
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
 }
 
 impl VerifiedEvents {
@@ -57,12 +99,13 @@ impl VerifiedEvents {
     pub fn end_tick(&self) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.known = std::mem::take(&mut inner.seen);
+        inner.texts_known = std::mem::take(&mut inner.texts_seen);
     }
 
-    /// How many events are remembered (both generations).
+    /// How many proofs and event texts are remembered (both generations).
     pub fn len(&self) -> usize {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.known.len() + inner.seen.len()
+        inner.known.len() + inner.seen.len() + inner.texts_known.len() + inner.texts_seen.len()
     }
 
     /// True when nothing is remembered.
@@ -78,6 +121,29 @@ impl VerifiedEvents {
     /// Signature checks made so far by checkers using this memory.
     pub fn checks(&self) -> u64 {
         self.checks.load(Ordering::Relaxed)
+    }
+
+    /// Event texts taken from memory so far (neither parsed nor hashed).
+    pub fn text_hits(&self) -> u64 {
+        self.text_hits.load(Ordering::Relaxed)
+    }
+
+    /// The event parsed from exactly `text` and proven in this tick or the
+    /// last, if any. Marks it seen.
+    fn event_of_text(&self, text: &str) -> Option<Event> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(event) = inner.texts_seen.get(text) {
+            return Some(event.clone());
+        }
+        let (text, event) = inner.texts_known.remove_entry(text)?;
+        let copy = event.clone();
+        inner.texts_seen.insert(text, event);
+        Some(copy)
+    }
+
+    fn remember_text(&self, text: &str, event: &Event) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.texts_seen.insert(text.into(), event.clone());
     }
 
     /// True when `event`'s id, pubkey and signature were proven before (the
@@ -126,6 +192,29 @@ impl Checker {
         if let Some(memory) = &self.memory {
             memory.remember(event);
         }
+    }
+
+    /// The event whose JSON object is exactly `text`, when it is authentic
+    /// (`Ok(None)` when it is not; `Err` when `text` is not an event). With a
+    /// memory, text proven in this tick or the last is taken from it, byte
+    /// for byte, without parsing or hashing; other text is parsed and
+    /// checked by [`Checker::authentic`], and remembered when authentic.
+    pub fn authentic_text(&self, text: &str) -> Result<Option<Event>, serde_json::Error> {
+        if let Some(memory) = &self.memory {
+            if let Some(event) = memory.event_of_text(text) {
+                memory.text_hits.fetch_add(1, Ordering::Relaxed);
+                memory.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(event));
+            }
+        }
+        let event: Event = serde_json::from_str(text)?;
+        if !self.authentic(&event) {
+            return Ok(None);
+        }
+        if let Some(memory) = &self.memory {
+            memory.remember_text(text, &event);
+        }
+        Ok(Some(event))
     }
 
     /// True when `event`'s id is the hash of its fields and its signature is
@@ -299,6 +388,59 @@ mod tests {
     }
 
     #[test]
+    fn an_event_text_read_again_is_neither_parsed_nor_checked_again() {
+        let event = profile(&Keys::generate(), "Ada", 1_000);
+        let text = event.as_json();
+        let memory = VerifiedEvents::new();
+        let checker = Checker::with_memory(memory.clone());
+        assert_eq!(
+            checker.authentic_text(&text).expect("event"),
+            Some(event.clone())
+        );
+        memory.end_tick();
+        for _ in 0..2 {
+            assert_eq!(
+                checker.authentic_text(&text).expect("event"),
+                Some(event.clone())
+            );
+        }
+        assert_eq!((memory.checks(), memory.text_hits()), (1, 2));
+        // Without a memory, every text is parsed and checked.
+        let plain = Checker::default();
+        assert_eq!(plain.authentic_text(&text).expect("event"), Some(event));
+        assert_eq!(memory.text_hits(), 2);
+    }
+
+    #[test]
+    fn only_the_same_bytes_are_taken_from_memory_and_a_forged_text_is_refused() {
+        let keys = Keys::generate();
+        let event = profile(&keys, "Ada", 1_000);
+        let text = event.as_json();
+        let memory = VerifiedEvents::new();
+        let checker = Checker::with_memory(memory.clone());
+        assert!(checker.authentic_text(&text).expect("event").is_some());
+        // The same event written otherwise: parsed, and proven by its id.
+        let spaced = text.replacen(',', ", ", 1);
+        assert_eq!(
+            checker.authentic_text(&spaced).expect("event"),
+            Some(event.clone())
+        );
+        assert_eq!((memory.text_hits(), memory.hits()), (0, 1));
+        // Other content under the same id and signature: the text ends as
+        // the remembered one does (same hash bucket), and is refused.
+        let forged = altered(&event, "content", json!(r#"{"name":"Eve"}"#)).as_json();
+        assert!(forged.ends_with(&text[text.len() - TAIL..]));
+        assert_eq!(checker.authentic_text(&forged).expect("an event"), None);
+        // One byte of the signature changed: not remembered, and refused.
+        let last = text.rfind(|c: char| c.is_ascii_hexdigit()).expect("hex");
+        let flipped = if &text[last..=last] == "0" { "1" } else { "0" };
+        let bad_sig = format!("{}{flipped}{}", &text[..last], &text[last + 1..]);
+        assert_eq!(checker.authentic_text(&bad_sig).expect("an event"), None);
+        assert_eq!(memory.text_hits(), 0);
+        assert!(checker.authentic_text(r#"{"not":"an event"}"#).is_err());
+    }
+
+    #[test]
     fn the_memory_keeps_only_what_the_last_tick_saw() {
         let keys = Keys::generate();
         let memory = VerifiedEvents::new();
@@ -306,8 +448,11 @@ mod tests {
         // A daemon whose profile changes every tick: one event per tick.
         for tick in 0..100 {
             assert!(checker.authentic(&profile(&keys, "Ada", 1_000 + tick)));
+            let text = profile(&keys, "Bea", 1_000 + tick).as_json();
+            assert!(checker.authentic_text(&text).expect("event").is_some());
             memory.end_tick();
-            assert_eq!(memory.len(), 1, "tick {tick}");
+            // Ada's proof; Bea's proof and text.
+            assert_eq!(memory.len(), 3, "tick {tick}");
         }
         memory.end_tick();
         assert!(

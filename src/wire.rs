@@ -183,6 +183,19 @@ impl Connection {
 /// What one text frame means to a session: `None` for what is not a NIP-01
 /// relay message, and for an event that is not authentic or has expired.
 fn input_of(text: &str, checker: &Checker) -> Option<Input> {
+    // An EVENT frame as relays write it: its event object's text goes to the
+    // checker as is (a daemon has seen most such texts before).
+    if let Some((subscription_id, event_text)) = split_event_frame(text) {
+        match checker.authentic_text(event_text) {
+            Ok(Some(event)) => return event_input(subscription_id, event),
+            Ok(None) => {
+                tracing::debug!("event ignored: its id or signature does not verify");
+                return None;
+            }
+            // Not an event: as nostr reads it, below.
+            Err(_) => {}
+        }
+    }
     match parse(text) {
         Ok(RelayMessage::Event {
             subscription_id,
@@ -192,14 +205,7 @@ fn input_of(text: &str, checker: &Checker) -> Option<Input> {
                 tracing::debug!(id = %event.id, "event ignored: its id or signature does not verify");
                 return None;
             }
-            if event.is_expired() {
-                tracing::debug!(id = %event.id, "event ignored: expired (NIP-40)");
-                return None;
-            }
-            Some(Input::Message(RelayMessage::Event {
-                subscription_id,
-                event,
-            }))
+            event_input(subscription_id.into_owned(), event.into_owned())
         }
         Ok(message) => Some(Input::Message(message)),
         Err(error) => {
@@ -207,6 +213,29 @@ fn input_of(text: &str, checker: &Checker) -> Option<Input> {
             None
         }
     }
+}
+
+/// An authentic event for the session, unless it has expired (NIP-40).
+fn event_input(subscription_id: nostr::SubscriptionId, event: nostr::Event) -> Option<Input> {
+    if event.is_expired() {
+        tracing::debug!(id = %event.id, "event ignored: expired (NIP-40)");
+        return None;
+    }
+    Some(Input::Message(RelayMessage::event(subscription_id, event)))
+}
+
+/// The subscription id and the event object's text of an EVENT frame written
+/// compactly, `["EVENT","<id>",<event>]` with an id needing no escape (as
+/// relays write them); `None` for any other frame. The event text is not
+/// checked here: whether it is one event object is for its parse to say.
+fn split_event_frame(text: &str) -> Option<(nostr::SubscriptionId, &str)> {
+    let rest = text.strip_prefix(r#"["EVENT",""#)?;
+    let end = rest
+        .bytes()
+        .position(|byte| byte == b'"' || byte == b'\\' || byte < 0x20)?;
+    let (id, rest) = rest.split_at(end);
+    let event = rest.strip_prefix("\",")?.trim_end().strip_suffix(']')?;
+    Some((nostr::SubscriptionId::new(id), event))
 }
 
 /// A relay message: an EVENT frame (nearly every frame of a read) in one
@@ -291,6 +320,45 @@ mod tests {
         }
         assert!(parse(r#"["EVENT","s",{"not":"an event"}]"#).is_err());
         assert!(parse("not json").is_err());
+    }
+
+    #[test]
+    fn an_event_frame_reads_the_same_split_or_parsed_whole() {
+        let event = EventBuilder::new(Kind::Metadata, r#"{"name":"A \"quoted\" é"}"#)
+            .sign_with_keys(&Keys::generate())
+            .expect("sign");
+        let checker = Checker::default();
+        let frame = RelayMessage::event(SubscriptionId::new("p7"), event.clone()).as_json();
+        let (id, text) = split_event_frame(&frame).expect("compact frame");
+        assert_eq!((id.as_str(), text), ("p7", event.as_json().as_str()));
+        let message = |input: Option<Input>| match input {
+            Some(Input::Message(message)) => message,
+            _ => panic!("no message"),
+        };
+        assert_eq!(
+            message(input_of(&frame, &checker)),
+            RelayMessage::from_json(&frame).expect("nostr parses")
+        );
+        // Frames the split does not take are read whole, as nostr reads them.
+        let escaped = RelayMessage::event(SubscriptionId::new("a\"b"), event.clone()).as_json();
+        assert!(split_event_frame(&escaped).is_none());
+        assert_eq!(
+            message(input_of(&escaped, &checker)),
+            RelayMessage::from_json(&escaped).expect("nostr parses")
+        );
+        let spaced = format!(r#"[ "EVENT", "p7", {} ]"#, event.as_json());
+        assert!(split_event_frame(&spaced).is_none());
+        assert!(input_of(&spaced, &checker).is_some());
+        // Past the event object, the split's text is no event: the frame
+        // is read whole, as nostr reads it.
+        let extra = format!(r#"["EVENT","p7",{},"extra"]"#, event.as_json());
+        assert!(checker
+            .authentic_text(split_event_frame(&extra).expect("split").1)
+            .is_err());
+        match RelayMessage::from_json(&extra) {
+            Ok(nostrs) => assert_eq!(message(input_of(&extra, &checker)), nostrs),
+            Err(_) => assert!(input_of(&extra, &checker).is_none()),
+        }
     }
 
     fn event_json() -> String {
