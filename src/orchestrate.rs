@@ -102,7 +102,7 @@ async fn plan_and_write(
         None => snapshot::gather(config, only).await?,
     };
     let now = now_secs();
-    let plan = match memory {
+    let plan = match memory.as_deref_mut() {
         Some(memory) => {
             let (plan, learned) = rules::plan_remembering_keys(
                 &gathered.snapshot,
@@ -127,11 +127,16 @@ async fn plan_and_write(
                 .or_insert_with(|| why.clone());
         }
     }
-    // The plan holds what it needs; the snapshot is dropped before writing.
-    let gathered = snapshot::Gathered {
-        snapshot: Default::default(),
-        ..gathered
-    };
+    // The plan holds what it needs; the snapshot is dropped before writing,
+    // but for the records the daemon's memory lent (given back, not copied).
+    let mut gathered = gathered;
+    let snapshot = std::mem::take(&mut gathered.snapshot);
+    match memory {
+        Some(memory) => {
+            memory.give_back_records(snapshot.agents.into_iter().map(|a| a.record).collect())
+        }
+        None => drop(snapshot),
+    }
     let kind = match config.policy.mode {
         PlanMode::Full => PlanKind::Reconcile,
         PlanMode::BackfillOnly => PlanKind::Migrate,

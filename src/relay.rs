@@ -214,7 +214,11 @@ async fn collect_one(
         Some(Ok((id, (url, read)))) => {
             running.remove(&id);
             let entry = results.entry(url).or_default();
-            entry.observations.extend(read.observations);
+            if entry.observations.is_empty() {
+                entry.observations = read.observations;
+            } else {
+                entry.observations.extend(read.observations);
+            }
             entry.auth_demanded |= read.auth_demanded;
         }
         Some(Err(error)) => {

@@ -1,11 +1,12 @@
 //! What the `run` daemon remembers from one tick to the next, in memory
 //! only: the last parse of the agent store and of the persona store, each
-//! keyed by the SHA-256 of the bytes it was parsed from, and rule A5's key
-//! derivations ([`KnownKeys`], keyed by the SHA-256 of each key's text).
+//! with the bytes it was parsed from (and the agent store's SHA-256), and
+//! rule A5's key derivations ([`KnownKeys`], keyed by the SHA-256 of each
+//! key's text).
 //!
-//! Every tick reads both files in full and hashes them; a parse is reused
-//! only when the bytes hash to the digest it was made from (a modification
-//! time is never trusted). Whenever the agent store is parsed anew, the key
+//! Every tick reads both files in full; a parse is reused only when the
+//! bytes are equal, byte for byte, to the bytes it was made from (a
+//! modification time is never trusted), and then so is their digest. Whenever the agent store is parsed anew, the key
 //! derivations are cut down to the keys it holds, so the memory never
 //! outgrows the store, however long the daemon runs.
 //!
@@ -61,14 +62,21 @@ pub struct ParseCounts {
 #[derive(Debug)]
 struct RememberedAgents {
     path: PathBuf,
+    bytes: Vec<u8>,
     digest: String,
-    records: Vec<AgentRecord>,
+    /// The records parsed from `bytes`; `None` while a tick holds them: they
+    /// are lent by [`TickMemory::read_stores`] and given back by
+    /// [`TickMemory::give_back_records`] (never copied). Records a tick did
+    /// not give back are parsed again.
+    records: Option<Vec<AgentRecord>>,
+    /// How many records the parse gave.
+    count: usize,
 }
 
 #[derive(Debug)]
 struct RememberedPersonas {
     path: PathBuf,
-    digest: String,
+    bytes: Vec<u8>,
     personas: BTreeMap<String, String>,
 }
 
@@ -106,17 +114,22 @@ impl TickMemory {
         path: &Path,
     ) -> Result<(String, Vec<AgentRecord>), StoreError> {
         let bytes = read_bytes(AGENT_STORE, path)?;
-        let digest = sha256_hex(&bytes);
         if let Some(known) = self
             .agents
-            .as_ref()
-            .filter(|known| known.path == path && known.digest == digest)
+            .as_mut()
+            .filter(|known| known.path == path && known.bytes == bytes)
         {
-            self.counts.agents_reused += 1;
-            tracing::debug!("the agent store did not change since the last tick: not parsed again");
-            return Ok((digest, known.records.clone()));
+            if let Some(records) = known.records.take() {
+                self.counts.agents_reused += 1;
+                tracing::debug!(
+                    "the agent store did not change since the last tick: not parsed again"
+                );
+                return Ok((known.digest.clone(), records));
+            }
         }
         self.agents = None;
+        let digest = sha256_hex(&bytes);
+        let kept = bytes.clone();
         let text = utf8_text(AGENT_STORE, path, bytes)?;
         let store = parse_agent_store_digested(path, text, digest.clone())?;
         self.counts.agents_parsed += 1;
@@ -125,8 +138,10 @@ impl TickMemory {
         self.keys.retain_used(&used);
         self.agents = Some(RememberedAgents {
             path: path.to_path_buf(),
+            bytes: kept,
             digest: digest.clone(),
-            records: records.clone(),
+            records: None,
+            count: records.len(),
         });
         Ok((digest, records))
     }
@@ -140,22 +155,22 @@ impl TickMemory {
     ) -> Result<BTreeMap<String, String>, StoreError> {
         let path = &config.personas;
         let read = read_bytes(PERSONA_STORE, path).and_then(|bytes| {
-            let digest = sha256_hex(&bytes);
             if let Some(known) = self
                 .personas
                 .as_ref()
-                .filter(|known| known.path == *path && known.digest == digest)
+                .filter(|known| known.path == *path && known.bytes == bytes)
             {
                 self.counts.personas_reused += 1;
                 return Ok(known.personas.clone());
             }
             self.personas = None;
+            let kept = bytes.clone();
             let text = utf8_text(PERSONA_STORE, path, bytes)?;
             let personas = parse_personas(path, &text)?;
             self.counts.personas_parsed += 1;
             self.personas = Some(RememberedPersonas {
                 path: path.clone(),
-                digest,
+                bytes: kept,
                 personas: personas.clone(),
             });
             Ok(personas)
@@ -164,6 +179,17 @@ impl TickMemory {
             self.personas = None;
         }
         persona_store_from(path, config.personas_configured, records.iter(), read)
+    }
+
+    /// Takes back the records [`TickMemory::read_stores`] lent, unchanged and
+    /// in store order (the snapshot's), for the next tick; anything else is
+    /// dropped, and the next tick parses the store again.
+    pub(crate) fn give_back_records(&mut self, records: Vec<AgentRecord>) {
+        if let Some(known) = self.agents.as_mut() {
+            if known.records.is_none() && records.len() == known.count {
+                known.records = Some(records);
+            }
+        }
     }
 
     /// The checker of this daemon's reads: it remembers the events it
@@ -241,7 +267,26 @@ mod tests {
         config: &Config,
     ) -> (String, Vec<AgentRecord>, BTreeMap<String, String>) {
         let read = memory.read_stores(config).expect("stores read");
+        // As a tick does once it planned.
+        memory.give_back_records(read.records.clone());
         (read.digest, read.records, read.personas)
+    }
+
+    #[test]
+    fn records_a_tick_did_not_give_back_are_parsed_again() {
+        let (_dir, config) = stores();
+        let mut memory = TickMemory::default();
+        // A tick that failed after reading the stores gives nothing back.
+        let lent = memory.read_stores(&config).expect("stores read").records;
+        let again = read(&mut memory, &config);
+        assert_eq!(memory.parse_counts().agents_parsed, 2);
+        assert_eq!(again.1, lent);
+        // Records that are not all of the store are not taken back.
+        let lent = memory.read_stores(&config).expect("stores read").records;
+        assert_eq!(memory.parse_counts().agents_reused, 1);
+        memory.give_back_records(lent[1..].to_vec());
+        assert_eq!(read(&mut memory, &config), fresh(&config));
+        assert_eq!(memory.parse_counts().agents_parsed, 3);
     }
 
     #[test]
