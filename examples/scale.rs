@@ -84,6 +84,10 @@ struct Args {
     /// seconds (to profile `scale --child-plan-run CONFIG` meanwhile).
     #[arg(long, default_value_t = 0)]
     hold_secs: u64,
+    /// Only the daemon's ticks over the in-sync world, on each relay (to
+    /// profile them; `SCALE_STEADY_TICKS` sets how many later ticks).
+    #[arg(long)]
+    daemon_tick_only: bool,
     /// The fleet world instead: `--agents` agents spread evenly over
     /// `--relays` nostr-rs-relay processes, each behind a proxy adding
     /// `--rtt-ms`, `--stale-percent` of profiles stale; times one whole
@@ -193,6 +197,7 @@ async fn main() -> anyhow::Result<()> {
         },
         verbose: true,
         hold_secs: args.hold_secs,
+        daemon_tick_only: args.daemon_tick_only,
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
@@ -226,6 +231,7 @@ mod tests {
             child_exe: None,
             verbose: false,
             hold_secs: 0,
+            daemon_tick_only: false,
         };
         // The test needs nostr-rs-relay: it fails, saying how to install it,
         // rather than measure less.

@@ -93,6 +93,8 @@ pub struct Options {
     /// long (seconds) with the relay up, e.g. to profile
     /// `scale --child-plan-run CONFIG` from another shell.
     pub hold_secs: u64,
+    /// Only the daemon's ticks over the in-sync world (to profile them).
+    pub daemon_tick_only: bool,
 }
 
 impl Default for Options {
@@ -110,6 +112,7 @@ impl Default for Options {
             child_exe: None,
             verbose: true,
             hold_secs: 0,
+            daemon_tick_only: false,
         }
     }
 }
@@ -697,6 +700,9 @@ async fn on_relay(
     let url = relay.url().await;
     let n = worlds.main.len();
     let timeout = Duration::from_secs(300);
+    if opts.daemon_tick_only {
+        return steady::steady_tick_rows(opts, &label, &url, dir, n, None, report).await;
+    }
 
     // Seed, with the plain pipelined publisher.
     log(

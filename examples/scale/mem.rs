@@ -30,3 +30,14 @@ pub fn peak_kb() -> Option<u64> {
 pub fn rss_kb() -> Option<u64> {
     status_kb("VmRSS:")
 }
+
+/// CPU time this process has used so far (user + system, all threads), in
+/// clock ticks of 10 ms (`/proc/self/stat`).
+pub fn cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command's closing parenthesis; utime and stime are the
+    // 14th and 15th fields of the line.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
