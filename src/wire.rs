@@ -79,7 +79,7 @@ impl Connection {
     async fn send(&mut self, frames: Vec<nostr::ClientMessage<'static>>) -> Result<(), String> {
         for frame in frames {
             self.socket
-                .feed(Message::text(frame.as_json()))
+                .feed(Message::text(frame_json(&frame)))
                 .await
                 .map_err(|error| error.to_string())?;
         }
@@ -178,6 +178,35 @@ impl Connection {
     pub(crate) async fn close(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.close(None)).await;
     }
+}
+
+/// `frame` as JSON text. A REQ (the bulk of what a read sends: up to 100
+/// authors each) is written straight from its parts; nostr writes every
+/// message through a JSON tree first.
+fn frame_json(frame: &nostr::ClientMessage<'_>) -> String {
+    if let nostr::ClientMessage::Req {
+        subscription_id,
+        filters,
+    } = frame
+    {
+        let mut out = String::from(r#"["REQ","#);
+        let parts = std::iter::once(serde_json::to_string(subscription_id.as_ref()))
+            .chain(filters.iter().map(|f| serde_json::to_string(f.as_ref())));
+        for (n, part) in parts.enumerate() {
+            match part {
+                Ok(text) => {
+                    if n > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&text);
+                }
+                Err(_) => return frame.as_json(),
+            }
+        }
+        out.push(']');
+        return out;
+    }
+    frame.as_json()
 }
 
 /// What one text frame means to a session: `None` for what is not a NIP-01
@@ -359,6 +388,26 @@ mod tests {
             Ok(nostrs) => assert_eq!(message(input_of(&extra, &checker)), nostrs),
             Err(_) => assert!(input_of(&extra, &checker).is_none()),
         }
+    }
+
+    #[test]
+    fn a_req_is_written_as_nostr_writes_it() {
+        let authors: Vec<_> = (0..3).map(|_| Keys::generate().public_key()).collect();
+        for filters in [
+            vec![nostr::Filter::new()
+                .kind(Kind::Metadata)
+                .authors(authors.clone())],
+            vec![
+                nostr::Filter::new().kind(Kind::Metadata).authors(authors),
+                nostr::Filter::new().kind(Kind::TextNote).limit(2),
+            ],
+        ] {
+            let req = nostr::ClientMessage::req(SubscriptionId::new("r \"1\""), filters);
+            let ours: serde_json::Value = serde_json::from_str(&frame_json(&req)).expect("JSON");
+            assert_eq!(ours, req.as_value());
+        }
+        let close = nostr::ClientMessage::close(SubscriptionId::new("r1"));
+        assert_eq!(frame_json(&close), close.as_json());
     }
 
     fn event_json() -> String {
