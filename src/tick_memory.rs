@@ -1,12 +1,14 @@
 //! What the `run` daemon remembers from one tick to the next, in memory
 //! only: the last parse of the agent store and of the persona store, each
-//! with the bytes it was parsed from (and the agent store's SHA-256), and
-//! rule A5's key derivations ([`KnownKeys`], keyed by the SHA-256 of each
-//! key's text).
+//! keyed by the SHA-256 of the bytes it was parsed from, and rule A5's key
+//! derivations ([`KnownKeys`], keyed by the SHA-256 of each key's text).
 //!
-//! Every tick reads both files in full; a parse is reused only when the
-//! bytes are equal, byte for byte, to the bytes it was made from (a
-//! modification time is never trusted), and then so is their digest. Whenever the agent store is parsed anew, the key
+//! Every tick reads both files in full and hashes them; a parse is reused
+//! only when the bytes hash to the digest it was made from (a modification
+//! time is never trusted). The bytes are not kept: a second copy of a large
+//! store would cost more memory than its hash costs time (README, "Choices
+//! made"). The agent store's records are lent to the tick, not copied, and
+//! given back once it planned. Whenever the agent store is parsed anew, the key
 //! derivations are cut down to the keys it holds, so the memory never
 //! outgrows the store, however long the daemon runs.
 //!
@@ -62,9 +64,8 @@ pub struct ParseCounts {
 #[derive(Debug)]
 struct RememberedAgents {
     path: PathBuf,
-    bytes: Vec<u8>,
     digest: String,
-    /// The records parsed from `bytes`; `None` while a tick holds them: they
+    /// The records of that parse; `None` while a tick holds them: they
     /// are lent by [`TickMemory::read_stores`] and given back by
     /// [`TickMemory::give_back_records`] (never copied). Records a tick did
     /// not give back are parsed again.
@@ -76,7 +77,7 @@ struct RememberedAgents {
 #[derive(Debug)]
 struct RememberedPersonas {
     path: PathBuf,
-    bytes: Vec<u8>,
+    digest: String,
     personas: BTreeMap<String, String>,
 }
 
@@ -114,22 +115,21 @@ impl TickMemory {
         path: &Path,
     ) -> Result<(String, Vec<AgentRecord>), StoreError> {
         let bytes = read_bytes(AGENT_STORE, path)?;
+        let digest = sha256_hex(&bytes);
         if let Some(known) = self
             .agents
             .as_mut()
-            .filter(|known| known.path == path && known.bytes == bytes)
+            .filter(|known| known.path == path && known.digest == digest)
         {
             if let Some(records) = known.records.take() {
                 self.counts.agents_reused += 1;
                 tracing::debug!(
                     "the agent store did not change since the last tick: not parsed again"
                 );
-                return Ok((known.digest.clone(), records));
+                return Ok((digest, records));
             }
         }
         self.agents = None;
-        let digest = sha256_hex(&bytes);
-        let kept = bytes.clone();
         let text = utf8_text(AGENT_STORE, path, bytes)?;
         let store = parse_agent_store_digested(path, text, digest.clone())?;
         self.counts.agents_parsed += 1;
@@ -138,7 +138,6 @@ impl TickMemory {
         self.keys.retain_used(&used);
         self.agents = Some(RememberedAgents {
             path: path.to_path_buf(),
-            bytes: kept,
             digest: digest.clone(),
             records: None,
             count: records.len(),
@@ -155,22 +154,22 @@ impl TickMemory {
     ) -> Result<BTreeMap<String, String>, StoreError> {
         let path = &config.personas;
         let read = read_bytes(PERSONA_STORE, path).and_then(|bytes| {
+            let digest = sha256_hex(&bytes);
             if let Some(known) = self
                 .personas
                 .as_ref()
-                .filter(|known| known.path == *path && known.bytes == bytes)
+                .filter(|known| known.path == *path && known.digest == digest)
             {
                 self.counts.personas_reused += 1;
                 return Ok(known.personas.clone());
             }
             self.personas = None;
-            let kept = bytes.clone();
             let text = utf8_text(PERSONA_STORE, path, bytes)?;
             let personas = parse_personas(path, &text)?;
             self.counts.personas_parsed += 1;
             self.personas = Some(RememberedPersonas {
                 path: path.clone(),
-                bytes: kept,
+                digest,
                 personas: personas.clone(),
             });
             Ok(personas)
