@@ -67,7 +67,6 @@ pub async fn steady_tick_rows(
         "parses the store, checks every signature, plans, writes the plan",
     ));
 
-    let mut best = Duration::MAX;
     mem::reset_peak();
     // More later ticks on request, to profile them (`perf record`).
     let ticks = std::env::var("SCALE_STEADY_TICKS")
@@ -83,13 +82,13 @@ pub async fn steady_tick_rows(
         let tick = daemon.tick(&config, &stop).await;
         let time = started.elapsed();
         check_nothing_to_do(label, &tick)?;
-        best = best.min(time);
         times.push(time);
     }
     let tick_cpu = cpu_before
         .zip(mem::cpu_ticks())
         .map(|(before, after)| (after - before) as f64 * 10.0 / ticks.max(1) as f64);
     times.sort();
+    let best = times.first().copied().unwrap_or(Duration::MAX);
     let median = times.get(times.len() / 2).copied().unwrap_or_default();
     let mut row = Row::new(
         label,
