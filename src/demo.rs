@@ -105,14 +105,28 @@ pub async fn seed_relay(url: &str, events: &[Event]) -> anyhow::Result<()> {
 
 /// Lays out the example world in `dir` with a config that points the example
 /// relay URL at `relay_url`. Returns the config file's path.
-pub fn lay_out_world(dir: &Path, relay_url: &str) -> anyhow::Result<PathBuf> {
+#[cfg(test)]
+pub(crate) fn lay_out_world(dir: &Path, relay_url: &str) -> anyhow::Result<PathBuf> {
+    claim_store(dir)?;
+    write_config(dir, relay_url)
+}
+
+/// Writes the example store into `dir`, refusing a folder that already has
+/// one: the demo's first step, before any relay is started, so a refusal is
+/// one line and nothing else.
+fn claim_store(dir: &Path) -> anyhow::Result<()> {
     let store = dir.join("managed-agents.json");
     write_private(&store, STORE.as_bytes()).with_context(|| {
         format!(
             "cannot write the demo's store {}; give --dir a new or empty folder",
             store.display()
         )
-    })?;
+    })
+}
+
+/// Writes the example personas and a config that points the example relay
+/// URL at `relay_url`. Returns the config file's path.
+fn write_config(dir: &Path, relay_url: &str) -> anyhow::Result<PathBuf> {
     std::fs::write(dir.join("personas.json"), PERSONAS)?;
     let config_path = dir.join("config.toml");
     std::fs::write(
@@ -156,11 +170,12 @@ pub async fn run(keep_dir: Option<&Path>, style: Style) -> anyhow::Result<()> {
             .tempdir()?
             .keep(),
     };
+    claim_store(&dir)?;
     let relay = start_relay().await?;
     let url = relay.url().await.to_string();
     let result = async {
         seed_relay(&url, &seed_events()?).await?;
-        let config_path = lay_out_world(&dir, &url)?;
+        let config_path = write_config(&dir, &url)?;
         let config = config::load(&config_path)?;
         let mut out = std::io::stdout().lock();
         writeln!(
