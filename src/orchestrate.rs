@@ -42,7 +42,8 @@ use anyhow::Context;
 use crate::apply::{apply, ApplyOptions, ApplyReport};
 use crate::config::{Config, ScheduleMode};
 use crate::core::apply::Outcome;
-use crate::core::model::{PlanMode, RelayObservation};
+use crate::core::model::{PlanMode, Policy, RelayObservation};
+use crate::core::plan::Plan;
 use crate::core::rules;
 use crate::planfile::{self, PlanDocument, PlanKind};
 use crate::render::{self, Style};
@@ -113,7 +114,7 @@ async fn plan_and_write(
             memory.learn_keys(learned);
             plan
         }
-        None => rules::plan(&gathered.snapshot, &config.policy, now),
+        None => plan_gathered(&gathered, &config.policy, now),
     };
     let mut read_errors = BTreeMap::new();
     for agent in &gathered.snapshot.agents {
@@ -163,6 +164,13 @@ async fn plan_and_write(
         path,
         read_errors,
     })
+}
+
+/// The plan of a snapshot [`snapshot::gather`] took, with rule A5's
+/// derivations made while it read the relays: the plan `rules::plan`
+/// makes of it.
+pub fn plan_gathered(gathered: &snapshot::Gathered, policy: &Policy, now: u64) -> Plan {
+    rules::plan_remembering_keys(&gathered.snapshot, policy, now, &gathered.keys_ahead).0
 }
 
 /// Applies a plan (checked and approved by the caller) with the process

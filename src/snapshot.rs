@@ -6,23 +6,28 @@
 //! should happen to an agent; records the core will reject (bad pubkey, bad
 //! relay URL) are simply not sent to a relay.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context;
-use nostr::{Keys, PublicKey};
+use nostr::{Event, Keys, Kind, PublicKey};
 
 use crate::config::{Config, StoreOrigin};
-use crate::core::model::{AgentRecord, AgentSnapshot, RelayObservation, Snapshot};
-use crate::core::rules::{is_pubkey_hex, parse_relay_url, short_pubkey};
+use crate::core::known_keys::{KeyHash, KnownKeys};
+use crate::core::model::{
+    AgentRecord, AgentSnapshot, ExistingEvent, Policy, RelayObservation, Snapshot,
+};
+use crate::core::rules::{
+    derive_key, is_pubkey_hex, parse_relay_url, reaches_key_check, short_pubkey,
+};
 use crate::core::sign_in::read_candidates;
 use crate::discover::{stale_folder_of, stale_warning, DiscoverError};
 use crate::planfile::StoreIdentity;
 use crate::protocol::nip42::Identity;
 use crate::relay::{read_profiles, ReadOptions, RelayTimeouts};
 use crate::store::{read_agent_store, read_persona_store, AgentStore};
-use crate::verified::Checker;
+use crate::verified::{Checker, EventObserver};
 
 /// A snapshot and the store it was taken from.
 #[derive(Debug, Clone)]
@@ -33,6 +38,9 @@ pub struct Gathered {
     pub store: StoreIdentity,
     /// What the planner reads.
     pub snapshot: Snapshot,
+    /// Rule A5's derivations made while the relays were read, for the
+    /// planner to take (empty for the daemon, which remembers its own).
+    pub keys_ahead: KnownKeys,
 }
 
 /// Relay read options from config.
@@ -202,7 +210,7 @@ pub async fn gather(config: &Config, only: &[String]) -> anyhow::Result<Gathered
         records: records.into_iter().map(|r| r.record).collect(),
         personas,
     };
-    observe(config, only, stores, Checker::default()).await
+    observe(config, only, stores, Checker::default(), true).await
 }
 
 /// [`gather`] of every agent for the daemon, with the stores as `memory`
@@ -213,16 +221,18 @@ pub(crate) async fn gather_remembering(
     memory: &mut crate::tick_memory::TickMemory,
 ) -> anyhow::Result<Gathered> {
     let stores = memory.read_stores(config)?;
-    observe(config, &[], stores, memory.checker()).await
+    observe(config, &[], stores, memory.checker(), false).await
 }
 
 /// The snapshot of the agents of `stores` (all, or those of `only`): each
-/// one's newest kind:0 from its relay.
+/// one's newest kind:0 from its relay; with `derive_ahead`, rule A5's
+/// derivations the plan will need are made while the relays are read.
 async fn observe(
     config: &Config,
     only: &[String],
     stores: StoresRead,
     checker: Checker,
+    derive_ahead: bool,
 ) -> anyhow::Result<Gathered> {
     let StoresRead {
         path,
@@ -277,6 +287,13 @@ async fn observe(
     );
     let total: usize = requests.values().map(Vec::len).sum();
     let progress = crate::progress::Progress::bar(total as u64, "snapshot");
+    let records = Arc::new(records);
+    let ahead =
+        derive_ahead.then(|| KeysAhead::new(Arc::clone(&records), &personas, &config.policy));
+    let checker = match &ahead {
+        Some(ahead) => checker.with_observer(ahead.observer()),
+        None => checker,
+    };
     let options = ReadOptions {
         progress: progress.clone(),
         identities: Arc::new(identities),
@@ -285,6 +302,11 @@ async fn observe(
     };
     let mut observed = read_profiles(requests, &options).await;
     progress.finish();
+    drop(options);
+    let keys_ahead = ahead.map(KeysAhead::finish).unwrap_or_default();
+    // A check still running on the pool after its read ended may hold the
+    // records a moment longer: copy them then.
+    let records = Arc::try_unwrap(records).unwrap_or_else(|shared| shared.as_ref().clone());
 
     let agents = records
         .into_iter()
@@ -307,7 +329,100 @@ async fn observe(
     Ok(Gathered {
         store: summary,
         snapshot: Snapshot { agents, personas },
+        keys_ahead,
     })
+}
+
+/// Rule A5's derivations made during a read, on the pool threads that check
+/// its events: an authentic kind:0 is shown to the core
+/// ([`reaches_key_check`]) for each record of its author, and the key of a
+/// record that will need a republish is derived there and then. Planning
+/// then takes them from [`KnownKeys`] rather than deriving them after the
+/// read, and the plan is the same: a derivation is a fact about a key's
+/// text, whatever event prompted it. An agent whose relay holds no profile
+/// sends no event: its key is derived by the planner.
+struct KeysAhead {
+    shared: Arc<AheadShared>,
+}
+
+struct AheadShared {
+    records: Arc<Vec<AgentRecord>>,
+    /// Pubkey bytes to the positions of the records with it.
+    by_author: HashMap<[u8; 32], Vec<usize>>,
+    personas: BTreeMap<String, String>,
+    policy: Policy,
+    learned: Mutex<Vec<(KeyHash, [u8; 32])>>,
+}
+
+impl KeysAhead {
+    fn new(
+        records: Arc<Vec<AgentRecord>>,
+        personas: &BTreeMap<String, String>,
+        policy: &Policy,
+    ) -> Self {
+        let mut by_author: HashMap<[u8; 32], Vec<usize>> = HashMap::new();
+        for (position, record) in records.iter().enumerate() {
+            if let Ok(pubkey) = PublicKey::from_hex(&record.pubkey) {
+                by_author
+                    .entry(pubkey.to_bytes())
+                    .or_default()
+                    .push(position);
+            }
+        }
+        Self {
+            shared: Arc::new(AheadShared {
+                records,
+                by_author,
+                personas: personas.clone(),
+                policy: policy.clone(),
+                learned: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    fn observer(&self) -> EventObserver {
+        let shared = Arc::clone(&self.shared);
+        EventObserver::new(move |event| shared.saw(event))
+    }
+
+    /// The derivations made so far.
+    fn finish(self) -> KnownKeys {
+        let mut learned = self
+            .shared
+            .learned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut *learned).into_iter().collect()
+    }
+}
+
+impl AheadShared {
+    fn saw(&self, event: &Event) {
+        if event.kind != Kind::Metadata {
+            return;
+        }
+        let Some(positions) = self.by_author.get(event.pubkey.as_bytes()) else {
+            return;
+        };
+        // What the core reads of an observation here: the content.
+        let observation = RelayObservation::Newest(ExistingEvent {
+            id: String::new(),
+            created_at: event.created_at.as_secs(),
+            content: event.content.clone(),
+            tags: Vec::new(),
+        });
+        for &position in positions {
+            let record = &self.records[position];
+            if reaches_key_check(record, &observation, &self.personas, &self.policy) {
+                if let Some(derived) = derive_key(record) {
+                    self.learned
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(derived);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -364,5 +479,83 @@ mod tests {
             assert_eq!(identity.relay_tag, "wss://buzz.example.com");
         }
         assert!(for_relay[1].label.starts_with("agent Agent 0 ("));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_derives_the_keys_of_the_republishes_it_sees_while_it_reads() {
+        use nostr_relay_builder::prelude::RelayBuilder;
+
+        let relay = crate::demo::run_local_relay(RelayBuilder::default())
+            .await
+            .expect("relay");
+        let url = relay.url().await.to_string();
+        crate::demo::seed_relay(&url, &crate::demo::seed_events().unwrap())
+            .await
+            .expect("seeded");
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = crate::demo::lay_out_world(dir.path(), &url).unwrap();
+        let config = crate::config::load(&config_path).unwrap();
+
+        let gathered = gather(&config, &[]).await.expect("gathered");
+        let now = 1_800_000_000;
+        let (plan, derived_after) = crate::core::rules::plan_remembering_keys(
+            &gathered.snapshot,
+            &config.policy,
+            now,
+            &gathered.keys_ahead,
+        );
+        assert_eq!(
+            plan,
+            crate::core::rules::plan(&gathered.snapshot, &config.policy, now)
+        );
+        // Each republish of a profile the relay held had its key derived
+        // during the read; only those of missing profiles (no event to see)
+        // are derived by the planner.
+        let key_of = |pubkey: &str| {
+            let agent = gathered
+                .snapshot
+                .agents
+                .iter()
+                .find(|a| a.record.pubkey == pubkey)
+                .expect("the agent of an action");
+            KeyHash::of_record(&agent.record).expect("a republished agent has a key")
+        };
+        let mut seen = 0;
+        let mut missing = 0;
+        for republish in plan.actions.iter().filter_map(|a| a.as_republish()) {
+            let hash = key_of(&republish.agent);
+            if republish.before.is_some() {
+                seen += 1;
+                assert!(
+                    gathered.keys_ahead.get(&hash).is_some(),
+                    "{}",
+                    republish.name
+                );
+            } else {
+                missing += 1;
+                assert!(
+                    gathered.keys_ahead.get(&hash).is_none(),
+                    "{}",
+                    republish.name
+                );
+            }
+        }
+        assert!(seen > 0 && missing > 0, "the example world has both");
+        assert!(derived_after.len() >= missing);
+        for agent in &gathered.snapshot.agents {
+            if let Some(hash) = KeyHash::of_record(&agent.record) {
+                if derived_after.get(&hash).is_some() {
+                    assert_eq!(
+                        agent.observation,
+                        RelayObservation::NoProfile,
+                        "{}: its relay sent its profile, its key was derived then",
+                        agent.record.name
+                    );
+                }
+            }
+        }
+        // Agents in sync had nothing derived.
+        assert!(gathered.keys_ahead.len() < gathered.snapshot.agents.len() / 2);
+        relay.shutdown();
     }
 }

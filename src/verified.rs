@@ -175,6 +175,27 @@ impl VerifiedEvents {
 #[derive(Debug, Clone, Default)]
 pub struct Checker {
     memory: Option<Arc<VerifiedEvents>>,
+    observer: Option<EventObserver>,
+}
+
+/// Shown each event a read over [`crate::wire`] found authentic, on the pool
+/// thread that checked it, while the read goes on (a snapshot derives rule
+/// A5's keys there, see `crate::snapshot`). It learns nothing a session
+/// would not: the session still decides which event is an author's newest.
+#[derive(Clone)]
+pub struct EventObserver(Arc<dyn Fn(&Event) + Send + Sync>);
+
+impl EventObserver {
+    /// An observer calling `f` with each authentic event.
+    pub fn new(f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for EventObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventObserver")
+    }
 }
 
 impl Checker {
@@ -182,6 +203,23 @@ impl Checker {
     pub fn with_memory(memory: Arc<VerifiedEvents>) -> Self {
         Self {
             memory: Some(memory),
+            observer: None,
+        }
+    }
+
+    /// This checker, also showing `observer` every event it finds authentic
+    /// in a read.
+    pub fn with_observer(self, observer: EventObserver) -> Self {
+        Self {
+            observer: Some(observer),
+            ..self
+        }
+    }
+
+    /// Shows the observer, if any, an event found authentic.
+    pub(crate) fn observe(&self, event: &Event) {
+        if let Some(observer) = &self.observer {
+            (observer.0)(event);
         }
     }
 

@@ -165,10 +165,15 @@ impl Connection {
         let (done, receiver) = oneshot::channel();
         let checker = self.checker.clone();
         rayon::spawn(move || {
-            let inputs = texts
+            let inputs: Vec<Input> = texts
                 .iter()
                 .filter_map(|text| input_of(text.as_str(), &checker))
                 .collect();
+            for input in &inputs {
+                if let Input::Message(RelayMessage::Event { event, .. }) = input {
+                    checker.observe(event);
+                }
+            }
             let _ = done.send(inputs);
         });
         self.pending.push_back(Pending::Checking(receiver));

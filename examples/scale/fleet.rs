@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use nostr::Event;
 use reprofile::config;
-use reprofile::core::rules;
 use reprofile::orchestrate::now_secs;
 use reprofile::snapshot;
 
@@ -461,7 +460,7 @@ pub async fn run_fleet(opts: &FleetOptions) -> anyhow::Result<FleetReport> {
     // A second snapshot + plan, read directly: nothing may be left to do.
     let config = config::load(&direct_path)?;
     let gathered = snapshot::gather(&config, &[]).await?;
-    let plan = rules::plan(&gathered.snapshot, &config.policy, now_secs());
+    let plan = reprofile::orchestrate::plan_gathered(&gathered, &config.policy, now_secs());
     let republish = plan
         .actions
         .iter()

@@ -897,7 +897,7 @@ async fn tool_snapshot_plan(
         let started = Instant::now();
         let gathered = snapshot::gather(config, &[]).await?;
         let gather_time = started.elapsed();
-        let plan = rules::plan(&gathered.snapshot, &config.policy, now_secs());
+        let plan = reprofile::orchestrate::plan_gathered(&gathered, &config.policy, now_secs());
         let total = started.elapsed();
         Ok((
             total,

@@ -21,7 +21,7 @@ use super::model::{
 };
 use super::nip_oa;
 use super::plan::{Action, AvatarSource, Plan};
-use super::rules::{check_agent_key, plan, plan_remembering_keys};
+use super::rules::{check_agent_key, derive_key, plan, plan_remembering_keys, reaches_key_check};
 
 const NOW: u64 = 1_800_000_000;
 
@@ -376,6 +376,55 @@ proptest! {
         let (again, none) = plan_remembering_keys(&snapshot, &policy, NOW, &learned);
         prop_assert_eq!(&again, &fresh);
         prop_assert!(none.is_empty());
+    }
+
+    #[test]
+    fn property_keys_derived_ahead_are_every_derivation_the_planner_needs(
+        specs in prop::collection::vec(agent_spec(), 1..12),
+        backfill_only in any::<bool>(),
+    ) {
+        let snapshot = world(&specs);
+        let policy = policy(backfill_only);
+        // What the edge derives while reading: it shows the core each
+        // observation's content only.
+        let ahead: KnownKeys = snapshot
+            .agents
+            .iter()
+            .filter(|agent| {
+                let content_only = match &agent.observation {
+                    RelayObservation::Newest(event) => RelayObservation::Newest(ExistingEvent {
+                        id: String::new(),
+                        tags: Vec::new(),
+                        ..event.clone()
+                    }),
+                    other => other.clone(),
+                };
+                let reaches = reaches_key_check(&agent.record, &agent.observation, &snapshot.personas, &policy);
+                assert_eq!(
+                    reaches,
+                    reaches_key_check(&agent.record, &content_only, &snapshot.personas, &policy),
+                    "the content alone decides"
+                );
+                reaches
+            })
+            .filter_map(|agent| derive_key(&agent.record))
+            .collect();
+        let (planned, derived_by_the_planner) = plan_remembering_keys(&snapshot, &policy, NOW, &ahead);
+        prop_assert_eq!(&planned, &plan(&snapshot, &policy, NOW));
+        prop_assert!(derived_by_the_planner.is_empty(), "nothing was left to derive after the read");
+        // And nothing is derived for an agent whose plan needs no key.
+        for agent in &snapshot.agents {
+            let republished = planned.actions.iter().any(|a| {
+                a.as_republish().is_some_and(|r| r.agent == agent.record.pubkey)
+            });
+            let reaches = reaches_key_check(&agent.record, &agent.observation, &snapshot.personas, &policy);
+            if !reaches {
+                prop_assert!(!republished, "a republish always went through rule A5");
+            }
+            if backfill_only {
+                prop_assert!(!reaches, "a migration never checks keys");
+            }
+        }
     }
 
     #[test]

@@ -493,43 +493,18 @@ fn decide(
         .unwrap_or_else(|| record.relay_url.clone());
 
     let state = ProfileState::classify(&agent.observation);
-
-    // B. Expected avatar.
-    let mut actions = Vec::with_capacity(2);
-    let expected = match record.avatar_url.usable() {
-        Some(avatar) => avatar.to_string(),
-        None => match choose_backfill(record, &state, &snapshot.personas, policy) {
-            Ok((source, avatar)) => {
-                actions.push(Action::BackfillAvatar(BackfillAvatar {
-                    agent: record.pubkey.clone(),
-                    name: record.name.clone(),
-                    index: record.index,
-                    source,
-                    avatar_url: avatar.clone(),
-                    before: record.avatar_url.clone(),
-                }));
-                avatar
-            }
-            Err((reason, detail)) => return Decision::Skip(reason, detail),
-        },
+    let BeforeKey {
+        mut actions,
+        expected,
+        reasons,
+    } = match before_key(record, &relay, &state, &snapshot.personas, policy) {
+        Ok(republish) => republish,
+        Err(decision) => return decision,
     };
 
-    if policy.mode == PlanMode::BackfillOnly {
-        return finish(actions);
-    }
-
-    // C. Does the profile need a republish?
-    if let ProfileState::Unknown { reason, skip } = &state {
-        // C5: an unreadable relay is never "missing".
-        return Decision::Skip(*skip, format!("{relay} could not be read: {reason}"));
-    }
-    let reasons = republish_reasons(&state, &record.name, &expected).unwrap_or_default();
-    if reasons.is_empty() {
-        return finish(actions);
-    }
-
-    // A5. The agent's own key must sign the new event (its derivation
-    // remembered from an earlier tick when the daemon gives `known`).
+    // A5. The agent's own key must sign the new event (its derivation taken
+    // from `known` when given: the daemon's earlier ticks, or made while the
+    // relays were read).
     let key_check = match known {
         Some(known) => check_agent_key(record, known, learned),
         None => agent_keys(record).map(drop),
@@ -596,6 +571,92 @@ fn finish(actions: Vec<Action>) -> Decision {
     } else {
         Decision::Actions(actions)
     }
+}
+
+/// An agent that steps B and C send on to rule A5: a republish is needed.
+struct BeforeKey {
+    /// Its backfill, when it gets one (B2).
+    actions: Vec<Action>,
+    /// The avatar its profile must show.
+    expected: String,
+    /// Why the profile must be republished (C1 to C3), never empty.
+    reasons: Vec<RepublishReason>,
+}
+
+/// Steps B and C of an agent that passed rule A1 to A4: the decision when
+/// they end it, else what a republish starts from. `relay` is for messages.
+fn before_key(
+    record: &AgentRecord,
+    relay: &str,
+    state: &ProfileState<'_>,
+    personas: &BTreeMap<String, String>,
+    policy: &Policy,
+) -> Result<BeforeKey, Decision> {
+    // B. Expected avatar.
+    let mut actions = Vec::with_capacity(2);
+    let expected = match record.avatar_url.usable() {
+        Some(avatar) => avatar.to_string(),
+        None => match choose_backfill(record, state, personas, policy) {
+            Ok((source, avatar)) => {
+                actions.push(Action::BackfillAvatar(BackfillAvatar {
+                    agent: record.pubkey.clone(),
+                    name: record.name.clone(),
+                    index: record.index,
+                    source,
+                    avatar_url: avatar.clone(),
+                    before: record.avatar_url.clone(),
+                }));
+                avatar
+            }
+            Err((reason, detail)) => return Err(Decision::Skip(reason, detail)),
+        },
+    };
+
+    if policy.mode == PlanMode::BackfillOnly {
+        return Err(finish(actions));
+    }
+
+    // C. Does the profile need a republish?
+    if let ProfileState::Unknown { reason, skip } = state {
+        // C5: an unreadable relay is never "missing".
+        return Err(Decision::Skip(
+            *skip,
+            format!("{relay} could not be read: {reason}"),
+        ));
+    }
+    let reasons = republish_reasons(state, &record.name, &expected).unwrap_or_default();
+    if reasons.is_empty() {
+        return Err(finish(actions));
+    }
+    Ok(BeforeKey {
+        actions,
+        expected,
+        reasons,
+    })
+}
+
+/// Whether planning `record` against `observation` reaches rule A5, the
+/// derivation of its key, rule A1 to A4 aside: steps B and C as the planner
+/// runs them, on the observation's content (its id and tags are not read).
+/// The edge uses it to derive, while other relays are still being read, the
+/// keys the plan will need; the plan is the same whatever it derived ahead.
+pub fn reaches_key_check(
+    record: &AgentRecord,
+    observation: &RelayObservation,
+    personas: &BTreeMap<String, String>,
+    policy: &Policy,
+) -> bool {
+    let state = ProfileState::classify(observation);
+    before_key(record, "", &state, personas, policy).is_ok()
+}
+
+/// Rule A5's derivation for `record`, as the planner remembers it: the hash
+/// of its key text and the x-only pubkey that key derives. `None` when the
+/// record has no key, or one that does not parse (the planner says why).
+pub fn derive_key(record: &AgentRecord) -> Option<(KeyHash, [u8; 32])> {
+    let text = secret_text(record).ok()?;
+    let keys = parse_agent_key(text).ok()?;
+    Some((KeyHash::of(text), keys.public_key().to_bytes()))
 }
 
 /// Rule B2 before the relay is looked at, for a record with no usable
