@@ -260,7 +260,8 @@ async fn read_relay(url: &str, authors: &[PublicKey], opts: &ReadOptions) -> Rel
         let identity = identities.get(attempt).cloned();
         let mut session =
             ReadSession::new(remaining.chunks(per_filter), opts.timeouts.query, identity)
-                .with_progress(opts.progress.clone());
+                .with_progress(opts.progress.clone())
+                .with_observer(opts.checker.observer().cloned());
         let checker = opts.checker.clone();
         match crate::wire::connect(url, opts.timeouts.connect, &opts.tls, checker).await {
             Ok(mut connection) => {

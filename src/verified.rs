@@ -175,27 +175,20 @@ impl VerifiedEvents {
 #[derive(Debug, Clone, Default)]
 pub struct Checker {
     memory: Option<Arc<VerifiedEvents>>,
-    observer: Option<EventObserver>,
+    observer: Option<Arc<dyn ReadObserver>>,
 }
 
-/// Shown each event a read over [`crate::wire`] found authentic, on the pool
-/// thread that checked it, while the read goes on (a snapshot derives rule
-/// A5's keys there, see `crate::snapshot`). It learns nothing a session
-/// would not: the session still decides which event is an author's newest.
-#[derive(Clone)]
-pub struct EventObserver(Arc<dyn Fn(&Event) + Send + Sync>);
-
-impl EventObserver {
-    /// An observer calling `f` with each authentic event.
-    pub fn new(f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
-        Self(Arc::new(f))
-    }
-}
-
-impl std::fmt::Debug for EventObserver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("EventObserver")
-    }
+/// Shown what a read over [`crate::wire`] learns as it goes (a snapshot
+/// derives rule A5's keys there, see `crate::snapshot`). It learns nothing
+/// a session would not, and decides nothing: the session still decides
+/// which event is an author's newest, and whether its read was complete.
+pub trait ReadObserver: Send + Sync + std::fmt::Debug {
+    /// An event a check found authentic, on the pool thread that checked
+    /// it.
+    fn authentic(&self, event: &Event);
+    /// Authors whose subscription ended (EOSE) without a kind:0 of theirs,
+    /// on the connection's task: hand any real work to the pool.
+    fn no_profile(&self, authors: &[nostr::PublicKey]);
 }
 
 impl Checker {
@@ -207,19 +200,24 @@ impl Checker {
         }
     }
 
-    /// This checker, also showing `observer` every event it finds authentic
-    /// in a read.
-    pub fn with_observer(self, observer: EventObserver) -> Self {
+    /// This checker, also showing `observer` what the reads it checks for
+    /// learn.
+    pub fn with_observer(self, observer: Arc<dyn ReadObserver>) -> Self {
         Self {
             observer: Some(observer),
             ..self
         }
     }
 
+    /// The observer of the reads this checker checks for, if any.
+    pub(crate) fn observer(&self) -> Option<&Arc<dyn ReadObserver>> {
+        self.observer.as_ref()
+    }
+
     /// Shows the observer, if any, an event found authentic.
     pub(crate) fn observe(&self, event: &Event) {
         if let Some(observer) = &self.observer {
-            (observer.0)(event);
+            observer.authentic(event);
         }
     }
 

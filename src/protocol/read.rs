@@ -23,6 +23,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nostr::{ClientMessage, Event, Filter, Kind, PublicKey, RelayMessage, SubscriptionId};
@@ -30,6 +31,7 @@ use nostr::{ClientMessage, Event, Filter, Kind, PublicKey, RelayMessage, Subscri
 use super::nip42::{is_auth_required, AuthStatus, Identity, Nip42};
 use super::{human_duration, relay_text, Input, Session};
 use crate::core::model::{ExistingEvent, RelayObservation};
+use crate::verified::ReadObserver;
 
 /// How many subscriptions one connection keeps open at a time.
 ///
@@ -105,6 +107,8 @@ pub struct ReadSession {
     auth_demanded: bool,
     /// Advanced by the number of authors of each batch as it completes.
     progress: crate::progress::Progress,
+    /// Told, as each batch completes, its authors without a profile.
+    observer: Option<Arc<dyn ReadObserver>>,
 }
 
 impl ReadSession {
@@ -130,6 +134,7 @@ impl ReadSession {
             auth: Nip42::new(identity, query_timeout),
             auth_demanded: false,
             progress: crate::progress::Progress::none(),
+            observer: None,
         };
         for (index, chunk) in chunks.enumerate() {
             let id = SubscriptionId::new(format!("reprofile-kind0-{index}"));
@@ -153,6 +158,13 @@ impl ReadSession {
     /// Reports progress (authors read) to `progress`.
     pub fn with_progress(mut self, progress: crate::progress::Progress) -> Self {
         self.progress = progress;
+        self
+    }
+
+    /// Tells `observer`, as each batch completes, which of its authors the
+    /// relay holds no profile of.
+    pub fn with_observer(mut self, observer: Option<Arc<dyn ReadObserver>>) -> Self {
+        self.observer = observer;
         self
     }
 
@@ -403,6 +415,17 @@ impl Session for ReadSession {
                         let batch = &mut self.batches[index];
                         batch.state = BatchState::Complete;
                         self.progress.inc(batch.authors.len() as u64);
+                        if let Some(observer) = &self.observer {
+                            let without: Vec<PublicKey> = batch
+                                .authors
+                                .iter()
+                                .filter(|author| !self.newest.contains_key(author))
+                                .copied()
+                                .collect();
+                            if !without.is_empty() {
+                                observer.no_profile(&without);
+                            }
+                        }
                         self.outbox
                             .push(ClientMessage::close(subscription_id.into_owned()));
                         self.last_eose = Some(now);
