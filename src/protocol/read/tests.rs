@@ -390,3 +390,40 @@ fn newer_means_greater_created_at_then_lower_id() {
     assert!(!is_newer(&high, &low));
     assert!(!is_newer(&low, &low));
 }
+
+/// Records what a read tells its observer.
+#[derive(Debug, Default)]
+struct Told {
+    no_profile: std::sync::Mutex<Vec<Vec<PublicKey>>>,
+}
+
+impl ReadObserver for Told {
+    fn authentic(&self, _event: &Event) {}
+    fn no_profile(&self, authors: &[PublicKey]) {
+        self.no_profile.lock().unwrap().push(authors.to_vec());
+    }
+}
+
+#[test]
+fn the_observer_hears_at_each_eose_which_authors_have_no_profile() {
+    let t0 = Instant::now();
+    let ada = Keys::generate();
+    let mut who = authors(4);
+    who[0] = ada.public_key();
+    let told = Arc::new(Told::default());
+    // Two batches of two authors.
+    let mut s = ReadSession::new(who.chunks(2), TIMEOUT, None)
+        .with_observer(Some(told.clone() as Arc<dyn ReadObserver>));
+    s.poll_transmit(t0, 1);
+    // The first batch: one author with a profile. Before its EOSE, nothing.
+    s.handle_input(event(0, &profile(&ada, 10, r#"{"name":"Ada"}"#)), t0);
+    assert!(told.no_profile.lock().unwrap().is_empty());
+    s.handle_input(eose(0), t0);
+    // The second batch ends refused: its authors are unknown, not missing.
+    s.handle_input(closed(1, "blocked: no"), t0);
+    assert_eq!(*told.no_profile.lock().unwrap(), vec![vec![who[1]]]);
+    assert!(matches!(
+        finished(s, &who[2]),
+        RelayObservation::Unreadable(_)
+    ));
+}
