@@ -194,21 +194,6 @@ pub fn parse_agent_store(path: &Path, text: String) -> Result<AgentStore, StoreE
     })
 }
 
-/// [`parse_agent_store`] of a text whose SHA-256 (`digest`, lower-case hex)
-/// the caller already computed.
-pub(crate) fn parse_agent_store_digested(
-    path: &Path,
-    text: String,
-    digest: String,
-) -> Result<AgentStore, StoreError> {
-    Ok(AgentStore {
-        path: path.to_path_buf(),
-        digest,
-        records: parse_records(path, &text)?,
-        text,
-    })
-}
-
 /// Records decoded as one piece of work on the pool: enough to outweigh
 /// handing the piece over, few enough to keep both cores busy at 1,000.
 const RECORDS_PER_PIECE: usize = 128;
