@@ -39,6 +39,7 @@ use tokio::task::JoinSet;
 
 use crate::core::model::RelayObservation;
 use crate::protocol::nip42::{AuthStatus, Identity};
+pub use crate::protocol::read::Observations;
 use crate::protocol::read::ReadSession;
 
 pub(crate) use crate::protocol::{human_duration, relay_text};
@@ -132,7 +133,7 @@ impl Default for ReadOptions {
 pub async fn read_profiles(
     requests: BTreeMap<String, Vec<PublicKey>>,
     opts: &ReadOptions,
-) -> BTreeMap<String, HashMap<String, RelayObservation>> {
+) -> BTreeMap<String, Observations> {
     read_relays(requests, opts)
         .await
         .into_iter()
@@ -144,7 +145,7 @@ pub async fn read_profiles(
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RelayRead {
     /// Author pubkey hex to observation.
-    pub observations: HashMap<String, RelayObservation>,
+    pub observations: Observations,
     /// Whether the relay asked for authentication (an AUTH challenge, or a
     /// REQ refused with `auth-required:`): publishing to it then goes over
     /// connections signed in as each author, which any relay that speaks
@@ -316,7 +317,8 @@ fn split_authors(authors: &[PublicKey], size: usize) -> Vec<&[PublicKey]> {
 
 /// The authors in first-seen order, each once.
 fn unique_authors(authors: &[PublicKey]) -> Vec<PublicKey> {
-    let mut seen = HashSet::with_capacity(authors.len());
+    let mut seen: HashSet<PublicKey, foldhash::fast::RandomState> =
+        HashSet::with_capacity_and_hasher(authors.len(), Default::default());
     authors
         .iter()
         .copied()

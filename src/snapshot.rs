@@ -308,22 +308,40 @@ async fn observe(
     // records a moment longer: copy them then.
     let records = Arc::try_unwrap(records).unwrap_or_else(|shared| shared.as_ref().clone());
 
+    // Each observation moves to the first record of its author on that
+    // relay; a later copy of the record gets a copy of it.
+    let mut observations: Vec<RelayObservation> = Vec::with_capacity(records.len());
+    let mut first_copy: HashMap<(&str, &str), usize, foldhash::fast::RandomState> =
+        HashMap::default();
+    for (record, relay) in records.iter().zip(&relay_of) {
+        let observation = relay.as_deref().and_then(|url| {
+            let key = (url, record.pubkey.as_str());
+            match observed
+                .get_mut(url)
+                .and_then(|by_author| by_author.remove(&record.pubkey))
+            {
+                Some(observation) => {
+                    first_copy.insert(key, observations.len());
+                    Some(observation)
+                }
+                None => first_copy
+                    .get(&key)
+                    .map(|&first| observations[first].clone()),
+            }
+        });
+        observations.push(observation.unwrap_or_else(|| {
+            RelayObservation::Unreadable("not read: the record is not valid".to_string())
+        }));
+    }
+    drop(first_copy);
     let agents = records
         .into_iter()
         .zip(relay_of)
-        .map(|(record, relay)| {
-            let observation = relay
-                .as_ref()
-                .and_then(|url| observed.get_mut(url))
-                .and_then(|by_author| by_author.get(&record.pubkey).cloned())
-                .unwrap_or_else(|| {
-                    RelayObservation::Unreadable("not read: the record is not valid".to_string())
-                });
-            AgentSnapshot {
-                record,
-                relay,
-                observation,
-            }
+        .zip(observations)
+        .map(|((record, relay), observation)| AgentSnapshot {
+            record,
+            relay,
+            observation,
         })
         .collect();
     Ok(Gathered {
@@ -348,7 +366,7 @@ struct KeysAhead {
 struct AheadShared {
     records: Arc<Vec<AgentRecord>>,
     /// Pubkey bytes to the positions of the records with it.
-    by_author: HashMap<[u8; 32], Vec<usize>>,
+    by_author: HashMap<[u8; 32], Vec<usize>, foldhash::fast::RandomState>,
     personas: BTreeMap<String, String>,
     policy: Policy,
     learned: Mutex<Vec<(KeyHash, [u8; 32])>>,
@@ -363,7 +381,8 @@ impl KeysAhead {
         personas: &BTreeMap<String, String>,
         policy: &Policy,
     ) -> Self {
-        let mut by_author: HashMap<[u8; 32], Vec<usize>> = HashMap::new();
+        let mut by_author: HashMap<[u8; 32], Vec<usize>, foldhash::fast::RandomState> =
+            HashMap::default();
         for (position, record) in records.iter().enumerate() {
             if let Ok(pubkey) = PublicKey::from_hex(&record.pubkey) {
                 by_author
@@ -619,6 +638,47 @@ mod tests {
             }
         }
         assert!(in_sync > 0, "agents in sync had nothing derived");
+        relay.shutdown();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_copy_of_a_record_gets_what_its_relay_holds() {
+        use nostr_relay_builder::prelude::RelayBuilder;
+
+        let relay = crate::demo::run_local_relay(RelayBuilder::default())
+            .await
+            .expect("relay");
+        let url = relay.url().await.to_string();
+        crate::demo::seed_relay(&url, &crate::demo::seed_events().unwrap())
+            .await
+            .expect("seeded");
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = crate::demo::lay_out_world(dir.path(), &url).unwrap();
+        let config = crate::config::load(&config_path).unwrap();
+        let first = gather(&config, &[]).await.expect("gathered");
+        let with_profile = first
+            .snapshot
+            .agents
+            .iter()
+            .position(|a| matches!(a.observation, RelayObservation::Newest(_)))
+            .expect("an agent with a profile");
+        // The same record twice more, at the end of the store.
+        let mut records: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(&config.agents).unwrap()).unwrap();
+        let copy = records[with_profile].clone();
+        records.extend([copy.clone(), copy]);
+        std::fs::write(&config.agents, serde_json::to_string(&records).unwrap()).unwrap();
+
+        let again = gather(&config, &[]).await.expect("gathered");
+        let agents = &again.snapshot.agents;
+        let expected = &first.snapshot.agents[with_profile].observation;
+        for agent in [
+            &agents[with_profile],
+            &agents[agents.len() - 2],
+            &agents[agents.len() - 1],
+        ] {
+            assert_eq!(&agent.observation, expected);
+        }
         relay.shutdown();
     }
 }

@@ -137,15 +137,15 @@ pub fn parse_relay_url(text: &str) -> Result<String, RelayUrlError> {
 pub struct PubkeyCopies<'a> {
     /// Pubkey to the `index` (store position) of each record holding it, in
     /// ascending order.
-    positions: HashMap<&'a str, Vec<usize>>,
+    positions: HashMap<&'a str, Vec<usize>, foldhash::fast::RandomState>,
 }
 
 impl<'a> PubkeyCopies<'a> {
     /// Counts the pubkeys of `records`, each known by its `index`.
     pub fn of(records: impl IntoIterator<Item = &'a AgentRecord>) -> Self {
         let records = records.into_iter();
-        let mut positions: HashMap<&'a str, Vec<usize>> =
-            HashMap::with_capacity(records.size_hint().0);
+        let mut positions: HashMap<&'a str, Vec<usize>, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(records.size_hint().0, Default::default());
         for record in records {
             positions
                 .entry(record.pubkey.as_str())

@@ -40,6 +40,11 @@ use crate::verified::ReadObserver;
 /// refuse the rest. A window keeps the pipe full without hitting that limit.
 pub const MAX_SUBSCRIPTIONS_IN_FLIGHT: usize = 16;
 
+/// Author pubkey hex to what a read saw of it. Hashed with foldhash: its
+/// keys are the authors the tool asked for (from its own store), and a
+/// read's tables are hashed tens of thousands of times a tick.
+pub type Observations = HashMap<String, RelayObservation, foldhash::fast::RandomState>;
+
 /// Where one subscription (one batch of authors) stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BatchState {
@@ -91,8 +96,8 @@ impl AuthorBatch {
 pub struct ReadSession {
     batches: Vec<AuthorBatch>,
     batch_of_subscription: HashMap<SubscriptionId, usize>,
-    batch_of_author: HashMap<PublicKey, usize>,
-    newest: HashMap<PublicKey, Event>,
+    batch_of_author: HashMap<PublicKey, usize, foldhash::fast::RandomState>,
+    newest: HashMap<PublicKey, Event, foldhash::fast::RandomState>,
     /// Batches to send, in order.
     queue: VecDeque<usize>,
     /// CLOSEs (and REQs of batches asked again) for the next write.
@@ -124,8 +129,8 @@ impl ReadSession {
         let mut session = Self {
             batches: Vec::new(),
             batch_of_subscription: HashMap::new(),
-            batch_of_author: HashMap::new(),
-            newest: HashMap::new(),
+            batch_of_author: HashMap::default(),
+            newest: HashMap::default(),
             queue: VecDeque::new(),
             outbox: Vec::new(),
             query_timeout,
@@ -206,8 +211,9 @@ impl ReadSession {
 
     /// One observation per author: the newest event or no profile for a
     /// complete batch, the batch's reason otherwise.
-    pub fn into_observations(mut self) -> HashMap<String, RelayObservation> {
-        let mut observations = HashMap::with_capacity(self.batch_of_author.len());
+    pub fn into_observations(mut self) -> Observations {
+        let mut observations =
+            Observations::with_capacity_and_hasher(self.batch_of_author.len(), Default::default());
         for batch in &self.batches {
             for author in &batch.authors {
                 let observation = match &batch.state {

@@ -13,7 +13,7 @@ use nostr_relay_builder::builder::{RelayBuilderNip42Mode, RelayTestOptions};
 use nostr_relay_builder::{LocalRelay, MockRelay};
 use reprofile::core::model::RelayObservation;
 use reprofile::protocol::nip42::Identity;
-use reprofile::relay::{read_profiles, read_relays, ReadOptions};
+use reprofile::relay::{read_profiles, read_relays, Observations, ReadOptions};
 use serde_json::{json, Value};
 
 use crate::support::{
@@ -25,11 +25,7 @@ use crate::world::assert_contains;
 const SECOND: Duration = Duration::from_secs(1);
 
 /// Reads `authors` from the one relay at `url` and returns its table.
-async fn read_one(
-    url: &str,
-    authors: &[PublicKey],
-    opts: &ReadOptions,
-) -> HashMap<String, RelayObservation> {
+async fn read_one(url: &str, authors: &[PublicKey], opts: &ReadOptions) -> Observations {
     let requests = BTreeMap::from([(url.to_owned(), authors.to_vec())]);
     let mut results = read_profiles(requests, opts).await;
     assert_eq!(results.len(), 1, "one table per relay");
@@ -42,7 +38,7 @@ async fn read_fake(
     behaviour: FakeBehaviour,
     authors: &[PublicKey],
     query: Duration,
-) -> HashMap<String, RelayObservation> {
+) -> Observations {
     let fake = FakeRelay::start(behaviour).await;
     read_one(fake.url(), authors, &short_read_options(2 * SECOND, query)).await
 }
@@ -56,21 +52,17 @@ fn newest_id(observation: &RelayObservation) -> &str {
 
 /// Asserts every author of `table` is `Unreadable` with a reason containing
 /// every one of `needles`.
-fn assert_all_unreadable(table: &HashMap<String, RelayObservation>, needles: &[&str]) {
+fn assert_all_unreadable(table: &Observations, needles: &[&str]) {
     assert_all_reasons(table, false, needles)
 }
 
 /// Asserts every author of `table` is `AuthRefused` with a reason containing
 /// every one of `needles`.
-fn assert_all_auth_refused(table: &HashMap<String, RelayObservation>, needles: &[&str]) {
+fn assert_all_auth_refused(table: &Observations, needles: &[&str]) {
     assert_all_reasons(table, true, needles)
 }
 
-fn assert_all_reasons(
-    table: &HashMap<String, RelayObservation>,
-    auth_refused: bool,
-    needles: &[&str],
-) {
+fn assert_all_reasons(table: &Observations, auth_refused: bool, needles: &[&str]) {
     assert!(!table.is_empty());
     for (author, observation) in table {
         match observation {
@@ -515,11 +507,7 @@ async fn relay_that_never_sends_eose_gives_unreadable_after_the_query_timeout() 
 /// numbered in `ignored`; returns the events, the table and the REQs seen.
 async fn read_from_a_lossy_relay(
     ignored: Vec<usize>,
-) -> (
-    Vec<Event>,
-    HashMap<String, RelayObservation>,
-    Vec<serde_json::Value>,
-) {
+) -> (Vec<Event>, Observations, Vec<serde_json::Value>) {
     let agents = keys(250);
     let events = one_profile_each(&agents);
     let fake = FakeRelay::start(FakeBehaviour::IgnoreReqs {
