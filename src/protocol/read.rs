@@ -17,7 +17,9 @@
 //! identity on a new connection (a refused AUTH poisons a connection).
 //!
 //! A subscription that goes unanswered while the relay answers others is asked
-//! again once, on a fresh subscription id. A relay that answered nothing since
+//! again once, on a fresh subscription id: at its deadline, or earlier, once
+//! it has been in flight for [`STALL_GRACE`] and the relay has ended a whole
+//! window of subscriptions sent after it. A relay that answered nothing since
 //! the REQ went out is unresponsive: every batch not yet complete fails, so a
 //! silent relay costs one query timeout.
 
@@ -44,6 +46,15 @@ pub const MAX_SUBSCRIPTIONS_IN_FLIGHT: usize = 16;
 /// keys are the authors the tool asked for (from its own store), and a
 /// read's tables are hashed tens of thousands of times a tick.
 pub type Observations = HashMap<String, RelayObservation, foldhash::fast::RandomState>;
+
+/// How many subscriptions sent after one the relay must end before that one
+/// counts as lost without waiting out the query timeout: a whole window,
+/// so a relay that answers a little out of order is not asked twice.
+pub const STALL_OVERTAKEN: usize = MAX_SUBSCRIPTIONS_IN_FLIGHT;
+
+/// How long a subscription overtaken by [`STALL_OVERTAKEN`] later ones is
+/// still given before it is asked again (never later than its deadline).
+pub const STALL_GRACE: Duration = Duration::from_secs(2);
 
 /// Where one subscription (one batch of authors) stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +91,11 @@ struct AuthorBatch {
     /// Whether its REQ went out after the connection had signed in (a
     /// refusal of a REQ sent before is answered by sending it again).
     sent_signed_in: bool,
+    /// The order its REQ went out in, among this session's REQs.
+    sent_order: u64,
+    /// How many subscriptions sent after it the relay ended (EOSE) while it
+    /// was in flight.
+    overtaken: usize,
 }
 
 impl AuthorBatch {
@@ -110,6 +126,8 @@ pub struct ReadSession {
     /// Whether the relay asked for authentication: it sent a challenge, or
     /// refused a REQ with `auth-required:`.
     auth_demanded: bool,
+    /// REQs sent so far (the next one's `sent_order`).
+    sent: u64,
     /// Advanced by the number of authors of each batch as it completes.
     progress: crate::progress::Progress,
     /// Told, as each batch completes, its authors without a profile.
@@ -138,6 +156,7 @@ impl ReadSession {
             last_eose: None,
             auth: Nip42::new(identity, query_timeout),
             auth_demanded: false,
+            sent: 0,
             progress: crate::progress::Progress::none(),
             observer: None,
         };
@@ -154,6 +173,8 @@ impl ReadSession {
                 retried: false,
                 held_for_auth: false,
                 sent_signed_in: false,
+                sent_order: 0,
+                overtaken: 0,
             });
             session.queue.push_back(index);
         }
@@ -349,30 +370,68 @@ impl ReadSession {
         if timed_out.is_empty() || !timed_out.iter().all(|&i| qualifies(&self.batches[i])) {
             return false;
         }
-        let signed_in = self.auth.status() == AuthStatus::Authenticated;
         for index in timed_out {
-            let batch = &mut self.batches[index];
-            batch.sent_signed_in = signed_in;
-            let fresh = SubscriptionId::new(format!("{}-again", batch.id));
-            tracing::warn!(
-                subscription = %batch.id,
-                "no EOSE while the relay answered other subscriptions; asking again once"
-            );
-            self.batch_of_subscription.remove(&batch.id);
-            self.batch_of_subscription.insert(fresh.clone(), index);
-            self.outbox.push(ClientMessage::close(std::mem::replace(
-                &mut batch.id,
-                fresh.clone(),
-            )));
-            self.outbox
-                .push(ClientMessage::req(fresh, vec![batch.filter()]));
-            batch.retried = true;
-            batch.state = BatchState::InFlight {
-                sent: now,
-                deadline: now + self.query_timeout,
-            };
+            self.ask_again(index, now);
         }
         true
+    }
+
+    /// A batch whose subscription the relay seems to have lost: in flight
+    /// for [`STALL_GRACE`] or more, overtaken by [`STALL_OVERTAKEN`]
+    /// subscriptions sent after it, and not asked again yet. Its stall is
+    /// due at `sent + STALL_GRACE`.
+    fn stall_due(&self, batch: &AuthorBatch) -> Option<Instant> {
+        match batch.state {
+            BatchState::InFlight { sent, .. }
+                if !batch.retried && batch.overtaken >= STALL_OVERTAKEN =>
+            {
+                Some(sent + STALL_GRACE)
+            }
+            _ => None,
+        }
+    }
+
+    /// Asks again, before their deadline, for the batches the relay has
+    /// stalled on by `now` (see [`Self::stall_due`]).
+    fn retry_stalled(&mut self, now: Instant) {
+        let stalled: Vec<usize> = (0..self.batches.len())
+            .filter(|&index| {
+                self.stall_due(&self.batches[index])
+                    .is_some_and(|due| due <= now)
+            })
+            .collect();
+        for index in stalled {
+            self.ask_again(index, now);
+        }
+    }
+
+    /// Closes batch `index`'s subscription and asks again on a fresh one,
+    /// once: only the fresh subscription's EOSE completes the batch.
+    fn ask_again(&mut self, index: usize, now: Instant) {
+        let signed_in = self.auth.status() == AuthStatus::Authenticated;
+        let batch = &mut self.batches[index];
+        batch.sent_signed_in = signed_in;
+        let fresh = SubscriptionId::new(format!("{}-again", batch.id));
+        tracing::warn!(
+            subscription = %batch.id,
+            "no EOSE while the relay answered other subscriptions; asking again once"
+        );
+        self.batch_of_subscription.remove(&batch.id);
+        self.batch_of_subscription.insert(fresh.clone(), index);
+        self.outbox.push(ClientMessage::close(std::mem::replace(
+            &mut batch.id,
+            fresh.clone(),
+        )));
+        self.outbox
+            .push(ClientMessage::req(fresh, vec![batch.filter()]));
+        batch.retried = true;
+        batch.sent_order = self.sent;
+        batch.overtaken = 0;
+        self.sent += 1;
+        batch.state = BatchState::InFlight {
+            sent: now,
+            deadline: now + self.query_timeout,
+        };
     }
 
     fn in_flight_index(&self, subscription_id: &SubscriptionId) -> Option<usize> {
@@ -418,6 +477,14 @@ impl Session for ReadSession {
                 } => self.accept_event(&subscription_id, event.into_owned()),
                 RelayMessage::EndOfStoredEvents(subscription_id) => {
                     if let Some(index) = self.in_flight_index(&subscription_id) {
+                        let order = self.batches[index].sent_order;
+                        for other in &mut self.batches {
+                            if other.sent_order < order
+                                && matches!(other.state, BatchState::InFlight { .. })
+                            {
+                                other.overtaken += 1;
+                            }
+                        }
                         let batch = &mut self.batches[index];
                         batch.state = BatchState::Complete;
                         self.progress.inc(batch.authors.len() as u64);
@@ -494,6 +561,9 @@ impl Session for ReadSession {
                     sent: now,
                     deadline: now + self.query_timeout,
                 };
+                batch.sent_order = self.sent;
+                batch.overtaken = 0;
+                self.sent += 1;
                 in_flight += 1;
             }
         }
@@ -501,7 +571,12 @@ impl Session for ReadSession {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        [self.next_batch_deadline(), self.auth.poll_timeout()]
+        let stall = self
+            .batches
+            .iter()
+            .filter_map(|batch| self.stall_due(batch))
+            .min();
+        [self.next_batch_deadline(), self.auth.poll_timeout(), stall]
             .into_iter()
             .flatten()
             .min()
@@ -510,6 +585,10 @@ impl Session for ReadSession {
     fn handle_timeout(&mut self, now: Instant) {
         self.auth.handle_timeout(now);
         self.settle_held_batches();
+        // A subscription overtaken by a whole window of later ones is lost
+        // (nostr-rs-relay drops one now and then without a word): ask again
+        // now rather than at its deadline.
+        self.retry_stalled(now);
         let Some(due) = self.next_batch_deadline().filter(|due| *due <= now) else {
             return;
         };

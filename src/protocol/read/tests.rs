@@ -353,6 +353,48 @@ fn a_subscription_lost_while_the_relay_answers_others_is_asked_again_once() {
 }
 
 #[test]
+fn a_subscription_overtaken_by_a_whole_window_is_asked_again_after_the_grace_not_at_its_deadline() {
+    let t0 = Instant::now();
+    let t1 = t0 + Duration::from_millis(10);
+    let who = authors(2 * MAX_SUBSCRIPTIONS_IN_FLIGHT);
+    let mut s = session(&who, None);
+    assert_eq!(s.poll_transmit(t0, 1).len(), MAX_SUBSCRIPTIONS_IN_FLIGHT);
+    // Batch 0 is never answered; the relay ends every other one in turn.
+    for n in 1..MAX_SUBSCRIPTIONS_IN_FLIGHT {
+        s.handle_input(eose(n), t1);
+    }
+    s.poll_transmit(t1, 1);
+    // Overtaken by a window less one: it keeps its deadline.
+    assert_eq!(s.poll_timeout(), Some(t0 + TIMEOUT));
+    s.handle_input(eose(MAX_SUBSCRIPTIONS_IN_FLIGHT), t1);
+    // By a whole window: due once it has been in flight for the grace.
+    assert_eq!(s.poll_timeout(), Some(t0 + STALL_GRACE));
+    s.handle_timeout(t0 + STALL_GRACE - Duration::from_millis(1));
+    assert!(!words(&s.poll_transmit(t1, 1))
+        .iter()
+        .any(|w| w.contains("-again")));
+    s.handle_timeout(t0 + STALL_GRACE);
+    assert_eq!(
+        words(&s.poll_transmit(t0 + STALL_GRACE, 1)),
+        ["CLOSE reprofile-kind0-0", "REQ reprofile-kind0-0-again"]
+    );
+    // Asked again once: the fresh subscription has a whole timeout.
+    let again = t0 + STALL_GRACE;
+    for n in MAX_SUBSCRIPTIONS_IN_FLIGHT + 1..2 * MAX_SUBSCRIPTIONS_IN_FLIGHT {
+        s.handle_input(eose(n), again);
+    }
+    assert_eq!(s.poll_timeout(), Some(again + TIMEOUT));
+    s.handle_input(
+        msg(RelayMessage::EndOfStoredEvents(Cow::Owned(
+            SubscriptionId::new("reprofile-kind0-0-again"),
+        ))),
+        again,
+    );
+    assert!(s.is_done());
+    assert_eq!(finished(s, &who[0]), RelayObservation::NoProfile);
+}
+
+#[test]
 fn a_silent_relay_costs_one_timeout_and_leaves_no_batch_unsent_as_missing() {
     let t0 = Instant::now();
     let who = authors(MAX_SUBSCRIPTIONS_IN_FLIGHT + 3);
