@@ -103,6 +103,23 @@ pub async fn seed_relay(url: &str, events: &[Event]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The example world for tests: an in-process relay seeded with it (shut it
+/// down at the end), the folder it is laid out in, and its config.
+#[cfg(test)]
+pub(crate) async fn example_world() -> (LocalRelay, tempfile::TempDir, crate::config::Config) {
+    let relay = run_local_relay(RelayBuilder::default())
+        .await
+        .expect("relay");
+    let url = relay.url().await.to_string();
+    seed_relay(&url, &seed_events().unwrap())
+        .await
+        .expect("seeded");
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = lay_out_world(dir.path(), &url).unwrap();
+    let config = config::load(&config_path).unwrap();
+    (relay, dir, config)
+}
+
 /// Lays out the example world in `dir` with a config that points the example
 /// relay URL at `relay_url`. Returns the config file's path.
 #[cfg(test)]

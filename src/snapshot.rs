@@ -556,18 +556,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_read_derives_the_keys_of_the_republishes_it_sees_while_it_reads() {
-        use nostr_relay_builder::prelude::RelayBuilder;
-
-        let relay = crate::demo::run_local_relay(RelayBuilder::default())
-            .await
-            .expect("relay");
-        let url = relay.url().await.to_string();
-        crate::demo::seed_relay(&url, &crate::demo::seed_events().unwrap())
-            .await
-            .expect("seeded");
-        let dir = tempfile::tempdir().unwrap();
-        let config_path = crate::demo::lay_out_world(dir.path(), &url).unwrap();
-        let config = crate::config::load(&config_path).unwrap();
+        let (relay, _dir, config) = crate::demo::example_world().await;
 
         let gathered = gather(&config, &[]).await.expect("gathered");
         let now = 1_800_000_000;
@@ -643,18 +632,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_copy_of_a_record_gets_what_its_relay_holds() {
-        use nostr_relay_builder::prelude::RelayBuilder;
-
-        let relay = crate::demo::run_local_relay(RelayBuilder::default())
-            .await
-            .expect("relay");
-        let url = relay.url().await.to_string();
-        crate::demo::seed_relay(&url, &crate::demo::seed_events().unwrap())
-            .await
-            .expect("seeded");
-        let dir = tempfile::tempdir().unwrap();
-        let config_path = crate::demo::lay_out_world(dir.path(), &url).unwrap();
-        let config = crate::config::load(&config_path).unwrap();
+        let (relay, _dir, config) = crate::demo::example_world().await;
         let first = gather(&config, &[]).await.expect("gathered");
         let with_profile = first
             .snapshot

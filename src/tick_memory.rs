@@ -249,8 +249,6 @@ fn fingerprint(bytes: &[u8]) -> u128 {
 
 #[cfg(test)]
 mod tests {
-    use nostr_relay_builder::prelude::RelayBuilder;
-
     use super::*;
     use crate::core::model::Policy;
     use crate::core::plan::{Plan, SkipReason};
@@ -429,16 +427,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_daemon_tick_over_an_unchanged_store_makes_the_plan_of_a_fresh_parse() {
-        let relay = crate::demo::run_local_relay(RelayBuilder::default())
-            .await
-            .expect("relay");
-        let url = relay.url().await.to_string();
-        crate::demo::seed_relay(&url, &crate::demo::seed_events().unwrap())
-            .await
-            .expect("seeded");
-        let dir = tempfile::tempdir().unwrap();
-        let config_path = crate::demo::lay_out_world(dir.path(), &url).unwrap();
-        let config = crate::config::load(&config_path).unwrap();
+        let (_relay, _dir, config) = crate::demo::example_world().await;
         let stop = Stop::default();
 
         let mut memory = TickMemory::default();
