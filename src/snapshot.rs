@@ -357,8 +357,9 @@ async fn observe(
 /// record that will need a republish is derived there and then. Planning
 /// then takes them from [`KnownKeys`] rather than deriving them after the
 /// read, and the plan is the same: a derivation is a fact about a key's
-/// text, whatever event prompted it. An agent whose relay holds no profile
-/// sends no event: its key is derived by the planner.
+/// text, whatever event prompted it. An author whose subscription ends
+/// without a profile is shown to the core the same way, at its EOSE; the
+/// snapshot waits for those derivations (a few per batch) before it ends.
 struct KeysAhead {
     shared: Arc<AheadShared>,
 }
