@@ -306,7 +306,10 @@ async fn observe(
     let keys_ahead = ahead.map(KeysAhead::finish).unwrap_or_default();
     // A check still running on the pool after its read ended may hold the
     // records a moment longer: copy them then.
-    let records = Arc::try_unwrap(records).unwrap_or_else(|shared| shared.as_ref().clone());
+    let records = Arc::try_unwrap(records).unwrap_or_else(|shared| {
+        tracing::debug!("a check still held the records after the read: copied");
+        shared.as_ref().clone()
+    });
 
     // Each observation moves to the first record of its author on that
     // relay; a later copy of the record gets a copy of it.
