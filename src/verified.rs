@@ -49,14 +49,13 @@ pub struct VerifiedEvents {
 
 #[derive(Debug, Default)]
 struct Generations {
-    /// Proven before this tick.
-    known: HashMap<EventId, Proven>,
-    /// Proven or used during this tick.
-    seen: HashMap<EventId, Proven>,
-    /// Event texts proven before this tick, with their parse.
-    texts_known: HashMap<Box<str>, Event, TailHashing>,
-    /// Event texts proven or read again during this tick.
-    texts_seen: HashMap<Box<str>, Event, TailHashing>,
+    /// The tick under way (counted from 0).
+    tick: u64,
+    /// Proofs, each with the last tick it was made or used in.
+    proofs: HashMap<EventId, (Proven, u64)>,
+    /// Event texts proven, with their parse and the last tick each was
+    /// proven or read again in.
+    texts: HashMap<Box<str>, (Arc<Event>, u64), TailHashing>,
 }
 
 /// Event texts are hashed on their last [`TAIL`] bytes and their length only
@@ -98,14 +97,16 @@ impl VerifiedEvents {
     /// so the memory follows what the relays still serve.
     pub fn end_tick(&self) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.known = std::mem::take(&mut inner.seen);
-        inner.texts_known = std::mem::take(&mut inner.texts_seen);
+        let tick = inner.tick;
+        inner.proofs.retain(|_, (_, seen)| *seen == tick);
+        inner.texts.retain(|_, (_, seen)| *seen == tick);
+        inner.tick += 1;
     }
 
-    /// How many proofs and event texts are remembered (both generations).
+    /// How many proofs and event texts are remembered.
     pub fn len(&self) -> usize {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.known.len() + inner.seen.len() + inner.texts_known.len() + inner.texts_seen.len()
+        inner.proofs.len() + inner.texts.len()
     }
 
     /// True when nothing is remembered.
@@ -130,34 +131,28 @@ impl VerifiedEvents {
 
     /// The event parsed from exactly `text` and proven in this tick or the
     /// last, if any. Marks it seen.
-    fn event_of_text(&self, text: &str) -> Option<Event> {
+    fn event_of_text(&self, text: &str) -> Option<Arc<Event>> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(event) = inner.texts_seen.get(text) {
-            return Some(event.clone());
-        }
-        let (text, event) = inner.texts_known.remove_entry(text)?;
-        let copy = event.clone();
-        inner.texts_seen.insert(text, event);
-        Some(copy)
+        let tick = inner.tick;
+        let (event, seen) = inner.texts.get_mut(text)?;
+        *seen = tick;
+        Some(Arc::clone(event))
     }
 
-    fn remember_text(&self, text: &str, event: &Event) {
+    fn remember_text(&self, text: &str, event: &Arc<Event>) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.texts_seen.insert(text.into(), event.clone());
+        let tick = inner.tick;
+        inner.texts.insert(text.into(), (Arc::clone(event), tick));
     }
 
     /// True when `event`'s id, pubkey and signature were proven before (the
     /// caller still checks that the id hashes from the fields). Marks it seen.
     fn vouches_for(&self, event: &Event) -> bool {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let proven = inner
-            .seen
-            .get(&event.id)
-            .or_else(|| inner.known.get(&event.id))
-            .copied();
-        match proven {
-            Some((pubkey, sig)) if pubkey == event.pubkey && sig == event.sig => {
-                inner.seen.insert(event.id, (pubkey, sig));
+        let tick = inner.tick;
+        match inner.proofs.get_mut(&event.id) {
+            Some(((pubkey, sig), seen)) if *pubkey == event.pubkey && *sig == event.sig => {
+                *seen = tick;
                 true
             }
             _ => false,
@@ -166,7 +161,10 @@ impl VerifiedEvents {
 
     fn remember(&self, event: &Event) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.seen.insert(event.id, (event.pubkey, event.sig));
+        let tick = inner.tick;
+        inner
+            .proofs
+            .insert(event.id, ((event.pubkey, event.sig), tick));
     }
 }
 
@@ -235,7 +233,7 @@ impl Checker {
     /// memory, text proven in this tick or the last is taken from it, byte
     /// for byte, without parsing or hashing; other text is parsed and
     /// checked by [`Checker::authentic`], and remembered when authentic.
-    pub fn authentic_text(&self, text: &str) -> Result<Option<Event>, serde_json::Error> {
+    pub fn authentic_text(&self, text: &str) -> Result<Option<Arc<Event>>, serde_json::Error> {
         if let Some(memory) = &self.memory {
             if let Some(event) = memory.event_of_text(text) {
                 memory.text_hits.fetch_add(1, Ordering::Relaxed);
@@ -247,6 +245,7 @@ impl Checker {
         if !self.authentic(&event) {
             return Ok(None);
         }
+        let event = Arc::new(event);
         if let Some(memory) = &self.memory {
             memory.remember_text(text, &event);
         }
@@ -431,19 +430,22 @@ mod tests {
         let checker = Checker::with_memory(memory.clone());
         assert_eq!(
             checker.authentic_text(&text).expect("event"),
-            Some(event.clone())
+            Some(Arc::new(event.clone()))
         );
         memory.end_tick();
         for _ in 0..2 {
             assert_eq!(
                 checker.authentic_text(&text).expect("event"),
-                Some(event.clone())
+                Some(Arc::new(event.clone()))
             );
         }
         assert_eq!((memory.checks(), memory.text_hits()), (1, 2));
         // Without a memory, every text is parsed and checked.
         let plain = Checker::default();
-        assert_eq!(plain.authentic_text(&text).expect("event"), Some(event));
+        assert_eq!(
+            plain.authentic_text(&text).expect("event"),
+            Some(Arc::new(event))
+        );
         assert_eq!(memory.text_hits(), 2);
     }
 
@@ -459,7 +461,7 @@ mod tests {
         let spaced = text.replacen(',', ", ", 1);
         assert_eq!(
             checker.authentic_text(&spaced).expect("event"),
-            Some(event.clone())
+            Some(Arc::new(event.clone()))
         );
         assert_eq!((memory.text_hits(), memory.hits()), (0, 1));
         // Other content under the same id and signature: the text ends as

@@ -170,7 +170,7 @@ impl Connection {
                 .filter_map(|text| input_of(text.as_str(), &checker))
                 .collect();
             for input in &inputs {
-                if let Input::Message(RelayMessage::Event { event, .. }) = input {
+                if let Input::Event { event, .. } = input {
                     checker.observe(event);
                 }
             }
@@ -239,7 +239,10 @@ fn input_of(text: &str, checker: &Checker) -> Option<Input> {
                 tracing::debug!(id = %event.id, "event ignored: its id or signature does not verify");
                 return None;
             }
-            event_input(subscription_id.into_owned(), event.into_owned())
+            event_input(
+                subscription_id.into_owned(),
+                std::sync::Arc::new(event.into_owned()),
+            )
         }
         Ok(message) => Some(Input::Message(message)),
         Err(error) => {
@@ -250,12 +253,18 @@ fn input_of(text: &str, checker: &Checker) -> Option<Input> {
 }
 
 /// An authentic event for the session, unless it has expired (NIP-40).
-fn event_input(subscription_id: nostr::SubscriptionId, event: nostr::Event) -> Option<Input> {
+fn event_input(
+    subscription_id: nostr::SubscriptionId,
+    event: std::sync::Arc<nostr::Event>,
+) -> Option<Input> {
     if event.is_expired() {
         tracing::debug!(id = %event.id, "event ignored: expired (NIP-40)");
         return None;
     }
-    Some(Input::Message(RelayMessage::event(subscription_id, event)))
+    Some(Input::Event {
+        subscription_id,
+        event,
+    })
 }
 
 /// The subscription id and the event object's text of an EVENT frame written
@@ -324,7 +333,7 @@ pub(crate) async fn drive(session: &mut impl Session, connection: &mut Connectio
 
 #[cfg(test)]
 mod tests {
-    use nostr::{EventBuilder, JsonUtil, Keys, Kind, SubscriptionId};
+    use nostr::{Event, EventBuilder, JsonUtil, Keys, Kind, SubscriptionId};
 
     use super::*;
 
@@ -366,6 +375,10 @@ mod tests {
         let (id, text) = split_event_frame(&frame).expect("compact frame");
         assert_eq!((id.as_str(), text), ("p7", event.as_json().as_str()));
         let message = |input: Option<Input>| match input {
+            Some(Input::Event {
+                subscription_id,
+                event,
+            }) => RelayMessage::event(subscription_id, Event::clone(&event)),
             Some(Input::Message(message)) => message,
             _ => panic!("no message"),
         };

@@ -30,6 +30,15 @@ use crate::core::rules::escape_controls;
 pub enum Input {
     /// A message from the relay.
     Message(RelayMessage<'static>),
+    /// An EVENT from the relay whose event the connection already found
+    /// authentic, shared with the daemon's memory of event texts (see
+    /// `crate::verified`) rather than copied out of it.
+    Event {
+        /// The subscription it was sent for.
+        subscription_id: nostr::SubscriptionId,
+        /// The event.
+        event: std::sync::Arc<nostr::Event>,
+    },
     /// The connection's reader fell behind and this many messages were lost.
     Lagged(u64),
     /// The connection is gone (dropped, closed, or could not be written);

@@ -113,7 +113,7 @@ pub struct ReadSession {
     batches: Vec<AuthorBatch>,
     batch_of_subscription: HashMap<SubscriptionId, usize>,
     batch_of_author: HashMap<PublicKey, usize, foldhash::fast::RandomState>,
-    newest: HashMap<PublicKey, Event, foldhash::fast::RandomState>,
+    newest: HashMap<PublicKey, Arc<Event>, foldhash::fast::RandomState>,
     /// Batches to send, in order.
     queue: VecDeque<usize>,
     /// CLOSEs (and REQs of batches asked again) for the next write.
@@ -239,7 +239,7 @@ impl ReadSession {
             for author in &batch.authors {
                 let observation = match &batch.state {
                     BatchState::Complete => match self.newest.remove(author) {
-                        Some(event) => RelayObservation::Newest(existing_event(event)),
+                        Some(event) => RelayObservation::Newest(existing_event(&event)),
                         None => RelayObservation::NoProfile,
                     },
                     BatchState::Failed(reason) => RelayObservation::Unreadable(reason.clone()),
@@ -258,7 +258,7 @@ impl ReadSession {
 
     /// Keeps `event` if it is a kind:0 by an author of that open subscription
     /// and newer, by NIP-01 order, than what was seen for that author.
-    fn accept_event(&mut self, subscription_id: &SubscriptionId, event: Event) {
+    fn accept_event(&mut self, subscription_id: &SubscriptionId, event: Arc<Event>) {
         let Some(&index) = self.batch_of_subscription.get(subscription_id) else {
             tracing::debug!(id = %event.id, "event for an unknown subscription ignored");
             return;
@@ -470,11 +470,15 @@ impl ReadSession {
 impl Session for ReadSession {
     fn handle_input(&mut self, input: Input, now: Instant) {
         match input {
+            Input::Event {
+                subscription_id,
+                event,
+            } => self.accept_event(&subscription_id, event),
             Input::Message(message) => match message {
                 RelayMessage::Event {
                     subscription_id,
                     event,
-                } => self.accept_event(&subscription_id, event.into_owned()),
+                } => self.accept_event(&subscription_id, Arc::new(event.into_owned())),
                 RelayMessage::EndOfStoredEvents(subscription_id) => {
                     if let Some(index) = self.in_flight_index(&subscription_id) {
                         let order = self.batches[index].sent_order;
@@ -627,7 +631,7 @@ fn is_newer(candidate: &Event, current: &Event) -> bool {
         > (current.created_at, std::cmp::Reverse(current.id))
 }
 
-fn existing_event(event: Event) -> ExistingEvent {
+fn existing_event(event: &Event) -> ExistingEvent {
     ExistingEvent {
         id: event.id.to_hex(),
         created_at: event.created_at.as_secs(),
@@ -636,7 +640,7 @@ fn existing_event(event: Event) -> ExistingEvent {
             .iter()
             .map(|tag| tag.as_slice().to_vec())
             .collect(),
-        content: event.content,
+        content: event.content.clone(),
     }
 }
 

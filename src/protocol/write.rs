@@ -191,7 +191,7 @@ impl Session for AuthorPublish {
                     self.rate_limited(&text, now);
                 }
             }
-            Input::Message(_) | Input::Lagged(_) => {}
+            Input::Message(_) | Input::Event { .. } | Input::Lagged(_) => {}
             Input::Lost(reason) => {
                 let delivery = match self.state {
                     State::Sent { .. } => format!("{reason} before the relay answered"),

@@ -171,7 +171,7 @@ fn a_refused_req_waits_for_the_sign_in_and_goes_again() {
     assert!(s.is_done());
     assert_eq!(
         s.into_observations()[&keys.public_key().to_hex()],
-        RelayObservation::Newest(existing_event(stored))
+        RelayObservation::Newest(existing_event(&stored))
     );
 }
 
@@ -297,7 +297,7 @@ fn events_after_eose_and_of_other_authors_do_not_change_the_answer() {
     s.handle_input(event(0, &live), t0);
     assert_eq!(
         s.into_observations()[&keys.public_key().to_hex()],
-        RelayObservation::Newest(existing_event(stored))
+        RelayObservation::Newest(existing_event(&stored))
     );
 }
 
