@@ -210,7 +210,7 @@ pub async fn gather(config: &Config, only: &[String]) -> anyhow::Result<Gathered
         records: records.into_iter().map(|r| r.record).collect(),
         personas,
     };
-    observe(config, only, stores, Checker::default(), true).await
+    observe(config, only, stores, None, Checker::default(), true).await
 }
 
 /// [`gather`] of every agent for the daemon, with the stores as `memory`
@@ -221,7 +221,60 @@ pub(crate) async fn gather_remembering(
     memory: &mut crate::tick_memory::TickMemory,
 ) -> anyhow::Result<Gathered> {
     let stores = memory.read_stores(config)?;
-    observe(config, &[], stores, memory.checker(), false).await
+    let auth_key = read_auth_key(config)?;
+    let prep = memory.read_prep(&config.relay.rewrite, auth_key.as_ref(), || {
+        prepare_read(config, &stores.records, &stores.records, auth_key.as_ref())
+    });
+    observe(config, &[], stores, Some(prep), memory.checker(), false).await
+}
+
+/// What a read of a store's records asks for, worked out from the records
+/// and the config alone (the daemon keeps it while neither changes).
+#[derive(Debug, Clone)]
+pub(crate) struct ReadPrep {
+    /// Relay (after rewrite) to the authors read there, in store order.
+    requests: BTreeMap<String, Vec<PublicKey>>,
+    /// The relay (after rewrite) of each record read, in order; `None` for
+    /// a relay URL that is not valid.
+    relay_of: Vec<Option<String>>,
+    /// Who read connections sign in as, per relay.
+    identities: Arc<BTreeMap<String, Vec<Identity>>>,
+}
+
+/// The read of `records` (all of `stored` or some of them): any agent of
+/// `stored` may sign in to read its relay, selected or not.
+pub(crate) fn prepare_read(
+    config: &Config,
+    stored: &[AgentRecord],
+    records: &[AgentRecord],
+    auth_key: Option<&Keys>,
+) -> ReadPrep {
+    let identities = sign_in_identities(config, stored.iter(), auth_key);
+    let mut requests: BTreeMap<String, Vec<PublicKey>> = BTreeMap::new();
+    let mut relay_of = Vec::with_capacity(records.len());
+    for record in records {
+        let relay = parse_relay_url(&record.relay_url)
+            .ok()
+            .map(|_| config.effective_relay(&record.relay_url));
+        if let Some(relay) = &relay {
+            if is_pubkey_hex(&record.pubkey) {
+                if let Ok(pubkey) = PublicKey::from_hex(&record.pubkey) {
+                    match requests.get_mut(relay) {
+                        Some(authors) => authors.push(pubkey),
+                        None => {
+                            requests.insert(relay.clone(), vec![pubkey]);
+                        }
+                    }
+                }
+            }
+        }
+        relay_of.push(relay);
+    }
+    ReadPrep {
+        requests,
+        relay_of,
+        identities: Arc::new(identities),
+    }
 }
 
 /// The snapshot of the agents of `stores` (all, or those of `only`): each
@@ -231,6 +284,7 @@ async fn observe(
     config: &Config,
     only: &[String],
     stores: StoresRead,
+    prepared: Option<ReadPrep>,
     checker: Checker,
     derive_ahead: bool,
 ) -> anyhow::Result<Gathered> {
@@ -250,8 +304,6 @@ async fn observe(
         }
     }
     let selected: HashSet<&str> = only.iter().map(String::as_str).collect();
-    // Any agent of a relay may sign in to read it, selected or not.
-    let identities = sign_in_identities(config, stored.iter(), read_auth_key(config)?.as_ref());
     let summary = StoreIdentity {
         path: std::fs::canonicalize(&path)
             .unwrap_or(path)
@@ -260,26 +312,28 @@ async fn observe(
         sha256: digest,
         records: stored.len(),
     };
-    let records: Vec<_> = stored
-        .into_iter()
-        .filter(|r| selected.is_empty() || selected.contains(r.pubkey.as_str()))
-        .collect();
-
-    let mut requests: BTreeMap<String, Vec<PublicKey>> = BTreeMap::new();
-    let mut relay_of = Vec::with_capacity(records.len());
-    for record in &records {
-        let relay = parse_relay_url(&record.relay_url)
-            .ok()
-            .map(|_| config.effective_relay(&record.relay_url));
-        if let Some(relay) = &relay {
-            if is_pubkey_hex(&record.pubkey) {
-                if let Ok(pubkey) = PublicKey::from_hex(&record.pubkey) {
-                    requests.entry(relay.clone()).or_default().push(pubkey);
-                }
-            }
-        }
-        relay_of.push(relay);
-    }
+    // What the daemon prepared is for every record.
+    let prepared = prepared.filter(|_| selected.is_empty());
+    let (records, prep) = if selected.is_empty() {
+        let prep = match prepared {
+            Some(prep) => prep,
+            None => prepare_read(config, &stored, &stored, read_auth_key(config)?.as_ref()),
+        };
+        (stored, prep)
+    } else {
+        let records: Vec<AgentRecord> = stored
+            .iter()
+            .filter(|r| selected.contains(r.pubkey.as_str()))
+            .cloned()
+            .collect();
+        let prep = prepare_read(config, &stored, &records, read_auth_key(config)?.as_ref());
+        (records, prep)
+    };
+    let ReadPrep {
+        requests,
+        relay_of,
+        identities,
+    } = prep;
     tracing::info!(
         agents = records.len(),
         relays = requests.len(),
@@ -296,7 +350,7 @@ async fn observe(
     };
     let options = ReadOptions {
         progress: progress.clone(),
-        identities: Arc::new(identities),
+        identities,
         checker,
         ..read_options(config)
     };

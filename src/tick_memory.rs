@@ -2,8 +2,11 @@
 //! only: the last parse of the agent store (keyed by a 128-bit XXH3 of the
 //! bytes it was parsed from, with a seed drawn at random by each process,
 //! and carrying their SHA-256 for the plan) and of the persona store (keyed
-//! by the SHA-256 of its bytes), and rule A5's key derivations
-//! ([`KnownKeys`], keyed by the SHA-256 of each key's text).
+//! by the SHA-256 of its bytes), rule A5's key derivations ([`KnownKeys`],
+//! keyed by the SHA-256 of each key's text), and the read prepared for the
+//! agent store's records ([`ReadPrep`]: the authors per relay, each record's
+//! relay, the sign-in identities), kept with the parse and with the URL
+//! rewrites and sign-in key it was prepared under.
 //!
 //! Every tick reads both files in full and hashes them; a parse is reused
 //! only when the bytes hash to what it was made from (a modification
@@ -18,8 +21,10 @@
 //! [`crate::schedule`]'s daemon creates one; `run --once`, `plan`, `apply`
 //! and `migrate` parse the stores and derive every key afresh, as nothing
 //! here is ever written to a file (a cache file could be edited to vouch for
-//! a key or a store it never saw). It holds no private key (a key's hash is
-//! not logged either); it decides nothing the core decides.
+//! a key or a store it never saw). The only private keys it holds are those
+//! of the store's records it remembers and of the few sign-in identities
+//! prepared from them (as one tick holds them); [`KnownKeys`] holds none, and
+//! neither a key nor its hash is logged. It decides nothing the core decides.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -27,7 +32,7 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 use crate::core::known_keys::{KeyHash, KnownKeys};
 use crate::core::model::AgentRecord;
-use crate::snapshot::{check_app_store, StoresRead};
+use crate::snapshot::{check_app_store, ReadPrep, StoresRead};
 use crate::store::{
     parse_agent_store, parse_personas, persona_store_from, read_bytes, sha256_hex, utf8_text,
     StoreError, AGENT_STORE, PERSONA_STORE,
@@ -61,6 +66,8 @@ pub struct ParseCounts {
     pub personas_parsed: u64,
     /// Persona store parses reused.
     pub personas_reused: u64,
+    /// Reads prepared for an earlier tick and reused.
+    pub reads_reused: u64,
 }
 
 #[derive(Debug)]
@@ -77,6 +84,17 @@ struct RememberedAgents {
     records: Option<Vec<AgentRecord>>,
     /// How many records the parse gave.
     count: usize,
+    /// The read last prepared for these records.
+    read: Option<RememberedRead>,
+}
+
+/// A read prepared for the remembered records, with the config it was
+/// prepared under: the URL rewrites and the sign-in key.
+#[derive(Debug)]
+struct RememberedRead {
+    rewrite: BTreeMap<String, String>,
+    auth_key: Option<nostr::PublicKey>,
+    prep: ReadPrep,
 }
 
 #[derive(Debug)]
@@ -148,6 +166,7 @@ impl TickMemory {
             digest: digest.clone(),
             records: None,
             count: records.len(),
+            read: None,
         });
         Ok((digest, records))
     }
@@ -196,6 +215,38 @@ impl TickMemory {
                 known.records = Some(records);
             }
         }
+    }
+
+    /// The read of the remembered records (the authors per relay, each
+    /// record's relay, the sign-in identities) as prepared for an earlier
+    /// tick with the same `rewrite` and `auth_key`, or else as `prepare`
+    /// makes it, remembered for the next tick. A new parse of the store
+    /// forgets it.
+    pub(crate) fn read_prep(
+        &mut self,
+        rewrite: &BTreeMap<String, String>,
+        auth_key: Option<&nostr::Keys>,
+        prepare: impl FnOnce() -> ReadPrep,
+    ) -> ReadPrep {
+        let auth_key = auth_key.map(nostr::Keys::public_key);
+        let Some(known) = self.agents.as_mut() else {
+            return prepare();
+        };
+        if let Some(read) = known
+            .read
+            .as_ref()
+            .filter(|read| read.rewrite == *rewrite && read.auth_key == auth_key)
+        {
+            self.counts.reads_reused += 1;
+            return read.prep.clone();
+        }
+        let prep = prepare();
+        known.read = Some(RememberedRead {
+            rewrite: rewrite.clone(),
+            auth_key,
+            prep: prep.clone(),
+        });
+        prep
     }
 
     /// The checker of this daemon's reads: it remembers the events it
@@ -319,11 +370,74 @@ mod tests {
                 agents_reused: 1,
                 personas_parsed: 1,
                 personas_reused: 1,
+                reads_reused: 0,
             }
         );
         assert_eq!(first, fresh(&config));
         assert_eq!(second, fresh(&config));
         assert!(!second.1.is_empty() && !second.2.is_empty());
+    }
+
+    /// The read `memory` prepares for `config`'s store (and how often it
+    /// had to prepare it anew), checked against a fresh preparation.
+    fn prepared(memory: &mut TickMemory, config: &Config, anew: &mut usize) -> String {
+        let records = memory.read_stores(config).expect("stores read").records;
+        let key = crate::snapshot::read_auth_key(config).expect("key");
+        let prepare = || crate::snapshot::prepare_read(config, &records, &records, key.as_ref());
+        let prep = memory.read_prep(&config.relay.rewrite, key.as_ref(), || {
+            *anew += 1;
+            prepare()
+        });
+        let fresh = format!("{:?}", prepare());
+        memory.give_back_records(records);
+        assert_eq!(format!("{prep:?}"), fresh, "as a fresh preparation");
+        fresh
+    }
+
+    #[test]
+    fn a_read_is_prepared_again_only_when_the_store_the_rewrites_or_the_sign_in_key_changed() {
+        let (dir, mut config) = stores();
+        let mut memory = TickMemory::default();
+        let mut anew = 0;
+        let first = prepared(&mut memory, &config, &mut anew);
+        assert!(first.contains("ws://127.0.0.1:7777") && first.contains("label"));
+        prepared(&mut memory, &config, &mut anew);
+        assert_eq!((anew, memory.parse_counts().reads_reused), (1, 1));
+        // Another rewrite: read elsewhere.
+        config
+            .relay
+            .rewrite
+            .insert("ws://127.0.0.1:7777".into(), "ws://127.0.0.1:7778".into());
+        let rewritten = prepared(&mut memory, &config, &mut anew);
+        assert!(rewritten.contains("ws://127.0.0.1:7778"));
+        assert_eq!(anew, 2);
+        // A sign-in key: tried first on every relay.
+        let key_file = dir.path().join("service.key");
+        std::fs::write(
+            &key_file,
+            nostr::Keys::generate().secret_key().to_secret_hex(),
+        )
+        .unwrap();
+        config.relay.auth_key_file = Some(key_file.clone());
+        assert!(prepared(&mut memory, &config, &mut anew).contains("auth_key_file"));
+        // Another key in the same file.
+        std::fs::write(
+            &key_file,
+            nostr::Keys::generate().secret_key().to_secret_hex(),
+        )
+        .unwrap();
+        prepared(&mut memory, &config, &mut anew);
+        assert_eq!(anew, 4);
+        // The store changed: its records are read as they are now.
+        let store = dir.path().join("managed-agents.json");
+        let text = std::fs::read_to_string(&store).unwrap();
+        std::fs::write(
+            &store,
+            text.replace("ws://127.0.0.1:9\"", "ws://127.0.0.1:10\""),
+        )
+        .unwrap();
+        assert!(prepared(&mut memory, &config, &mut anew).contains("ws://127.0.0.1:10"));
+        assert_eq!((anew, memory.parse_counts().reads_reused), (5, 1));
     }
 
     #[test]
