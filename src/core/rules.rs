@@ -137,30 +137,56 @@ pub fn parse_relay_url(text: &str) -> Result<String, RelayUrlError> {
 pub struct PubkeyCopies<'a> {
     /// Pubkey to the `index` (store position) of each record holding it, in
     /// ascending order.
-    positions: HashMap<&'a str, Vec<usize>, foldhash::fast::RandomState>,
+    positions: HashMap<&'a str, Positions, foldhash::fast::RandomState>,
+}
+
+/// The positions of one pubkey: nearly always one, kept without a list of
+/// its own (a store of 100,000 records would otherwise allocate 100,000).
+#[derive(Debug, Clone)]
+enum Positions {
+    One([usize; 1]),
+    Several(Vec<usize>),
+}
+
+impl Positions {
+    fn push(&mut self, index: usize) {
+        match self {
+            Positions::One([first]) => *self = Positions::Several(vec![*first, index]),
+            Positions::Several(list) => list.push(index),
+        }
+    }
+
+    fn as_slice(&self) -> &[usize] {
+        match self {
+            Positions::One(one) => one,
+            Positions::Several(list) => list,
+        }
+    }
 }
 
 impl<'a> PubkeyCopies<'a> {
     /// Counts the pubkeys of `records`, each known by its `index`.
     pub fn of(records: impl IntoIterator<Item = &'a AgentRecord>) -> Self {
         let records = records.into_iter();
-        let mut positions: HashMap<&'a str, Vec<usize>, foldhash::fast::RandomState> =
+        let mut positions: HashMap<&'a str, Positions, foldhash::fast::RandomState> =
             HashMap::with_capacity_and_hasher(records.size_hint().0, Default::default());
         for record in records {
             positions
                 .entry(record.pubkey.as_str())
-                .or_default()
-                .push(record.index);
+                .and_modify(|known| known.push(record.index))
+                .or_insert(Positions::One([record.index]));
         }
-        for list in positions.values_mut().filter(|list| list.len() > 1) {
-            list.sort_unstable();
+        for known in positions.values_mut() {
+            if let Positions::Several(list) = known {
+                list.sort_unstable();
+            }
         }
         Self { positions }
     }
 
     /// The `index` of every record holding `pubkey`, ascending.
     pub fn positions(&self, pubkey: &str) -> &[usize] {
-        self.positions.get(pubkey).map_or(&[], Vec::as_slice)
+        self.positions.get(pubkey).map_or(&[], Positions::as_slice)
     }
 
     /// How many records hold `pubkey`.
