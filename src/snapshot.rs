@@ -366,26 +366,45 @@ async fn observe(
     });
 
     // Each observation moves to the first record of its author on that
-    // relay; a later copy of the record gets a copy of it.
+    // relay; a later copy of the record gets a copy of it. Where each went
+    // is noted only from the first record that finds its observation taken
+    // (most stores have no copies, and then nothing is noted).
     let mut observations: Vec<RelayObservation> = Vec::with_capacity(records.len());
-    let mut first_copy: HashMap<(&str, &str), usize, foldhash::fast::RandomState> =
-        HashMap::default();
-    for (record, relay) in records.iter().zip(&relay_of) {
-        let observation = relay.as_deref().and_then(|url| {
-            let key = (url, record.pubkey.as_str());
-            match observed
-                .get_mut(url)
-                .and_then(|by_author| by_author.remove(&record.pubkey))
-            {
-                Some(observation) => {
-                    first_copy.insert(key, observations.len());
-                    Some(observation)
+    let mut first_copy: Option<HashMap<(&str, &str), usize, foldhash::fast::RandomState>> = None;
+    for (position, (record, relay)) in records.iter().zip(&relay_of).enumerate() {
+        let observation = match relay.as_deref() {
+            None => None,
+            Some(url) => {
+                let key = (url, record.pubkey.as_str());
+                match observed
+                    .get_mut(url)
+                    .and_then(|by_author| by_author.remove(&record.pubkey))
+                {
+                    Some(observation) => {
+                        if let Some(first_copy) = &mut first_copy {
+                            first_copy.entry(key).or_insert(position);
+                        }
+                        Some(observation)
+                    }
+                    None => first_copy
+                        .get_or_insert_with(|| {
+                            let mut noted = HashMap::default();
+                            for (earlier, (record, relay)) in
+                                records.iter().zip(&relay_of).take(position).enumerate()
+                            {
+                                if let Some(url) = relay.as_deref() {
+                                    noted
+                                        .entry((url, record.pubkey.as_str()))
+                                        .or_insert(earlier);
+                                }
+                            }
+                            noted
+                        })
+                        .get(&key)
+                        .map(|&first| observations[first].clone()),
                 }
-                None => first_copy
-                    .get(&key)
-                    .map(|&first| observations[first].clone()),
             }
-        });
+        };
         observations.push(observation.unwrap_or_else(|| {
             RelayObservation::Unreadable("not read: the record is not valid".to_string())
         }));
