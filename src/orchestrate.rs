@@ -134,7 +134,14 @@ async fn plan_and_write(
     let snapshot = std::mem::take(&mut gathered.snapshot);
     match memory {
         Some(memory) => {
-            memory.give_back_records(snapshot.agents.into_iter().map(|a| a.record).collect())
+            let (records, observed): (Vec<_>, Vec<_>) = snapshot
+                .agents
+                .into_iter()
+                .map(|agent| (agent.record, (agent.relay, agent.observation)))
+                .unzip();
+            memory.give_back_records(records);
+            // Freed on the pool while the plan is written.
+            rayon::spawn(move || drop(observed));
         }
         None => drop(snapshot),
     }
