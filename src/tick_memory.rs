@@ -8,9 +8,10 @@
 //! relay, the sign-in identities), kept with the parse and with the URL
 //! rewrites and sign-in key it was prepared under.
 //!
-//! Every tick reads both files in full and hashes them; a parse is reused
-//! only when the bytes hash to what it was made from (a modification
-//! time is never trusted). The bytes are not kept: a second copy of a large
+//! Every tick reads both files in full and hashes them (the agent store a
+//! piece at a time, as it is read); a parse is reused only when the bytes
+//! hash to what it was made from (a modification time is never trusted).
+//! The bytes are not kept: a second copy of a large
 //! store would cost more memory than its hash costs time (README, "Choices
 //! made"). The agent store's records are lent to the tick, not copied, and
 //! given back once it planned. Whenever the agent store is parsed anew, the key
@@ -137,21 +138,26 @@ impl TickMemory {
         &mut self,
         path: &Path,
     ) -> Result<(String, Vec<AgentRecord>), StoreError> {
-        let bytes = read_bytes(AGENT_STORE, path)?;
-        let fingerprint = fingerprint(&bytes);
+        // The remembered parse, when these are still its bytes: hashed as
+        // they are read, a piece at a time, so an unchanged store is never
+        // held in memory whole.
         if let Some(known) = self
             .agents
             .as_mut()
-            .filter(|known| known.path == path && known.fingerprint == fingerprint)
+            .filter(|known| known.path == path && known.records.is_some())
         {
-            if let Some(records) = known.records.take() {
-                self.counts.agents_reused += 1;
-                tracing::debug!(
-                    "the agent store did not change since the last tick: not parsed again"
-                );
-                return Ok((known.digest.clone(), records));
+            if fingerprint_of_file(path)? == known.fingerprint {
+                if let Some(records) = known.records.take() {
+                    self.counts.agents_reused += 1;
+                    tracing::debug!(
+                        "the agent store did not change since the last tick: not parsed again"
+                    );
+                    return Ok((known.digest.clone(), records));
+                }
             }
         }
+        let bytes = read_bytes(AGENT_STORE, path)?;
+        let fingerprint = fingerprint(&bytes);
         self.agents = None;
         let text = utf8_text(AGENT_STORE, path, bytes)?;
         let store = parse_agent_store(path, text)?;
@@ -293,9 +299,36 @@ impl TickMemory {
 /// leaves the process; whoever can write the store can change the records
 /// anyway, and apply checks the store's SHA-256 before it writes.
 fn fingerprint(bytes: &[u8]) -> u128 {
+    xxhash_rust::xxh3::xxh3_128_with_seed(bytes, fingerprint_seed())
+}
+
+/// The seed of [`fingerprint`], drawn once per process.
+fn fingerprint_seed() -> u64 {
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let seed = *SEED.get_or_init(rand::random);
-    xxhash_rust::xxh3::xxh3_128_with_seed(bytes, seed)
+    *SEED.get_or_init(rand::random)
+}
+
+/// [`fingerprint`] of the agent store's bytes at `path`, read and hashed a
+/// piece at a time (the same hash as of the whole bytes at once); an
+/// unreadable file is the error [`read_bytes`] gives.
+fn fingerprint_of_file(path: &Path) -> Result<u128, StoreError> {
+    use std::io::Read;
+    let unreadable = |source| StoreError::Unreadable {
+        what: AGENT_STORE,
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::with_seed(fingerprint_seed());
+    let mut piece = vec![0u8; 256 * 1024];
+    loop {
+        match file.read(&mut piece) {
+            Ok(0) => return Ok(hasher.digest128()),
+            Ok(read) => hasher.update(&piece[..read]),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(unreadable(err)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -438,6 +471,28 @@ mod tests {
         .unwrap();
         assert!(prepared(&mut memory, &config, &mut anew).contains("ws://127.0.0.1:10"));
         assert_eq!((anew, memory.parse_counts().reads_reused), (5, 1));
+    }
+
+    #[test]
+    fn a_store_hashed_as_it_is_read_has_the_hash_of_its_whole_bytes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("managed-agents.json");
+        let piece = 256 * 1024;
+        for len in [0, 1, 240, piece - 1, piece, piece + 1, 4 * piece + 7] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            std::fs::write(&path, &bytes).unwrap();
+            assert_eq!(
+                fingerprint_of_file(&path).expect("read"),
+                fingerprint(&bytes),
+                "{len} bytes"
+            );
+        }
+        std::fs::remove_file(&path).unwrap();
+        let missing = fingerprint_of_file(&path).unwrap_err().to_string();
+        assert_eq!(
+            missing,
+            read_bytes(AGENT_STORE, &path).unwrap_err().to_string()
+        );
     }
 
     #[test]
