@@ -37,7 +37,7 @@ type Proven = (PublicKey, nostr::secp256k1::schnorr::Signature);
 /// Events whose signature was checked, kept across a daemon's ticks.
 #[derive(Debug, Default)]
 pub struct VerifiedEvents {
-    inner: Mutex<Generations>,
+    inner: Mutex<Tables>,
     /// Signature checks skipped thanks to this memory (for measurements and
     /// tests).
     hits: AtomicU64,
@@ -47,8 +47,10 @@ pub struct VerifiedEvents {
     text_hits: AtomicU64,
 }
 
+/// What the memory holds: each entry with the last tick that made or used
+/// it ([`VerifiedEvents::end_tick`] keeps those of the tick ending).
 #[derive(Debug, Default)]
-struct Generations {
+struct Tables {
     /// The tick under way (counted from 0).
     tick: u64,
     /// Proofs, each with the last tick it was made or used in.
