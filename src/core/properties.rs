@@ -342,7 +342,8 @@ proptest! {
         }
         object.push('}');
         let Some(content) = ProfileContent::parse(&object) else { return Ok(()); };
-        let merged = ProfileContent::parse(&super::content::merge_content(Some(&content), &name, &picture)).unwrap();
+        let merged_text = super::content::merge_content(Some(&content), &name, &picture);
+        let merged = ProfileContent::parse(&merged_text).unwrap();
         let unowned = |c: &ProfileContent| -> Vec<(String, String)> {
             let mut seen = Vec::new();
             for key in c.keys() {

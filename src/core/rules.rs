@@ -35,7 +35,7 @@ pub enum ProfileState<'a> {
         /// The event as read.
         event: &'a super::model::ExistingEvent,
         /// Its parsed content.
-        content: ProfileContent,
+        content: ProfileContent<'a>,
     },
     /// The newest kind:0's content is not a JSON object.
     Malformed {
@@ -320,10 +320,10 @@ pub fn republish_reasons(
         ProfileState::Malformed { .. } => Some(vec![RepublishReason::Malformed]),
         ProfileState::Present { content, .. } => {
             let mut reasons = Vec::new();
-            if content.get_str("display_name").as_deref() != Some(name) {
+            if content.str_value("display_name").as_deref() != Some(name) {
                 reasons.push(RepublishReason::NameChanged);
             }
-            if content.get_str("picture").as_deref() != Some(picture) {
+            if content.str_value("picture").as_deref() != Some(picture) {
                 reasons.push(RepublishReason::PictureChanged);
             }
             Some(reasons)
@@ -513,17 +513,14 @@ fn decide(
     if let Some((reason, detail)) = record_problems(record, copies).into_iter().next() {
         return Decision::Skip(reason, detail);
     }
-    let relay = agent
-        .relay
-        .clone()
-        .unwrap_or_else(|| record.relay_url.clone());
+    let relay: &str = agent.relay.as_deref().unwrap_or(&record.relay_url);
 
     let state = ProfileState::classify(&agent.observation);
     let BeforeKey {
         mut actions,
         expected,
         reasons,
-    } = match before_key(record, &relay, &state, &snapshot.personas, policy) {
+    } = match before_key(record, relay, &state, &snapshot.personas, policy) {
         Ok(republish) => republish,
         Err(decision) => return decision,
     };
@@ -574,7 +571,7 @@ fn decide(
         agent: record.pubkey.clone(),
         name: record.name.clone(),
         picture: expected,
-        relay,
+        relay: relay.to_owned(),
         reasons,
         before: before_event.map(|event| EventBefore {
             id: event.id.clone(),
@@ -619,7 +616,7 @@ fn before_key(
     policy: &Policy,
 ) -> Result<BeforeKey, Decision> {
     // B. Expected avatar.
-    let mut actions = Vec::with_capacity(2);
+    let mut actions = Vec::new();
     let expected = match record.avatar_url.usable() {
         Some(avatar) => avatar.to_string(),
         None => match choose_backfill(record, state, personas, policy) {
