@@ -302,7 +302,12 @@ async fn read_relay(url: &str, authors: &[PublicKey], opts: &ReadOptions) -> Rel
                 }
             }
         }
-        read.observations.extend(observations);
+        // The first share's table is moved, not hashed again.
+        if read.observations.is_empty() {
+            read.observations = observations;
+        } else {
+            read.observations.extend(observations);
+        }
         return read;
     }
 }

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use nostr::{ClientMessage, Event, Filter, Kind, PublicKey, RelayMessage, SubscriptionId};
 
 use super::nip42::{is_auth_required, AuthStatus, Identity, Nip42};
-use super::{human_duration, relay_text, Input, Session};
+use super::{hex32, human_duration, relay_text, Input, Session};
 use crate::core::model::{ExistingEvent, RelayObservation};
 use crate::verified::ReadObserver;
 
@@ -114,6 +114,10 @@ pub struct ReadSession {
     batch_of_subscription: HashMap<SubscriptionId, usize>,
     batch_of_author: HashMap<PublicKey, usize, foldhash::fast::RandomState>,
     newest: HashMap<PublicKey, Arc<Event>, foldhash::fast::RandomState>,
+    /// The observations of the batches complete so far, filed as each
+    /// completes (a complete batch never changes), so that little is left
+    /// to do when the read ends.
+    observations: Observations,
     /// Batches to send, in order.
     queue: VecDeque<usize>,
     /// CLOSEs (and REQs of batches asked again) for the next write.
@@ -149,6 +153,7 @@ impl ReadSession {
             batch_of_subscription: HashMap::new(),
             batch_of_author: HashMap::default(),
             newest: HashMap::default(),
+            observations: Observations::default(),
             queue: VecDeque::new(),
             outbox: Vec::new(),
             query_timeout,
@@ -178,6 +183,7 @@ impl ReadSession {
             });
             session.queue.push_back(index);
         }
+        session.observations.reserve(session.batch_of_author.len());
         session
     }
 
@@ -232,16 +238,13 @@ impl ReadSession {
 
     /// One observation per author: the newest event or no profile for a
     /// complete batch, the batch's reason otherwise.
-    pub fn into_observations(mut self) -> Observations {
-        let mut observations =
-            Observations::with_capacity_and_hasher(self.batch_of_author.len(), Default::default());
+    pub fn into_observations(self) -> Observations {
+        let mut observations = self.observations;
         for batch in &self.batches {
             for author in &batch.authors {
                 let observation = match &batch.state {
-                    BatchState::Complete => match self.newest.remove(author) {
-                        Some(event) => RelayObservation::Newest(existing_event(&event)),
-                        None => RelayObservation::NoProfile,
-                    },
+                    // Filed when it completed.
+                    BatchState::Complete => continue,
                     BatchState::Failed(reason) => RelayObservation::Unreadable(reason.clone()),
                     BatchState::Refused(reason) => RelayObservation::AuthRefused(reason.clone()),
                     // Unreachable once the session is done, but an unfinished
@@ -250,7 +253,7 @@ impl ReadSession {
                         RelayObservation::Unreadable("read did not finish".to_owned())
                     }
                 };
-                observations.insert(author.to_hex(), observation);
+                observations.insert(hex32(author.as_bytes()), observation);
             }
         }
         observations
@@ -503,6 +506,14 @@ impl Session for ReadSession {
                                 observer.no_profile(&without);
                             }
                         }
+                        for author in &batch.authors {
+                            let observation = match self.newest.remove(author) {
+                                Some(event) => RelayObservation::Newest(existing_event(&event)),
+                                None => RelayObservation::NoProfile,
+                            };
+                            self.observations
+                                .insert(hex32(author.as_bytes()), observation);
+                        }
                         self.outbox
                             .push(ClientMessage::close(subscription_id.into_owned()));
                         self.last_eose = Some(now);
@@ -633,7 +644,7 @@ fn is_newer(candidate: &Event, current: &Event) -> bool {
 
 fn existing_event(event: &Event) -> ExistingEvent {
     ExistingEvent {
-        id: event.id.to_hex(),
+        id: hex32(event.id.as_bytes()),
         created_at: event.created_at.as_secs(),
         tags: event
             .tags
