@@ -24,6 +24,7 @@
 //! keys.
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -195,8 +196,11 @@ fn frame_json(frame: &nostr::ClientMessage<'_>) -> String {
     } = frame
     {
         let mut out = String::from(r#"["REQ","#);
-        let parts = std::iter::once(serde_json::to_string(subscription_id.as_ref()))
-            .chain(filters.iter().map(|f| serde_json::to_string(f.as_ref())));
+        let parts = std::iter::once(serde_json::to_string(subscription_id.as_ref())).chain(
+            filters.iter().map(|f| {
+                authors_filter_json(f).map_or_else(|| serde_json::to_string(f.as_ref()), Ok)
+            }),
+        );
         for (n, part) in parts.enumerate() {
             match part {
                 Ok(text) => {
@@ -212,6 +216,52 @@ fn frame_json(frame: &nostr::ClientMessage<'_>) -> String {
         return out;
     }
     frame.as_json()
+}
+
+/// A filter of only authors and kinds (a read's, every REQ of it) as nostr
+/// writes it, `{"authors":[…],"kinds":[…]}`, with each pubkey's hex written
+/// at once (nostr writes it one `char` at a time); `None` for any other
+/// filter.
+fn authors_filter_json(filter: &nostr::Filter) -> Option<String> {
+    let only_authors_and_kinds = filter.ids.is_none()
+        && filter.search.is_none()
+        && filter.since.is_none()
+        && filter.until.is_none()
+        && filter.limit.is_none()
+        && filter.generic_tags.is_empty();
+    if !only_authors_and_kinds {
+        return None;
+    }
+    let authors = filter.authors.as_ref().map_or(0, |a| a.len());
+    let mut out = String::with_capacity(32 + 67 * authors);
+    out.push('{');
+    if let Some(authors) = &filter.authors {
+        out.push_str(r#""authors":["#);
+        for (n, author) in authors.iter().enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            crate::protocol::push_hex32(&mut out, author.as_bytes());
+            out.push('"');
+        }
+        out.push(']');
+    }
+    if let Some(kinds) = &filter.kinds {
+        if filter.authors.is_some() {
+            out.push(',');
+        }
+        out.push_str(r#""kinds":["#);
+        for (n, kind) in kinds.iter().enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{}", kind.as_u16());
+        }
+        out.push(']');
+    }
+    out.push('}');
+    Some(out)
 }
 
 /// What one text frame means to a session: `None` for what is not a NIP-01
@@ -257,7 +307,12 @@ fn event_input(
     subscription_id: nostr::SubscriptionId,
     event: std::sync::Arc<nostr::Event>,
 ) -> Option<Input> {
-    if event.is_expired() {
+    // NIP-40, with the clock read only for an event that has the tag.
+    if event
+        .tags
+        .expiration()
+        .is_some_and(|at| *at < nostr::Timestamp::now())
+    {
         tracing::debug!(id = %event.id, "event ignored: expired (NIP-40)");
         return None;
     }
@@ -336,6 +391,38 @@ mod tests {
     use nostr::{Event, EventBuilder, JsonUtil, Keys, Kind, SubscriptionId};
 
     use super::*;
+
+    #[test]
+    fn a_read_s_filter_is_written_byte_for_byte_as_nostr_writes_it() {
+        let authors: Vec<nostr::PublicKey> =
+            (0..100).map(|_| Keys::generate().public_key()).collect();
+        for filter in [
+            nostr::Filter::new()
+                .kind(Kind::Metadata)
+                .authors(authors.clone()),
+            nostr::Filter::new().authors(authors.clone()),
+            nostr::Filter::new().kinds([Kind::Metadata, Kind::TextNote]),
+            nostr::Filter::new().kind(Kind::Metadata).authors([]),
+            nostr::Filter::new(),
+        ] {
+            assert_eq!(
+                authors_filter_json(&filter).as_deref(),
+                Some(serde_json::to_string(&filter).expect("serializes").as_str())
+            );
+        }
+        // Any other field: written by nostr.
+        for filter in [
+            nostr::Filter::new().authors(authors.clone()).limit(1),
+            nostr::Filter::new()
+                .authors(authors.clone())
+                .since(nostr::Timestamp::from(1)),
+            nostr::Filter::new().id(nostr::EventId::all_zeros()),
+            nostr::Filter::new().search("x"),
+            nostr::Filter::new().pubkey(authors[0]),
+        ] {
+            assert_eq!(authors_filter_json(&filter), None);
+        }
+    }
 
     #[test]
     fn an_event_frame_parses_in_one_pass_as_nostr_parses_it() {
@@ -426,6 +513,23 @@ mod tests {
         }
         let close = nostr::ClientMessage::close(SubscriptionId::new("r1"));
         assert_eq!(frame_json(&close), close.as_json());
+    }
+
+    #[test]
+    fn an_expired_event_is_not_given_to_the_session_and_one_not_yet_expired_is() {
+        let now = nostr::Timestamp::now().as_secs();
+        let frame = |tags: Vec<nostr::Tag>| {
+            let event = EventBuilder::new(Kind::Metadata, "{}")
+                .tags(tags)
+                .sign_with_keys(&Keys::generate())
+                .expect("sign");
+            RelayMessage::event(SubscriptionId::new("s"), event).as_json()
+        };
+        let expiring = |at: u64| vec![nostr::Tag::expiration(nostr::Timestamp::from(at))];
+        let checker = Checker::default();
+        assert!(input_of(&frame(expiring(now - 60)), &checker).is_none());
+        assert!(input_of(&frame(expiring(now + 3600)), &checker).is_some());
+        assert!(input_of(&frame(Vec::new()), &checker).is_some());
     }
 
     fn event_json() -> String {
