@@ -893,6 +893,7 @@ async fn tool_snapshot_plan(
     report: &mut Report,
 ) -> anyhow::Result<Duration> {
     let n = worlds.main.len();
+    let cpu_before = mem::cpu_ticks();
     let (total, (gather_time, plan_time, summary), peak) = best_of(opts.repeats, || async move {
         let started = Instant::now();
         let gathered = snapshot::gather(config, &[]).await?;
@@ -905,6 +906,7 @@ async fn tool_snapshot_plan(
         ))
     })
     .await?;
+    let cpu = cpu_per_run(cpu_before, opts.repeats);
     check_plan_counts(
         &worlds.main,
         &summary,
@@ -915,7 +917,7 @@ async fn tool_snapshot_plan(
         (
             format!("tool: snapshot + plan{tag}"),
             total,
-            summary.clone(),
+            format!("{summary}; {cpu}"),
         ),
         (
             format!("  of which gather (store + relay){tag}"),
@@ -927,6 +929,20 @@ async fn tool_snapshot_plan(
         report.push(Row::new(label.to_string(), stage, n, time, peak, note));
     }
     Ok(total)
+}
+
+/// This process's CPU time (user + system, every thread; an in-process
+/// relay's included) per run since `before`, over `runs` runs, as a note:
+/// on loopback a read is CPU-bound, and the wall times of two readers
+/// compare as their CPU does.
+fn cpu_per_run(before: Option<u64>, runs: usize) -> String {
+    match before.zip(mem::cpu_ticks()) {
+        Some((before, after)) => format!(
+            "CPU {:.0} ms a run",
+            (after - before) as f64 * 10.0 / runs.max(1) as f64
+        ),
+        None => "CPU ?".to_owned(),
+    }
 }
 
 /// The floor of any batched reader on this relay: the tool's request pattern
@@ -960,6 +976,7 @@ async fn batched_floor_rows(
     ] {
         let stalled = std::cell::Cell::new(0);
         let stalled = &stalled;
+        let cpu_before = mem::cpu_ticks();
         let (time, received, peak) = best_of(opts.repeats, || async move {
             let mut attempt = 1;
             loop {
@@ -983,8 +1000,9 @@ async fn batched_floor_rows(
             }
         })
         .await?;
+        let cpu = cpu_per_run(cpu_before, opts.repeats + stalled.get());
         let mut note =
-            format!("{received} events; REQs of 100 authors, 16 open; no store, no plan");
+            format!("{received} events; REQs of 100 authors, 16 open; no store, no plan; {cpu}");
         if stalled.get() > 0 {
             let _ = write!(
                 note,
