@@ -977,7 +977,7 @@ async fn batched_floor_rows(
         let stalled = std::cell::Cell::new(0);
         let stalled = &stalled;
         let cpu_before = mem::cpu_ticks();
-        let (time, received, peak) = best_of(opts.repeats, || async move {
+        let measured = best_of(opts.repeats, || async move {
             let mut attempt = 1;
             loop {
                 match ws::batched_raw(
@@ -999,7 +999,20 @@ async fn batched_floor_rows(
                 }
             }
         })
-        .await?;
+        .await;
+        // A floor no read could measure is a note, not the end of the run
+        // (the rows measured so far would be lost with it).
+        let (time, received, peak) = match measured {
+            Ok(measured) => measured,
+            Err(error) if format!("{error}").contains("no EOSE") => {
+                report.notes.push(format!(
+                    "{label}: no row for \"{stage}\": {ATTEMPTS} reads in a row lost a \
+                     subscription ({error})"
+                ));
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         let cpu = cpu_per_run(cpu_before, opts.repeats + stalled.get());
         let mut note =
             format!("{received} events; REQs of 100 authors, 16 open; no store, no plan; {cpu}");
