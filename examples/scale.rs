@@ -296,8 +296,14 @@ mod tests {
                 .iter()
                 .find(|r| r.relay == relay && r.stage == "tool: snapshot + plan")
                 .expect("tool row");
+            // The plan's counts, then this process's CPU a run.
+            let (counts, cpu) = tool.note.split_once("; ").expect("counts; CPU");
             assert_eq!(
-                tool.note, "republish=18 backfill=2 unchanged=20 skipped=0",
+                counts, "republish=18 backfill=2 unchanged=20 skipped=0",
+                "{table}"
+            );
+            assert!(
+                cpu.starts_with("CPU ") && cpu.ends_with(" ms a run"),
                 "{table}"
             );
             // The floors read every seeded profile (one per agent but the 10%
@@ -310,7 +316,9 @@ mod tests {
                 .collect();
             assert_eq!(floors.len(), 2, "{table}");
             assert!(
-                floors.iter().all(|note| note.starts_with("36 events;")),
+                floors
+                    .iter()
+                    .all(|note| note.starts_with("36 events;") && note.contains("; CPU ")),
                 "{floors:?}\n{table}"
             );
         }
