@@ -11,8 +11,10 @@
 //! instead). For rule A5, it
 //! plans 1,000 and 10,000 agents that all need a republish, deriving every
 //! key (`rules::plan`) and with every derivation known
-//! (`rules::plan_remembering_keys` given the last tick's). Best of 5; it
-//! prints, and fails on nothing.
+//! (`rules::plan_remembering_keys` given the last tick's). For an idle tick,
+//! it plans 10,000 and 100,000 agents all in sync, deciding each
+//! (`rules::plan`) and told which ones the last tick found unchanged
+//! (`rules::plan_remembering`). Best of 5; it prints, and fails on nothing.
 
 #[path = "scale/world.rs"]
 mod world;
@@ -106,6 +108,34 @@ fn key_figures(n: usize) {
     );
 }
 
+fn idle_figures(n: usize) {
+    // Every agent in sync: the daemon's idle tick.
+    let agents = world::agents(n, 0, |_| world::State::InSync);
+    let snapshot = world::in_memory_snapshot(&agents, NOW);
+    let policy = Policy::default();
+    let known = KnownKeys::default();
+    let (decide, fresh) = best(|| rules::plan(black_box(&snapshot), &policy, NOW));
+    let first = rules::plan_remembering(&snapshot, &policy, NOW, &known, &[]);
+    assert!(first.unchanged.iter().all(|&u| u), "every agent in sync");
+    let (remembered, again) = best(|| {
+        rules::plan_remembering(
+            black_box(&snapshot),
+            &policy,
+            NOW + 60,
+            &known,
+            &first.unchanged,
+        )
+    });
+    assert_eq!(again.plan, fresh, "the same plan");
+    println!(
+        "plan {n:>7} agents in sync on {} threads: deciding each {}; each unchanged as the last \
+         tick found it {}",
+        policy.threads,
+        ms(decide),
+        ms(remembered),
+    );
+}
+
 fn main() -> anyhow::Result<()> {
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
@@ -121,6 +151,9 @@ fn main() -> anyhow::Result<()> {
     }
     for n in [1_000, 10_000] {
         key_figures(n);
+    }
+    for n in [10_000, 100_000] {
+        idle_figures(n);
     }
     Ok(())
 }

@@ -103,16 +103,21 @@ async fn plan_and_write(
         None => snapshot::gather(config, only).await?,
     };
     let now = now_secs();
+    // The daemon's: which agents the plan found unchanged.
+    let mut unchanged = Vec::new();
     let plan = match memory.as_deref_mut() {
         Some(memory) => {
-            let (plan, learned) = rules::plan_remembering_keys(
+            let before = memory.unchanged_before(&gathered.snapshot, &config.policy);
+            let planned = rules::plan_remembering(
                 &gathered.snapshot,
                 &config.policy,
                 now,
                 memory.known_keys(),
+                &before,
             );
-            memory.learn_keys(learned);
-            plan
+            memory.learn_keys(planned.learned);
+            unchanged = planned.unchanged;
+            planned.plan
         }
         None => plan_gathered(&gathered, &config.policy, now),
     };
@@ -129,17 +134,29 @@ async fn plan_and_write(
         }
     }
     // The plan holds what it needs; the snapshot is dropped before writing,
-    // but for the records the daemon's memory lent (given back, not copied).
+    // but for the records the daemon's memory lent (given back, not copied)
+    // and what the next tick needs to know which agents it found unchanged.
     let mut gathered = gathered;
     let snapshot = std::mem::take(&mut gathered.snapshot);
     match memory {
         Some(memory) => {
+            let mut unchanged_with = Vec::with_capacity(snapshot.agents.len());
             let (records, observed): (Vec<_>, Vec<_>) = snapshot
                 .agents
                 .into_iter()
-                .map(|agent| (agent.record, (agent.relay, agent.observation)))
+                .zip(unchanged)
+                .map(|(mut agent, unchanged)| {
+                    unchanged_with.push(match &mut agent.observation {
+                        RelayObservation::Newest(event) if unchanged => {
+                            Some(std::mem::take(&mut event.id))
+                        }
+                        _ => None,
+                    });
+                    (agent.record, (agent.relay, agent.observation))
+                })
                 .unzip();
             memory.give_back_records(records);
+            memory.remember_decisions(config.policy.clone(), snapshot.personas, unchanged_with);
             // Freed on the pool while the plan is written.
             rayon::spawn(move || drop(observed));
         }

@@ -6,7 +6,9 @@
 //! keyed by the SHA-256 of each key's text), and the read prepared for the
 //! agent store's records ([`ReadPrep`]: the authors per relay, each record's
 //! relay, the sign-in identities), kept with the parse and with the URL
-//! rewrites and sign-in key it was prepared under.
+//! rewrites and sign-in key it was prepared under; and which of those
+//! records the last plan found unchanged, against which kind:0, under which
+//! policy and personas ([`TickMemory::unchanged_before`]).
 //!
 //! Every tick reads both files in full and hashes them (the agent store a
 //! piece at a time, as it is read); a parse is reused only when the bytes
@@ -32,7 +34,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::core::known_keys::{KeyHash, KnownKeys};
-use crate::core::model::AgentRecord;
+use crate::core::model::{AgentRecord, Policy, RelayObservation, Snapshot};
 use crate::snapshot::{check_app_store, ReadPrep, StoresRead};
 use crate::store::{
     parse_agent_store, parse_personas, persona_store_from, read_bytes, sha256_hex, utf8_text,
@@ -69,6 +71,9 @@ pub struct ParseCounts {
     pub personas_reused: u64,
     /// Reads prepared for an earlier tick and reused.
     pub reads_reused: u64,
+    /// Agents found unchanged by the last plan, from the same inputs, and
+    /// not decided again.
+    pub decisions_reused: u64,
 }
 
 #[derive(Debug)]
@@ -87,6 +92,20 @@ struct RememberedAgents {
     count: usize,
     /// The read last prepared for these records.
     read: Option<RememberedRead>,
+    /// What the last plan of these records found unchanged.
+    decisions: Option<LastDecisions>,
+}
+
+/// The agents the last plan of the remembered records found unchanged, and
+/// what it decided them from besides the records and their kind:0s.
+#[derive(Debug)]
+struct LastDecisions {
+    policy: Policy,
+    personas: BTreeMap<String, String>,
+    /// Per record, in store order: the id of the kind:0 it was found
+    /// unchanged against; `None` when it was not unchanged, or not against
+    /// a kind:0.
+    unchanged_with: Vec<Option<String>>,
 }
 
 /// A read prepared for the remembered records, with the config it was
@@ -173,6 +192,7 @@ impl TickMemory {
             records: None,
             count: records.len(),
             read: None,
+            decisions: None,
         });
         Ok((digest, records))
     }
@@ -220,6 +240,61 @@ impl TickMemory {
             if known.records.is_none() && records.len() == known.count {
                 known.records = Some(records);
             }
+        }
+    }
+
+    /// For each agent of `snapshot` (whose records are the ones this memory
+    /// lent, in store order): true when the last plan of these records found
+    /// it unchanged against the same kind:0 (the same id: an id the read
+    /// checked hashes from every field), with the same personas and
+    /// `policy`; what [`crate::core::rules::plan_remembering`] may then take
+    /// as unchanged. All false after a new parse of the store, or when the
+    /// personas or the policy changed.
+    pub(crate) fn unchanged_before(&mut self, snapshot: &Snapshot, policy: &Policy) -> Vec<bool> {
+        let Some(last) = self
+            .agents
+            .as_ref()
+            .and_then(|known| known.decisions.as_ref())
+            .filter(|last| {
+                last.unchanged_with.len() == snapshot.agents.len()
+                    && last.policy == *policy
+                    && last.personas == snapshot.personas
+            })
+        else {
+            return Vec::new();
+        };
+        let before: Vec<bool> = snapshot
+            .agents
+            .iter()
+            .zip(&last.unchanged_with)
+            .map(|(agent, with)| match (&agent.observation, with) {
+                (RelayObservation::Newest(event), Some(id)) => event.id == *id,
+                _ => false,
+            })
+            .collect();
+        self.counts.decisions_reused += before.iter().filter(|&&b| b).count() as u64;
+        before
+    }
+
+    /// Remembers what the plan of the records just given back found
+    /// unchanged (see [`TickMemory::unchanged_before`]); forgotten when the
+    /// records were not taken back.
+    pub(crate) fn remember_decisions(
+        &mut self,
+        policy: Policy,
+        personas: BTreeMap<String, String>,
+        unchanged_with: Vec<Option<String>>,
+    ) {
+        if let Some(known) = self.agents.as_mut() {
+            let kept = (known.records.as_ref().map(Vec::len) == Some(unchanged_with.len()))
+                .then_some(LastDecisions {
+                    policy,
+                    personas,
+                    unchanged_with,
+                });
+            // The last tick's, freed on the pool (a string per agent).
+            let last = std::mem::replace(&mut known.decisions, kept);
+            rayon::spawn(move || drop(last));
         }
     }
 
@@ -337,7 +412,7 @@ mod tests {
     use crate::core::model::Policy;
     use crate::core::plan::{Plan, SkipReason};
     use crate::core::rules;
-    use crate::orchestrate::{make_plan, tick, Stop};
+    use crate::orchestrate::{make_plan, tick, Stop, TickReport};
 
     const STORE: &str = include_str!("../examples/basic/managed-agents.json");
     const PERSONAS: &str = include_str!("../examples/basic/personas.json");
@@ -404,6 +479,7 @@ mod tests {
                 personas_parsed: 1,
                 personas_reused: 1,
                 reads_reused: 0,
+                decisions_reused: 0,
             }
         );
         assert_eq!(first, fresh(&config));
@@ -634,6 +710,102 @@ mod tests {
             );
             assert_eq!(doc.store, fresh.doc.store);
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_agent_unchanged_last_tick_is_decided_again_when_its_profile_the_personas_or_the_policy_changed(
+    ) {
+        let (relay, dir, mut config) = crate::demo::example_world().await;
+        let stop = Stop::default();
+        let mut memory = TickMemory::default();
+        let reused = |memory: &TickMemory| memory.parse_counts().decisions_reused;
+        let planned = |report: TickReport| without_clock(report.plan.expect("a plan").plan);
+        let fresh = |config: Config| async move {
+            without_clock(make_plan(&config, &[], None).await.expect("plan").doc.plan)
+        };
+
+        // One tick in apply mode puts the world in sync; the rest plan.
+        config.schedule.mode = crate::config::ScheduleMode::Apply;
+        let applied = tick(&config, &stop, Some(&mut memory)).await;
+        assert!(applied.count(crate::core::apply::Outcome::Applied) > 0);
+        assert_eq!(applied.count(crate::core::apply::Outcome::Failed), 0);
+        config.schedule.mode = crate::config::ScheduleMode::Plan;
+        let before = reused(&memory);
+        let first = planned(tick(&config, &stop, Some(&mut memory)).await);
+        let unchanged = first.unchanged.len() as u64;
+        assert!(unchanged >= 2, "the world has agents in sync");
+        assert!(
+            reused(&memory) - before < unchanged,
+            "the agents republished were decided again"
+        );
+        let before = reused(&memory);
+        let second = planned(tick(&config, &stop, Some(&mut memory)).await);
+        assert_eq!(
+            reused(&memory) - before,
+            unchanged,
+            "each unchanged agent, not decided again"
+        );
+        assert_eq!(second, fresh(config.clone()).await);
+
+        // One of them gets a newer profile with another name: it alone is
+        // decided again, and now needs a republish.
+        let (store, _) = crate::snapshot::read_stores(&config).expect("stores");
+        let record = store
+            .records
+            .iter()
+            .map(|stored| &stored.record)
+            .find(|r| r.pubkey == first.unchanged[0])
+            .expect("the record");
+        let keys = rules::agent_keys(record).expect("its key");
+        let renamed = nostr::EventBuilder::new(
+            nostr::Kind::Metadata,
+            serde_json::json!({"name": "someone else", "picture": "https://x.example/p.png"})
+                .to_string(),
+        )
+        .custom_created_at(nostr::Timestamp::from(crate::clock::now_secs()))
+        .sign_with_keys(&keys)
+        .expect("signed");
+        let url = relay.url().await.to_string();
+        crate::demo::seed_relay(&url, &[renamed])
+            .await
+            .expect("published");
+        let before = reused(&memory);
+        let third = planned(tick(&config, &stop, Some(&mut memory)).await);
+        assert_eq!(reused(&memory) - before, unchanged - 1);
+        assert!(!third.unchanged.contains(&record.pubkey));
+        assert!(third
+            .actions
+            .iter()
+            .any(|a| a.as_republish().is_some_and(|r| r.agent == record.pubkey)));
+        assert_eq!(third, fresh(config.clone()).await);
+
+        // Another policy: every agent decided again.
+        let before = reused(&memory);
+        config.policy.future_tolerance_secs += 1;
+        let fourth = planned(tick(&config, &stop, Some(&mut memory)).await);
+        assert_eq!(reused(&memory), before);
+        assert_eq!(fourth, fresh(config.clone()).await);
+        // Unchanged again, then other personas: every agent decided again.
+        let before = reused(&memory);
+        tick(&config, &stop, Some(&mut memory)).await;
+        assert_eq!(reused(&memory) - before, unchanged - 1);
+        let before = reused(&memory);
+        let personas = dir.path().join("personas.json");
+        let text = std::fs::read_to_string(&personas).unwrap();
+        std::fs::write(&personas, text.replace("4.png", "4b.png")).unwrap();
+        let sixth = planned(tick(&config, &stop, Some(&mut memory)).await);
+        assert_eq!(reused(&memory), before);
+        assert_eq!(sixth, fresh(config.clone()).await);
+        // And a store changed: parsed again, nothing reused.
+        tick(&config, &stop, Some(&mut memory)).await;
+        let before = reused(&memory);
+        let store = dir.path().join("managed-agents.json");
+        let text = std::fs::read_to_string(&store).unwrap();
+        std::fs::write(&store, format!("{text}\n")).unwrap();
+        let last = planned(tick(&config, &stop, Some(&mut memory)).await);
+        assert_eq!(reused(&memory), before);
+        assert_eq!(last, fresh(config.clone()).await);
+        relay.shutdown();
     }
 
     /// The plan with the clock (`dated <now>` in a skip's detail) blanked:

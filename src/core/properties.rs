@@ -21,7 +21,9 @@ use super::model::{
 };
 use super::nip_oa;
 use super::plan::{Action, AvatarSource, Plan};
-use super::rules::{check_agent_key, derive_key, plan, plan_remembering_keys, reaches_key_check};
+use super::rules::{
+    check_agent_key, derive_key, plan, plan_remembering, plan_remembering_keys, reaches_key_check,
+};
 
 const NOW: u64 = 1_800_000_000;
 
@@ -377,6 +379,36 @@ proptest! {
         let (again, none) = plan_remembering_keys(&snapshot, &policy, NOW, &learned);
         prop_assert_eq!(&again, &fresh);
         prop_assert!(none.is_empty());
+    }
+
+    #[test]
+    fn property_agents_unchanged_in_an_earlier_plan_of_the_same_inputs_give_the_plan_of_any_later_time(
+        specs in prop::collection::vec(agent_spec(), 1..12),
+        backfill_only in any::<bool>(),
+        later in 0u64..100_000_000,
+    ) {
+        let snapshot = world(&specs);
+        let policy = policy(backfill_only);
+        let first = plan_remembering(&snapshot, &policy, NOW, &KnownKeys::default(), &[]);
+        prop_assert_eq!(&first.plan, &plan(&snapshot, &policy, NOW));
+        // The flags name the plan's unchanged agents.
+        let flagged: Vec<String> = snapshot
+            .agents
+            .iter()
+            .zip(&first.unchanged)
+            .filter(|(_, &unchanged)| unchanged)
+            .map(|(agent, _)| agent.record.pubkey.clone())
+            .collect();
+        let mut listed = first.plan.unchanged.clone();
+        let mut flagged_sorted = flagged;
+        flagged_sorted.sort();
+        listed.sort();
+        prop_assert_eq!(flagged_sorted, listed);
+        // Told them, a plan at any later time is that time's plan.
+        let now = NOW + later;
+        let again = plan_remembering(&snapshot, &policy, now, &first.learned, &first.unchanged);
+        prop_assert_eq!(&again.plan, &plan(&snapshot, &policy, now));
+        prop_assert_eq!(&again.unchanged, &first.unchanged);
     }
 
     #[test]

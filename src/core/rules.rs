@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
 
 use nostr::nips::nip19::FromBech32;
 use nostr::{Keys, RelayUrl, SecretKey};
@@ -388,7 +389,7 @@ enum Decision {
 /// false when any agent was skipped because its relay could not be read (an
 /// agent rejected by rule A never needed its relay).
 pub fn plan(snapshot: &Snapshot, policy: &Policy, now: u64) -> Plan {
-    plan_with(snapshot, policy, now, None).0
+    plan_with(snapshot, policy, now, None, &[]).plan
 }
 
 /// [`plan`], with rule A5's key derivations taken from `known` where it
@@ -401,7 +402,40 @@ pub fn plan_remembering_keys(
     now: u64,
     known: &KnownKeys,
 ) -> (Plan, KnownKeys) {
-    plan_with(snapshot, policy, now, Some(known))
+    let planned = plan_with(snapshot, policy, now, Some(known), &[]);
+    (planned.plan, planned.learned)
+}
+
+/// What [`plan_remembering`] gives.
+#[derive(Debug)]
+pub struct Remembering {
+    /// The plan, the same as [`plan`] gives.
+    pub plan: Plan,
+    /// Rule A5's derivations made anew.
+    pub learned: KnownKeys,
+    /// For each agent of the snapshot, in order: true when it was unchanged
+    /// (nothing to do for it).
+    pub unchanged: Vec<bool>,
+}
+
+/// [`plan_remembering_keys`], told which agents an earlier plan found
+/// unchanged from the very same inputs: `unchanged_before[i]` true promises
+/// that agent `i`'s record and observation, the store's other records (rule
+/// A2 reads them), the personas and the policy are those of an earlier plan
+/// in which agent `i` was unchanged. Such an agent is unchanged again without
+/// being decided anew: an unchanged decision never reads `now` or a key (it
+/// ends at step B or C, before rules A5 and D3), so the same inputs give it
+/// at any later `now`. Also gives which agents are unchanged now, for the
+/// caller to remember with their inputs. An agent past the end of
+/// `unchanged_before` is decided.
+pub fn plan_remembering(
+    snapshot: &Snapshot,
+    policy: &Policy,
+    now: u64,
+    known: &KnownKeys,
+    unchanged_before: &[bool],
+) -> Remembering {
+    plan_with(snapshot, policy, now, Some(known), unchanged_before)
 }
 
 fn plan_with(
@@ -409,14 +443,18 @@ fn plan_with(
     policy: &Policy,
     now: u64,
     known: Option<&KnownKeys>,
-) -> (Plan, KnownKeys) {
-    let copies = PubkeyCopies::of(snapshot.agents.iter().map(|agent| &agent.record));
-    let (outcomes, learned) = decide_all(snapshot, policy, now, &copies, known);
+    unchanged_before: &[bool],
+) -> Remembering {
+    // Counted at the first agent decided (none, when every one is
+    // unchanged as before).
+    let copies = OnceLock::new();
+    let (outcomes, learned) = decide_all(snapshot, policy, now, &copies, known, unchanged_before);
     let mut result = Plan {
         complete: true,
         agents: snapshot.agents.len(),
         ..Plan::default()
     };
+    let mut unchanged = Vec::with_capacity(snapshot.agents.len());
     for (agent, outcome) in snapshot.agents.iter().zip(outcomes) {
         let record = &agent.record;
         let label = if is_pubkey_hex(&record.pubkey) {
@@ -424,6 +462,7 @@ fn plan_with(
         } else {
             format!("record #{}", record.index)
         };
+        unchanged.push(matches!(outcome, Decision::Unchanged));
         match outcome {
             Decision::Unchanged => result.unchanged.push(label),
             Decision::Actions(actions) => result.actions.extend(actions),
@@ -448,43 +487,62 @@ fn plan_with(
     result
         .skipped
         .sort_by(|a, b| (&a.agent, a.index).cmp(&(&b.agent, b.index)));
-    result.unchanged.sort();
-    (result, learned.into_iter().collect())
+    // Labels are equal only when they are the same text: unstable is stable.
+    result.unchanged.sort_unstable();
+    Remembering {
+        plan: result,
+        learned: learned.into_iter().collect(),
+        unchanged,
+    }
 }
 
 /// Below this many agents, planning stays on one thread.
 const PARALLEL_MIN_AGENTS: usize = 2_000;
 
 /// Every agent's outcome, in snapshot order, and the key derivations made
-/// anew (only with `known`). The agents are independent, so large snapshots
+/// anew (only with `known`); an agent `unchanged_before` marks is unchanged
+/// without a decision (see [`plan_remembering`]). The agents are independent, so large snapshots
 /// are decided on `policy.threads` threads (scoped: no thread outlives the
 /// call, each reads `known` and collects its own derivations, and the result
 /// does not depend on how it was split).
-fn decide_all(
-    snapshot: &Snapshot,
+fn decide_all<'a>(
+    snapshot: &'a Snapshot,
     policy: &Policy,
     now: u64,
-    copies: &PubkeyCopies<'_>,
+    copies: &OnceLock<PubkeyCopies<'a>>,
     known: Option<&KnownKeys>,
+    unchanged_before: &[bool],
 ) -> (Vec<Decision>, Vec<(KeyHash, [u8; 32])>) {
     let agents = &snapshot.agents;
     let threads = policy.threads.max(1);
-    let decide_part = |part: &[AgentSnapshot]| {
+    // The agents from `first` on.
+    let decide_part = |first: usize, part: &[AgentSnapshot]| {
         let mut learned = Vec::new();
         let decisions: Vec<Decision> = part
             .iter()
-            .map(|a| decide(a, snapshot, policy, now, copies, known, &mut learned))
+            .enumerate()
+            .map(|(i, a)| {
+                if unchanged_before.get(first + i).copied().unwrap_or(false) {
+                    Decision::Unchanged
+                } else {
+                    let copies = copies.get_or_init(|| {
+                        PubkeyCopies::of(snapshot.agents.iter().map(|agent| &agent.record))
+                    });
+                    decide(a, snapshot, policy, now, copies, known, &mut learned)
+                }
+            })
             .collect();
         (decisions, learned)
     };
     if threads == 1 || agents.len() < PARALLEL_MIN_AGENTS {
-        return decide_part(agents);
+        return decide_part(0, agents);
     }
     let chunk = agents.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let parts: Vec<_> = agents
             .chunks(chunk)
-            .map(|part| scope.spawn(move || decide_part(part)))
+            .enumerate()
+            .map(|(n, part)| scope.spawn(move || decide_part(n * chunk, part)))
             .collect();
         let mut decisions = Vec::with_capacity(agents.len());
         let mut learned = Vec::new();

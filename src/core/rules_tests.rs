@@ -953,3 +953,56 @@ fn rule_e4_parallel_planning_gives_the_same_plan() {
     assert_eq!(sequential, parallel);
     assert_eq!(sequential.actions.len(), 1_250);
 }
+
+#[test]
+fn an_agent_an_earlier_plan_found_unchanged_is_taken_as_unchanged_without_a_decision() {
+    // Above the parallel threshold: the promise is read at each agent's own
+    // position on every planner thread. Agents 0 and n - 1 are in sync, the
+    // rest have no profile.
+    let n = PARALLEL_MIN_AGENTS + 10;
+    let agents: Vec<(AgentRecord, RelayObservation)> = (0..n)
+        .map(|i| {
+            let rec = record(1, "Ada");
+            let mut secret = [7u8; 32];
+            secret[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+            let own = Keys::new(SecretKey::from_slice(&secret).unwrap());
+            let rec = AgentRecord {
+                index: i,
+                pubkey: own.public_key().to_hex(),
+                secret_key: Some(SecretText::new(own.secret_key().to_bech32().unwrap())),
+                ..rec
+            };
+            let observation = if i == 0 || i == n - 1 {
+                profile("Ada", "https://img/1.png")
+            } else {
+                RelayObservation::NoProfile
+            };
+            (rec, observation)
+        })
+        .collect();
+    let snapshot = world(agents);
+    let policy = Policy {
+        threads: 2,
+        ..Policy::default()
+    };
+    let first = plan_remembering(&snapshot, &policy, NOW, &KnownKeys::default(), &[]);
+    assert_eq!(first.plan, plan(&snapshot, &policy, NOW));
+    let flagged: Vec<usize> = (0..n).filter(|&i| first.unchanged[i]).collect();
+    assert_eq!(flagged, vec![0, n - 1], "which agents were unchanged");
+    assert_eq!(first.plan.unchanged.len(), 2);
+
+    // A promise the planner keeps without deciding: agent 1 (and the last
+    // of the second thread's part) taken as unchanged though their relays
+    // hold no profile.
+    let mut promised = first.unchanged.clone();
+    promised[1] = true;
+    promised[n - 2] = true;
+    let trusted = plan_remembering(&snapshot, &policy, NOW + 60, &first.learned, &promised);
+    assert_eq!(trusted.unchanged, promised);
+    assert_eq!(trusted.plan.unchanged.len(), 4);
+    assert_eq!(trusted.plan.actions.len(), first.plan.actions.len() - 2);
+    // A shorter promise: the agents past its end are decided.
+    let short = plan_remembering(&snapshot, &policy, NOW, &first.learned, &[true]);
+    assert_eq!(short.plan, first.plan);
+    assert!(short.learned.is_empty(), "every key was known");
+}
