@@ -131,8 +131,6 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // As the reprofile binary does (also for `--child-plan-run`).
-    reprofile::cap_malloc_arenas();
     let args = Args::parse();
     if let Some(config) = &args.child_plan_run {
         return harness::child_plan_run_main(config).await;
