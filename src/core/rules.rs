@@ -501,10 +501,10 @@ const PARALLEL_MIN_AGENTS: usize = 2_000;
 
 /// Every agent's outcome, in snapshot order, and the key derivations made
 /// anew (only with `known`); an agent `unchanged_before` marks is unchanged
-/// without a decision (see [`plan_remembering`]). The agents are independent, so large snapshots
-/// are decided on `policy.threads` threads (scoped: no thread outlives the
-/// call, each reads `known` and collects its own derivations, and the result
-/// does not depend on how it was split).
+/// without a decision (see [`plan_remembering`]). The agents are
+/// independent, so large snapshots are decided on `policy.threads` threads
+/// (scoped: no thread outlives the call, each reads `known` and collects its
+/// own derivations, and the result does not depend on how it was split).
 fn decide_all<'a>(
     snapshot: &'a Snapshot,
     policy: &Policy,

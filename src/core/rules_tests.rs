@@ -962,7 +962,6 @@ fn an_agent_an_earlier_plan_found_unchanged_is_taken_as_unchanged_without_a_deci
     let n = PARALLEL_MIN_AGENTS + 10;
     let agents: Vec<(AgentRecord, RelayObservation)> = (0..n)
         .map(|i| {
-            let rec = record(1, "Ada");
             let mut secret = [7u8; 32];
             secret[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
             let own = Keys::new(SecretKey::from_slice(&secret).unwrap());
@@ -970,7 +969,7 @@ fn an_agent_an_earlier_plan_found_unchanged_is_taken_as_unchanged_without_a_deci
                 index: i,
                 pubkey: own.public_key().to_hex(),
                 secret_key: Some(SecretText::new(own.secret_key().to_bech32().unwrap())),
-                ..rec
+                ..record(1, "Ada")
             };
             let observation = if i == 0 || i == n - 1 {
                 profile("Ada", "https://img/1.png")
