@@ -1,8 +1,9 @@
 //! Criterion benches of the pure core at 1,000 / 10,000 / 100,000 agents:
 //! planning (`core::rules::plan` on an in-memory snapshot of the mixed world
 //! of `examples/scale/world.rs`), rule D2's merge (content parse + merge of
-//! every relay content) and NIP-OA verification (`check_for_event`, one tag
-//! per agent).
+//! every relay content), NIP-OA verification (`check_for_event`, one tag
+//! per agent) and the choice of a read's sign-in identities on a relay whose
+//! every record has a tag (`sign_in::read_candidates`).
 //!
 //! `cargo bench --bench core -- --warm-up-time 1 --measurement-time 3`
 
@@ -11,8 +12,8 @@ mod world;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use reprofile::core::content::{merge_content, ProfileContent};
-use reprofile::core::model::{Policy, RelayObservation};
-use reprofile::core::{nip_oa, rules};
+use reprofile::core::model::{AgentRecord, Policy, RelayObservation};
+use reprofile::core::{nip_oa, rules, sign_in};
 
 const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 /// A fixed clock, so every run plans the same.
@@ -79,6 +80,23 @@ fn core(c: &mut Criterion) {
                     })
                     .count()
             })
+        });
+    }
+    group.finish();
+
+    // One relay whose every record carries a tag (a Buzz relay admits its
+    // agents by theirs): choosing who a read signs in as.
+    let mut group = c.benchmark_group("sign_in_candidates_all_tagged");
+    group.sample_size(10);
+    for n in SIZES {
+        let mut snapshot = world::in_memory_snapshot(&agents[..n], NOW);
+        for (agent, (tag, _)) in snapshot.agents.iter_mut().zip(&tags) {
+            agent.record.auth_tag = Some(serde_json::to_string(tag).expect("json"));
+        }
+        let records: Vec<&AgentRecord> = snapshot.agents.iter().map(|a| &a.record).collect();
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &records, |b, records| {
+            b.iter(|| sign_in::read_candidates(black_box(records), 3).len())
         });
     }
     group.finish();

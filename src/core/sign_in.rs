@@ -53,14 +53,23 @@ const MAX_CHECKS: usize = 64;
 pub fn read_candidates<'a>(records: &[&'a AgentRecord], max: usize) -> Vec<Candidate<'a>> {
     let copies = PubkeyCopies::of(records.iter().copied());
     // The owner each tag names, read cheaply; verified only for the few tried.
-    let tagged: Vec<(&AgentRecord, Vec<String>)> = records
-        .iter()
-        .filter(|record| copies.count(&record.pubkey) == 1)
-        .filter_map(|record| {
-            let tag = nip_oa::parse_tag_json(record.auth_tag.as_deref()?).ok()?;
-            (tag.len() == 4 && tag[0] == "auth").then_some((*record, tag))
-        })
-        .collect();
+    // Which records have one is noted by position: on a relay that admits
+    // agents by their tag (Buzz), nearly every record has one, and looking
+    // each untagged candidate up in `tagged` made this quadratic.
+    let mut is_tagged = vec![false; records.len()];
+    let mut tagged: Vec<(&AgentRecord, Vec<String>)> = Vec::new();
+    for (position, record) in records.iter().enumerate() {
+        if copies.count(&record.pubkey) != 1 {
+            continue;
+        }
+        let Some(Ok(tag)) = record.auth_tag.as_deref().map(nip_oa::parse_tag_json) else {
+            continue;
+        };
+        if tag.len() == 4 && tag[0] == "auth" {
+            is_tagged[position] = true;
+            tagged.push((*record, tag));
+        }
+    }
     let mut owners: HashMap<&str, usize> = HashMap::new();
     for (_, tag) in &tagged {
         *owners.entry(tag[1].as_str()).or_default() += 1;
@@ -77,7 +86,7 @@ pub fn read_candidates<'a>(records: &[&'a AgentRecord], max: usize) -> Vec<Candi
         })
         .collect();
     let mut order: Vec<usize> = (0..tagged.len()).collect();
-    order.sort_by_key(|&i| {
+    order.sort_by_cached_key(|&i| {
         let owner = tagged[i].1[1].as_str();
         (rank[i], std::cmp::Reverse(owners[owner]), owner, i)
     });
@@ -105,9 +114,11 @@ pub fn read_candidates<'a>(records: &[&'a AgentRecord], max: usize) -> Vec<Candi
             auth_tag: Some(tag.clone()),
         });
     }
-    let untagged = records.iter().filter(|record| {
-        copies.count(&record.pubkey) == 1 && !tagged.iter().any(|(t, _)| t.index == record.index)
-    });
+    let untagged = records
+        .iter()
+        .zip(&is_tagged)
+        .filter(|(record, &tagged)| !tagged && copies.count(&record.pubkey) == 1)
+        .map(|(record, _)| record);
     for record in untagged {
         checks += 1;
         if chosen.len() >= max || checks > MAX_CHECKS {
