@@ -58,7 +58,8 @@ pub struct TickMemory {
 }
 
 /// How often the stores were parsed, and how often a parse was reused
-/// because the bytes had not changed.
+/// because the bytes had not changed; likewise a prepared read, and the
+/// agents the last plan's decisions were reused for.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ParseCounts {
     /// Agent store parses.
@@ -359,7 +360,8 @@ impl TickMemory {
         self.keys.extend(learned);
     }
 
-    /// How often the stores were parsed and reused so far.
+    /// How often the stores were parsed and reused so far (and the reads
+    /// and decisions reused).
     #[cfg(test)]
     pub fn parse_counts(&self) -> ParseCounts {
         self.counts
