@@ -39,7 +39,7 @@ use crate::protocol::nip42::Identity;
 use crate::publish::{publish_all, Delivery, PublishItem, PublishOptions};
 use crate::relay::{read_profiles, read_relays, ReadOptions};
 use crate::snapshot::{agent_identity, read_auth_key, read_options, sign_in_identities};
-use crate::store::read_agent_store;
+use crate::store::{read_agent_store, sha256_of_file, StoreError, AGENT_STORE};
 #[cfg(any(test, feature = "test-hooks"))]
 use crate::store_write::InjectedFault;
 use crate::store_write::{resolve_target, write_avatars, AvatarEdit, EditDecision, WriteOptions};
@@ -64,6 +64,41 @@ pub struct ApplyOptions {
     /// confirmation): with the run's memory of the checks already made, the
     /// events this apply signs count as checked.
     pub checker: crate::verified::Checker,
+    /// The agent store's records as the plan was just made from them (a
+    /// tick's apply): taken for the republishes' preconditions instead of a
+    /// new parse while the store still holds the bytes they were parsed from.
+    pub planned_records: Option<PlannedRecords>,
+}
+
+/// The agent store's records as a plan was made from them, with the SHA-256
+/// of the bytes they were parsed from (the plan's `store.sha256`).
+#[derive(Debug, Clone)]
+pub struct PlannedRecords {
+    /// SHA-256 of the store's bytes the records were parsed from,
+    /// lower-case hex.
+    pub sha256: String,
+    /// The records, in store order.
+    pub records: Arc<Vec<AgentRecord>>,
+}
+
+/// The agent store's records now, for the republishes' preconditions: the
+/// plan's own parse when the file, hashed as it is read, still holds the
+/// bytes it was made from (so the parse is the one a new parse would give),
+/// else a new parse, whose text is dropped at once.
+fn records_now<'p>(
+    path: &Path,
+    planned: Option<&'p PlannedRecords>,
+) -> Result<std::borrow::Cow<'p, [AgentRecord]>, StoreError> {
+    if let Some(planned) = planned {
+        if sha256_of_file(AGENT_STORE, path)? == planned.sha256 {
+            tracing::debug!("the agent store did not change since the plan: not parsed again");
+            return Ok(std::borrow::Cow::Borrowed(planned.records.as_slice()));
+        }
+    }
+    let store = read_agent_store(path)?;
+    Ok(std::borrow::Cow::Owned(
+        store.records.into_iter().map(|s| s.record).collect(),
+    ))
 }
 
 impl ApplyOptions {
@@ -113,6 +148,14 @@ pub struct ApplyReport {
     pub backup: Option<PathBuf>,
     /// Actions of the plan not begun because the apply was asked to stop.
     pub not_begun: usize,
+    /// The republishes' preconditions took the records the plan was made
+    /// from ([`ApplyOptions::planned_records`]): the store still held their
+    /// bytes, so it was not parsed again.
+    pub records_from_plan: bool,
+    /// Events read by this apply (preconditions, read-back) whose signature
+    /// the run's memory vouched for, so it was not checked again: proven
+    /// earlier in this process, or signed by this apply.
+    pub signatures_vouched: u64,
 }
 
 impl ApplyReport {
@@ -300,9 +343,11 @@ pub async fn apply(
             by_relay.entry(r.relay.as_str()).or_default().push(r);
         }
     }
+    let vouched_before = opts.checker.vouched();
+    let mut records_from_plan = false;
     if !by_relay.is_empty() {
-        let store = read_agent_store(&config.agents)?;
-        let store_records: Vec<AgentRecord> = store.records.into_iter().map(|s| s.record).collect();
+        let store_records = records_now(&config.agents, opts.planned_records.as_ref())?;
+        records_from_plan = matches!(store_records, std::borrow::Cow::Borrowed(_));
         let records = StoreRecords::of(&store_records);
         let service_keys = read_auth_key(config)?;
         let identities = Arc::new(sign_in_identities(
@@ -356,6 +401,8 @@ pub async fn apply(
         journal: run.journal.path().to_path_buf(),
         backup,
         not_begun,
+        records_from_plan,
+        signatures_vouched: opts.checker.vouched() - vouched_before,
     })
 }
 

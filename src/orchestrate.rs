@@ -39,16 +39,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::apply::{apply, ApplyOptions, ApplyReport};
+use crate::apply::{apply, ApplyOptions, ApplyReport, PlannedRecords};
 use crate::config::{Config, ScheduleMode};
 use crate::core::apply::Outcome;
-use crate::core::model::{PlanMode, Policy, RelayObservation};
+use crate::core::model::{AgentRecord, PlanMode, Policy, RelayObservation};
 use crate::core::plan::Plan;
 use crate::core::rules;
 use crate::planfile::{self, PlanDocument, PlanKind};
 use crate::render::{self, Style};
 use crate::snapshot;
 use crate::tick_memory::TickMemory;
+use crate::verified::{Checker, VerifiedEvents};
 
 /// The current time in Unix seconds: the one clock of every command.
 pub use crate::clock::now_secs;
@@ -85,22 +86,40 @@ pub async fn make_plan(
     only: &[String],
     out: Option<&Path>,
 ) -> anyhow::Result<Planned> {
-    plan_and_write(config, only, out, None).await
+    Ok(plan_and_write(config, only, out, Keep::Nothing).await?.0)
 }
 
-/// [`make_plan`], or with `memory` (the daemon's, and then of every agent):
-/// the stores parsed again only when their bytes changed, and rule A5's key
+/// What a plan keeps for what follows it in the same process.
+enum Keep<'m> {
+    /// Nothing (`plan`, `apply` without a plan file, `migrate`).
+    Nothing,
+    /// For a `run --once` tick's apply: the checks of the events read (in
+    /// the checker's memory) and the store's records the plan was made
+    /// from (returned; see [`ApplyOptions::planned_records`]).
+    ForApply(Checker),
+    /// The daemon's memory, of every agent: it keeps all of that and more
+    /// for the next tick.
+    Daemon(&'m mut TickMemory),
+}
+
+/// [`make_plan`], keeping what `keep` says. With the daemon's memory: the
+/// stores parsed again only when their bytes changed, and rule A5's key
 /// derivations of earlier ticks reused. The plan is the one [`make_plan`]
 /// would make.
 async fn plan_and_write(
     config: &Config,
     only: &[String],
     out: Option<&Path>,
-    mut memory: Option<&mut TickMemory>,
-) -> anyhow::Result<Planned> {
+    keep: Keep<'_>,
+) -> anyhow::Result<(Planned, Option<Vec<AgentRecord>>)> {
+    let (mut memory, checker, keep_records) = match keep {
+        Keep::Daemon(memory) => (Some(memory), Checker::default(), false),
+        Keep::ForApply(checker) => (None, checker, true),
+        Keep::Nothing => (None, Checker::default(), false),
+    };
     let gathered = match memory.as_deref_mut() {
         Some(memory) => snapshot::gather_remembering(config, memory).await?,
-        None => snapshot::gather(config, only).await?,
+        None => snapshot::gather_checked(config, only, checker).await?,
     };
     let now = now_secs();
     // The daemon's: which agents the plan found unchanged.
@@ -138,6 +157,7 @@ async fn plan_and_write(
     // and what the next tick needs to know which agents it found unchanged.
     let mut gathered = gathered;
     let snapshot = std::mem::take(&mut gathered.snapshot);
+    let mut records = None;
     match memory {
         Some(memory) => {
             let mut unchanged_with = Vec::with_capacity(snapshot.agents.len());
@@ -158,6 +178,15 @@ async fn plan_and_write(
             memory.give_back_records(records);
             memory.remember_decisions(config.policy.clone(), snapshot.personas, unchanged_with);
             // Freed on the pool while the plan is written.
+            rayon::spawn(move || drop(observed));
+        }
+        None if keep_records && snapshot.agents.len() == gathered.store.records => {
+            let (kept, observed): (Vec<_>, Vec<_>) = snapshot
+                .agents
+                .into_iter()
+                .map(|agent| (agent.record, agent.observation))
+                .unzip();
+            records = Some(kept);
             rayon::spawn(move || drop(observed));
         }
         None => drop(snapshot),
@@ -183,11 +212,12 @@ async fn plan_and_write(
         .map(|u| u.relay)
         .collect();
     read_errors.retain(|relay, _| unread.contains(relay));
-    Ok(Planned {
+    let planned = Planned {
         doc,
         path,
         read_errors,
-    })
+    };
+    Ok((planned, records))
 }
 
 /// The plan of a snapshot [`snapshot::gather`] took, with rule A5's
@@ -286,6 +316,12 @@ impl TickReport {
     }
 }
 
+/// One tick with no memory of any other, as `reprofile run --once` makes it
+/// (without its jitter, metrics file and plan retention).
+pub async fn tick_once(config: &Config, stop: &Stop) -> TickReport {
+    tick(config, stop, None).await
+}
+
 /// The ticks of one daemon, each with what the earlier ones proved: what
 /// `reprofile run` ticks with (and the benchmarks).
 #[derive(Debug, Default)]
@@ -321,28 +357,57 @@ pub(crate) async fn tick(
         ..TickReport::default()
     };
     tracing::info!(mode = ?config.schedule.mode, "tick started");
-    // The daemon's reads remember the events they checked; apply's reads
-    // (preconditions, read-back) use the same memory.
-    let checker = memory
-        .as_deref()
-        .map(TickMemory::checker)
-        .unwrap_or_default();
-    match plan_and_write(config, &[], None, memory.as_deref_mut()).await {
+    // The reads remember the events they checked, and apply's reads
+    // (preconditions, read-back) use the same memory: the daemon's, or, in
+    // a `run --once` that applies, one of proofs for this tick alone.
+    let applying = config.schedule.mode == ScheduleMode::Apply;
+    let checker = match memory.as_deref() {
+        Some(memory) => memory.checker(),
+        None if applying => Checker::with_memory(VerifiedEvents::proofs_only()),
+        None => Checker::default(),
+    };
+    let keep = match memory.as_deref_mut() {
+        Some(memory) => Keep::Daemon(memory),
+        None if applying => Keep::ForApply(checker.clone()),
+        None => Keep::Nothing,
+    };
+    match plan_and_write(config, &[], None, keep).await {
         Err(err) => report.error = Some(err),
-        Ok(Planned {
-            doc,
-            path,
-            read_errors,
-        }) => {
-            if config.schedule.mode == ScheduleMode::Apply && !doc.plan.is_empty() {
+        Ok((
+            Planned {
+                doc,
+                path,
+                read_errors,
+            },
+            records,
+        )) => {
+            if applying && !doc.plan.is_empty() {
+                // Apply takes the records the plan was made from, the
+                // daemon's lent by its memory, while the store's bytes are
+                // still theirs.
+                let records = match memory.as_deref_mut() {
+                    Some(memory) => memory.lend_records(),
+                    None => records,
+                }
+                .map(Arc::new);
                 let opts = ApplyOptions {
                     stop: Some(stop.flag()),
                     checker,
+                    planned_records: records.as_ref().map(|records| PlannedRecords {
+                        sha256: doc.store.sha256.clone(),
+                        records: Arc::clone(records),
+                    }),
                     ..ApplyOptions::default()
                 };
                 match apply_plan(config, &doc, &path, &opts).await {
                     Ok(applied) => report.apply = Some(applied),
                     Err(err) => report.error = Some(err),
+                }
+                drop(opts);
+                if let (Some(memory), Some(records)) = (memory.as_deref_mut(), records) {
+                    if let Ok(records) = Arc::try_unwrap(records) {
+                        memory.give_back_records(records);
+                    }
                 }
             }
             report.plan = Some(doc);

@@ -705,6 +705,8 @@ mod tests {
             journal: "plans/p.journal.jsonl".into(),
             backup: None,
             not_begun: 3,
+            records_from_plan: false,
+            signatures_vouched: 0,
         };
         let text = render_report(&report, Style::default());
         assert!(

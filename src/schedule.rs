@@ -28,7 +28,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use crate::config::Config;
 use crate::core::apply::Outcome;
 use crate::core::plan::{Action, SkipReason};
-use crate::orchestrate::{tick, Daemon, Stop, TickReport};
+use crate::orchestrate::{tick_once, Daemon, Stop, TickReport};
 use crate::planfile::{self, write_atomic};
 
 /// Counters kept across ticks.
@@ -256,7 +256,7 @@ pub async fn run_once(config: &Config) -> TickReport {
     let stop = Stop::default();
     jitter_wait(config.schedule.jitter, &stop).await;
     // One tick: nothing to remember it for.
-    let report = tick(config, &stop, None).await;
+    let report = tick_once(config, &stop).await;
     let mut counters = Counters::default();
     counters.count(&report);
     after_tick(config, &report, &counters);

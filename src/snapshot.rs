@@ -195,6 +195,16 @@ pub(crate) struct StoresRead {
 /// `only`, when it is not empty; every copy of a selected pubkey is kept so
 /// that duplicates are still seen).
 pub async fn gather(config: &Config, only: &[String]) -> anyhow::Result<Gathered> {
+    gather_checked(config, only, Checker::default()).await
+}
+
+/// [`gather`], its events checked by `checker` (a `run --once` tick's, which
+/// remembers the checks for the tick's apply).
+pub(crate) async fn gather_checked(
+    config: &Config,
+    only: &[String],
+    checker: Checker,
+) -> anyhow::Result<Gathered> {
     let (store, personas) = read_stores(config)?;
     // The text is not kept (see [`Gathered::store`]).
     let AgentStore {
@@ -210,7 +220,7 @@ pub async fn gather(config: &Config, only: &[String]) -> anyhow::Result<Gathered
         records: records.into_iter().map(|r| r.record).collect(),
         personas,
     };
-    observe(config, only, stores, None, Checker::default(), true).await
+    observe(config, only, stores, None, checker, true).await
 }
 
 /// [`gather`] of every agent for the daemon, with the stores as `memory`

@@ -133,6 +133,41 @@ pub(crate) fn read_bytes(what: &'static str, path: &Path) -> Result<Vec<u8>, Sto
     })
 }
 
+/// SHA-256 of the bytes of the `what` file at `path`, lower-case hex, read
+/// and hashed a piece at a time (the same digest as [`sha256_hex`] of the
+/// whole bytes); an unreadable file is the error [`read_bytes`] gives.
+pub(crate) fn sha256_of_file(what: &'static str, path: &Path) -> Result<String, StoreError> {
+    let mut hasher = Sha256::new();
+    read_in_pieces(what, path, |piece| hasher.update(piece))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Reads the `what` file at `path` 256 KiB at a time, handing each piece to
+/// `each` in order, so that a large file is never held whole; an unreadable
+/// file is the error [`read_bytes`] gives.
+pub(crate) fn read_in_pieces(
+    what: &'static str,
+    path: &Path,
+    mut each: impl FnMut(&[u8]),
+) -> Result<(), StoreError> {
+    use std::io::Read;
+    let unreadable = |source| StoreError::Unreadable {
+        what,
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut piece = vec![0u8; 256 * 1024];
+    loop {
+        match file.read(&mut piece) {
+            Ok(0) => return Ok(()),
+            Ok(read) => each(&piece[..read]),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(unreadable(err)),
+        }
+    }
+}
+
 /// The text of the `what` file at `path`: it must be readable UTF-8.
 fn read_text(what: &'static str, path: &Path) -> Result<String, StoreError> {
     utf8_text(what, path, read_bytes(what, path)?)
@@ -478,6 +513,27 @@ mod tests {
 
     fn parse(text: &str) -> Result<AgentStore, StoreError> {
         parse_agent_store(Path::new("agents.json"), text.to_string())
+    }
+
+    #[test]
+    fn a_file_hashed_as_it_is_read_has_the_sha256_of_its_whole_bytes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("managed-agents.json");
+        let piece = 256 * 1024;
+        for len in [0, 1, piece - 1, piece, piece + 1, 3 * piece + 7] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            std::fs::write(&path, &bytes).unwrap();
+            assert_eq!(
+                sha256_of_file(AGENT_STORE, &path).expect("read"),
+                sha256_hex(&bytes),
+                "{len} bytes"
+            );
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            sha256_of_file(AGENT_STORE, &path).unwrap_err().to_string(),
+            read_bytes(AGENT_STORE, &path).unwrap_err().to_string()
+        );
     }
 
     #[test]

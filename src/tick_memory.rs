@@ -24,7 +24,9 @@
 //! [`crate::schedule`]'s daemon creates one; `run --once`, `plan`, `apply`
 //! and `migrate` parse the stores and derive every key afresh, as nothing
 //! here is ever written to a file (a cache file could be edited to vouch for
-//! a key or a store it never saw). The only private keys it holds are those
+//! a key or a store it never saw). (Within one tick, the daemon's or `run
+//! --once`'s, apply takes the records its plan was just made from while the
+//! store still hashes to their bytes: `crate::apply::PlannedRecords`.) The only private keys it holds are those
 //! of the store's records it remembers and of the few sign-in identities
 //! prepared from them (as one tick holds them); [`KnownKeys`] holds none, and
 //! neither a key nor its hash is logged. It decides nothing the core decides.
@@ -37,8 +39,8 @@ use crate::core::known_keys::{KeyHash, KnownKeys};
 use crate::core::model::{AgentRecord, Policy, RelayObservation, Snapshot};
 use crate::snapshot::{check_app_store, ReadPrep, StoresRead};
 use crate::store::{
-    parse_agent_store, parse_personas, persona_store_from, read_bytes, sha256_hex, utf8_text,
-    StoreError, AGENT_STORE, PERSONA_STORE,
+    parse_agent_store, parse_personas, persona_store_from, read_bytes, read_in_pieces, sha256_hex,
+    utf8_text, StoreError, AGENT_STORE, PERSONA_STORE,
 };
 
 /// The daemon's memory across ticks (see the module's doc).
@@ -233,6 +235,14 @@ impl TickMemory {
         persona_store_from(path, config.personas_configured, records.iter(), read)
     }
 
+    /// The remembered parse's records (the ones the tick's plan was just
+    /// made from), lent to the tick's apply for its preconditions while the
+    /// store still holds their bytes; given back, like the plan's, with
+    /// [`TickMemory::give_back_records`]. `None` when no parse is held.
+    pub(crate) fn lend_records(&mut self) -> Option<Vec<AgentRecord>> {
+        self.agents.as_mut()?.records.take()
+    }
+
     /// Takes back the records [`TickMemory::read_stores`] lent, unchanged and
     /// in store order (the snapshot's), for the next tick; anything else is
     /// dropped, and the next tick parses the store again.
@@ -389,23 +399,9 @@ fn fingerprint_seed() -> u64 {
 /// piece at a time (the same hash as of the whole bytes at once); an
 /// unreadable file is the error [`read_bytes`] gives.
 fn fingerprint_of_file(path: &Path) -> Result<u128, StoreError> {
-    use std::io::Read;
-    let unreadable = |source| StoreError::Unreadable {
-        what: AGENT_STORE,
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = std::fs::File::open(path).map_err(unreadable)?;
     let mut hasher = xxhash_rust::xxh3::Xxh3::with_seed(fingerprint_seed());
-    let mut piece = vec![0u8; 256 * 1024];
-    loop {
-        match file.read(&mut piece) {
-            Ok(0) => return Ok(hasher.digest128()),
-            Ok(read) => hasher.update(&piece[..read]),
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(unreadable(err)),
-        }
-    }
+    read_in_pieces(AGENT_STORE, path, |piece| hasher.update(piece))?;
+    Ok(hasher.digest128())
 }
 
 #[cfg(test)]

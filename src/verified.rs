@@ -19,6 +19,10 @@
 //! is redone ([`Checker::authentic_text`]). Only byte-for-byte equal text is
 //! taken from memory; anything else is parsed and checked.
 //!
+//! A `run --once` tick that applies has a memory of proofs only, for the
+//! one tick ([`VerifiedEvents::proofs_only`]): its apply reads again the
+//! events its snapshot proved and the events it signed.
+//!
 //! Memory stays bounded however long the daemon runs: what survives a tick
 //! is only what was seen during it ([`VerifiedEvents::end_tick`]). Nothing is
 //! written to disk: a cache file could be edited to vouch for a forged event.
@@ -45,6 +49,8 @@ pub struct VerifiedEvents {
     checks: AtomicU64,
     /// Event texts taken from memory, not parsed nor hashed again.
     text_hits: AtomicU64,
+    /// Only proofs are kept, no event texts ([`VerifiedEvents::proofs_only`]).
+    proofs_only: bool,
 }
 
 /// What the memory holds: each entry with the last tick that made or used
@@ -95,6 +101,19 @@ impl VerifiedEvents {
         Arc::new(Self::default())
     }
 
+    /// An empty memory of proofs only, for one `run --once` tick: its apply
+    /// reads again the events of the agents it republishes (preconditions)
+    /// and the events it signed (read-back), and their signatures need no
+    /// new check. No event text is kept: a daemon's texts save parsing on
+    /// its next tick, which a single tick never has, and at 100,000 agents
+    /// they would hold every event read until the tick ends.
+    pub fn proofs_only() -> Arc<Self> {
+        Arc::new(Self {
+            proofs_only: true,
+            ..Self::default()
+        })
+    }
+
     /// Ends a tick: only what was seen during it is kept for the next one,
     /// so the memory follows what the relays still serve.
     pub fn end_tick(&self) {
@@ -134,6 +153,9 @@ impl VerifiedEvents {
     /// The event parsed from exactly `text` and proven in this tick or the
     /// last, if any. Marks it seen.
     fn event_of_text(&self, text: &str) -> Option<Arc<Event>> {
+        if self.proofs_only {
+            return None;
+        }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let tick = inner.tick;
         let (event, seen) = inner.texts.get_mut(text)?;
@@ -142,6 +164,9 @@ impl VerifiedEvents {
     }
 
     fn remember_text(&self, text: &str, event: &Arc<Event>) {
+        if self.proofs_only {
+            return;
+        }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let tick = inner.tick;
         inner.texts.insert(text.into(), (Arc::clone(event), tick));
@@ -212,6 +237,11 @@ impl Checker {
     /// The observer of the reads this checker checks for, if any.
     pub(crate) fn observer(&self) -> Option<&Arc<dyn ReadObserver>> {
         self.observer.as_ref()
+    }
+
+    /// Signature checks its memory spared so far (0 without a memory).
+    pub fn vouched(&self) -> u64 {
+        self.memory.as_ref().map_or(0, |memory| memory.hits())
     }
 
     /// Shows the observer, if any, an event found authentic.
@@ -449,6 +479,35 @@ mod tests {
             Some(Arc::new(event))
         );
         assert_eq!(memory.text_hits(), 2);
+    }
+
+    #[test]
+    fn a_memory_of_proofs_only_spares_the_second_check_and_keeps_no_text() {
+        let keys = Keys::generate();
+        let event = profile(&keys, "Ada", 1_000);
+        let text = event.as_json();
+        let memory = VerifiedEvents::proofs_only();
+        let checker = Checker::with_memory(memory.clone());
+        for _ in 0..2 {
+            assert_eq!(
+                checker.authentic_text(&text).expect("event"),
+                Some(Arc::new(event.clone()))
+            );
+        }
+        // The text was parsed twice, its signature checked once.
+        assert_eq!(
+            (memory.checks(), memory.hits(), memory.text_hits()),
+            (1, 1, 0)
+        );
+        assert_eq!((memory.len(), checker.vouched()), (1, 1));
+        // A forged signature under the proven id is still refused.
+        let forged = altered(&event, "sig", Value::String("00".repeat(64)));
+        assert!(!checker.authentic(&forged));
+        // An event signed here reads back without a check.
+        let signed = profile(&keys, "Ada Lovelace", 1_001);
+        checker.signed_here(&signed);
+        assert!(checker.authentic(&signed));
+        assert_eq!((memory.checks(), memory.hits()), (2, 2));
     }
 
     #[test]

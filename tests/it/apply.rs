@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use nostr::PublicKey;
-use reprofile::apply::{apply, check_plan, ApplyOptions, ApplyReport};
+use reprofile::apply::{apply, check_plan, ApplyOptions, ApplyReport, PlannedRecords};
 use reprofile::config::Config;
 use reprofile::core::apply::Outcome;
-use reprofile::core::model::{PlanMode, RelayObservation};
+use reprofile::core::model::{AgentRecord, PlanMode, RelayObservation};
 use reprofile::core::plan::Action;
 use reprofile::orchestrate::{make_plan, now_secs, Planned};
 use reprofile::planfile::{self, PlanDocument};
@@ -849,5 +849,84 @@ async fn apply_publishes_to_several_relays_at_once() {
     );
     for relay in [&first, &second] {
         assert_eq!(relay.event_ids().len(), 1, "one republish per relay");
+    }
+}
+
+/// The fixture's plan cut down to the republishes of agents with no
+/// backfill (an apply that writes nothing to the store), with the records
+/// the plan was made from.
+async fn republishes_only(
+    world: &World,
+) -> (Config, PlanDocument, std::path::PathBuf, Vec<AgentRecord>) {
+    let (config, mut doc, path) = world.planned().await;
+    let backfilled: Vec<String> = doc
+        .plan
+        .actions
+        .iter()
+        .filter_map(Action::as_backfill)
+        .map(|b| b.agent.clone())
+        .collect();
+    doc.plan.actions.retain(|a| {
+        a.as_republish()
+            .is_some_and(|r| !backfilled.contains(&r.agent))
+    });
+    assert!(doc.plan.actions.len() >= 2, "{:#?}", doc.plan.actions);
+    let records = reprofile::store::read_agent_store(&world.store_path())
+        .expect("the store")
+        .records
+        .into_iter()
+        .map(|r| r.record)
+        .collect();
+    (config, doc, path, records)
+}
+
+/// Apply takes the records a plan was made from only while the store holds
+/// the bytes they were parsed from: records handed to it under the store's
+/// own digest are what its preconditions read (one renamed there makes its
+/// republish stale, and the store is not parsed), and once the store's bytes
+/// change it parses the store again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_takes_the_plans_records_only_while_the_store_holds_their_bytes() {
+    for store_changed in [false, true] {
+        let world = World::start().await;
+        let (config, doc, path, mut records) = republishes_only(&world).await;
+        let first = doc.plan.actions[0].as_republish().unwrap().agent.clone();
+        let record = records.iter_mut().find(|r| r.pubkey == first).unwrap();
+        record.name = format!("{} renamed only in memory", record.name);
+        if store_changed {
+            let text = std::fs::read_to_string(world.store_path()).unwrap();
+            let edited = text.replacen("\"model\": null", "\"model\": \"edited-by-app\"", 1);
+            assert_ne!(edited, text);
+            std::fs::write(world.store_path(), edited).unwrap();
+        }
+        let opts = ApplyOptions {
+            planned_records: Some(PlannedRecords {
+                sha256: doc.store.sha256.clone(),
+                records: std::sync::Arc::new(records),
+            }),
+            ..forced()
+        };
+        let report = apply(&config, &doc, &path, &opts, &now_secs)
+            .await
+            .expect("apply");
+        assert_eq!(report.records_from_plan, !store_changed);
+        let outcome = |agent: &str| {
+            report
+                .results
+                .iter()
+                .find(|r| r.agent == agent)
+                .map(|r| r.outcome)
+        };
+        let expected = if store_changed {
+            Outcome::Applied
+        } else {
+            Outcome::Stale
+        };
+        assert_eq!(outcome(&first), Some(expected), "{report:#?}");
+        assert_eq!(
+            report.count(Outcome::Applied),
+            doc.plan.actions.len() - usize::from(!store_changed),
+            "{report:#?}"
+        );
     }
 }

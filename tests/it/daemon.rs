@@ -476,3 +476,88 @@ async fn run_once_and_plan_keep_no_cache_on_disk_only_their_plans() {
         );
     }
 }
+
+/// One tick: `run --once`'s, or the daemon's when there is one.
+async fn one_tick(
+    daemon: &mut Option<reprofile::orchestrate::Daemon>,
+    config: &reprofile::config::Config,
+) -> reprofile::orchestrate::TickReport {
+    match daemon {
+        Some(daemon) => {
+            daemon
+                .tick(config, &reprofile::orchestrate::Stop::default())
+                .await
+        }
+        None => {
+            reprofile::orchestrate::tick_once(config, &reprofile::orchestrate::Stop::default())
+                .await
+        }
+    }
+}
+
+/// A tick that applies takes, for its republishes' preconditions, the
+/// records its plan was just made from while the store still holds their
+/// bytes, and none of its reads checks a signature twice: the precondition
+/// read of an event the snapshot proved, and the read-back of the event the
+/// tick signed, are vouched for. `run --once` as much as the daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_applies_from_its_plans_parse_and_checks_no_signature_twice() {
+    for daemon in [None, Some(reprofile::orchestrate::Daemon::new())] {
+        let mut daemon = daemon;
+        let world = World::start().await;
+        world.append_config(
+            "[safety]\nmax_republish_fraction = 1.0\n\n[schedule]\nmode = \"apply\"",
+        );
+        let config = world.config();
+        let first = one_tick(&mut daemon, &config).await;
+        let applied = first.apply.as_ref().expect("the first tick applies");
+        assert!(
+            applied
+                .results
+                .iter()
+                .any(|r| r.kind == "backfill_avatar" && r.outcome == Outcome::Applied),
+            "{applied:#?}"
+        );
+        assert!(
+            !applied.records_from_plan,
+            "its backfills rewrote the store, so the store was parsed again"
+        );
+        // One agent renamed in the store: one republish, no backfill.
+        let renamed = applied
+            .results
+            .iter()
+            .find(|r| r.kind == "republish_profile" && r.outcome == Outcome::Applied)
+            .expect("a republish applied");
+        let text = std::fs::read_to_string(world.store_path()).unwrap();
+        let name = format!("\"name\": \"{}\"", renamed.name);
+        assert_eq!(text.matches(&name).count(), 1, "{name}");
+        std::fs::write(
+            world.store_path(),
+            text.replace(&name, &format!("\"name\": \"{} again\"", renamed.name)),
+        )
+        .unwrap();
+
+        let second = one_tick(&mut daemon, &config).await;
+        let plan = &second.plan.as_ref().expect("a plan").plan;
+        let republishes: Vec<_> = plan
+            .actions
+            .iter()
+            .filter_map(|a| a.as_republish())
+            .collect();
+        assert_eq!(plan.actions.len(), 1, "{plan:#?}");
+        assert_eq!(republishes[0].agent, renamed.agent);
+        assert!(
+            republishes[0].before.is_some(),
+            "its profile is on the relay"
+        );
+        let applied = second.apply.as_ref().expect("the second tick applies");
+        assert_eq!(applied.count(Outcome::Applied), 1, "{applied:#?}");
+        assert!(applied.records_from_plan, "daemon: {}", daemon.is_some());
+        assert_eq!(
+            applied.signatures_vouched,
+            2,
+            "the precondition read and the read-back (daemon: {})",
+            daemon.is_some()
+        );
+    }
+}
