@@ -21,7 +21,9 @@ use crate::core::model::PlanMode;
 use crate::core::plan::{Plan, SkipReason};
 use crate::core::rules;
 use crate::discover::AppProfile;
-use crate::orchestrate::{apply_plan, make_plan, now_secs, one_line, TickReport};
+use crate::orchestrate::{
+    apply_plan, make_plan, make_plan_to_apply, now_secs, one_line, TickReport,
+};
 use crate::planfile::{self, PlanDocument};
 use crate::render::{self, Style};
 use crate::snapshot;
@@ -596,11 +598,11 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
             let config = load_config(&args)?;
             require_approval_channel(auto_approve)?;
             let rt = runtime()?;
-            let (doc, path, fresh) = match plan {
-                Some(path) => (planfile::read(&path)?, path, None),
+            let (doc, path, fresh, opts) = match plan {
+                Some(path) => (planfile::read(&path)?, path, None, ApplyOptions::default()),
                 None => {
-                    let planned = rt.block_on(make_plan(&config, &[], None))?;
-                    (planned.doc, planned.path, Some(planned.read_errors))
+                    let (planned, opts) = rt.block_on(make_plan_to_apply(&config))?;
+                    (planned.doc, planned.path, Some(planned.read_errors), opts)
                 }
             };
             rt.block_on(approve_and_apply(
@@ -612,6 +614,7 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
                     auto_approve,
                     force,
                 },
+                opts,
             ))
         }
         Command::Migrate {
@@ -624,7 +627,12 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
             }
             config.policy.mode = PlanMode::BackfillOnly;
             let rt = runtime()?;
-            let planned = rt.block_on(make_plan(&config, &[], None))?;
+            let (planned, opts) = if dry_run {
+                let planned = rt.block_on(make_plan(&config, &[], None))?;
+                (planned, ApplyOptions::default())
+            } else {
+                rt.block_on(make_plan_to_apply(&config))?
+            };
             if dry_run {
                 let mut stdout = std::io::stdout().lock();
                 stdout.write_all(render::render(&planned.doc, stdout_style()).as_bytes())?;
@@ -648,6 +656,7 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
                     auto_approve,
                     force: false,
                 },
+                opts,
             ))
         }
         Command::Run { once } => {
@@ -878,6 +887,7 @@ async fn approve_and_apply(
     path: &Path,
     fresh: Option<&std::collections::BTreeMap<String, String>>,
     approval: Approval,
+    opts: ApplyOptions,
 ) -> anyhow::Result<Ending> {
     let Approval {
         auto_approve,
@@ -922,16 +932,7 @@ async fn approve_and_apply(
         }
     }
     writeln!(stdout)?;
-    let report = apply_plan(
-        config,
-        doc,
-        path,
-        &ApplyOptions {
-            force,
-            ..ApplyOptions::default()
-        },
-    )
-    .await?;
+    let report = apply_plan(config, doc, path, &ApplyOptions { force, ..opts }).await?;
     stdout.write_all(render::render_report(&report, style).as_bytes())?;
     stdout.flush()?;
     ending.problems = !report.succeeded();

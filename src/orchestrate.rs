@@ -89,13 +89,33 @@ pub async fn make_plan(
     Ok(plan_and_write(config, only, out, Keep::Nothing).await?.0)
 }
 
+/// [`make_plan`] of every agent for an apply in the same process (`apply`
+/// without a plan file, `migrate`, a `run --once` tick), with the options
+/// that apply takes what the plan just did from: the records the plan was
+/// made from ([`ApplyOptions::planned_records`]) and the signatures its
+/// reads checked (a memory of proofs for this plan and apply only).
+pub async fn make_plan_to_apply(config: &Config) -> anyhow::Result<(Planned, ApplyOptions)> {
+    let checker = Checker::with_memory(VerifiedEvents::proofs_only());
+    let (planned, records) =
+        plan_and_write(config, &[], None, Keep::ForApply(checker.clone())).await?;
+    let opts = ApplyOptions {
+        checker,
+        planned_records: records.map(|records| PlannedRecords {
+            sha256: planned.doc.store.sha256.clone(),
+            records: Arc::new(records),
+        }),
+        ..ApplyOptions::default()
+    };
+    Ok((planned, opts))
+}
+
 /// What a plan keeps for what follows it in the same process.
 enum Keep<'m> {
-    /// Nothing (`plan`, `apply` without a plan file, `migrate`).
+    /// Nothing (`plan`, a plan that will not be applied).
     Nothing,
-    /// For a `run --once` tick's apply: the checks of the events read (in
-    /// the checker's memory) and the store's records the plan was made
-    /// from (returned; see [`ApplyOptions::planned_records`]).
+    /// For an apply in the same process ([`make_plan_to_apply`]): the checks
+    /// of the events read (in the checker's memory) and the store's records
+    /// the plan was made from (returned).
     ForApply(Checker),
     /// The daemon's memory, of every agent: it keeps all of that and more
     /// for the next tick.
@@ -357,21 +377,20 @@ pub(crate) async fn tick(
         ..TickReport::default()
     };
     tracing::info!(mode = ?config.schedule.mode, "tick started");
-    // The reads remember the events they checked, and apply's reads
-    // (preconditions, read-back) use the same memory: the daemon's, or, in
-    // a `run --once` that applies, one of proofs for this tick alone.
+    // Apply takes what the plan just did: the records it was made from,
+    // while the store's bytes are still theirs, and the signatures its reads
+    // checked (the daemon's memory; in `run --once`, one for this tick).
     let applying = config.schedule.mode == ScheduleMode::Apply;
-    let checker = match memory.as_deref() {
-        Some(memory) => memory.checker(),
-        None if applying => Checker::with_memory(VerifiedEvents::proofs_only()),
-        None => Checker::default(),
+    let planned = match memory.as_deref_mut() {
+        Some(memory) => plan_and_write(config, &[], None, Keep::Daemon(memory))
+            .await
+            .map(|(planned, _)| (planned, ApplyOptions::default())),
+        None if applying => make_plan_to_apply(config).await,
+        None => make_plan(config, &[], None)
+            .await
+            .map(|planned| (planned, ApplyOptions::default())),
     };
-    let keep = match memory.as_deref_mut() {
-        Some(memory) => Keep::Daemon(memory),
-        None if applying => Keep::ForApply(checker.clone()),
-        None => Keep::Nothing,
-    };
-    match plan_and_write(config, &[], None, keep).await {
+    match planned {
         Err(err) => report.error = Some(err),
         Ok((
             Planned {
@@ -379,32 +398,24 @@ pub(crate) async fn tick(
                 path,
                 read_errors,
             },
-            records,
+            mut opts,
         )) => {
             if applying && !doc.plan.is_empty() {
-                // Apply takes the records the plan was made from, the
-                // daemon's lent by its memory, while the store's bytes are
-                // still theirs.
-                let records = match memory.as_deref_mut() {
-                    Some(memory) => memory.lend_records(),
-                    None => records,
-                }
-                .map(Arc::new);
-                let opts = ApplyOptions {
-                    stop: Some(stop.flag()),
-                    checker,
-                    planned_records: records.as_ref().map(|records| PlannedRecords {
+                opts.stop = Some(stop.flag());
+                // The daemon lends its parse, and takes it back after.
+                if let Some(memory) = memory.as_deref_mut() {
+                    opts.checker = memory.checker();
+                    opts.planned_records = memory.lend_records().map(|records| PlannedRecords {
                         sha256: doc.store.sha256.clone(),
-                        records: Arc::clone(records),
-                    }),
-                    ..ApplyOptions::default()
-                };
+                        records: Arc::new(records),
+                    });
+                }
                 match apply_plan(config, &doc, &path, &opts).await {
                     Ok(applied) => report.apply = Some(applied),
                     Err(err) => report.error = Some(err),
                 }
-                drop(opts);
-                if let (Some(memory), Some(records)) = (memory.as_deref_mut(), records) {
+                let lent = opts.planned_records.take().map(|planned| planned.records);
+                if let (Some(memory), Some(records)) = (memory.as_deref_mut(), lent) {
                     if let Ok(records) = Arc::try_unwrap(records) {
                         memory.give_back_records(records);
                     }

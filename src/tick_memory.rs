@@ -24,8 +24,8 @@
 //! [`crate::schedule`]'s daemon creates one; `run --once`, `plan`, `apply`
 //! and `migrate` parse the stores and derive every key afresh, as nothing
 //! here is ever written to a file (a cache file could be edited to vouch for
-//! a key or a store it never saw). (Within one tick, the daemon's or `run
-//! --once`'s, apply takes the records its plan was just made from while the
+//! a key or a store it never saw). (When one process plans and then
+//! applies, apply takes the records its plan was just made from while the
 //! store still hashes to their bytes: `crate::apply::PlannedRecords`.) The only private keys it holds are those
 //! of the store's records it remembers and of the few sign-in identities
 //! prepared from them (as one tick holds them); [`KnownKeys`] holds none, and

@@ -19,9 +19,10 @@
 //! is redone ([`Checker::authentic_text`]). Only byte-for-byte equal text is
 //! taken from memory; anything else is parsed and checked.
 //!
-//! A `run --once` tick that applies has a memory of proofs only, for the
-//! one tick ([`VerifiedEvents::proofs_only`]): its apply reads again the
-//! events its snapshot proved and the events it signed.
+//! A process that plans and then applies (`run --once`, `apply` without a
+//! plan file, `migrate`) has a memory of proofs only, for that plan and its
+//! apply ([`VerifiedEvents::proofs_only`]): the apply reads again the events
+//! the snapshot proved and the events it signed.
 //!
 //! Memory stays bounded however long the daemon runs: what survives a tick
 //! is only what was seen during it ([`VerifiedEvents::end_tick`]). Nothing is
@@ -101,12 +102,13 @@ impl VerifiedEvents {
         Arc::new(Self::default())
     }
 
-    /// An empty memory of proofs only, for one `run --once` tick: its apply
-    /// reads again the events of the agents it republishes (preconditions)
-    /// and the events it signed (read-back), and their signatures need no
-    /// new check. No event text is kept: a daemon's texts save parsing on
-    /// its next tick, which a single tick never has, and at 100,000 agents
-    /// they would hold every event read until the tick ends.
+    /// An empty memory of proofs only, for one plan and its apply in the
+    /// same process: the apply reads again the events of the agents it
+    /// republishes (preconditions) and the events it signed (read-back), and
+    /// their signatures need no new check. No event text is kept: a daemon's
+    /// texts save parsing on its next tick, which a single plan never has,
+    /// and at 100,000 agents they would hold every event read until the
+    /// apply ends.
     pub fn proofs_only() -> Arc<Self> {
         Arc::new(Self {
             proofs_only: true,
