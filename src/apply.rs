@@ -619,66 +619,53 @@ async fn republish_on_relay(
             .unwrap_or_else(|| unreadable.clone())
     };
 
+    // Each action's precondition, in order; those that proceed are signed
+    // on the pool, every core at once (a relay's batch is 1,000 key
+    // derivations and signatures at 100,000 agents and 10% stale), while the
+    // other relays' reads and publishes go on.
+    let steps: Vec<Result<&AgentRecord, (Outcome, Option<String>)>> = actions
+        .iter()
+        .map(|action| {
+            let record = records.find(&action.agent);
+            let record_now = record.map(|r| RecordNow {
+                name: r.name.clone(),
+                avatar: r.avatar_url.usable().map(str::to_string),
+            });
+            match check_republish(action, record_now.as_ref(), &observation(&action.agent)) {
+                Precheck::AlreadyApplied => Err((Outcome::AlreadyApplied, None)),
+                Precheck::Stale(why) => Err((Outcome::Stale, Some(why))),
+                Precheck::Unknown(why) => Err((Outcome::Failed, Some(why))),
+                Precheck::Proceed => Ok(record.one().expect("a record passed the precondition")),
+            }
+        })
+        .collect();
+    let to_sign: Vec<(RepublishProfile, AgentRecord)> = actions
+        .iter()
+        .zip(&steps)
+        .filter_map(|(action, step)| {
+            let record = step.as_ref().ok()?;
+            Some(((*action).clone(), (*record).clone()))
+        })
+        .collect();
+    let now = (lock(shared).now)();
+    let mut signed = sign_on_pool(to_sign, now, config.policy.future_tolerance_secs)
+        .await?
+        .into_iter();
     let mut to_publish: Vec<(&RepublishProfile, PublishItem)> = Vec::new();
-    for action in actions {
+    for (action, step) in actions.iter().zip(steps) {
         let whole = Action::RepublishProfile((*action).clone());
-        let record = records.find(&action.agent);
-        let record_now = record.map(|r| RecordNow {
-            name: r.name.clone(),
-            avatar: r.avatar_url.usable().map(str::to_string),
-        });
-        match check_republish(action, record_now.as_ref(), &observation(&action.agent)) {
-            Precheck::AlreadyApplied => {
-                lock(shared).finish(&whole, Outcome::AlreadyApplied, None, None)?
+        let (outcome, why) = match step.map(|_| signed.next()) {
+            Err(done) => done,
+            Ok(Some(Ok(item))) => {
+                // Signed here: its read-back needs no signature check.
+                checker.signed_here(&item.event);
+                to_publish.push((action, item));
+                continue;
             }
-            Precheck::Stale(why) => lock(shared).finish(&whole, Outcome::Stale, Some(why), None)?,
-            Precheck::Unknown(why) => {
-                lock(shared).finish(&whole, Outcome::Failed, Some(why), None)?
-            }
-            Precheck::Proceed => {
-                let record = record.one().expect("a record passed the precondition");
-                let keys = match agent_keys(record) {
-                    Ok(keys) => keys,
-                    Err((reason, why)) => {
-                        lock(shared).finish(
-                            &whole,
-                            Outcome::Failed,
-                            Some(format!("{reason}: {why}")),
-                            None,
-                        )?;
-                        continue;
-                    }
-                };
-                match sign(
-                    action,
-                    &keys,
-                    (lock(shared).now)(),
-                    config.policy.future_tolerance_secs,
-                ) {
-                    Ok(event) => {
-                        // Signed here: its read-back needs no signature check.
-                        checker.signed_here(&event);
-                        // The relay checks the tag; a record's tag goes as it is.
-                        let tag = record
-                            .auth_tag
-                            .as_deref()
-                            .and_then(|text| parse_tag_json(text).ok());
-                        let sign_in = agent_identity(record, keys.clone(), tag);
-                        to_publish.push((
-                            action,
-                            PublishItem {
-                                event,
-                                keys,
-                                sign_in: Some(sign_in),
-                            },
-                        ))
-                    }
-                    Err(why) => {
-                        lock(shared).finish(&whole, Outcome::Failed, Some(why.to_string()), None)?
-                    }
-                }
-            }
-        }
+            Ok(Some(Err(why))) => (Outcome::Failed, Some(why)),
+            Ok(None) => unreachable!("one signing per action that proceeds"),
+        };
+        lock(shared).finish(&whole, outcome, why, None)?;
     }
     if to_publish.is_empty() {
         return Ok(());
@@ -740,6 +727,47 @@ async fn republish_on_relay(
         lock(shared).finish(&whole, outcome, reason, Some(event_id))?;
     }
     Ok(())
+}
+
+/// Each republish of `to_sign` with its record's key (rule A5 again, on the
+/// record as it is now) and signed at `now` ([`sign`]), on the pool, in
+/// order: the item to publish, or why its action fails.
+async fn sign_on_pool(
+    to_sign: Vec<(RepublishProfile, AgentRecord)>,
+    now: u64,
+    future_tolerance_secs: u64,
+) -> anyhow::Result<Vec<Result<PublishItem, String>>> {
+    use rayon::prelude::*;
+    if to_sign.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (done, signed) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let items = to_sign
+            .par_iter()
+            .map(|(action, record)| {
+                let keys =
+                    agent_keys(record).map_err(|(reason, why)| format!("{reason}: {why}"))?;
+                let event =
+                    sign(action, &keys, now, future_tolerance_secs).map_err(|e| e.to_string())?;
+                // The relay checks the tag; a record's tag goes as it is.
+                let tag = record
+                    .auth_tag
+                    .as_deref()
+                    .and_then(|text| parse_tag_json(text).ok());
+                let sign_in = agent_identity(record, keys.clone(), tag);
+                Ok(PublishItem {
+                    event,
+                    keys,
+                    sign_in: Some(sign_in),
+                })
+            })
+            .collect();
+        let _ = done.send(items);
+    });
+    signed
+        .await
+        .context("signing the republishes stopped before it ended")
 }
 
 /// Why a republish could not be signed (its action fails with this reason).

@@ -930,3 +930,54 @@ async fn apply_takes_the_plans_records_only_while_the_store_holds_their_bytes() 
         );
     }
 }
+
+/// Apply checks rule A5 again on the record as it is when it signs: a key
+/// broken in the store since planning fails that republish alone, saying
+/// why without the key, and the others are signed and published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_broken_since_planning_fails_its_republish_alone_and_says_why() {
+    let world = World::start().await;
+    let (config, doc, path, records) = republishes_only(&world).await;
+    let broken = doc.plan.actions[1].as_republish().unwrap().agent.clone();
+    let nsec = records
+        .iter()
+        .find(|r| r.pubkey == broken)
+        .and_then(|r| r.secret_key.as_ref())
+        .map(|k| k.expose().to_string())
+        .unwrap();
+    let text = std::fs::read_to_string(world.store_path()).unwrap();
+    assert_eq!(text.matches(&nsec).count(), 1);
+    std::fs::write(world.store_path(), text.replace(&nsec, "nsec1notakey")).unwrap();
+
+    let report = apply(&config, &doc, &path, &forced(), &now_secs)
+        .await
+        .expect("apply");
+    let failed: Vec<_> = report
+        .results
+        .iter()
+        .filter(|r| r.outcome == Outcome::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1, "{report:#?}");
+    assert_eq!(failed[0].agent, broken);
+    assert_eq!(
+        failed[0].reason.as_deref(),
+        Some("invalid_key: private_key_nsec does not parse as a bech32 nsec key")
+    );
+    assert_eq!(
+        report.count(Outcome::Applied),
+        doc.plan.actions.len() - 1,
+        "{report:#?}"
+    );
+    // Journaled once, with its reason, and no key anywhere in the journal.
+    let journal_file = &world.journal_files()[0];
+    let journal = reprofile::journal::read(journal_file).unwrap();
+    let failures: Vec<_> = journal.iter().filter(|e| e.outcome == "failed").collect();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(
+        (failures[0].agent.as_str(), failures[0].reason.as_deref()),
+        (broken.as_str(), failed[0].reason.as_deref())
+    );
+    assert!(!std::fs::read_to_string(journal_file)
+        .unwrap()
+        .contains("nsec1"));
+}
