@@ -19,7 +19,9 @@
 //! A subscription that goes unanswered while the relay answers others is asked
 //! again once, on a fresh subscription id: at its deadline, or earlier, once
 //! it has been in flight for [`STALL_GRACE`] and the relay has ended a whole
-//! window of subscriptions sent after it. A relay that answered nothing since
+//! window of subscriptions sent after it, or, at the end of a read, when it
+//! is the last one open and the relay has been silent on it for
+//! [`STALL_GRACE`] since it ended another. A relay that answered nothing since
 //! the REQ went out is unresponsive: every batch not yet complete fails, so a
 //! silent relay costs one query timeout.
 
@@ -96,6 +98,8 @@ struct AuthorBatch {
     /// How many subscriptions sent after it the relay ended (EOSE) while it
     /// was in flight.
     overtaken: usize,
+    /// When an event of its subscription last arrived (it is alive).
+    last_event: Option<Instant>,
 }
 
 impl AuthorBatch {
@@ -180,6 +184,7 @@ impl ReadSession {
                 sent_signed_in: false,
                 sent_order: 0,
                 overtaken: 0,
+                last_event: None,
             });
             session.queue.push_back(index);
         }
@@ -261,7 +266,7 @@ impl ReadSession {
 
     /// Keeps `event` if it is a kind:0 by an author of that open subscription
     /// and newer, by NIP-01 order, than what was seen for that author.
-    fn accept_event(&mut self, subscription_id: &SubscriptionId, event: Arc<Event>) {
+    fn accept_event(&mut self, subscription_id: &SubscriptionId, event: Arc<Event>, now: Instant) {
         let Some(&index) = self.batch_of_subscription.get(subscription_id) else {
             tracing::debug!(id = %event.id, "event for an unknown subscription ignored");
             return;
@@ -270,6 +275,7 @@ impl ReadSession {
             tracing::debug!(id = %event.id, "event after the end of its subscription ignored");
             return;
         }
+        self.batches[index].last_event = Some(now);
         if event.kind != Kind::Metadata {
             tracing::debug!(id = %event.id, kind = %event.kind, "event of another kind ignored");
             return;
@@ -394,15 +400,48 @@ impl ReadSession {
         }
     }
 
+    /// The end of a read: every REQ sent, one subscription left open, not
+    /// asked again yet, and the relay ended another after it was sent. No
+    /// later subscription is left to overtake it, so it is taken as lost
+    /// once the relay has been silent on it for [`STALL_GRACE`] since that
+    /// EOSE and since the last event it sent for it. Its index and when.
+    /// (Two or more left open wait for their deadlines.)
+    fn tail_stall(&self) -> Option<(usize, Instant)> {
+        if !self.queue.is_empty() {
+            return None;
+        }
+        let mut open = self
+            .batches
+            .iter()
+            .enumerate()
+            .filter(|(_, batch)| matches!(batch.state, BatchState::InFlight { .. }));
+        let (index, batch) = open.next()?;
+        if open.next().is_some() || batch.retried {
+            return None;
+        }
+        let BatchState::InFlight { sent, .. } = batch.state else {
+            return None;
+        };
+        let ended = self.last_eose.filter(|eose| *eose > sent)?;
+        let silent_since = batch.last_event.map_or(ended, |event| event.max(ended));
+        Some((index, silent_since + STALL_GRACE))
+    }
+
     /// Asks again, before their deadline, for the batches the relay has
-    /// stalled on by `now` (see [`Self::stall_due`]).
+    /// stalled on by `now` (see [`Self::stall_due`] and
+    /// [`Self::tail_stall`]).
     fn retry_stalled(&mut self, now: Instant) {
-        let stalled: Vec<usize> = (0..self.batches.len())
+        let mut stalled: Vec<usize> = (0..self.batches.len())
             .filter(|&index| {
                 self.stall_due(&self.batches[index])
                     .is_some_and(|due| due <= now)
             })
             .collect();
+        if let Some((index, due)) = self.tail_stall() {
+            if due <= now && !stalled.contains(&index) {
+                stalled.push(index);
+            }
+        }
         for index in stalled {
             self.ask_again(index, now);
         }
@@ -430,6 +469,7 @@ impl ReadSession {
         batch.retried = true;
         batch.sent_order = self.sent;
         batch.overtaken = 0;
+        batch.last_event = None;
         self.sent += 1;
         batch.state = BatchState::InFlight {
             sent: now,
@@ -476,12 +516,12 @@ impl Session for ReadSession {
             Input::Event {
                 subscription_id,
                 event,
-            } => self.accept_event(&subscription_id, event),
+            } => self.accept_event(&subscription_id, event, now),
             Input::Message(message) => match message {
                 RelayMessage::Event {
                     subscription_id,
                     event,
-                } => self.accept_event(&subscription_id, Arc::new(event.into_owned())),
+                } => self.accept_event(&subscription_id, Arc::new(event.into_owned()), now),
                 RelayMessage::EndOfStoredEvents(subscription_id) => {
                     if let Some(index) = self.in_flight_index(&subscription_id) {
                         let order = self.batches[index].sent_order;
@@ -578,6 +618,7 @@ impl Session for ReadSession {
                 };
                 batch.sent_order = self.sent;
                 batch.overtaken = 0;
+                batch.last_event = None;
                 self.sent += 1;
                 in_flight += 1;
             }
@@ -590,6 +631,7 @@ impl Session for ReadSession {
             .batches
             .iter()
             .filter_map(|batch| self.stall_due(batch))
+            .chain(self.tail_stall().map(|(_, due)| due))
             .min();
         [self.next_batch_deadline(), self.auth.poll_timeout(), stall]
             .into_iter()
@@ -600,9 +642,10 @@ impl Session for ReadSession {
     fn handle_timeout(&mut self, now: Instant) {
         self.auth.handle_timeout(now);
         self.settle_held_batches();
-        // A subscription overtaken by a whole window of later ones is lost
-        // (nostr-rs-relay drops one now and then without a word): ask again
-        // now rather than at its deadline.
+        // A subscription overtaken by a whole window of later ones, or left
+        // alone open at the end of the read while the relay went silent on
+        // it, is lost (nostr-rs-relay drops one now and then without a
+        // word): ask again now rather than at its deadline.
         self.retry_stalled(now);
         let Some(due) = self.next_batch_deadline().filter(|due| *due <= now) else {
             return;

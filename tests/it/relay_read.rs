@@ -504,9 +504,18 @@ async fn relay_that_never_sends_eose_gives_unreadable_after_the_query_timeout() 
 }
 
 /// 250 authors with one profile each, served by a relay that loses the REQs
-/// numbered in `ignored`; returns the events, the table and the REQs seen.
+/// numbered in `ignored`, read with a query timeout of 1 s; returns the
+/// events, the table and the REQs seen.
 async fn read_from_a_lossy_relay(
     ignored: Vec<usize>,
+) -> (Vec<Event>, Observations, Vec<serde_json::Value>) {
+    read_from_a_lossy_relay_within(ignored, SECOND).await
+}
+
+/// [`read_from_a_lossy_relay`] with a query timeout of `query`.
+async fn read_from_a_lossy_relay_within(
+    ignored: Vec<usize>,
+    query: Duration,
 ) -> (Vec<Event>, Observations, Vec<serde_json::Value>) {
     let agents = keys(250);
     let events = one_profile_each(&agents);
@@ -516,12 +525,7 @@ async fn read_from_a_lossy_relay(
     })
     .await;
     let authors: Vec<PublicKey> = agents.iter().map(Keys::public_key).collect();
-    let table = read_one(
-        fake.url(),
-        &authors,
-        &short_read_options(2 * SECOND, SECOND),
-    )
-    .await;
+    let table = read_one(fake.url(), &authors, &short_read_options(2 * SECOND, query)).await;
     assert_eq!(fake.connections(), 1, "asked again on the same connection");
     (events, table, fake.requests())
 }
@@ -549,6 +553,28 @@ async fn a_subscription_the_relay_loses_is_asked_again_once_on_a_fresh_subscript
         requests[3][1], requests[0][1],
         "asked again on a fresh subscription id"
     );
+}
+
+#[tokio::test]
+async fn the_last_subscription_the_relay_loses_is_asked_again_without_waiting_out_its_timeout() {
+    // The last of three REQs goes unanswered after the other two complete:
+    // no later one is left to overtake it, and the query timeout is long.
+    let query = 60 * SECOND;
+    let started = std::time::Instant::now();
+    let (events, table, requests) = read_from_a_lossy_relay_within(vec![2], query).await;
+    let elapsed = started.elapsed();
+
+    assert_eq!(requests.len(), 4, "the lost REQ is sent once more");
+    assert_eq!(authors_of(&requests[3]), authors_of(&requests[2]));
+    for event in &events {
+        assert_eq!(
+            newest_id(&table[&event.pubkey.to_hex()]),
+            event.id.to_hex(),
+            "every author read, the lost batch's too"
+        );
+    }
+    // Asked again after 2 s of silence, not at the 60 s deadline.
+    assert!(elapsed < query / 4, "took {elapsed:?}");
 }
 
 #[tokio::test]

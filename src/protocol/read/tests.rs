@@ -327,29 +327,82 @@ fn a_lost_connection_makes_every_unfinished_batch_unreadable() {
 }
 
 #[test]
-fn a_subscription_lost_while_the_relay_answers_others_is_asked_again_once() {
+fn subscriptions_lost_while_the_relay_answers_others_are_asked_again_once_at_their_deadline() {
     let t0 = Instant::now();
     let t1 = t0 + Duration::from_millis(10);
-    let who = authors(2);
+    let who = authors(3);
     let mut s = session(&who, None);
     s.poll_transmit(t0, 1);
-    s.handle_input(eose(1), t1);
+    s.handle_input(eose(2), t1);
     s.poll_transmit(t1, 1);
-    // Batch 0's EOSE never comes; the relay ended batch 1 after it was sent.
+    // Batches 0 and 1 never get their EOSE; the relay ended batch 2 after
+    // they were sent. Two left open: no early try, their deadline.
+    assert_eq!(s.poll_timeout(), Some(t0 + TIMEOUT));
     s.handle_timeout(t0 + TIMEOUT);
     assert_eq!(
         words(&s.poll_transmit(t0 + TIMEOUT, 1)),
-        ["CLOSE reprofile-kind0-0", "REQ reprofile-kind0-0-again"]
+        [
+            "CLOSE reprofile-kind0-0",
+            "REQ reprofile-kind0-0-again",
+            "CLOSE reprofile-kind0-1",
+            "REQ reprofile-kind0-1-again"
+        ]
     );
     assert!(!s.is_done());
     // Lost again: unknown, no third try.
     s.handle_timeout(t0 + TIMEOUT * 2);
     assert!(s.is_done());
     assert!(s.poll_transmit(t0 + TIMEOUT * 2, 1).is_empty());
-    assert!(matches!(
-        &s.into_observations()[&who[0].to_hex()],
-        RelayObservation::Unreadable(why) if why.starts_with("timed out after 5 s")
-    ));
+    let observations = s.into_observations();
+    for author in &who[..2] {
+        assert!(matches!(
+            &observations[&author.to_hex()],
+            RelayObservation::Unreadable(why) if why.starts_with("timed out after 5 s")
+        ));
+    }
+}
+
+#[test]
+fn the_last_subscription_left_open_is_asked_again_once_the_relay_is_silent_on_it_for_the_grace() {
+    let t0 = Instant::now();
+    let t1 = t0 + Duration::from_millis(10);
+    let keys = Keys::generate();
+    let who = [authors(2), vec![keys.public_key()]].concat();
+    let mut s = session(&who, None);
+    s.poll_transmit(t0, 1);
+    // The relay ends batches 0 and 1; batch 2, the last open, sends one
+    // event and then nothing.
+    s.handle_input(eose(0), t1);
+    assert_eq!(s.poll_timeout(), Some(t0 + TIMEOUT), "two still open");
+    s.handle_input(eose(1), t1);
+    s.poll_transmit(t1, 1);
+    assert_eq!(s.poll_timeout(), Some(t1 + STALL_GRACE));
+    let t2 = t1 + Duration::from_secs(1);
+    let stored = profile(&keys, 100, r#"{"name":"Ada"}"#);
+    s.handle_input(event(2, &stored), t2);
+    // An event says it is alive: the grace runs from it.
+    assert_eq!(s.poll_timeout(), Some(t2 + STALL_GRACE));
+    s.handle_timeout(t2 + STALL_GRACE - Duration::from_millis(1));
+    assert!(s.poll_transmit(t2, 1).is_empty());
+    s.handle_timeout(t2 + STALL_GRACE);
+    let again = t2 + STALL_GRACE;
+    assert_eq!(
+        words(&s.poll_transmit(again, 1)),
+        ["CLOSE reprofile-kind0-2", "REQ reprofile-kind0-2-again"]
+    );
+    // Once only: the fresh subscription has its whole timeout.
+    assert_eq!(s.poll_timeout(), Some(again + TIMEOUT));
+    s.handle_input(
+        msg(RelayMessage::EndOfStoredEvents(Cow::Owned(
+            SubscriptionId::new("reprofile-kind0-2-again"),
+        ))),
+        again,
+    );
+    // The event the lost subscription delivered is kept.
+    assert_eq!(
+        finished(s, &keys.public_key()),
+        RelayObservation::Newest(existing_event(&stored))
+    );
 }
 
 #[test]
