@@ -198,8 +198,8 @@ pub async fn gather(config: &Config, only: &[String]) -> anyhow::Result<Gathered
     gather_checked(config, only, Checker::default()).await
 }
 
-/// [`gather`], its events checked by `checker` (a `run --once` tick's, which
-/// remembers the checks for the tick's apply).
+/// [`gather`], its events checked by `checker` (for an apply in the same
+/// process, one that remembers the checks: `orchestrate::make_plan_to_apply`).
 pub(crate) async fn gather_checked(
     config: &Config,
     only: &[String],
