@@ -64,8 +64,9 @@ pub struct ApplyOptions {
     /// confirmation): with the run's memory of the checks already made, the
     /// events this apply signs count as checked.
     pub checker: crate::verified::Checker,
-    /// The agent store's records as the plan was just made from them (a
-    /// tick's apply): taken for the republishes' preconditions instead of a
+    /// The agent store's records as the plan was just made from them, when
+    /// the same process planned (`orchestrate::make_plan_to_apply`, the
+    /// daemon's ticks): taken for the republishes' preconditions instead of a
     /// new parse while the store still holds the bytes they were parsed from.
     pub planned_records: Option<PlannedRecords>,
 }

@@ -243,7 +243,8 @@ impl TickMemory {
         self.agents.as_mut()?.records.take()
     }
 
-    /// Takes back the records [`TickMemory::read_stores`] lent, unchanged and
+    /// Takes back the records [`TickMemory::read_stores`] (or
+    /// [`TickMemory::lend_records`]) lent, unchanged and
     /// in store order (the snapshot's), for the next tick; anything else is
     /// dropped, and the next tick parses the store again.
     pub(crate) fn give_back_records(&mut self, records: Vec<AgentRecord>) {
@@ -708,6 +709,46 @@ mod tests {
             );
             assert_eq!(doc.store, fresh.doc.store);
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tick_that_applies_lends_its_parse_to_apply_and_takes_it_back() {
+        let (_relay, _dir, mut config) = crate::demo::example_world().await;
+        config.schedule.mode = crate::config::ScheduleMode::Apply;
+        let stop = Stop::default();
+        let mut memory = TickMemory::default();
+        let counts = |memory: &TickMemory| {
+            let counts = memory.parse_counts();
+            (counts.agents_parsed, counts.agents_reused)
+        };
+        // Its backfills rewrite the store: apply parses it again.
+        let first = tick(&config, &stop, Some(&mut memory)).await;
+        assert!(!first.apply.expect("applied").records_from_plan);
+        // One record renamed: parsed anew, and apply takes that parse.
+        let text = std::fs::read_to_string(&config.agents).unwrap();
+        let renamed = first_name_line(&text);
+        std::fs::write(
+            &config.agents,
+            text.replacen(&renamed, &renamed.replace("\",", " again\","), 1),
+        )
+        .unwrap();
+        let second = tick(&config, &stop, Some(&mut memory)).await;
+        let applied = second.apply.expect("applied");
+        assert!(applied.records_from_plan, "{applied:#?}");
+        assert_eq!(applied.count(crate::core::apply::Outcome::Applied), 1);
+        assert_eq!(counts(&memory), (2, 0));
+        // Given back after the apply: the next tick reuses the parse.
+        tick(&config, &stop, Some(&mut memory)).await;
+        assert_eq!(counts(&memory), (2, 1));
+    }
+
+    /// The first `"name": "…",` line of a store's text.
+    fn first_name_line(text: &str) -> String {
+        let line = text
+            .lines()
+            .find(|line| line.trim_start().starts_with("\"name\":"))
+            .expect("a name");
+        line.trim().to_string()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

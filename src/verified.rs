@@ -39,7 +39,8 @@ use nostr::{Event, EventId, PublicKey};
 /// The proof remembered for one event id.
 type Proven = (PublicKey, nostr::secp256k1::schnorr::Signature);
 
-/// Events whose signature was checked, kept across a daemon's ticks.
+/// Events whose signature was checked, kept across a daemon's ticks (or,
+/// proofs only, from one plan to its apply in the same process).
 #[derive(Debug, Default)]
 pub struct VerifiedEvents {
     inner: Mutex<Tables>,
@@ -97,7 +98,8 @@ impl std::hash::Hasher for TailHasher {
 }
 
 impl VerifiedEvents {
-    /// An empty memory, to share between the connections of a daemon.
+    /// An empty memory, to share between the connections of a daemon (for
+    /// one plan and its apply, see [`VerifiedEvents::proofs_only`]).
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
@@ -197,8 +199,9 @@ impl VerifiedEvents {
     }
 }
 
-/// Checks events: with a daemon's memory, or (for one-shot commands) every
-/// signature every time.
+/// Checks events: with a memory of the checks made (a daemon's, or one
+/// process's plan and apply: [`VerifiedEvents::proofs_only`]), or without
+/// one, every signature every time.
 #[derive(Debug, Clone, Default)]
 pub struct Checker {
     memory: Option<Arc<VerifiedEvents>>,

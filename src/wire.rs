@@ -87,6 +87,13 @@ impl Connection {
         self.socket.flush().await.map_err(|error| error.to_string())
     }
 
+    /// Whether frames received are waiting to be handed over (being
+    /// checked, or checked): [`Connection::next_inputs`] then returns
+    /// without waiting on the relay.
+    fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// The next inputs in the order the relay sent them. Cancel-safe: every
     /// frame received is queued before the next await.
     async fn next_inputs(&mut self) -> Vec<Input> {
@@ -380,7 +387,20 @@ pub(crate) async fn drive(session: &mut impl Session, connection: &mut Connectio
                 }
             }
             () = tokio::time::sleep_until(deadline.into()) => {
-                session.handle_timeout(std::time::Instant::now());
+                if connection.has_pending() {
+                    // Frames the relay sent are still being checked on the
+                    // pool (busy with other relays' checks, key derivations
+                    // or signing): the session hears them before it is told
+                    // the time, so a relay that answered is never taken as
+                    // silent because the pool was behind.
+                    let inputs = connection.next_inputs().await;
+                    let now = std::time::Instant::now();
+                    for input in inputs {
+                        session.handle_input(input, now);
+                    }
+                } else {
+                    session.handle_timeout(std::time::Instant::now());
+                }
             }
         }
     }

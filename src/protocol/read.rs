@@ -55,7 +55,9 @@ pub type Observations = HashMap<String, RelayObservation, foldhash::fast::Random
 pub const STALL_OVERTAKEN: usize = MAX_SUBSCRIPTIONS_IN_FLIGHT;
 
 /// How long a subscription overtaken by [`STALL_OVERTAKEN`] later ones is
-/// still given before it is asked again (never later than its deadline).
+/// still given before it is asked again (never later than its deadline);
+/// and how long the relay may be silent on the last subscription left open
+/// at the end of a read before that one is asked again.
 pub const STALL_GRACE: Duration = Duration::from_secs(2);
 
 /// Where one subscription (one batch of authors) stands.
