@@ -221,9 +221,10 @@ async fn plan_and_write(
         store: gathered.store,
         plan,
     };
-    let rendering = render::render(&doc, Style::default());
-    let path = planfile::write(&doc, &config.plans_dir, out, &rendering)
-        .context("cannot write the plan")?;
+    let path = planfile::write(&doc, &config.plans_dir, out, || {
+        render::render(&doc, Style::default())
+    })
+    .context("cannot write the plan")?;
     // Only relays the plan needed are reasons for its incompleteness.
     let unread: Vec<String> = doc
         .plan

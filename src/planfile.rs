@@ -577,12 +577,29 @@ pub fn write_atomic_with(
 
 /// Writes the plan's JSON and its rendering into `dir` (created if needed) or,
 /// with `out`, the JSON to that file and the rendering beside it. Returns the
-/// JSON file's path.
+/// JSON file's path. `render` makes the rendering; it runs on the pool while
+/// the JSON is serialized, hashed and written (each is a pass over the whole
+/// plan, tens of MB at 100,000 agents), and the rendering is written after
+/// the JSON.
 pub fn write(
     doc: &PlanDocument,
     dir: &Path,
     out: Option<&Path>,
-    rendering: &str,
+    render: impl FnOnce() -> String + Send,
+) -> Result<PathBuf, PlanFileError> {
+    let (json_path, rendering) = rayon::join(|| write_json(doc, dir, out), render);
+    let json_path = json_path?;
+    let text_path = json_path.with_extension("txt");
+    write_atomic(&text_path, rendering.as_bytes()).map_err(io_error(&text_path))?;
+    Ok(json_path)
+}
+
+/// The JSON half of [`write`]: the file named by its digest in `dir`, or
+/// `out`.
+fn write_json(
+    doc: &PlanDocument,
+    dir: &Path,
+    out: Option<&Path>,
 ) -> Result<PathBuf, PlanFileError> {
     let mut file = to_file(doc);
     let digest = content_digest(&mut file);
@@ -591,23 +608,22 @@ pub fn write(
         Some(path) => path.to_path_buf(),
         None => dir.join(format!("{}.json", stem_with_digest(doc, &digest))),
     };
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| PlanFileError::Io { path, source }
-    };
     if let Some(parent) = json_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        std::fs::create_dir_all(parent).map_err(io_error(parent))?;
     }
     // Streamed: a 100,000-agent plan is tens of MB.
     write_atomic_with(&json_path, |out| {
         serde_json::to_writer_pretty(&mut *out, &file)?;
         out.write_all(b"\n")
     })
-    .map_err(io(&json_path))?;
-    drop(file);
-    let text_path = json_path.with_extension("txt");
-    write_atomic(&text_path, rendering.as_bytes()).map_err(io(&text_path))?;
+    .map_err(io_error(&json_path))?;
     Ok(json_path)
+}
+
+/// A write error at `path`, as [`PlanFileError::Io`].
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> PlanFileError {
+    let path = path.to_path_buf();
+    move |source| PlanFileError::Io { path, source }
 }
 
 /// True for the names of plan files this tool writes:

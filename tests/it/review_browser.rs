@@ -332,7 +332,7 @@ async fn browser_draws_the_before_and_after_avatars_of_the_demo_review() {
     }
     rewrite_avatars(&mut doc, &new_url);
     let plan_path = world.dir.path().join("review-plan.json");
-    planfile::write(&doc, &world.plans_dir(), Some(&plan_path), "").unwrap();
+    planfile::write(&doc, &world.plans_dir(), Some(&plan_path), String::new).unwrap();
 
     let page = world.dir.path().join("review.html");
     let shown = world
