@@ -88,6 +88,7 @@ pub struct PlannedRecords {
 /// else a new parse, whose text is dropped at once.
 fn records_now<'p>(
     path: &Path,
+    keys: &crate::keystore::KeySource,
     planned: Option<&'p PlannedRecords>,
 ) -> Result<std::borrow::Cow<'p, [AgentRecord]>, StoreError> {
     if let Some(planned) = planned {
@@ -97,9 +98,9 @@ fn records_now<'p>(
         }
     }
     let store = read_agent_store(path)?;
-    Ok(std::borrow::Cow::Owned(
-        store.records.into_iter().map(|s| s.record).collect(),
-    ))
+    let mut records: Vec<AgentRecord> = store.records.into_iter().map(|s| s.record).collect();
+    keys.attach(&mut records);
+    Ok(std::borrow::Cow::Owned(records))
 }
 
 impl ApplyOptions {
@@ -347,7 +348,8 @@ pub async fn apply(
     let vouched_before = opts.checker.vouched();
     let mut records_from_plan = false;
     if !by_relay.is_empty() {
-        let store_records = records_now(&config.agents, opts.planned_records.as_ref())?;
+        let store_records =
+            records_now(&config.agents, &config.keys, opts.planned_records.as_ref())?;
         records_from_plan = matches!(store_records, std::borrow::Cow::Borrowed(_));
         let records = StoreRecords::of(&store_records);
         let service_keys = read_auth_key(config)?;
@@ -436,9 +438,13 @@ fn recheck_backfills(
     };
     let copies = PubkeyCopies::of(store.records.iter().map(|r| &r.record));
     for (action, outcome) in landed {
-        let now = copies
-            .find(&action.agent)
-            .map(|i| &store.records[i].record.avatar_url);
+        let now = copies.find(&action.agent).map(|i| {
+            &store
+                .record(i)
+                .expect("PubkeyCopies names the store's own records")
+                .record
+                .avatar_url
+        });
         if let Some((outcome, why)) = backfill_after_apply(action, outcome, now) {
             let whole = Action::BackfillAvatar(action.clone());
             run.finish(&whole, outcome, Some(why), None)?;
@@ -553,7 +559,7 @@ struct StoreRecords<'a> {
 }
 
 impl<'a> StoreRecords<'a> {
-    /// `records` in store order (each `index` is its position).
+    /// `records` in store order (each `index` is its position in the file).
     fn of(records: &'a [AgentRecord]) -> Self {
         Self {
             records,
@@ -563,7 +569,10 @@ impl<'a> StoreRecords<'a> {
 
     /// The record of `pubkey` when exactly one holds it (rule A2).
     fn find(&self, pubkey: &str) -> InStore<&'a AgentRecord> {
-        self.copies.find(pubkey).map(|i| &self.records[i])
+        self.copies.find(pubkey).map(|i| {
+            crate::store::record_at(self.records, i, |r| r.index)
+                .expect("PubkeyCopies names these records' own positions")
+        })
     }
 }
 

@@ -786,9 +786,22 @@ fn validate(args: &ConfigArgs) -> anyhow::Result<Ending> {
     let store = snapshot::check_app_store(&config)
         .map_err(anyhow::Error::from)
         .and_then(|()| Ok(read_agent_store(&config.agents)?));
-    let records = store.as_ref().map_or(&[][..], |s| &s.records[..]);
     let personas_there = config.personas_configured || config.personas.exists();
-    let personas = match read_persona_store(&config.personas, config.personas_configured, records) {
+    let definitions = store.as_ref().map_or(0, |s| s.definitions.len());
+    let personas = match &store {
+        Ok(store) => read_persona_store(&config.personas, config.personas_configured, store),
+        Err(_) => crate::store::read_personas(&config.personas),
+    };
+    let personas = match personas {
+        Ok(personas) if !personas_there && definitions > 0 => {
+            writeln!(
+                out,
+                "ok: personas from the agent store's {definitions} definition record{} (no persona store at {}; none is needed)",
+                if definitions == 1 { "" } else { "s" },
+                config.personas.display()
+            )?;
+            Some(personas)
+        }
         Ok(personas) if !personas_there => {
             writeln!(
                 out,
@@ -821,11 +834,19 @@ fn validate(args: &ConfigArgs) -> anyhow::Result<Ending> {
         Ok(store) => {
             writeln!(
                 out,
-                "ok: agent store {} ({} records)",
+                "ok: agent store {} ({} agent record{}{})",
                 store.path.display(),
-                store.records.len()
+                store.records.len(),
+                if store.records.len() == 1 { "" } else { "s" },
+                match store.definitions.len() {
+                    0 => String::new(),
+                    1 => ", 1 definition".to_string(),
+                    n => format!(", {n} definitions"),
+                }
             )?;
-            let records: Vec<_> = store.records.iter().map(|r| r.record.clone()).collect();
+            let mut records: Vec<_> = store.records.iter().map(|r| r.record.clone()).collect();
+            config.keys.attach(&mut records);
+            writeln!(out, "{}", key_line(&config.keys, &records))?;
             let personas = personas.clone().unwrap_or_default();
             for finding in validate_records(&records, &personas, &config.policy, now_secs()) {
                 let label = match finding.severity {
@@ -854,6 +875,29 @@ fn validate(args: &ConfigArgs) -> anyhow::Result<Ending> {
         problems: errors > 0,
         ..Ending::default()
     })
+}
+
+/// `validate`'s line on where the agents' keys were found.
+fn key_line(
+    keys: &crate::keystore::KeySource,
+    records: &[crate::core::model::AgentRecord],
+) -> String {
+    use crate::core::keys::KeyringRead;
+    let counts = crate::core::keys::count_origins(records);
+    let keyring = match (keys.entry_name(), keys.last_read()) {
+        (None, _) => " (the keyring is off: [buzz] keyring = false)".to_string(),
+        (Some(_), None | Some(KeyringRead::NotRead)) => {
+            " (every record keeps its key inline: the keyring was not read)".to_string()
+        }
+        (Some(entry), Some(KeyringRead::Read { .. })) => format!(" (keyring entry {entry})"),
+        (Some(_), Some(KeyringRead::Unreadable { entry, error })) => {
+            format!(" (the keyring entry {entry} could not be read: {error})")
+        }
+    };
+    format!(
+        "keys: keyring {}, inline {}, missing {}{keyring}",
+        counts.keyring, counts.inline, counts.missing
+    )
 }
 
 /// Refuses up front, before anything is planned or written, when approval

@@ -92,6 +92,36 @@ pub struct RawConfig {
     /// `[schedule]`
     #[serde(default)]
     pub schedule: RawSchedule,
+    /// `[buzz]`
+    #[serde(default)]
+    pub buzz: RawBuzz,
+}
+
+/// `[buzz]`: Buzz desktop 0.4 and later (agent keys in the OS keyring).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuzz {
+    /// Read agent keys from the OS keyring entry the app keeps them in,
+    /// when some record has no key inline (default true).
+    #[serde(default = "default_true")]
+    pub keyring: bool,
+    /// The keyring service: `buzz-desktop` (release builds) or
+    /// `buzz-desktop-dev` (dev builds); by default the one of the app
+    /// profile (`[store] app_profile`, `--app-profile`).
+    pub keyring_service: Option<String>,
+}
+
+impl Default for RawBuzz {
+    fn default() -> Self {
+        Self {
+            keyring: true,
+            keyring_service: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[schedule]`: the maintenance daemon (`reprofile run`).
@@ -460,6 +490,8 @@ pub struct Config {
     pub safety: SafetySettings,
     /// The maintenance daemon's schedule.
     pub schedule: ScheduleSettings,
+    /// Where agent keys that are not in the store are found.
+    pub keys: crate::keystore::KeySource,
 }
 
 impl Config {
@@ -682,6 +714,25 @@ pub fn resolve(
             (found.agents.clone(), StoreOrigin::App(found))
         }
     };
+    let keyring_service = match raw.buzz.keyring_service.as_deref().map(str::trim) {
+        Some("") => {
+            return Err(value_error(
+                "[buzz] keyring_service is empty; use \"buzz-desktop\" (release) or \"buzz-desktop-dev\" (dev), or leave it out".to_string(),
+            ))
+        }
+        Some(service) => service.to_string(),
+        None => {
+            let profile = match &store_origin {
+                StoreOrigin::App(found) => found.profile,
+                StoreOrigin::Config => env
+                    .app_profile
+                    .or(raw.store.app_profile)
+                    .unwrap_or_default(),
+            };
+            crate::keystore::service_of(profile).to_string()
+        }
+    };
+    let keys = crate::keystore::KeySource::new(raw.buzz.keyring.then_some(keyring_service));
     let personas = match (&raw.store.personas, &store_origin) {
         (Some(personas), _) => absolute(personas),
         (None, StoreOrigin::App(found)) => found.personas.clone(),
@@ -728,6 +779,7 @@ pub fn resolve(
             metrics_file: raw.schedule.metrics_file.as_deref().map(absolute),
             shutdown_grace: Duration::from_secs(raw.schedule.shutdown_grace_secs),
         },
+        keys,
     })
 }
 

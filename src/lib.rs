@@ -11,6 +11,7 @@ pub mod core;
 pub(crate) mod demo;
 pub mod discover;
 pub mod journal;
+pub mod keystore;
 pub mod lock;
 pub mod orchestrate;
 pub mod planfile;

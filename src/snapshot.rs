@@ -172,8 +172,7 @@ pub fn stale_copy_warning(config: &Config) -> Option<String> {
 pub fn read_stores(config: &Config) -> anyhow::Result<(AgentStore, BTreeMap<String, String>)> {
     check_app_store(config)?;
     let store = read_agent_store(&config.agents)?;
-    let personas =
-        read_persona_store(&config.personas, config.personas_configured, &store.records)?;
+    let personas = read_persona_store(&config.personas, config.personas_configured, &store)?;
     Ok((store, personas))
 }
 
@@ -212,12 +211,15 @@ pub(crate) async fn gather_checked(
         digest,
         records,
         text,
+        definitions: _,
     } = store;
     drop(text);
+    let mut records: Vec<AgentRecord> = records.into_iter().map(|r| r.record).collect();
+    config.keys.attach(&mut records);
     let stores = StoresRead {
         path,
         digest,
-        records: records.into_iter().map(|r| r.record).collect(),
+        records,
         personas,
     };
     observe(config, only, stores, None, checker, true).await
@@ -599,6 +601,7 @@ mod tests {
             pubkey: keys.public_key().to_hex(),
             name: format!("Agent {index}"),
             secret_key: Some(SecretText::new(keys.secret_key().to_bech32().unwrap())),
+            key_origin: Default::default(),
             relay_url: relay_url.into(),
             avatar_url: AvatarField::Null,
             persona_id: None,

@@ -84,6 +84,20 @@ pub struct StoredRecord {
     pub record: AgentRecord,
 }
 
+/// A definition record of the store (Buzz desktop 0.4 and later): a persona
+/// kept as a key-less record, `"pubkey": ""`, found by its `slug`. It is no
+/// agent: never validated, counted or planned as one, and never rewritten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Definition {
+    /// Position of the record in the store's array (0-based).
+    pub index: usize,
+    /// `slug`: the `persona_id` its instances name; `None` when absent or not
+    /// a string (then no instance can name it).
+    pub slug: Option<String>,
+    /// `avatar_url` as written; empty when absent, null or not a string.
+    pub avatar_url: String,
+}
+
 /// The agent store as read: its exact text and its records.
 #[derive(Debug, Clone)]
 pub struct AgentStore {
@@ -93,8 +107,48 @@ pub struct AgentStore {
     pub text: String,
     /// SHA-256 of the file's bytes, lower-case hex.
     pub digest: String,
-    /// The records, in file order.
+    /// The agent records (instances), in file order; definitions are not
+    /// among them, so a record's `index` (its position in the file) is not
+    /// its position here: find one with [`AgentStore::record`].
     pub records: Vec<StoredRecord>,
+    /// The definition records, in file order.
+    pub definitions: Vec<Definition>,
+}
+
+impl AgentStore {
+    /// The agent record at position `index` of the file, if that position
+    /// holds an agent record.
+    pub fn record(&self, index: usize) -> Option<&StoredRecord> {
+        record_at(&self.records, index, |r| r.record.index)
+    }
+
+    /// The personas its definition records give: slug to avatar (blank when
+    /// none); with two definitions of one slug, the first in the file.
+    pub fn definition_personas(&self) -> BTreeMap<String, String> {
+        definition_personas(&self.definitions)
+    }
+}
+
+/// The personas `definitions` give: slug to avatar; the first of a slug wins.
+pub fn definition_personas(definitions: &[Definition]) -> BTreeMap<String, String> {
+    let mut personas = BTreeMap::new();
+    for definition in definitions {
+        if let Some(slug) = &definition.slug {
+            personas
+                .entry(slug.clone())
+                .or_insert_with(|| definition.avatar_url.clone());
+        }
+    }
+    personas
+}
+
+/// The item of `items` (in ascending store position, as `index_of` tells)
+/// whose store position is `index`.
+pub fn record_at<T>(items: &[T], index: usize, index_of: impl Fn(&T) -> usize) -> Option<&T> {
+    items
+        .binary_search_by_key(&index, index_of)
+        .ok()
+        .map(|found| &items[found])
 }
 
 /// A file of reprofile's next to the store's real file (`store_target`, a
@@ -221,10 +275,12 @@ pub fn parse_agent_store(path: &Path, text: String) -> Result<AgentStore, StoreE
         || sha256_hex(text.as_bytes()),
         || parse_records(path, &text),
     );
+    let (records, definitions) = records?;
     Ok(AgentStore {
         path: path.to_path_buf(),
         digest,
-        records: records?,
+        records,
+        definitions,
         text,
     })
 }
@@ -233,9 +289,23 @@ pub fn parse_agent_store(path: &Path, text: String) -> Result<AgentStore, StoreE
 /// handing the piece over, few enough to keep both cores busy at 1,000.
 const RECORDS_PER_PIECE: usize = 128;
 
-/// Every record of the store's `text`, in store order; the first problem
-/// (by record) when the text is not an array of objects.
-fn parse_records(path: &Path, text: &str) -> Result<Vec<StoredRecord>, StoreError> {
+/// One entry of the store's array, decoded. Short-lived (one per record, in
+/// a vector dropped at once), so the size of its larger variant is no cost.
+#[allow(clippy::large_enum_variant)]
+enum Entry {
+    /// An agent record (an instance).
+    Agent(StoredRecord),
+    /// A definition record (`"pubkey": ""`).
+    Definition(Definition),
+}
+
+/// Every record of the store's `text`, in store order, agent records apart
+/// from definitions; the first problem (by record) when the text is not an
+/// array of objects.
+fn parse_records(
+    path: &Path,
+    text: &str,
+) -> Result<(Vec<StoredRecord>, Vec<Definition>), StoreError> {
     use rayon::prelude::*;
 
     let raw_records: Vec<&RawValue> = match serde_json::from_str(text) {
@@ -250,31 +320,42 @@ fn parse_records(path: &Path, text: &str) -> Result<Vec<StoredRecord>, StoreErro
         Err(err) => return Err(syntax_error(AGENT_STORE, path, &err)),
     };
     let base = text.as_ptr() as usize;
-    let decoded: Vec<Option<StoredRecord>> = raw_records
+    let decoded: Vec<Option<Entry>> = raw_records
         .par_iter()
         .with_min_len(RECORDS_PER_PIECE)
         .enumerate()
         .map(|(index, raw)| {
             let start = raw.get().as_ptr() as usize - base;
             let span = start..start + raw.get().len();
-            KnownFields::of(raw.get()).map(|fields| StoredRecord {
-                span,
-                record: fields.into_record(index),
+            KnownFields::of(raw.get()).map(|fields| {
+                if fields.is_definition() {
+                    Entry::Definition(fields.into_definition(index))
+                } else {
+                    Entry::Agent(StoredRecord {
+                        span,
+                        record: fields.into_record(index),
+                    })
+                }
             })
         })
         .collect();
-    decoded
-        .into_iter()
-        .enumerate()
-        .map(|(index, record)| {
-            record.ok_or_else(|| StoreError::Shape {
-                path: path.to_path_buf(),
-                problem: format!(
-                    "record #{index} is not a JSON object; every entry of the store must be an agent record"
-                ),
-            })
-        })
-        .collect()
+    let mut records = Vec::with_capacity(decoded.len());
+    let mut definitions = Vec::new();
+    for (index, entry) in decoded.into_iter().enumerate() {
+        match entry {
+            Some(Entry::Agent(record)) => records.push(record),
+            Some(Entry::Definition(definition)) => definitions.push(definition),
+            None => {
+                return Err(StoreError::Shape {
+                    path: path.to_path_buf(),
+                    problem: format!(
+                        "record #{index} is not a JSON object; every entry of the store must be an agent record"
+                    ),
+                })
+            }
+        }
+    }
+    Ok((records, definitions))
 }
 
 /// The fields of a record the tool reads.
@@ -289,6 +370,7 @@ enum Field {
     PersonaId,
     AgentCommand,
     AuthTag,
+    Slug,
     #[serde(other)]
     Other,
 }
@@ -305,6 +387,7 @@ struct KnownFields<'a> {
     persona_id: Option<&'a RawValue>,
     agent_command: Option<&'a RawValue>,
     auth_tag: Option<&'a RawValue>,
+    slug: Option<&'a RawValue>,
 }
 
 impl<'a> KnownFields<'a> {
@@ -324,6 +407,7 @@ impl<'a> KnownFields<'a> {
                 Field::PersonaId => &mut fields.persona_id,
                 Field::AgentCommand => &mut fields.agent_command,
                 Field::AuthTag => &mut fields.auth_tag,
+                Field::Slug => &mut fields.slug,
                 Field::Other => continue,
             };
             *slot = Some(value);
@@ -356,6 +440,23 @@ fn raw_text(raw: &RawValue) -> Result<Option<String>, &'static str> {
 }
 
 impl KnownFields<'_> {
+    /// A definition record: its `pubkey` is the empty string (Buzz desktop
+    /// 0.4 and later keeps its personas so, `AgentDefinition::into_agent_record`).
+    /// A missing or non-string pubkey is an agent record with a problem.
+    fn is_definition(&self) -> bool {
+        self.pubkey.is_some_and(|raw| raw.get() == "\"\"")
+    }
+
+    /// The definition's slug and avatar (blank when none or not a string).
+    fn into_definition(self, index: usize) -> Definition {
+        let text = |raw: Option<&RawValue>| raw.and_then(|raw| raw_text(raw).ok().flatten());
+        Definition {
+            index,
+            slug: text(self.slug),
+            avatar_url: text(self.avatar_url).unwrap_or_default(),
+        }
+    }
+
     /// Decodes the fields the rules read. A field of the wrong type is noted
     /// (by name, never by value) and read as absent.
     fn into_record(self, index: usize) -> AgentRecord {
@@ -400,6 +501,7 @@ impl KnownFields<'_> {
             pubkey,
             name,
             secret_key,
+            key_origin: crate::core::model::KeyOrigin::Inline,
             relay_url,
             avatar_url,
             persona_id,
@@ -418,31 +520,39 @@ fn records_naming_a_persona<'a>(
     records.filter(|r| r.persona_id.is_some())
 }
 
-/// Reads the persona store at `path` for the agent store's `records`.
+/// The personas the agent store's `records` resolve their `persona_id`
+/// against: its own definition records (`definitions`, Buzz desktop 0.4
+/// and later), over the persona store at `path` (`personas.json`, the June
+/// 2026 format) when that file is there.
 ///
 /// A persona store set in config.toml (`configured`) must be there. One
-/// looked for beside the agent store may be missing only while no record
-/// names a persona (then there are no personas); when a record names one,
-/// its absence is [`StoreError::PersonasNeeded`]. A persona store that is
-/// there but unreadable or broken is always an error.
+/// looked for beside the agent store may be missing when the agent store
+/// holds definitions (the app folded `personas.json` into it) or while no
+/// record names a persona; else its absence is
+/// [`StoreError::PersonasNeeded`]. A persona store that is there but
+/// unreadable or broken is always an error. `personas.json.bak`, the app's
+/// stale copy, is never read.
 pub fn read_persona_store(
     path: &Path,
     configured: bool,
-    records: &[StoredRecord],
+    store: &AgentStore,
 ) -> Result<BTreeMap<String, String>, StoreError> {
     persona_store_from(
         path,
         configured,
-        records.iter().map(|r| &r.record),
+        store.definition_personas(),
+        store.records.iter().map(|r| &r.record),
         read_personas(path),
     )
 }
 
-/// [`read_persona_store`] given what reading (and parsing) the persona store
-/// at `path` gave: decides whether a missing one is allowed for `records`.
+/// [`read_persona_store`] given the definitions' personas and what reading
+/// (and parsing) the persona store at `path` gave: decides whether a missing
+/// one is allowed for `records`, and lays the definitions over the file's.
 pub(crate) fn persona_store_from<'a>(
     path: &Path,
     configured: bool,
+    definitions: BTreeMap<String, String>,
     records: impl Iterator<Item = &'a AgentRecord>,
     read: Result<BTreeMap<String, String>, StoreError>,
 ) -> Result<BTreeMap<String, String>, StoreError> {
@@ -450,6 +560,9 @@ pub(crate) fn persona_store_from<'a>(
         Err(StoreError::Unreadable { source, .. })
             if !configured && source.kind() == std::io::ErrorKind::NotFound =>
         {
+            if !definitions.is_empty() {
+                return Ok(definitions);
+            }
             let naming: Vec<&AgentRecord> = records_naming_a_persona(records).collect();
             match naming.first() {
                 None => Ok(BTreeMap::new()),
@@ -463,7 +576,11 @@ pub(crate) fn persona_store_from<'a>(
                 }),
             }
         }
-        other => other,
+        Ok(mut personas) => {
+            personas.extend(definitions);
+            Ok(personas)
+        }
+        Err(err) => Err(err),
     }
 }
 
@@ -513,6 +630,65 @@ mod tests {
 
     fn parse(text: &str) -> Result<AgentStore, StoreError> {
         parse_agent_store(Path::new("agents.json"), text.to_string())
+    }
+
+    #[test]
+    fn definition_records_are_no_agents_and_give_the_personas() {
+        let text = r#"[
+  {"pubkey": "", "slug": "builtin:fizz", "name": "Fizz", "avatar_url": "data:image/png;base64,AA=="},
+  {"pubkey": "aa", "name": "Fizz", "persona_id": "builtin:fizz"},
+  {"pubkey": "", "slug": "persona-research", "avatar_url": null},
+  {"pubkey": "", "name": "no slug"},
+  {"name": "no pubkey at all"},
+  {"pubkey": "", "slug": "builtin:fizz", "avatar_url": "https://second.example/x.png"}
+]"#;
+        let store = parse(text).unwrap();
+        let agents: Vec<usize> = store.records.iter().map(|r| r.record.index).collect();
+        // A record without a pubkey is still an agent record (with a problem).
+        assert_eq!(agents, [1, 4]);
+        let definitions: Vec<usize> = store.definitions.iter().map(|d| d.index).collect();
+        assert_eq!(definitions, [0, 2, 3, 5]);
+        assert_eq!(store.record(4).unwrap().record.name, "no pubkey at all");
+        assert!(
+            store.record(0).is_none(),
+            "a definition is not an agent record"
+        );
+        let personas = store.definition_personas();
+        assert_eq!(personas.len(), 2);
+        // The first definition of a slug wins; a null avatar is blank.
+        assert_eq!(personas["builtin:fizz"], "data:image/png;base64,AA==");
+        assert_eq!(personas["persona-research"], "");
+    }
+
+    #[test]
+    fn a_store_with_definitions_needs_no_persona_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let beside = dir.path().join("personas.json");
+        let today = parse(
+            r#"[{"pubkey":"","slug":"p1","avatar_url":"https://p/1.png"},{"pubkey":"aa","name":"Ada","persona_id":"p1"}]"#,
+        )
+        .unwrap();
+        let personas = read_persona_store(&beside, false, &today).unwrap();
+        assert_eq!(personas["p1"], "https://p/1.png");
+        // The app's stale copy is never read, even when it is the only file.
+        std::fs::write(
+            dir.path().join("personas.json.bak"),
+            "[{\"id\":\"p1\",\"avatar_url\":\"https://old/1.png\"}]",
+        )
+        .unwrap();
+        assert_eq!(
+            read_persona_store(&beside, false, &today).unwrap()["p1"],
+            "https://p/1.png"
+        );
+        // A persona store that is there is read, and the definitions win.
+        std::fs::write(
+            &beside,
+            r#"[{"id":"p1","avatar_url":"https://file/1.png"},{"id":"p2","avatar_url":"https://file/2.png"}]"#,
+        )
+        .unwrap();
+        let both = read_persona_store(&beside, false, &today).unwrap();
+        assert_eq!(both["p1"], "https://p/1.png");
+        assert_eq!(both["p2"], "https://file/2.png");
     }
 
     #[test]
@@ -645,17 +821,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let beside = dir.path().join("personas.json");
         let plain = parse(r#"[{"pubkey":"a","persona_id":null},{"pubkey":"b"}]"#).unwrap();
-        assert!(read_persona_store(&beside, false, &plain.records)
+        assert!(read_persona_store(&beside, false, &plain)
             .unwrap()
             .is_empty());
-        let err = read_persona_store(&beside, true, &plain.records).unwrap_err();
+        let err = read_persona_store(&beside, true, &plain).unwrap_err();
         assert!(matches!(err, StoreError::Unreadable { .. }), "{err}");
 
         let naming = parse(
             r#"[{"pubkey":"a","name":"Ada","persona_id":null},{"pubkey":"b","name":"Bee","persona_id":"builtin:fizz"}]"#,
         )
         .unwrap();
-        let message = read_persona_store(&beside, false, &naming.records)
+        let message = read_persona_store(&beside, false, &naming)
             .unwrap_err()
             .to_string();
         assert!(
@@ -674,11 +850,11 @@ mod tests {
             r#"[{"id":"builtin:fizz","avatar_url":"data:image/png;base64,AA=="}]"#,
         )
         .unwrap();
-        let personas = read_persona_store(&beside, false, &naming.records).unwrap();
+        let personas = read_persona_store(&beside, false, &naming).unwrap();
         assert_eq!(personas["builtin:fizz"], "data:image/png;base64,AA==");
         // A persona store that is there but broken is an error either way.
         std::fs::write(&beside, "{").unwrap();
-        assert!(read_persona_store(&beside, false, &plain.records).is_err());
+        assert!(read_persona_store(&beside, false, &plain).is_err());
     }
 
     #[test]

@@ -134,8 +134,7 @@ pub fn edit_text(store: &AgentStore, edits: &HashMap<usize, String>) -> Result<S
     let mut splices: Vec<(usize, usize, String)> = Vec::with_capacity(edits.len());
     for (index, url) in edits {
         let record = store
-            .records
-            .get(*index)
+            .record(*index)
             .ok_or_else(|| format!("record #{index} is not in the store"))?;
         let span = &record.span;
         let fields = field_spans(text, span.start, span.end)
@@ -282,7 +281,13 @@ pub fn write_avatars(
         let mut written = Vec::new();
         for edit in edits {
             let found = copies.find(&edit.pubkey);
-            let current = found.map(|i| &store.records[i].record.avatar_url);
+            let current = found.map(|i| {
+                &store
+                    .record(i)
+                    .expect("PubkeyCopies names the store's own records")
+                    .record
+                    .avatar_url
+            });
             if let (EditDecision::Write, InStore::One(i)) = (decide(edit, current), found) {
                 chosen.insert(i, edit.avatar_url.clone());
                 written.push(edit.pubkey.clone());
@@ -397,6 +402,23 @@ mod tests {
             edited(text, &[(0, "u\"1"), (1, "u2")]),
             "[{\"pubkey\":\"a\",\"avatar_url\":\"u\\\"1\",\"z\":1},{\"pubkey\":\"b\",\"avatar_url\":\"u2\"}]"
         );
+    }
+
+    #[test]
+    fn definition_records_are_kept_byte_for_byte_around_an_edit() {
+        let definition = "{\"pubkey\": \"\", \"slug\": \"p1\", \"avatar_url\": null, \"z\": [1]}";
+        let text = format!("[{definition},{{\"pubkey\":\"a\",\"avatar_url\":null}},{definition}]");
+        let store = parse_agent_store(Path::new("s.json"), text.clone()).unwrap();
+        // The agent record is the file's record #1.
+        let edits = HashMap::from([(1, "https://p/1.png".to_string())]);
+        let new_text = edit_text(&store, &edits).unwrap();
+        assert_eq!(
+            new_text,
+            format!("[{definition},{{\"pubkey\":\"a\",\"avatar_url\":\"https://p/1.png\"}},{definition}]")
+        );
+        // A definition's position is no agent record to edit.
+        let at_definition = HashMap::from([(0, "https://x".to_string())]);
+        assert!(edit_text(&store, &at_definition).is_err());
     }
 
     #[test]

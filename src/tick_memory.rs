@@ -93,6 +93,8 @@ struct RememberedAgents {
     records: Option<Vec<AgentRecord>>,
     /// How many records the parse gave.
     count: usize,
+    /// The personas of the parse's definition records.
+    definitions: BTreeMap<String, String>,
     /// The read last prepared for these records.
     read: Option<RememberedRead>,
     /// What the last plan of these records found unchanged.
@@ -120,6 +122,9 @@ struct RememberedRead {
     prep: ReadPrep,
 }
 
+/// The agent store's digest, its records and its definitions' personas.
+type AgentRecords = (String, Vec<AgentRecord>, BTreeMap<String, String>);
+
 #[derive(Debug)]
 struct RememberedPersonas {
     path: PathBuf,
@@ -133,8 +138,12 @@ impl TickMemory {
     /// changed since the last call.
     pub(crate) fn read_stores(&mut self, config: &Config) -> anyhow::Result<StoresRead> {
         check_app_store(config)?;
-        let (digest, records) = self.agent_records(&config.agents)?;
-        let personas = self.personas(config, &records)?;
+        let (digest, mut records, definitions) = self.agent_records(&config.agents)?;
+        let personas = self.personas(config, definitions, &records)?;
+        // The keyring is read again each tick (when a record needs it), so
+        // a key the app moved there since is found.
+        config.keys.forget();
+        config.keys.attach(&mut records);
         Ok(StoresRead {
             path: config.agents.clone(),
             digest,
@@ -146,7 +155,7 @@ impl TickMemory {
     /// The agent store's digest and records, from memory when its bytes did
     /// not change. A new parse replaces the memory and cuts the known key
     /// derivations down to the keys it holds.
-    fn agent_records(&mut self, path: &Path) -> Result<(String, Vec<AgentRecord>), StoreError> {
+    fn agent_records(&mut self, path: &Path) -> Result<AgentRecords, StoreError> {
         let read = self.read_agent_records(path);
         if read.is_err() {
             // No store now: nothing of the last one is kept.
@@ -156,10 +165,7 @@ impl TickMemory {
         read
     }
 
-    fn read_agent_records(
-        &mut self,
-        path: &Path,
-    ) -> Result<(String, Vec<AgentRecord>), StoreError> {
+    fn read_agent_records(&mut self, path: &Path) -> Result<AgentRecords, StoreError> {
         // The remembered parse, when these are still its bytes: hashed as
         // they are read, a piece at a time, so an unchanged store is never
         // held in memory whole.
@@ -174,7 +180,7 @@ impl TickMemory {
                     tracing::debug!(
                         "the agent store did not change since the last tick: not parsed again"
                     );
-                    return Ok((known.digest.clone(), records));
+                    return Ok((known.digest.clone(), records, known.definitions.clone()));
                 }
             }
         }
@@ -184,6 +190,7 @@ impl TickMemory {
         let text = utf8_text(AGENT_STORE, path, bytes)?;
         let store = parse_agent_store(path, text)?;
         let digest = store.digest;
+        let definitions = crate::store::definition_personas(&store.definitions);
         self.counts.agents_parsed += 1;
         let records: Vec<AgentRecord> = store.records.into_iter().map(|r| r.record).collect();
         let used: HashSet<KeyHash> = records.iter().filter_map(KeyHash::of_record).collect();
@@ -194,10 +201,11 @@ impl TickMemory {
             digest: digest.clone(),
             records: None,
             count: records.len(),
+            definitions: definitions.clone(),
             read: None,
             decisions: None,
         });
-        Ok((digest, records))
+        Ok((digest, records, definitions))
     }
 
     /// The personas, as [`crate::store::read_persona_store`] gives them,
@@ -205,6 +213,7 @@ impl TickMemory {
     fn personas(
         &mut self,
         config: &Config,
+        definitions: BTreeMap<String, String>,
         records: &[AgentRecord],
     ) -> Result<BTreeMap<String, String>, StoreError> {
         let path = &config.personas;
@@ -232,7 +241,13 @@ impl TickMemory {
         if read.is_err() {
             self.personas = None;
         }
-        persona_store_from(path, config.personas_configured, records.iter(), read)
+        persona_store_from(
+            path,
+            config.personas_configured,
+            definitions,
+            records.iter(),
+            read,
+        )
     }
 
     /// The remembered parse's records (the ones the tick's plan was just

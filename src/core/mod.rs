@@ -9,6 +9,7 @@ pub mod apply;
 pub mod avatar;
 pub mod content;
 pub mod json;
+pub mod keys;
 pub mod known_keys;
 pub mod model;
 pub mod nip_oa;

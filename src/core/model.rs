@@ -75,6 +75,32 @@ impl AvatarField {
     }
 }
 
+/// Where an agent's key was found. Buzz desktop 0.4 and later keeps agent
+/// keys in one OS keyring entry (`agent:<pubkey>` inside it) and falls back
+/// to the record's inline `private_key_nsec` when no keyring was reachable;
+/// a store may mix both.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum KeyOrigin {
+    /// The record's own `private_key_nsec` (or no key, when the keyring was
+    /// not consulted: every record of the store had its key inline).
+    #[default]
+    Inline,
+    /// The keyring entry held `agent:<pubkey>`.
+    Keyring {
+        /// The entry (such as `buzz-desktop/secrets`).
+        entry: String,
+        /// The record's own key, kept aside (a later read of the keyring
+        /// may no longer hold the agent's key).
+        inline: Option<SecretText>,
+    },
+    /// Neither the keyring entry named here nor the record holds a key.
+    Nowhere(String),
+    /// The record has no key of its own and the keyring entry could not be
+    /// read: the key may be there. The text names the entry and the
+    /// backend's error.
+    KeyringUnreadable(String),
+}
+
 /// One agent record of the store, reduced to the fields the tool reads.
 ///
 /// The store module keeps the record's full JSON separately; this view is what
@@ -89,8 +115,12 @@ pub struct AgentRecord {
     pub pubkey: String,
     /// `name` as written; empty when absent or not a string.
     pub name: String,
-    /// `private_key_nsec`, when it is a string.
+    /// The agent's key text: from the OS keyring's entry for this pubkey
+    /// when it holds one, else the record's `private_key_nsec` when that is
+    /// a string (see [`KeyOrigin`]).
     pub secret_key: Option<SecretText>,
+    /// Where `secret_key` came from, or why there is none.
+    pub key_origin: KeyOrigin,
     /// `relay_url` as written; empty when absent or not a string.
     pub relay_url: String,
     /// `avatar_url`: absent, null or a string.
@@ -209,6 +239,7 @@ mod tests {
             pubkey: "a".repeat(64),
             name: "Ada".into(),
             secret_key: Some(SecretText::new("nsec1secretsecret")),
+            key_origin: KeyOrigin::Inline,
             relay_url: "wss://r".into(),
             avatar_url: AvatarField::Absent,
             persona_id: None,

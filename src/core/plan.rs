@@ -89,6 +89,9 @@ pub enum SkipReason {
     InvalidKey,
     /// A5: the key parses but belongs to another pubkey.
     KeyMismatch,
+    /// A5: the record has no key of its own and the OS keyring, where the
+    /// app keeps agent keys, could not be read (the plan is incomplete).
+    KeyUnavailable,
     /// B3 and C5: the relay could not be read.
     RelayUnreachable,
     /// B3 and C5, when the relay could not be read because it demands
@@ -103,8 +106,14 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
-    /// True for the reasons that leave an agent's relay state unknown (the
-    /// plan is then incomplete).
+    /// True for the reasons that leave an agent's outcome undecided for want
+    /// of something that could not be read (a relay, the OS keyring): the
+    /// plan is then incomplete.
+    pub fn leaves_plan_incomplete(self) -> bool {
+        self.is_relay_unknown() || self == SkipReason::KeyUnavailable
+    }
+
+    /// True for the reasons that leave an agent's relay state unknown.
     pub fn is_relay_unknown(self) -> bool {
         matches!(
             self,
@@ -113,12 +122,13 @@ impl SkipReason {
     }
 
     /// Every reason, in the order renderings group them.
-    pub const ALL: [SkipReason; 10] = [
+    pub const ALL: [SkipReason; 11] = [
         SkipReason::InvalidRecord,
         SkipReason::DuplicateRecord,
         SkipReason::InvalidRelayUrl,
         SkipReason::InvalidKey,
         SkipReason::KeyMismatch,
+        SkipReason::KeyUnavailable,
         SkipReason::RelayUnreachable,
         SkipReason::RelayAuthRefused,
         SkipReason::NoAvatar,
@@ -134,6 +144,7 @@ impl SkipReason {
             SkipReason::InvalidRelayUrl => "invalid_relay_url",
             SkipReason::InvalidKey => "invalid_key",
             SkipReason::KeyMismatch => "key_mismatch",
+            SkipReason::KeyUnavailable => "key_unavailable",
             SkipReason::RelayUnreachable => "relay_unreachable",
             SkipReason::RelayAuthRefused => "relay_auth_refused",
             SkipReason::NoAvatar => "no_avatar",

@@ -183,6 +183,7 @@ fn build(index: usize, spec: &AgentSpec) -> AgentSnapshot {
                     agent_keys.secret_key().to_bech32().unwrap(),
                 )),
             },
+            key_origin: Default::default(),
             relay_url,
             avatar_url,
             persona_id: match spec.persona {

@@ -15,7 +15,9 @@ use nostr::{Keys, RelayUrl, SecretKey};
 
 use super::content::{merge_content, ProfileContent};
 use super::known_keys::{KeyHash, KnownKeys};
-use super::model::{AgentRecord, AgentSnapshot, PlanMode, Policy, RelayObservation, Snapshot};
+use super::model::{
+    AgentRecord, AgentSnapshot, KeyOrigin, PlanMode, Policy, RelayObservation, Snapshot,
+};
 use super::nip_oa;
 use super::plan::{
     Action, AuthTagSource, AvatarSource, BackfillAvatar, EventAfter, EventBefore, Plan,
@@ -468,7 +470,7 @@ fn plan_with(
             Decision::Actions(actions) => result.actions.extend(actions),
             Decision::Skip(reason, detail) => {
                 // A decision was left open for want of the relay's state.
-                if reason.is_relay_unknown() {
+                if reason.leaves_plan_incomplete() {
                     result.complete = false;
                 }
                 result.skipped.push(Skip {
@@ -736,7 +738,7 @@ pub fn reaches_key_check(
 /// record has no key, or one that does not parse (the planner says why).
 pub fn derive_key(record: &AgentRecord) -> Option<(KeyHash, [u8; 32])> {
     let text = secret_text(record).ok()?;
-    let keys = parse_agent_key(text).ok()?;
+    let keys = parse_agent_key(record, text).ok()?;
     Some((KeyHash::of(text), keys.public_key().to_bytes()))
 }
 
@@ -824,7 +826,7 @@ fn choose_backfill(
 /// Rule A5: the record's key parses and is the key of its pubkey. Returns the
 /// agent's keys (for signing at apply time), or the skip reason and why.
 pub fn agent_keys(record: &AgentRecord) -> Result<Keys, (SkipReason, String)> {
-    let keys = parse_agent_key(secret_text(record)?)?;
+    let keys = parse_agent_key(record, secret_text(record)?)?;
     let derived = keys.public_key();
     check_derived(record, &derived.to_bytes())?;
     Ok(keys)
@@ -845,7 +847,7 @@ pub fn check_agent_key(
     let derived = match known.get(&hash) {
         Some(derived) => *derived,
         None => {
-            let derived = parse_agent_key(text)?.public_key().to_bytes();
+            let derived = parse_agent_key(record, text)?.public_key().to_bytes();
             learned.push((hash, derived));
             derived
         }
@@ -853,27 +855,59 @@ pub fn check_agent_key(
     check_derived(record, &derived)
 }
 
-/// The record's key text (trimmed), or rule A5's skip for a missing key.
+/// The record's key text (trimmed), or rule A5's skip for a missing key:
+/// `invalid_key` when it is in neither the keyring entry nor the record,
+/// `key_unavailable` when the keyring could not be read (the key may be
+/// there; the plan is then incomplete).
 fn secret_text(record: &AgentRecord) -> Result<&str, (SkipReason, String)> {
-    record
+    if let Some(text) = record
         .secret_key
         .as_ref()
         .map(|s| s.expose().trim())
         .filter(|text| !text.is_empty())
-        .ok_or_else(|| {
-            (
-                SkipReason::InvalidKey,
-                "private_key_nsec is missing; the agent's own key is needed to sign".to_string(),
-            )
-        })
+    {
+        return Ok(text);
+    }
+    Err(match &record.key_origin {
+        KeyOrigin::KeyringUnreadable(why) => (
+            SkipReason::KeyUnavailable,
+            format!(
+                "the agent's key is not in the record and the OS keyring could not be read \
+                 ({why}); unlock the keyring or run where it is reachable"
+            ),
+        ),
+        KeyOrigin::Nowhere(entry) => (
+            SkipReason::InvalidKey,
+            format!(
+                "no key: the keyring entry {entry} has no agent:{} and the record has no \
+                 private_key_nsec; the agent's own key is needed to sign",
+                short_pubkey(&record.pubkey)
+            ),
+        ),
+        KeyOrigin::Inline | KeyOrigin::Keyring { .. } => (
+            SkipReason::InvalidKey,
+            "private_key_nsec is missing; the agent's own key is needed to sign".to_string(),
+        ),
+    })
+}
+
+/// Where the record's key was found, as messages name it.
+fn key_place(record: &AgentRecord) -> Cow<'static, str> {
+    match &record.key_origin {
+        KeyOrigin::Keyring { entry, .. } => Cow::Owned(format!(
+            "the key under agent:{} in the keyring entry {entry}",
+            short_pubkey(&record.pubkey)
+        )),
+        _ => Cow::Borrowed("private_key_nsec"),
+    }
 }
 
 /// The keys of a key text, or rule A5's skip for one that does not parse.
-fn parse_agent_key(text: &str) -> Result<Keys, (SkipReason, String)> {
+fn parse_agent_key(record: &AgentRecord, text: &str) -> Result<Keys, (SkipReason, String)> {
     SecretKey::from_bech32(text).map(Keys::new).map_err(|_| {
         (
             SkipReason::InvalidKey,
-            "private_key_nsec does not parse as a bech32 nsec key".to_string(),
+            format!("{} does not parse as a bech32 nsec key", key_place(record)),
         )
     })
 }
@@ -886,7 +920,8 @@ fn check_derived(record: &AgentRecord, derived: &[u8; 32]) -> Result<(), (SkipRe
         return Err((
             SkipReason::KeyMismatch,
             format!(
-                "private_key_nsec is the key of {}, not of this pubkey; fix the record",
+                "{} is the key of {}, not of this pubkey; fix the record",
+                key_place(record),
                 short_pubkey(&derived)
             ),
         ));

@@ -31,6 +31,7 @@ fn record(n: u8, name: &str) -> AgentRecord {
         pubkey: keys.public_key().to_hex(),
         name: name.to_string(),
         secret_key: Some(SecretText::new(keys.secret_key().to_bech32().unwrap())),
+        key_origin: Default::default(),
         relay_url: RELAY.to_string(),
         avatar_url: AvatarField::Text(format!("https://img/{n}.png")),
         persona_id: None,
@@ -330,6 +331,7 @@ fn plan_remembering_keys_on_planner_threads_gives_the_plan_and_learns_each_key_o
                 index: i,
                 pubkey: secrets[i].public_key().to_hex(),
                 secret_key: Some(SecretText::new(key.secret_key().to_bech32().unwrap())),
+                key_origin: Default::default(),
                 ..record(1, &format!("agent {i}"))
             };
             (rec, RelayObservation::NoProfile)
@@ -969,6 +971,7 @@ fn an_agent_an_earlier_plan_found_unchanged_is_taken_as_unchanged_without_a_deci
                 index: i,
                 pubkey: own.public_key().to_hex(),
                 secret_key: Some(SecretText::new(own.secret_key().to_bech32().unwrap())),
+                key_origin: Default::default(),
                 ..record(1, "Ada")
             };
             let observation = if i == 0 || i == n - 1 {

@@ -150,6 +150,7 @@ mod tests {
             secret_key: Some(SecretText::new(
                 keys.secret_key().to_bech32().expect("nsec"),
             )),
+            key_origin: Default::default(),
             relay_url: "ws://127.0.0.1:7777".into(),
             avatar_url: AvatarField::Null,
             persona_id: None,

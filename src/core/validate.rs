@@ -148,6 +148,7 @@ mod tests {
             pubkey: keys.public_key().to_hex(),
             name: format!("agent {n}"),
             secret_key: Some(SecretText::new(keys.secret_key().to_bech32().unwrap())),
+            key_origin: Default::default(),
             relay_url: "wss://relay.example".into(),
             avatar_url: AvatarField::Text("https://a/x.png".into()),
             persona_id: None,

@@ -29,6 +29,7 @@ fn record_for(keys: &Keys, name: &str) -> AgentRecord {
         secret_key: Some(reprofile::core::model::SecretText::new(
             keys.secret_key().to_bech32().unwrap(),
         )),
+        key_origin: Default::default(),
         relay_url: "ws://127.0.0.1:7777".into(),
         avatar_url: AvatarField::Text("https://img/a.png".into()),
         persona_id: None,
