@@ -21,6 +21,7 @@
 
 pub mod buzz;
 pub mod nrs;
+pub mod secret_service;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
