@@ -87,10 +87,10 @@ pub struct PlannedRecords {
 /// bytes it was made from (so the parse is the one a new parse would give),
 /// else a new parse, whose text is dropped at once.
 fn records_now<'p>(
-    path: &Path,
-    keys: &crate::keystore::KeySource,
+    config: &Config,
     planned: Option<&'p PlannedRecords>,
 ) -> Result<std::borrow::Cow<'p, [AgentRecord]>, StoreError> {
+    let path = &config.agents;
     if let Some(planned) = planned {
         if sha256_of_file(AGENT_STORE, path)? == planned.sha256 {
             tracing::debug!("the agent store did not change since the plan: not parsed again");
@@ -99,8 +99,11 @@ fn records_now<'p>(
     }
     let store = read_agent_store(path)?;
     let mut records: Vec<AgentRecord> = store.records.into_iter().map(|s| s.record).collect();
-    keys.attach(&mut records);
-    Ok(std::borrow::Cow::Owned(records))
+    config.keys.attach(&mut records);
+    Ok(std::borrow::Cow::Owned(crate::core::model::on_communities(
+        records,
+        &config.communities,
+    )))
 }
 
 impl ApplyOptions {
@@ -348,10 +351,9 @@ pub async fn apply(
     let vouched_before = opts.checker.vouched();
     let mut records_from_plan = false;
     if !by_relay.is_empty() {
-        let store_records =
-            records_now(&config.agents, &config.keys, opts.planned_records.as_ref())?;
+        let store_records = records_now(config, opts.planned_records.as_ref())?;
         records_from_plan = matches!(store_records, std::borrow::Cow::Borrowed(_));
-        let records = StoreRecords::of(&store_records);
+        let records = StoreRecords::of(&store_records, &config.relay.rewrite);
         let service_keys = read_auth_key(config)?;
         let identities = Arc::new(sign_in_identities(
             config,
@@ -556,21 +558,37 @@ struct RelayContext<'a> {
 struct StoreRecords<'a> {
     records: &'a [AgentRecord],
     copies: PubkeyCopies<'a>,
+    rewrite: &'a BTreeMap<String, String>,
 }
 
 impl<'a> StoreRecords<'a> {
-    /// `records` in store order (each `index` is its position in the file).
-    fn of(records: &'a [AgentRecord]) -> Self {
+    /// `records` in store order (each `index` is its position in the file;
+    /// a record on several community relays is there once per relay, side
+    /// by side), and the URL rewrites that turn their relays into the
+    /// plan's.
+    fn of(records: &'a [AgentRecord], rewrite: &'a BTreeMap<String, String>) -> Self {
         Self {
             records,
             copies: PubkeyCopies::of(records),
+            rewrite,
         }
     }
 
-    /// The record of `pubkey` when exactly one holds it (rule A2).
-    fn find(&self, pubkey: &str) -> InStore<&'a AgentRecord> {
+    /// The record of `pubkey` when exactly one holds it (rule A2), as it
+    /// stands on `relay` (the plan's relay, after rewrite): its entry for
+    /// that community relay, whose URL the sign-in names.
+    fn find(&self, pubkey: &str, relay: &str) -> InStore<&'a AgentRecord> {
         self.copies.find(pubkey).map(|i| {
-            crate::store::record_at(self.records, i, |r| r.index)
+            let start = self.records.partition_point(|r| r.index < i);
+            let entries = self.records[start..]
+                .iter()
+                .take_while(|r| r.index == i)
+                .collect::<Vec<_>>();
+            entries
+                .iter()
+                .find(|r| crate::config::rewrite_relay_url(&r.relay_url, self.rewrite) == relay)
+                .or(entries.first())
+                .copied()
                 .expect("PubkeyCopies names these records' own positions")
         })
     }
@@ -636,7 +654,7 @@ async fn republish_on_relay(
     let steps: Vec<Result<&AgentRecord, (Outcome, Option<String>)>> = actions
         .iter()
         .map(|action| {
-            let record = records.find(&action.agent);
+            let record = records.find(&action.agent, relay);
             let record_now = record.map(|r| RecordNow {
                 name: r.name.clone(),
                 avatar: r.avatar_url.usable().map(str::to_string),

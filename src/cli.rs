@@ -847,6 +847,17 @@ fn validate(args: &ConfigArgs) -> anyhow::Result<Ending> {
             let mut records: Vec<_> = store.records.iter().map(|r| r.record.clone()).collect();
             config.keys.attach(&mut records);
             writeln!(out, "{}", key_line(&config.keys, &records))?;
+            if !config.communities.is_empty() {
+                writeln!(
+                    out,
+                    "ok: [buzz] communities: {} (each agent is reconciled on each; records' relay_url is not used)",
+                    config.communities.join(", ")
+                )?;
+            }
+            // Each record once: on the first community, when there are any
+            // (a record's problems are the same on each).
+            let first_community = &config.communities[..config.communities.len().min(1)];
+            let records = crate::core::model::on_communities(records, first_community);
             let personas = personas.clone().unwrap_or_default();
             for finding in validate_records(&records, &personas, &config.policy, now_secs()) {
                 let label = match finding.severity {

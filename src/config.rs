@@ -109,6 +109,10 @@ pub struct RawBuzz {
     /// `buzz-desktop-dev` (dev builds); by default the one of the app
     /// profile (`[store] app_profile`, `--app-profile`).
     pub keyring_service: Option<String>,
+    /// The community relays the user's agents run on: each agent is
+    /// reconciled on each of them, and its record's `relay_url` is not used.
+    #[serde(default)]
+    pub communities: Vec<String>,
 }
 
 impl Default for RawBuzz {
@@ -116,6 +120,7 @@ impl Default for RawBuzz {
         Self {
             keyring: true,
             keyring_service: None,
+            communities: Vec::new(),
         }
     }
 }
@@ -492,6 +497,10 @@ pub struct Config {
     pub schedule: ScheduleSettings,
     /// Where agent keys that are not in the store are found.
     pub keys: crate::keystore::KeySource,
+    /// `[buzz] communities`: the community relays every agent is reconciled
+    /// on (as written, trimmed, without repeats); empty: each agent's own
+    /// `relay_url`.
+    pub communities: Vec<String>,
 }
 
 impl Config {
@@ -733,6 +742,19 @@ pub fn resolve(
         }
     };
     let keys = crate::keystore::KeySource::new(raw.buzz.keyring.then_some(keyring_service));
+    let mut communities: Vec<String> = Vec::new();
+    for community in &raw.buzz.communities {
+        parse_relay_url(community).map_err(|problem| {
+            value_error(format!(
+                "[buzz] communities: {community:?} is not a community relay ({}); use its ws:// or wss:// URL",
+                problem.to_string().trim_start_matches("relay_url ")
+            ))
+        })?;
+        let community = rewrite_key(community).to_string();
+        if !communities.contains(&community) {
+            communities.push(community);
+        }
+    }
     let personas = match (&raw.store.personas, &store_origin) {
         (Some(personas), _) => absolute(personas),
         (None, StoreOrigin::App(found)) => found.personas.clone(),
@@ -780,6 +802,7 @@ pub fn resolve(
             shutdown_grace: Duration::from_secs(raw.schedule.shutdown_grace_secs),
         },
         keys,
+        communities,
     })
 }
 

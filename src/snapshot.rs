@@ -324,6 +324,9 @@ async fn observe(
         sha256: digest,
         records: stored.len(),
     };
+    // Each agent on each community relay, when config names them (the
+    // summary above counts records, not entries).
+    let stored = crate::core::model::on_communities(stored, &config.communities);
     // What the daemon prepared is for every record.
     let prepared = prepared.filter(|_| selected.is_empty());
     let (records, prep) = if selected.is_empty() {

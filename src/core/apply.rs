@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::model::{AvatarField, RelayObservation};
 use super::nip_oa;
-use super::plan::{BackfillAvatar, Plan, RepublishProfile};
+use super::plan::{Action, BackfillAvatar, Plan, RepublishProfile};
 use super::rules::{next_created_at, profile_matches, InStore};
 
 /// What the world says about one planned action, just before acting.
@@ -439,7 +439,17 @@ pub fn safety_check(
     min_agents: usize,
     force: bool,
 ) -> Result<(), AboveSafetyThreshold> {
-    let republish = plan.summary().republish;
+    // Agents, not actions: on several community relays one agent has a
+    // republish per relay, and the threshold is about how many agents change.
+    let republish = plan
+        .actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::RepublishProfile(r) => Some(r.agent.as_str()),
+            Action::BackfillAvatar(_) => None,
+        })
+        .collect::<std::collections::HashSet<&str>>()
+        .len();
     if force || store_agents < min_agents || store_agents == 0 {
         return Ok(());
     }
@@ -812,10 +822,19 @@ mod tests {
     #[test]
     fn safety_threshold_refuses_mass_republish_unless_forced() {
         let mut plan = Plan::default();
-        for _ in 0..4 {
+        for n in 0..4 {
+            let mut action = republish(None);
+            action.agent = format!("{n:064x}");
             plan.actions
-                .push(crate::core::plan::Action::RepublishProfile(republish(None)));
+                .push(crate::core::plan::Action::RepublishProfile(action));
         }
+        // One agent's republishes on other community relays are still one
+        // agent.
+        let mut elsewhere = republish(None);
+        elsewhere.agent = format!("{:064x}", 0);
+        elsewhere.relay = "wss://other.example".into();
+        plan.actions
+            .push(crate::core::plan::Action::RepublishProfile(elsewhere));
         let refused = safety_check(&plan, 10, 0.3, 10, false).unwrap_err();
         assert_eq!(
             refused,

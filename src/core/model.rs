@@ -187,6 +187,26 @@ pub struct Snapshot {
     pub personas: BTreeMap<String, String>,
 }
 
+/// The records as the planner reconciles them on `communities` (Buzz
+/// desktop 0.4 and later runs every agent on every community relay): each
+/// record once per community, its `relay_url` set to that community's URL,
+/// the copies of one record side by side. With no communities, the records
+/// as they are (each on its own `relay_url`).
+pub fn on_communities(records: Vec<AgentRecord>, communities: &[String]) -> Vec<AgentRecord> {
+    if communities.is_empty() {
+        return records;
+    }
+    let mut entries = Vec::with_capacity(records.len() * communities.len());
+    for record in records {
+        for community in communities {
+            let mut entry = record.clone();
+            entry.relay_url.clone_from(community);
+            entries.push(entry);
+        }
+    }
+    entries
+}
+
 /// Which rules the planner runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PlanMode {

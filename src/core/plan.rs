@@ -89,6 +89,10 @@ pub enum SkipReason {
     InvalidKey,
     /// A5: the key parses but belongs to another pubkey.
     KeyMismatch,
+    /// B2 on several community relays: the record has no avatar and no
+    /// persona avatar, and the relays' pictures differ (the avatar cannot be
+    /// chosen safely).
+    RelaysDisagree,
     /// A5: the record has no key of its own and the OS keyring, where the
     /// app keeps agent keys, could not be read (the plan is incomplete).
     KeyUnavailable,
@@ -122,7 +126,7 @@ impl SkipReason {
     }
 
     /// Every reason, in the order renderings group them.
-    pub const ALL: [SkipReason; 11] = [
+    pub const ALL: [SkipReason; 12] = [
         SkipReason::InvalidRecord,
         SkipReason::DuplicateRecord,
         SkipReason::InvalidRelayUrl,
@@ -132,6 +136,7 @@ impl SkipReason {
         SkipReason::RelayUnreachable,
         SkipReason::RelayAuthRefused,
         SkipReason::NoAvatar,
+        SkipReason::RelaysDisagree,
         SkipReason::ClockSkew,
         SkipReason::AuthTagInvalid,
     ];
@@ -148,6 +153,7 @@ impl SkipReason {
             SkipReason::RelayUnreachable => "relay_unreachable",
             SkipReason::RelayAuthRefused => "relay_auth_refused",
             SkipReason::NoAvatar => "no_avatar",
+            SkipReason::RelaysDisagree => "relays_disagree",
             SkipReason::ClockSkew => "clock_skew",
             SkipReason::AuthTagInvalid => "auth_tag_invalid",
         }
@@ -314,9 +320,16 @@ impl Action {
         }
     }
 
-    /// A stable id, unique within a plan: the type and the agent.
+    /// A stable id, unique within a plan: the type and the agent, and for a
+    /// republish the relay (an agent on several community relays has one
+    /// republish per relay).
     pub fn id(&self) -> String {
-        format!("{}:{}", self.type_name(), self.agent())
+        match self {
+            Action::BackfillAvatar(b) => format!("{}:{}", self.type_name(), b.agent),
+            Action::RepublishProfile(r) => {
+                format!("{}:{}@{}", self.type_name(), r.agent, r.relay)
+            }
+        }
     }
 }
 
@@ -349,7 +362,8 @@ pub struct Plan {
     pub unchanged: Vec<String>,
     /// False when any agent's relay could not be read.
     pub complete: bool,
-    /// How many records the store holds.
+    /// How many agent records were planned (an agent on several community
+    /// relays counts once).
     pub agents: usize,
 }
 

@@ -176,7 +176,13 @@ impl<'a> PubkeyCopies<'a> {
         for record in records {
             positions
                 .entry(record.pubkey.as_str())
-                .and_modify(|known| known.push(record.index))
+                .and_modify(|known| {
+                    // One record reconciled on several community relays is
+                    // one record (its entries are adjacent), not copies.
+                    if known.as_slice().last() != Some(&record.index) {
+                        known.push(record.index)
+                    }
+                })
                 .or_insert(Positions::One([record.index]));
         }
         for known in positions.values_mut() {
@@ -291,7 +297,16 @@ pub fn record_problems(
     }
     if let Err(problem) = parse_relay_url(&record.relay_url) {
         if !wrong_type("relay_url") {
-            problems.push((SkipReason::InvalidRelayUrl, problem.to_string()));
+            let detail = match problem {
+                // Buzz desktop 0.4 and later leaves it empty: its agents run
+                // on every community relay, which only config can name.
+                RelayUrlError::Empty => "relay_url is empty (Buzz desktop runs its agents on \
+                    every community relay); set [buzz] communities in config.toml to the \
+                    community relays"
+                    .to_string(),
+                other => other.to_string(),
+            };
+            problems.push((SkipReason::InvalidRelayUrl, detail));
         }
     }
     problems
@@ -451,9 +466,19 @@ fn plan_with(
     // unchanged as before).
     let copies = OnceLock::new();
     let (outcomes, learned) = decide_all(snapshot, policy, now, &copies, known, unchanged_before);
+    // Agents, not entries: an agent on several community relays is one.
+    let agents = 1 + snapshot
+        .agents
+        .windows(2)
+        .filter(|pair| pair[0].record.index != pair[1].record.index)
+        .count();
     let mut result = Plan {
         complete: true,
-        agents: snapshot.agents.len(),
+        agents: if snapshot.agents.is_empty() {
+            0
+        } else {
+            agents
+        },
         ..Plan::default()
     };
     let mut unchanged = Vec::with_capacity(snapshot.agents.len());
@@ -517,6 +542,8 @@ fn decide_all<'a>(
 ) -> (Vec<Decision>, Vec<(KeyHash, [u8; 32])>) {
     let agents = &snapshot.agents;
     let threads = policy.threads.max(1);
+    let shared = shared_backfills(snapshot, policy);
+    let shared = &shared;
     // The agents from `first` on.
     let decide_part = |first: usize, part: &[AgentSnapshot]| {
         let mut learned = Vec::new();
@@ -530,7 +557,26 @@ fn decide_all<'a>(
                     let copies = copies.get_or_init(|| {
                         PubkeyCopies::of(snapshot.agents.iter().map(|agent| &agent.record))
                     });
-                    decide(a, snapshot, policy, now, copies, known, &mut learned)
+                    let shared = shared.get(&a.record.index).filter(|_| {
+                        is_pubkey_hex(&a.record.pubkey) && copies.count(&a.record.pubkey) == 1
+                    });
+                    let backfill = match shared {
+                        None => Backfill::Own,
+                        Some(shared) => Backfill::Shared {
+                            choice: &shared.choice,
+                            emit: shared.first == first + i,
+                        },
+                    };
+                    decide(
+                        a,
+                        snapshot,
+                        policy,
+                        now,
+                        copies,
+                        known,
+                        backfill,
+                        &mut learned,
+                    )
                 }
             })
             .collect();
@@ -558,6 +604,7 @@ fn decide_all<'a>(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn decide(
     agent: &AgentSnapshot,
     snapshot: &Snapshot,
@@ -565,6 +612,7 @@ fn decide(
     now: u64,
     copies: &PubkeyCopies<'_>,
     known: Option<&KnownKeys>,
+    backfill: Backfill<'_>,
     learned: &mut Vec<(KeyHash, [u8; 32])>,
 ) -> Decision {
     let record = &agent.record;
@@ -580,7 +628,7 @@ fn decide(
         mut actions,
         expected,
         reasons,
-    } = match before_key(record, relay, &state, &snapshot.personas, policy) {
+    } = match before_key(record, relay, &state, &snapshot.personas, policy, backfill) {
         Ok(republish) => republish,
         Err(decision) => return decision,
     };
@@ -666,6 +714,32 @@ struct BeforeKey {
     reasons: Vec<RepublishReason>,
 }
 
+/// How rule B2 is decided for one entry of the snapshot.
+#[derive(Clone, Copy)]
+enum Backfill<'a> {
+    /// From this entry's relay alone (an agent on one relay).
+    Own,
+    /// Once for an agent on several community relays, from all of them;
+    /// the backfill action goes with the agent's first entry only.
+    Shared {
+        /// The choice.
+        choice: &'a Chosen,
+        /// True for the entry that carries the backfill action.
+        emit: bool,
+    },
+}
+
+/// Rule B2's outcome: the source and avatar, or the skip and why.
+type Chosen = Result<(AvatarSource, String), (SkipReason, String)>;
+
+/// Rule B2 of a record on several relays, decided once for all of them.
+struct SharedBackfill {
+    /// The snapshot position of the record's first entry.
+    first: usize,
+    /// The choice.
+    choice: Chosen,
+}
+
 /// Steps B and C of an agent that passed rule A1 to A4: the decision when
 /// they end it, else what a republish starts from. `relay` is for messages.
 fn before_key(
@@ -674,25 +748,34 @@ fn before_key(
     state: &ProfileState<'_>,
     personas: &BTreeMap<String, String>,
     policy: &Policy,
+    backfill: Backfill<'_>,
 ) -> Result<BeforeKey, Decision> {
     // B. Expected avatar.
     let mut actions = Vec::new();
     let expected = match record.avatar_url.usable() {
         Some(avatar) => avatar.to_string(),
-        None => match choose_backfill(record, state, personas, policy) {
-            Ok((source, avatar)) => {
-                actions.push(Action::BackfillAvatar(BackfillAvatar {
-                    agent: record.pubkey.clone(),
-                    name: record.name.clone(),
-                    index: record.index,
-                    source,
-                    avatar_url: avatar.clone(),
-                    before: record.avatar_url.clone(),
-                }));
-                avatar
+        None => {
+            let (chosen, emit) = match backfill {
+                Backfill::Own => (choose_backfill(record, state, personas, policy), true),
+                Backfill::Shared { choice, emit } => (choice.clone(), emit),
+            };
+            match chosen {
+                Ok((source, avatar)) => {
+                    if emit {
+                        actions.push(Action::BackfillAvatar(BackfillAvatar {
+                            agent: record.pubkey.clone(),
+                            name: record.name.clone(),
+                            index: record.index,
+                            source,
+                            avatar_url: avatar.clone(),
+                            before: record.avatar_url.clone(),
+                        }));
+                    }
+                    avatar
+                }
+                Err((reason, detail)) => return Err(Decision::Skip(reason, detail)),
             }
-            Err((reason, detail)) => return Err(Decision::Skip(reason, detail)),
-        },
+        }
     };
 
     if policy.mode == PlanMode::BackfillOnly {
@@ -730,7 +813,7 @@ pub fn reaches_key_check(
     policy: &Policy,
 ) -> bool {
     let state = ProfileState::classify(observation);
-    before_key(record, "", &state, personas, policy).is_ok()
+    before_key(record, "", &state, personas, policy, Backfill::Own).is_ok()
 }
 
 /// Rule A5's derivation for `record`, as the planner remembers it: the hash
@@ -777,6 +860,112 @@ pub fn avatar_choice<'a>(
                 .command_avatars
                 .lookup(record.agent_command.as_deref().unwrap_or_default()),
         },
+    }
+}
+
+/// Rule B2 for every record without a usable avatar that the snapshot holds
+/// on several relays (one entry per community relay), by record position:
+/// the persona's avatar wins; else a picture the relays agree on; relays
+/// whose pictures differ are a skip that names them; any relay that could
+/// not be read is rule B3's skip (on every relay: a skip means no action at
+/// all); else the command's default avatar, else B4. Records on one relay
+/// are decided entry by entry, as before.
+fn shared_backfills(snapshot: &Snapshot, policy: &Policy) -> HashMap<usize, SharedBackfill> {
+    let mut shared = HashMap::new();
+    let agents = &snapshot.agents;
+    let mut start = 0;
+    while start < agents.len() {
+        let index = agents[start].record.index;
+        let end = start
+            + agents[start..]
+                .iter()
+                .take_while(|a| a.record.index == index)
+                .count();
+        let entries = &agents[start..end];
+        if entries.len() > 1 && entries[0].record.avatar_url.usable().is_none() {
+            shared.insert(
+                index,
+                SharedBackfill {
+                    first: start,
+                    choice: choose_shared_backfill(entries, &snapshot.personas, policy),
+                },
+            );
+        }
+        start = end;
+    }
+    shared
+}
+
+/// [`shared_backfills`]'s choice for one record's entries.
+fn choose_shared_backfill(
+    entries: &[AgentSnapshot],
+    personas: &BTreeMap<String, String>,
+    policy: &Policy,
+) -> Chosen {
+    let record = &entries[0].record;
+    let relay_of = |entry: &AgentSnapshot| {
+        entry
+            .relay
+            .clone()
+            .unwrap_or_else(|| entry.record.relay_url.clone())
+    };
+    let command_avatar = match avatar_choice(record, personas, policy) {
+        AvatarChoice::Persona(avatar) => return Ok((AvatarSource::Persona, avatar.to_string())),
+        AvatarChoice::RelayFirst { command_avatar } => command_avatar,
+    };
+    let mut pictures: Vec<(String, String)> = Vec::new();
+    for entry in entries {
+        match ProfileState::classify(&entry.observation) {
+            ProfileState::Unknown { reason, skip } => {
+                return Err((
+                    skip,
+                    format!(
+                        "{} without a persona avatar, and its community relay {} could not be \
+                         read ({reason}); the avatar cannot be chosen safely",
+                        record.avatar_url.record_phrase(),
+                        relay_of(entry)
+                    ),
+                ))
+            }
+            ProfileState::Present { content, .. } => {
+                if let Some(picture) = content.get_str("picture").filter(|p| !p.trim().is_empty()) {
+                    pictures.push((relay_of(entry), picture));
+                }
+            }
+            ProfileState::Missing | ProfileState::Malformed { .. } => {}
+        }
+    }
+    if let Some((_, picture)) = pictures.first() {
+        if pictures.iter().all(|(_, other)| other == picture) {
+            return Ok((AvatarSource::Relay, picture.clone()));
+        }
+        let named: Vec<String> = pictures
+            .iter()
+            .map(|(relay, picture)| {
+                format!("{relay} has {:?}", escape_controls(picture, false).as_ref())
+            })
+            .collect();
+        return Err((
+            SkipReason::RelaysDisagree,
+            format!(
+                "{} without a persona avatar, and its community relays show different pictures \
+                 ({}); set avatar_url to the right one",
+                record.avatar_url.record_phrase(),
+                named.join(", ")
+            ),
+        ));
+    }
+    match command_avatar {
+        Some(avatar) => Ok((AvatarSource::Command, avatar.to_string())),
+        None => Err((
+            SkipReason::NoAvatar,
+            format!(
+                "{}: no persona avatar, no picture on any community relay, and no default \
+                 avatar for command `{}`; set avatar_url or add the command under [avatars]",
+                record.avatar_url.record_phrase(),
+                record.agent_command.as_deref().unwrap_or_default()
+            ),
+        )),
     }
 }
 

@@ -1008,3 +1008,140 @@ fn an_agent_an_earlier_plan_found_unchanged_is_taken_as_unchanged_without_a_deci
     assert_eq!(short.plan, first.plan);
     assert!(short.learned.is_empty(), "every key was known");
 }
+
+// ---- Buzz desktop 0.4: every agent on every community relay ----
+
+const COMMUNITY_A: &str = "wss://a.buzz.example";
+const COMMUNITY_B: &str = "wss://b.buzz.example";
+
+/// `record` on both communities, each with what that relay holds.
+fn on_both(record: AgentRecord, a: RelayObservation, b: RelayObservation) -> Plan {
+    let entries = crate::core::model::on_communities(
+        vec![record],
+        &[COMMUNITY_A.to_string(), COMMUNITY_B.to_string()],
+    );
+    let agents = entries.into_iter().zip([a, b]).collect();
+    run(agents)
+}
+
+fn republish_relays(plan: &Plan) -> Vec<&str> {
+    plan.actions
+        .iter()
+        .filter_map(Action::as_republish)
+        .map(|r| r.relay.as_str())
+        .collect()
+}
+
+#[test]
+fn communities_one_republish_per_relay_that_needs_it() {
+    let plan = on_both(
+        record(1, "Ada"),
+        profile("Ada", "https://img/1.png"),
+        RelayObservation::NoProfile,
+    );
+    // Right on A, missing on B: one republish, to B only; one record, no
+    // duplicate_record although it is planned twice.
+    assert_eq!(republish_relays(&plan), [COMMUNITY_B]);
+    assert_eq!(plan.unchanged, [pubkey(1)]);
+    assert!(plan.skipped.is_empty(), "{:?}", plan.skipped);
+    // Each republish is its own action.
+    let both = on_both(
+        record(1, "Ada"),
+        RelayObservation::NoProfile,
+        profile("Old", "https://img/1.png"),
+    );
+    assert_eq!(republish_relays(&both), [COMMUNITY_A, COMMUNITY_B]);
+    let ids: std::collections::BTreeSet<String> = both.actions.iter().map(Action::id).collect();
+    assert_eq!(ids.len(), 2, "action ids are unique per relay");
+}
+
+#[test]
+fn communities_rule_b2_persona_avatar_wins_on_every_relay_with_one_backfill() {
+    let mut rec = legacy(1, "Ada");
+    rec.persona_id = Some("p1".into());
+    let plan = on_both(
+        rec,
+        profile("Ada", GOOSE),
+        profile("Ada", "https://other/x.png"),
+    );
+    let backfills: Vec<&BackfillAvatar> = plan
+        .actions
+        .iter()
+        .filter_map(Action::as_backfill)
+        .collect();
+    assert_eq!(backfills.len(), 1, "one backfill for the one record");
+    assert_eq!(backfills[0].source, AvatarSource::Persona);
+    assert_eq!(backfills[0].avatar_url, "https://p/1.png");
+    // E1: the backfill comes before the agent's republishes.
+    assert!(plan.actions[0].as_backfill().is_some());
+    assert_eq!(republish_relays(&plan), [COMMUNITY_A, COMMUNITY_B]);
+}
+
+#[test]
+fn communities_rule_b2_a_picture_the_relays_agree_on_is_backfilled() {
+    let plan = on_both(
+        legacy(1, "Ada"),
+        profile("Ada", "https://c/custom.png"),
+        RelayObservation::NoProfile,
+    );
+    let b = backfill(&plan);
+    assert_eq!(
+        (b.source, b.avatar_url.as_str()),
+        (AvatarSource::Relay, "https://c/custom.png")
+    );
+    // Missing on B: republished there with the agreed picture.
+    assert_eq!(republish_relays(&plan), [COMMUNITY_B]);
+    assert_eq!(republish(&plan).picture, "https://c/custom.png");
+}
+
+#[test]
+fn communities_rule_b2_relays_that_disagree_are_a_skip_naming_them() {
+    let plan = on_both(
+        legacy(1, "Ada"),
+        profile("Ada", "https://c/one.png"),
+        profile("Ada", "https://c/two.png"),
+    );
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert_eq!(plan.skipped.len(), 2);
+    for skip in &plan.skipped {
+        assert_eq!(skip.reason, SkipReason::RelaysDisagree);
+        assert!(skip.detail.contains(COMMUNITY_A), "{}", skip.detail);
+        assert!(skip.detail.contains("https://c/two.png"), "{}", skip.detail);
+    }
+}
+
+#[test]
+fn communities_rule_b3_any_unreadable_relay_blocks_the_command_fallback() {
+    let plan = on_both(legacy(1, "Ada"), RelayObservation::NoProfile, down());
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert!(!plan.complete);
+    assert!(plan
+        .skipped
+        .iter()
+        .all(|s| s.reason == SkipReason::RelayUnreachable));
+}
+
+#[test]
+fn communities_rule_b2_command_default_when_no_relay_has_a_picture() {
+    let plan = on_both(
+        legacy(1, "Ada"),
+        RelayObservation::NoProfile,
+        RelayObservation::NoProfile,
+    );
+    let b = backfill(&plan);
+    assert_eq!(
+        (b.source, b.avatar_url.as_str()),
+        (AvatarSource::Command, GOOSE)
+    );
+    assert_eq!(republish_relays(&plan), [COMMUNITY_A, COMMUNITY_B]);
+}
+
+#[test]
+fn communities_rule_a4_an_empty_relay_url_says_to_set_communities() {
+    let mut rec = record(1, "Ada");
+    rec.relay_url = String::new();
+    let plan = run(vec![(rec, RelayObservation::NoProfile)]);
+    let (reason, detail) = only_skip(&plan);
+    assert_eq!(reason, SkipReason::InvalidRelayUrl);
+    assert!(detail.contains("[buzz] communities"), "{detail}");
+}

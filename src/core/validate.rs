@@ -329,8 +329,10 @@ mod tests {
     fn duplicates_and_key_mismatches_are_errors() {
         let mut other_key = record(2);
         other_key.secret_key = record(3).secret_key;
+        let mut copy = record(1);
+        copy.index = 4;
         let findings = validate_records(
-            &[record(1), record(1), other_key],
+            &[record(1), copy, other_key],
             &BTreeMap::new(),
             &Policy::default(),
             0,
