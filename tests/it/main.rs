@@ -3,6 +3,7 @@
 mod apply;
 mod buzz;
 mod buzz_app;
+mod buzz_today;
 mod buzz_world;
 mod cli;
 mod daemon;
