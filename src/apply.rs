@@ -99,7 +99,7 @@ fn records_now<'p>(
     }
     let store = read_agent_store(path)?;
     let mut records: Vec<AgentRecord> = store.records.into_iter().map(|s| s.record).collect();
-    config.keys.attach(&mut records);
+    config.keys.attach(&mut records, config.policy.mode);
     Ok(std::borrow::Cow::Owned(crate::core::model::on_communities(
         records,
         &config.communities,
@@ -783,7 +783,7 @@ async fn sign_on_pool(
                     .auth_tag
                     .as_deref()
                     .and_then(|text| parse_tag_json(text).ok());
-                let sign_in = agent_identity(record, keys.clone(), tag);
+                let sign_in = agent_identity(record, &action.relay, keys.clone(), tag);
                 Ok(PublishItem {
                     event,
                     keys,

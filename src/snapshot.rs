@@ -86,7 +86,9 @@ fn read_key_file(path: &Path) -> anyhow::Result<Keys> {
 /// For each relay (as read, after rewrite) of `records`, who a read
 /// connection signs in as when the relay demands it: `auth_key` first, then up
 /// to [`MAX_SIGN_IN_AGENTS`] agents of that relay chosen by the core. Each
-/// AUTH names the relay as the store does (before `[relay.rewrite]`).
+/// AUTH names the relay actually connected to (after `[relay.rewrite]`): the
+/// Buzz relay takes the `relay` tag to be `ws(s)://` and the Host header of
+/// the connection (`../shared/spec/buzz-today.md`, section 4).
 pub fn sign_in_identities<'a>(
     config: &Config,
     records: impl IntoIterator<Item = &'a AgentRecord>,
@@ -109,7 +111,7 @@ pub fn sign_in_identities<'a>(
                 identities.push(Identity {
                     keys: keys.clone(),
                     auth_tag: None,
-                    relay_tag: records[0].relay_url.trim().to_owned(),
+                    relay_tag: relay.clone(),
                     label: "[relay] auth_key_file".to_owned(),
                 });
             }
@@ -117,7 +119,7 @@ pub fn sign_in_identities<'a>(
                 read_candidates(&records, MAX_SIGN_IN_AGENTS)
                     .into_iter()
                     .map(|candidate| {
-                        agent_identity(candidate.record, candidate.keys, candidate.auth_tag)
+                        agent_identity(candidate.record, &relay, candidate.keys, candidate.auth_tag)
                     }),
             );
             (relay, identities)
@@ -125,13 +127,18 @@ pub fn sign_in_identities<'a>(
         .collect()
 }
 
-/// An agent signing in as itself: its keys, its NIP-OA tag, its relay as the
-/// store names it.
-pub fn agent_identity(record: &AgentRecord, keys: Keys, auth_tag: Option<Vec<String>>) -> Identity {
+/// An agent signing in as itself to `relay` (the URL connected to, after
+/// rewrite): its keys, its NIP-OA tag.
+pub fn agent_identity(
+    record: &AgentRecord,
+    relay: &str,
+    keys: Keys,
+    auth_tag: Option<Vec<String>>,
+) -> Identity {
     Identity {
         keys,
         auth_tag,
-        relay_tag: record.relay_url.trim().to_owned(),
+        relay_tag: relay.to_owned(),
         label: format!(
             "agent {} ({})",
             record.name.trim(),
@@ -215,7 +222,7 @@ pub(crate) async fn gather_checked(
     } = store;
     drop(text);
     let mut records: Vec<AgentRecord> = records.into_iter().map(|r| r.record).collect();
-    config.keys.attach(&mut records);
+    config.keys.attach(&mut records, config.policy.mode);
     let stores = StoresRead {
         path,
         digest,
@@ -641,8 +648,10 @@ mod tests {
         assert_eq!(for_relay[0].auth_tag, None);
         assert_eq!(for_relay[1].keys.public_key(), agent.public_key());
         assert_eq!(for_relay[1].auth_tag.as_ref(), Some(&tag));
+        // The AUTH names the relay connected to, not the URL before the
+        // rewrite: today's Buzz relay checks it against the Host it sees.
         for identity in for_relay {
-            assert_eq!(identity.relay_tag, "wss://buzz.example.com");
+            assert_eq!(identity.relay_tag, "ws://127.0.0.1:4848");
         }
         assert!(for_relay[1].label.starts_with("agent Agent 0 ("));
     }
