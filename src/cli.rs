@@ -333,6 +333,9 @@ pub struct Unread {
     pub why: Option<String>,
 }
 
+/// What an [`Unread`] for the OS keyring names instead of a relay.
+const KEYRING: &str = "the OS keyring";
+
 impl Unread {
     /// The relays `plan` could not read, with why from `read_errors`; never
     /// empty for an incomplete plan.
@@ -350,6 +353,14 @@ impl Unread {
                 reason: u.reason,
             })
             .collect();
+        if let Some((agents, detail)) = plan.unread_keyring() {
+            unread.push(Unread {
+                relay: KEYRING.to_string(),
+                agents,
+                reason: SkipReason::KeyUnavailable,
+                why: Some(detail.to_string()),
+            });
+        }
         if unread.is_empty() && !plan.complete {
             // Not reachable through the planner (a relay left unread is
             // always named), but an incomplete plan must never exit 0.
@@ -373,6 +384,15 @@ impl Unread {
 
     /// The stderr line of a run whose snapshot could not read the relay.
     pub fn error_line(&self) -> String {
+        if self.reason == SkipReason::KeyUnavailable {
+            // The backend's error was said once already, when the entry
+            // was read: this line says what it cost.
+            return format!(
+                "error: the plan is incomplete: {} not checked for want of their key ({}, see the warning above)",
+                self.agents_text(),
+                self.reason,
+            );
+        }
         format!(
             "error: relay {} could not be read ({}; {} not checked): {}",
             self.relay,
@@ -384,6 +404,13 @@ impl Unread {
 
     /// The stderr line of applying a saved plan that could not read it.
     pub fn warning_line(&self) -> String {
+        if self.reason == SkipReason::KeyUnavailable {
+            return format!(
+                "warning: the plan is incomplete: the OS keyring could not be read when it was made ({}; {} not in the plan)",
+                self.reason,
+                self.agents_text()
+            );
+        }
         format!(
             "warning: the plan is incomplete: relay {} could not be read when it was made ({}; {} not in the plan)",
             self.relay,
@@ -845,7 +872,9 @@ fn validate(args: &ConfigArgs) -> anyhow::Result<Ending> {
                 }
             )?;
             let mut records: Vec<_> = store.records.iter().map(|r| r.record.clone()).collect();
-            config.keys.attach(&mut records);
+            config
+                .keys
+                .attach(&mut records, crate::core::model::PlanMode::Full);
             writeln!(out, "{}", key_line(&config.keys, &records))?;
             if !config.communities.is_empty() {
                 writeln!(

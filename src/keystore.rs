@@ -15,7 +15,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::core::keys::{attach_keys, needs_keyring, KeyringRead};
-use crate::core::model::AgentRecord;
+use crate::core::model::{AgentRecord, PlanMode};
 use crate::discover::AppProfile;
 
 /// The keyring entry's username, for every profile (`BLOB_KEY` in the app's
@@ -64,10 +64,11 @@ impl KeySource {
 
     /// Gives each record its key (see [`crate::core::keys::attach_keys`]),
     /// reading the keyring entry first when some record has no key of its
-    /// own and it was not read yet this run.
-    pub fn attach(&self, records: &mut [AgentRecord]) {
+    /// own, the planner may sign (`mode`: `migrate` only backfills, so it
+    /// never asks the keyring), and it was not read yet this run.
+    pub fn attach(&self, records: &mut [AgentRecord], mode: PlanMode) {
         let read = match &self.service {
-            Some(service) if needs_keyring(records) => {
+            Some(service) if mode == PlanMode::Full && needs_keyring(records) => {
                 let mut cached = self.read.lock().unwrap_or_else(|e| e.into_inner());
                 cached.get_or_insert_with(|| read_entry(service)).clone()
             }

@@ -99,14 +99,11 @@ pub fn render(doc: &PlanDocument, style: Style) -> String {
 
     render_skipped(&mut out, doc, style);
 
-    if !plan.complete {
-        let list: Vec<String> = plan.unread_relays().into_iter().map(|u| u.relay).collect();
+    if let Some(why) = plan.incomplete_because(str::to_string) {
         let _ = writeln!(
             out,
-            "\n{} {} could not be read ({}): its agents are skipped and this plan is incomplete.",
+            "\n{} {why}: the agents concerned are skipped and this plan is incomplete.",
             style.paint(Paint::Warn, "Warning:"),
-            relays_counted(list.len()),
-            list.join(", ")
         );
     }
 
@@ -487,16 +484,6 @@ pub fn render_report(report: &crate::apply::ApplyReport, style: Style) -> String
     };
     let _ = writeln!(out, "\n{}", style.paint(paint, &line));
     out
-}
-
-/// "1 relay" or "N relays": how the renderers count the relays a plan could
-/// not read.
-pub(crate) fn relays_counted(n: usize) -> String {
-    if n == 1 {
-        "1 relay".to_string()
-    } else {
-        format!("{n} relays")
-    }
 }
 
 /// A plan's actions counted by name, for the overviews (`plan --summary`,

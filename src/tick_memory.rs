@@ -143,7 +143,7 @@ impl TickMemory {
         // The keyring is read again each tick (when a record needs it), so
         // a key the app moved there since is found.
         config.keys.forget();
-        config.keys.attach(&mut records);
+        config.keys.attach(&mut records, config.policy.mode);
         Ok(StoresRead {
             path: config.agents.clone(),
             digest,

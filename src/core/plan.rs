@@ -417,6 +417,53 @@ impl Plan {
         self.actions.is_empty()
     }
 
+    /// The agents skipped because their key is only in the OS keyring and
+    /// it could not be read (`key_unavailable`), and the first one's detail
+    /// (which names the keyring entry and its error).
+    pub fn unread_keyring(&self) -> Option<(usize, &str)> {
+        let mut skips = self
+            .skipped
+            .iter()
+            .filter(|s| s.reason == SkipReason::KeyUnavailable);
+        let first = skips.next()?;
+        Some((1 + skips.count(), first.detail.as_str()))
+    }
+
+    /// Why the plan is incomplete, one sentence for people (`None` when it
+    /// is complete): the relays that could not be read, and the keyring.
+    pub fn incomplete_because(&self, relay: impl Fn(&str) -> String) -> Option<String> {
+        if self.complete {
+            return None;
+        }
+        let relays: Vec<String> = self
+            .unread_relays()
+            .iter()
+            .map(|u| relay(&u.relay))
+            .collect();
+        let mut parts = Vec::new();
+        if !relays.is_empty() {
+            parts.push(format!(
+                "{} could not be read ({})",
+                if relays.len() == 1 {
+                    "1 relay".to_string()
+                } else {
+                    format!("{} relays", relays.len())
+                },
+                relays.join(", ")
+            ));
+        }
+        if let Some((agents, _)) = self.unread_keyring() {
+            parts.push(format!(
+                "the OS keyring could not be read ({agents} agent{} whose key is only there)",
+                if agents == 1 { "" } else { "s" }
+            ));
+        }
+        if parts.is_empty() {
+            parts.push("something the plan needed could not be read".to_string());
+        }
+        Some(parts.join(", and "))
+    }
+
     /// The relays that could not be read, by URL: one entry per relay whose
     /// agents were skipped as `relay_unreachable` or `relay_auth_refused`.
     pub fn unread_relays(&self) -> Vec<UnreadRelay> {

@@ -31,8 +31,7 @@ use crate::core::plan::RepublishReason;
 use crate::core::rules::short_pubkey;
 use crate::planfile::{rfc3339, PlanDocument, PlanKind};
 use crate::render::{
-    clip, content_diff, counts_list, relays_counted, shown_url, ActionTally, LineChange,
-    LARGE_PLAN_ACTIONS,
+    clip, content_diff, counts_list, shown_url, ActionTally, LineChange, LARGE_PLAN_ACTIONS,
 };
 
 /// The page's only style; the Content-Security-Policy admits it by its hash.
@@ -131,13 +130,10 @@ pub fn render(doc: &PlanDocument) -> String {
         esc(&rfc3339(doc.created_at)),
         esc(&doc.store.sha256.chars().take(12).collect::<String>()),
     );
-    if !plan.complete {
-        let list: Vec<String> = plan.unread_relays().iter().map(|u| esc(&u.relay)).collect();
+    if let Some(why) = plan.incomplete_because(esc) {
         let _ = writeln!(
             out,
-            "<p class=\"warn\"><b>Incomplete:</b> {} could not be read ({}): its agents are skipped.</p>",
-            relays_counted(list.len()),
-            list.join(", ")
+            "<p class=\"warn\"><b>Incomplete:</b> {why}: the agents concerned are skipped.</p>"
         );
     }
     out.push_str("</header>\n");

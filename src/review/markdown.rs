@@ -23,7 +23,7 @@ use crate::core::model::AvatarField;
 use crate::core::plan::{BackfillAvatar, RepublishProfile};
 use crate::core::rules::short_pubkey;
 use crate::planfile::{rfc3339, PlanDocument, PlanKind};
-use crate::render::{clip, content_diff, relays_counted, shown_url, LineChange};
+use crate::render::{clip, content_diff, shown_url, LineChange};
 
 /// Writes the Markdown to `out`.
 pub fn write(doc: &PlanDocument, out: &mut dyn io::Write) -> io::Result<()> {
@@ -48,17 +48,10 @@ pub fn render(doc: &PlanDocument) -> String {
         text(&doc.store.path),
         text(&rfc3339(doc.created_at))
     );
-    if !plan.complete {
-        let list: Vec<String> = plan
-            .unread_relays()
-            .iter()
-            .map(|u| text(&u.relay))
-            .collect();
+    if let Some(why) = plan.incomplete_because(text) {
         let _ = writeln!(
             out,
-            "> **Incomplete:** {} could not be read ({}): its agents are skipped.\n",
-            relays_counted(list.len()),
-            list.join(", ")
+            "> **Incomplete:** {why}: the agents concerned are skipped.\n"
         );
     }
 

@@ -70,7 +70,7 @@ pub fn from_metrics(text: &str) -> Option<LastTick> {
         let why = if complete {
             "the tick failed, or an action failed, was stale or was not begun (the logs say which)"
         } else {
-            "its plan is incomplete: a relay could not be read, or no plan was made (the logs say which)"
+            "its plan is incomplete: a relay or the OS keyring could not be read, or no plan was made (the logs say which)"
         };
         let last = if last_success == 0 {
             "no success since the daemon started".to_string()

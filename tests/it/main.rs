@@ -12,6 +12,7 @@ mod external_relay;
 mod faults;
 mod fixture_world;
 mod hostile;
+mod keyring;
 mod messages;
 mod publish;
 mod relay_read;
