@@ -116,7 +116,7 @@ pub fn sign_in_identities<'a>(
                 });
             }
             identities.extend(
-                read_candidates(&records, MAX_SIGN_IN_AGENTS)
+                read_candidates(&records, MAX_SIGN_IN_AGENTS, crate::clock::now_secs())
                     .into_iter()
                     .map(|candidate| {
                         agent_identity(candidate.record, &relay, candidate.keys, candidate.auth_tag)
@@ -622,7 +622,7 @@ mod tests {
     }
 
     #[test]
-    fn sign_in_identities_are_keyed_by_the_relay_read_and_name_the_relay_as_the_store_does() {
+    fn sign_in_identities_are_keyed_by_the_relay_read_and_name_the_relay_connected_to() {
         let config = crate::config::parse(
             "[relay.rewrite]\n\"wss://buzz.example.com\" = \"ws://127.0.0.1:4848\"\n",
             Path::new("config.toml"),

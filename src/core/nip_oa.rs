@@ -221,6 +221,36 @@ pub fn check_for_event(
     Ok(auth_tag)
 }
 
+/// verify() and the tag's `created_at` clauses hold for a NIP-42 AUTH event
+/// dated `created_at`: what today's Buzz relay checks when it admits an
+/// agent by its tag (strictly, against the AUTH's own `created_at`; a tag
+/// outside its window reads as `restricted: not a relay member`). It does
+/// not check `kind=` there (buzz-today.md section 4, PR #7004), so neither
+/// does this.
+pub fn check_for_auth(
+    tag: &[String],
+    agent_pubkey_hex: &str,
+    created_at: u64,
+) -> Result<AuthTag, AuthTagError> {
+    let auth_tag = verify(tag, agent_pubkey_hex)?;
+    for clause in parse_conditions(&auth_tag.conditions)? {
+        match clause {
+            Clause::CreatedBefore(limit) if created_at >= u64::from(limit) => {
+                return Err(AuthTagError::OutsideWindow(format!(
+                    "created_at<{limit} does not hold: the AUTH's created_at is {created_at}"
+                )));
+            }
+            Clause::CreatedAfter(limit) if created_at <= u64::from(limit) => {
+                return Err(AuthTagError::OutsideWindow(format!(
+                    "created_at>{limit} does not hold: the AUTH's created_at is {created_at}"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(auth_tag)
+}
+
 /// Among an event's tags: Ok(None) when no `auth` tag, Err(MultipleAuthTags) when two or more, else check_for_event on the one.
 ///
 /// A tag counts as an `auth` tag when its first element is exactly `auth`,

@@ -6,8 +6,11 @@
 //! so the choice is about which ones are most likely to be let in:
 //!
 //! - the record's key must be the key of its pubkey (rule A5), and its
-//!   `auth_tag` must verify for it (form and owner signature; the relay does
-//!   not check the conditions, so neither does this);
+//!   `auth_tag` must verify for it (form and owner signature) with its
+//!   `created_at` bounds holding at the AUTH's own `created_at` (`now`):
+//!   today's Buzz relay enforces them there, strictly, and refuses a tag
+//!   outside its window as a non-member (PR #7004); it does not check
+//!   `kind=` on AUTH, so neither does this;
 //! - a store may begin with records that cannot sign in (an old owner, a
 //!   revoked tag), so agents whose tag names the owner most of that relay's
 //!   agents share come first, then store order;
@@ -49,8 +52,12 @@ pub struct Candidate<'a> {
 const MAX_CHECKS: usize = 64;
 
 /// Up to `max` agents among `records` (one relay's records, in store order)
-/// that can sign in, best first.
-pub fn read_candidates<'a>(records: &[&'a AgentRecord], max: usize) -> Vec<Candidate<'a>> {
+/// that can sign in with an AUTH dated `now`, best first.
+pub fn read_candidates<'a>(
+    records: &[&'a AgentRecord],
+    max: usize,
+    now: u64,
+) -> Vec<Candidate<'a>> {
     let copies = PubkeyCopies::of(records.iter().copied());
     // The owner each tag names, read cheaply; verified only for the few tried.
     // Which records have one is noted by position: on a relay that admits
@@ -102,7 +109,7 @@ pub fn read_candidates<'a>(records: &[&'a AgentRecord], max: usize) -> Vec<Candi
             break;
         }
         let (record, tag) = &tagged[i];
-        if nip_oa::verify(tag, &record.pubkey).is_err() {
+        if nip_oa::check_for_auth(tag, &record.pubkey, now).is_err() {
             continue;
         }
         let Ok(keys) = agent_keys(record) else {
@@ -160,6 +167,57 @@ mod tests {
         }
     }
 
+    const NOW: u64 = 1_800_000_000;
+
+    #[test]
+    fn a_tag_outside_its_created_at_window_at_the_auth_is_passed_over() {
+        let owner = Keys::generate();
+        let tag_with = |keys: &Keys, conditions: &str| {
+            Some(nip_oa::sign(
+                &owner,
+                &keys.public_key().to_hex(),
+                conditions,
+            ))
+        };
+        let (expired, future, current, kind_only) = (
+            Keys::generate(),
+            Keys::generate(),
+            Keys::generate(),
+            Keys::generate(),
+        );
+        let records = [
+            record(
+                0,
+                &expired,
+                tag_with(&expired, &format!("created_at<{NOW}")),
+            ),
+            record(1, &future, tag_with(&future, &format!("created_at>{NOW}"))),
+            record(
+                2,
+                &current,
+                tag_with(
+                    &current,
+                    &format!("created_at>{}&created_at<{}", NOW - 1, NOW + 1),
+                ),
+            ),
+            // kind= is not checked on AUTH.
+            record(3, &kind_only, tag_with(&kind_only, "kind=0")),
+        ];
+        let refs: Vec<&AgentRecord> = records.iter().collect();
+        let chosen: Vec<usize> = read_candidates(&refs, 4, NOW)
+            .iter()
+            .map(|c| c.record.index)
+            .collect();
+        // Bounds are strict: created_at<NOW fails at NOW, as does >NOW.
+        assert_eq!(chosen, [2, 3]);
+        // An hour earlier, the first tag was still good and the second not yet.
+        let earlier: Vec<usize> = read_candidates(&refs, 4, NOW - 3600)
+            .iter()
+            .map(|c| c.record.index)
+            .collect();
+        assert_eq!(earlier, [0, 3]);
+    }
+
     fn tagged(index: usize, owner: &Keys) -> AgentRecord {
         let keys = Keys::generate();
         let tag = nip_oa::sign(owner, &keys.public_key().to_hex(), "");
@@ -177,14 +235,14 @@ mod tests {
             tagged(3, &owner),
         ];
         let refs: Vec<&AgentRecord> = records.iter().collect();
-        let chosen: Vec<usize> = read_candidates(&refs, 3)
+        let chosen: Vec<usize> = read_candidates(&refs, 3, NOW)
             .iter()
             .map(|c| c.record.index)
             .collect();
         // If the common owner is not a member, the next try is another
         // owner's agent, not a second agent of the same owner.
         assert_eq!(chosen, vec![1, 0, 2]);
-        let all: Vec<usize> = read_candidates(&refs, 10)
+        let all: Vec<usize> = read_candidates(&refs, 10, NOW)
             .iter()
             .map(|c| c.record.index)
             .collect();
@@ -221,7 +279,7 @@ mod tests {
             good,
         ];
         let refs: Vec<&AgentRecord> = records.iter().collect();
-        let chosen = read_candidates(&refs, 3);
+        let chosen = read_candidates(&refs, 3, NOW);
         let indexes: Vec<usize> = chosen.iter().map(|c| c.record.index).collect();
         // The valid tagged agent first, then the untagged agent (an open
         // relay lets it in); the others cannot sign in at all.
