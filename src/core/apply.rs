@@ -374,6 +374,23 @@ pub fn classify_ok(accepted: bool, message: &str) -> PublishAnswer {
     }
 }
 
+/// How long a `rate-limited:` refusal asks to wait: today's Buzz relay says
+/// `rate-limited: quota exceeded; retry in Ns` (buzz-today.md section 4);
+/// `None` for a refusal without such a delay (`rate-limited: shared
+/// admission unavailable`) or that is not `rate-limited:` at all.
+pub fn retry_in(message: &str) -> Option<Duration> {
+    let message = message.trim();
+    if !message.starts_with("rate-limited:") {
+        return None;
+    }
+    let after = &message[message.find("retry in ")? + "retry in ".len()..];
+    let digits: &str = &after[..after.find(|c: char| !c.is_ascii_digit())?];
+    if digits.is_empty() || !after[digits.len()..].starts_with('s') {
+        return None;
+    }
+    digits.parse().ok().map(Duration::from_secs)
+}
+
 /// Retry policy for `rate-limited:` answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
@@ -804,6 +821,25 @@ mod tests {
             assert!(
                 matches!(classify_ok(false, refusal), PublishAnswer::Refused(_)),
                 "{refusal}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_in_reads_the_buzz_relays_delay() {
+        for (message, expected) in [
+            ("rate-limited: quota exceeded; retry in 3s", Some(3)),
+            ("rate-limited: quota exceeded; retry in 12s", Some(12)),
+            ("  rate-limited: quota exceeded; retry in 0s", Some(0)),
+            ("rate-limited: shared admission unavailable", None),
+            ("rate-limited: quota exceeded; retry in soon", None),
+            ("rate-limited: retry in 5 minutes", None),
+            ("blocked: retry in 3s", None),
+        ] {
+            assert_eq!(
+                retry_in(message),
+                expected.map(Duration::from_secs),
+                "{message}"
             );
         }
     }

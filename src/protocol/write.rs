@@ -124,7 +124,13 @@ impl AuthorPublish {
     /// failed when the retries are used up.
     fn rate_limited(&mut self, message: &str, now: Instant) {
         match self.backoff.delay(self.sends, self.jitter) {
-            Some(delay) => self.state = State::Backoff { until: now + delay },
+            // The relay's own delay, when it says one, and never less.
+            Some(delay) => {
+                let asked = crate::core::apply::retry_in(message).unwrap_or_default();
+                self.state = State::Backoff {
+                    until: now + delay.max(asked),
+                }
+            }
             None => self.finish(Delivery::Failed(format!(
                 "still rate-limited after {} attempts: {message}",
                 self.sends

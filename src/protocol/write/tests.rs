@@ -244,3 +244,52 @@ fn silence_and_lost_connections_fail_without_a_refusal() {
         ))
     );
 }
+
+/// Today's Buzz relay refuses over quota with `retry in Ns`, as `OK false`
+/// since PR #6961 and as a bare NOTICE before it: each waits the delay the
+/// relay asks (never less than the backoff), then sends the same event
+/// again. `shared admission unavailable` has no delay: the backoff's.
+#[test]
+fn todays_buzz_rate_limits_wait_the_delay_the_relay_asks() {
+    let w = world();
+    for (refusal, wait) in [
+        (
+            ok(
+                w.event.id,
+                false,
+                "rate-limited: quota exceeded; retry in 3s",
+            ),
+            Duration::from_secs(3),
+        ),
+        (
+            Input::Message(RelayMessage::Notice(Cow::Owned(
+                "rate-limited: quota exceeded; retry in 2s".into(),
+            ))),
+            Duration::from_secs(2),
+        ),
+        (
+            ok(
+                w.event.id,
+                false,
+                "rate-limited: shared admission unavailable",
+            ),
+            Duration::from_millis(50),
+        ),
+    ] {
+        let t0 = Instant::now();
+        let mut s = session(&w, false, t0);
+        assert_eq!(split(&s.poll_transmit(t0, 1), &w), (None, true));
+        s.handle_input(refusal, t0);
+        assert_eq!(s.poll_timeout(), Some(t0 + wait));
+        s.handle_timeout(t0 + wait - Duration::from_millis(1));
+        assert_eq!(split(&s.poll_transmit(t0 + wait, 1), &w), (None, false));
+        s.handle_timeout(t0 + wait);
+        assert_eq!(
+            split(&s.poll_transmit(t0 + wait, 1), &w),
+            (None, true),
+            "the same event, again"
+        );
+        s.handle_input(ok(w.event.id, true, ""), t0 + wait);
+        assert_eq!(s.delivery(), Some(&Delivery::Accepted));
+    }
+}
