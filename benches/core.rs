@@ -96,7 +96,7 @@ fn core(c: &mut Criterion) {
         let records: Vec<&AgentRecord> = snapshot.agents.iter().map(|a| &a.record).collect();
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &records, |b, records| {
-            b.iter(|| sign_in::read_candidates(black_box(records), 3).len())
+            b.iter(|| sign_in::read_candidates(black_box(records), 3, 1_800_000_000).len())
         });
     }
     group.finish();

@@ -60,6 +60,23 @@ pub const STALL_OVERTAKEN: usize = MAX_SUBSCRIPTIONS_IN_FLIGHT;
 /// at the end of a read before that one is asked again.
 pub const STALL_GRACE: Duration = Duration::from_secs(2);
 
+/// How many REQs a signed-in connection sends in any [`PACE_WINDOW`].
+/// Today's Buzz relay allows 50 REQ/EVENT/COUNT frames per 5 s per
+/// (community, pubkey) and refuses the rest with `rate-limited:`
+/// (buzz-today.md section 4); a reader signed in as one identity stays under
+/// that, with room for the AUTH and a few retries.
+pub const PACE_LIMIT: usize = 40;
+
+/// The window [`PACE_LIMIT`] counts REQs in.
+pub const PACE_WINDOW: Duration = Duration::from_secs(5);
+
+/// How often one batch may be refused with `rate-limited:` and asked again
+/// before it fails.
+pub const MAX_RATE_LIMITED: u32 = 3;
+
+/// The wait after a `rate-limited:` refusal that names no delay.
+pub const RATE_LIMITED_WAIT: Duration = Duration::from_secs(1);
+
 /// Where one subscription (one batch of authors) stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BatchState {
@@ -102,6 +119,8 @@ struct AuthorBatch {
     overtaken: usize,
     /// When an event of its subscription last arrived (it is alive).
     last_event: Option<Instant>,
+    /// How often the relay refused its REQ with `rate-limited:`.
+    rate_limited: u32,
 }
 
 impl AuthorBatch {
@@ -142,6 +161,15 @@ pub struct ReadSession {
     progress: crate::progress::Progress,
     /// Told, as each batch completes, its authors without a profile.
     observer: Option<Arc<dyn ReadObserver>>,
+    /// No REQ goes out before this: the relay said `rate-limited:` (with
+    /// the delay it asked, or [`RATE_LIMITED_WAIT`]).
+    hold_until: Option<Instant>,
+    /// When the REQs of the last [`PACE_WINDOW`] went out (kept only while
+    /// signed in: the relay's quota is per identity).
+    paced: VecDeque<Instant>,
+    /// REQs are waiting for this (the wait or the pace) and the session
+    /// wants to be woken then.
+    reqs_held_until: Option<Instant>,
 }
 
 impl ReadSession {
@@ -170,6 +198,9 @@ impl ReadSession {
             sent: 0,
             progress: crate::progress::Progress::none(),
             observer: None,
+            hold_until: None,
+            paced: VecDeque::new(),
+            reqs_held_until: None,
         };
         for (index, chunk) in chunks.enumerate() {
             let id = SubscriptionId::new(format!("reprofile-kind0-{index}"));
@@ -187,6 +218,7 @@ impl ReadSession {
                 sent_order: 0,
                 overtaken: 0,
                 last_event: None,
+                rate_limited: 0,
             });
             session.queue.push_back(index);
         }
@@ -300,6 +332,10 @@ impl ReadSession {
             return;
         };
         let text = relay_text(message);
+        if message.trim_start().starts_with("rate-limited:") {
+            self.rate_limited(Some(index), message, now);
+            return;
+        }
         if !is_auth_required(message) {
             self.batches[index].state =
                 BatchState::Failed(format!("relay closed the subscription: {text}"));
@@ -334,6 +370,56 @@ impl ReadSession {
             AuthStatus::NotAsked => {
                 batch.state = BatchState::Failed(format!("relay closed the subscription: {text}"))
             }
+        }
+    }
+
+    /// The relay said `rate-limited:`, ending batch `index`'s subscription
+    /// (a CLOSED) or about the connection (a NOTICE, `None`): no REQ goes
+    /// out until the delay it asked has passed, and the refused batch is
+    /// asked again then, at most [`MAX_RATE_LIMITED`] times.
+    fn rate_limited(&mut self, index: Option<usize>, message: &str, now: Instant) {
+        let wait = crate::core::apply::retry_in(message).unwrap_or(RATE_LIMITED_WAIT);
+        let until = now + wait;
+        self.hold_until = Some(self.hold_until.map_or(until, |held| held.max(until)));
+        let Some(index) = index else {
+            return;
+        };
+        let batch = &mut self.batches[index];
+        batch.rate_limited += 1;
+        if batch.rate_limited > MAX_RATE_LIMITED {
+            batch.state = BatchState::Failed(format!(
+                "relay still refused the subscription after {MAX_RATE_LIMITED} waits: {}",
+                relay_text(message)
+            ));
+            return;
+        }
+        tracing::debug!(subscription = %batch.id, ?wait, "rate-limited; asking again after the wait");
+        batch.state = BatchState::Waiting;
+        self.queue.push_front(index);
+    }
+
+    /// When the next REQ may go out, `None` for now: after a
+    /// `rate-limited:` wait, and (signed in) under [`PACE_LIMIT`] per
+    /// [`PACE_WINDOW`].
+    fn req_allowed_at(&self, now: Instant) -> Option<Instant> {
+        let held = self.hold_until.filter(|until| *until > now);
+        let paced = (self.paced.len() >= PACE_LIMIT)
+            .then(|| self.paced[self.paced.len() - PACE_LIMIT] + PACE_WINDOW)
+            .filter(|free| *free > now);
+        held.into_iter().chain(paced).max()
+    }
+
+    /// Notes a REQ sent at `now` for the pace (signed-in connections only).
+    fn pace_sent(&mut self, now: Instant) {
+        if self.auth.status() == AuthStatus::Authenticated {
+            while self
+                .paced
+                .front()
+                .is_some_and(|sent| *sent + PACE_WINDOW <= now)
+            {
+                self.paced.pop_front();
+            }
+            self.paced.push_back(now);
         }
     }
 
@@ -468,6 +554,8 @@ impl ReadSession {
         )));
         self.outbox
             .push(ClientMessage::req(fresh, vec![batch.filter()]));
+        self.pace_sent(now);
+        let batch = &mut self.batches[index];
         batch.retried = true;
         batch.sent_order = self.sent;
         batch.overtaken = 0;
@@ -568,6 +656,12 @@ impl Session for ReadSession {
                 RelayMessage::Notice(message) => {
                     let text = relay_text(&message);
                     tracing::debug!(notice = %text, "relay notice");
+                    if message.trim_start().starts_with("rate-limited:") {
+                        // A frame of ours was dropped over quota: hold the
+                        // REQs for the wait (a lost one is asked again by
+                        // the stall rules).
+                        self.rate_limited(None, &message, now);
+                    }
                     self.last_notice = Some(text);
                 }
                 RelayMessage::Auth { challenge } => {
@@ -607,10 +701,17 @@ impl Session for ReadSession {
         let status = self.auth.status();
         if status != AuthStatus::Pending {
             let mut in_flight = self.in_flight_count();
-            while in_flight < MAX_SUBSCRIPTIONS_IN_FLIGHT {
+            self.reqs_held_until = None;
+            while in_flight < MAX_SUBSCRIPTIONS_IN_FLIGHT && !self.queue.is_empty() {
+                if let Some(allowed) = self.req_allowed_at(now) {
+                    // Woken then to send them.
+                    self.reqs_held_until = Some(allowed);
+                    break;
+                }
                 let Some(index) = self.queue.pop_front() else {
                     break;
                 };
+                self.pace_sent(now);
                 let batch = &mut self.batches[index];
                 frames.push(ClientMessage::req(batch.id.clone(), vec![batch.filter()]));
                 batch.sent_signed_in = status == AuthStatus::Authenticated;
@@ -635,10 +736,15 @@ impl Session for ReadSession {
             .filter_map(|batch| self.stall_due(batch))
             .chain(self.tail_stall().map(|(_, due)| due))
             .min();
-        [self.next_batch_deadline(), self.auth.poll_timeout(), stall]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.next_batch_deadline(),
+            self.auth.poll_timeout(),
+            stall,
+            self.reqs_held_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn handle_timeout(&mut self, now: Instant) {

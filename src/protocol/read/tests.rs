@@ -522,3 +522,114 @@ fn the_observer_hears_at_each_eose_which_authors_have_no_profile() {
         RelayObservation::Unreadable(_)
     ));
 }
+
+/// Today's Buzz relay ends a REQ over quota with `CLOSED "rate-limited:
+/// quota exceeded; retry in Ns"`: no REQ goes out before the delay, then
+/// the same batch is asked again; the session wakes itself for it.
+#[test]
+fn a_rate_limited_req_is_asked_again_after_the_delay_the_relay_asks() {
+    let (t0, who, mut s) = reading(2, None);
+    s.handle_input(closed(0, "rate-limited: quota exceeded; retry in 3s"), t0);
+    s.handle_input(eose(1), t0);
+    let later = t0 + Duration::from_secs(1);
+    assert_eq!(
+        words(&s.poll_transmit(later, 1)),
+        ["CLOSE reprofile-kind0-1"]
+    );
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(3)));
+    assert!(!s.is_done(), "the refused batch is not failed");
+    let due = t0 + Duration::from_secs(3);
+    s.handle_timeout(due);
+    assert_eq!(words(&s.poll_transmit(due, 1)), ["REQ reprofile-kind0-0"]);
+    s.handle_input(eose(0), due);
+    s.poll_transmit(due, 1);
+    assert_eq!(finished(s, &who[0]), RelayObservation::NoProfile);
+}
+
+/// Without a delay (`shared admission unavailable`, or a NOTICE): a short
+/// wait; a batch refused more than [`MAX_RATE_LIMITED`] times is
+/// unreadable with the relay's words, never "no profile".
+#[test]
+fn a_relay_that_keeps_rate_limiting_a_req_makes_it_unreadable() {
+    let (mut now, who, mut s) = reading(1, None);
+    for _ in 0..MAX_RATE_LIMITED {
+        s.handle_input(closed(0, "rate-limited: shared admission unavailable"), now);
+        assert!(words(&s.poll_transmit(now, 1)).is_empty());
+        now += RATE_LIMITED_WAIT;
+        s.handle_timeout(now);
+        assert_eq!(words(&s.poll_transmit(now, 1)), ["REQ reprofile-kind0-0"]);
+    }
+    s.handle_input(closed(0, "rate-limited: shared admission unavailable"), now);
+    assert!(matches!(
+        finished(s, &who[0]),
+        RelayObservation::Unreadable(why) if why.contains("rate-limited: shared admission unavailable")
+    ));
+}
+
+#[test]
+fn a_rate_limited_notice_holds_the_next_reqs() {
+    let t0 = Instant::now();
+    let who = authors(MAX_SUBSCRIPTIONS_IN_FLIGHT + 1);
+    let mut s = session(&who, None);
+    assert_eq!(s.poll_transmit(t0, 1).len(), MAX_SUBSCRIPTIONS_IN_FLIGHT);
+    s.handle_input(
+        msg(RelayMessage::Notice(Cow::Owned(
+            "rate-limited: quota exceeded; retry in 2s".into(),
+        ))),
+        t0,
+    );
+    s.handle_input(eose(0), t0);
+    // The window has room, but the relay asked to wait.
+    assert_eq!(words(&s.poll_transmit(t0, 1)), ["CLOSE reprofile-kind0-0"]);
+    let due = t0 + Duration::from_secs(2);
+    assert_eq!(s.poll_timeout(), Some(due));
+    s.handle_timeout(due);
+    assert_eq!(
+        words(&s.poll_transmit(due, 1)),
+        [format!("REQ reprofile-kind0-{MAX_SUBSCRIPTIONS_IN_FLIGHT}")]
+    );
+}
+
+/// Signed in, a reader sends at most [`PACE_LIMIT`] REQs per
+/// [`PACE_WINDOW`] (the relay's quota is 50 frames per 5 s per identity);
+/// a connection that never signed in is not paced.
+#[test]
+fn a_signed_in_reader_paces_its_reqs_under_the_relays_quota() {
+    let t0 = Instant::now();
+    let who = authors(PACE_LIMIT + 5);
+    let mut s = session(&who, Some(identity()));
+    s.handle_input(challenge("c1"), t0);
+    let frames = s.poll_transmit(t0, 1_700_000_000);
+    assert_eq!(words(&frames), ["AUTH"]);
+    s.handle_input(ok(auth_id(&frames), true, ""), t0);
+    let mut sent = 0;
+    let mut now = t0;
+    // Each REQ answered at once: only the pace holds them back.
+    loop {
+        let reqs: Vec<String> = words(&s.poll_transmit(now, 1))
+            .into_iter()
+            .filter(|w| w.starts_with("REQ"))
+            .collect();
+        if reqs.is_empty() {
+            break;
+        }
+        for req in &reqs {
+            let n: usize = req.rsplit('-').next().unwrap().parse().unwrap();
+            s.handle_input(eose(n), now);
+        }
+        sent += reqs.len();
+        now += Duration::from_millis(10);
+    }
+    assert_eq!(sent, PACE_LIMIT, "no more than the pace in one window");
+    let free = s.poll_timeout().expect("woken for the rest");
+    assert_eq!(free, t0 + PACE_WINDOW);
+    s.handle_timeout(free);
+    // The first window's earliest REQs have aged out: the last five go.
+    let rest = words(&s.poll_transmit(free, 1));
+    assert_eq!(rest.iter().filter(|w| w.starts_with("REQ")).count(), 5);
+
+    // Not signed in: all at once (window permitting).
+    let plenty = authors(MAX_SUBSCRIPTIONS_IN_FLIGHT);
+    let mut open = session(&plenty, None);
+    assert_eq!(open.poll_transmit(t0, 1).len(), MAX_SUBSCRIPTIONS_IN_FLIGHT);
+}
