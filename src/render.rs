@@ -551,14 +551,9 @@ pub fn render_summary(doc: &PlanDocument, style: Style) -> String {
     let _ = writeln!(
         out,
         "  complete:  {}",
-        if plan.complete {
-            "yes".to_string()
-        } else {
-            let unread: Vec<String> = plan.unread_relays().into_iter().map(|u| u.relay).collect();
-            style.paint(
-                Paint::Warn,
-                &format!("no (unreadable: {})", unread.join(", ")),
-            )
+        match plan.incomplete_because(str::to_string) {
+            None => "yes".to_string(),
+            Some(why) => style.paint(Paint::Warn, &format!("no ({why})")),
         }
     );
     let _ = writeln!(

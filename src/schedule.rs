@@ -184,6 +184,28 @@ pub fn metrics_text(report: &TickReport, counters: &Counters) -> String {
         &planned,
     );
 
+    // By relay, so a dashboard shows which community each change goes to
+    // (with [buzz] communities, one agent has a republish per relay).
+    let mut by_relay: BTreeMap<&str, usize> = BTreeMap::new();
+    if let Some(plan) = plan {
+        for action in &plan.actions {
+            if let Action::RepublishProfile(r) = action {
+                *by_relay.entry(r.relay.as_str()).or_default() += 1;
+            }
+        }
+    }
+    let relays: Vec<(String, f64)> = by_relay
+        .into_iter()
+        .map(|(relay, n)| (format!("{{relay=\"{}\"}}", label_value(relay)), n as f64))
+        .collect();
+    metric(
+        &mut out,
+        "reprofile_planned_republishes",
+        "Republishes in the last tick's plan, by relay.",
+        "gauge",
+        &relays,
+    );
+
     let mut outcomes = Vec::new();
     for t in types {
         for outcome in Outcome::ALL {
@@ -226,6 +248,14 @@ pub fn metrics_text(report: &TickReport, counters: &Counters) -> String {
         &skipped,
     );
     out
+}
+
+/// A Prometheus label value: backslash, double quote and line feed escaped
+/// (a relay URL comes from the store or config).
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Waits a random delay of up to `jitter` before a tick, in short slices so

@@ -314,6 +314,14 @@ async fn run_once_in_apply_mode_converges_and_metrics_match_the_journal() {
         ),
         7.0
     );
+    // The plan's republishes by relay: all seven to the live relay.
+    assert_eq!(
+        value(
+            "reprofile_planned_republishes",
+            &[("relay", world.relay_url.trim_end_matches('/'))]
+        ),
+        7.0
+    );
     assert_eq!(
         value(
             "reprofile_skipped_agents",
