@@ -356,9 +356,14 @@ impl Daemon {
         Self::default()
     }
 
-    /// One tick, as `reprofile run` makes it.
+    /// One tick, as `reprofile run` makes it. Keys read from the OS keyring
+    /// are dropped when it ends (the next tick reads the entry again), so
+    /// between ticks the daemon holds no key the store does not hold.
     pub async fn tick(&mut self, config: &Config, stop: &Stop) -> TickReport {
-        tick(config, stop, Some(&mut self.memory)).await
+        let report = tick(config, stop, Some(&mut self.memory)).await;
+        config.keys.forget();
+        self.memory.drop_keyring_keys();
+        report
     }
 }
 

@@ -258,6 +258,19 @@ impl TickMemory {
         self.agents.as_mut()?.records.take()
     }
 
+    /// Gives the remembered records back their own (inline) keys, dropping
+    /// those the tick took from the OS keyring: kept between ticks, they
+    /// would outlive the run that needed them.
+    pub(crate) fn drop_keyring_keys(&mut self) {
+        if let Some(records) = self
+            .agents
+            .as_mut()
+            .and_then(|known| known.records.as_mut())
+        {
+            crate::core::keys::attach_keys(records, &crate::core::keys::KeyringRead::NotRead);
+        }
+    }
+
     /// Takes back the records [`TickMemory::read_stores`] (or
     /// [`TickMemory::lend_records`]) lent, unchanged and
     /// in store order (the snapshot's), for the next tick; anything else is
