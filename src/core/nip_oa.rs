@@ -196,23 +196,35 @@ pub fn check_for_event(
     kind: u16,
     created_at: u64,
 ) -> Result<AuthTag, AuthTagError> {
+    check_clauses(tag, agent_pubkey_hex, Some(kind), created_at, "the event's")
+}
+
+/// verify() and every clause of the tag: `kind=` only when `kind` is given;
+/// `created_at` bounds against `created_at` (of `whose`, for messages).
+fn check_clauses(
+    tag: &[String],
+    agent_pubkey_hex: &str,
+    kind: Option<u16>,
+    created_at: u64,
+    whose: &str,
+) -> Result<AuthTag, AuthTagError> {
     let auth_tag = verify(tag, agent_pubkey_hex)?;
     for clause in parse_conditions(&auth_tag.conditions)? {
         match clause {
-            Clause::Kind(required) if required != kind => {
-                return Err(AuthTagError::WrongKind {
-                    required,
-                    actual: kind,
-                });
-            }
+            Clause::Kind(required) => match kind {
+                Some(actual) if required != actual => {
+                    return Err(AuthTagError::WrongKind { required, actual });
+                }
+                _ => {}
+            },
             Clause::CreatedBefore(limit) if created_at >= u64::from(limit) => {
                 return Err(AuthTagError::OutsideWindow(format!(
-                    "created_at<{limit} does not hold: the event's created_at is {created_at}"
+                    "created_at<{limit} does not hold: {whose} created_at is {created_at}"
                 )));
             }
             Clause::CreatedAfter(limit) if created_at <= u64::from(limit) => {
                 return Err(AuthTagError::OutsideWindow(format!(
-                    "created_at>{limit} does not hold: the event's created_at is {created_at}"
+                    "created_at>{limit} does not hold: {whose} created_at is {created_at}"
                 )));
             }
             _ => {}
@@ -232,23 +244,7 @@ pub fn check_for_auth(
     agent_pubkey_hex: &str,
     created_at: u64,
 ) -> Result<AuthTag, AuthTagError> {
-    let auth_tag = verify(tag, agent_pubkey_hex)?;
-    for clause in parse_conditions(&auth_tag.conditions)? {
-        match clause {
-            Clause::CreatedBefore(limit) if created_at >= u64::from(limit) => {
-                return Err(AuthTagError::OutsideWindow(format!(
-                    "created_at<{limit} does not hold: the AUTH's created_at is {created_at}"
-                )));
-            }
-            Clause::CreatedAfter(limit) if created_at <= u64::from(limit) => {
-                return Err(AuthTagError::OutsideWindow(format!(
-                    "created_at>{limit} does not hold: the AUTH's created_at is {created_at}"
-                )));
-            }
-            _ => {}
-        }
-    }
-    Ok(auth_tag)
+    check_clauses(tag, agent_pubkey_hex, None, created_at, "the AUTH's")
 }
 
 /// Among an event's tags: Ok(None) when no `auth` tag, Err(MultipleAuthTags) when two or more, else check_for_event on the one.
