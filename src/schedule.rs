@@ -186,15 +186,9 @@ pub fn metrics_text(report: &TickReport, counters: &Counters) -> String {
 
     // By relay, so a dashboard shows which community each change goes to
     // (with [buzz] communities, one agent has a republish per relay).
-    let mut by_relay: BTreeMap<&str, usize> = BTreeMap::new();
-    if let Some(plan) = plan {
-        for action in &plan.actions {
-            if let Action::RepublishProfile(r) = action {
-                *by_relay.entry(r.relay.as_str()).or_default() += 1;
-            }
-        }
-    }
-    let relays: Vec<(String, f64)> = by_relay
+    let relays: Vec<(String, f64)> = plan
+        .map(crate::review::republishes_by_relay)
+        .unwrap_or_default()
         .into_iter()
         .map(|(relay, n)| (format!("{{relay=\"{}\"}}", label_value(relay)), n as f64))
         .collect();

@@ -210,38 +210,50 @@ fn relay_picture(r: &RepublishProfile) -> Picture {
     }
 }
 
-/// The plan's actions by agent, grouped ([`Group`] order) and sorted by name
-/// (case-insensitive), then pubkey, within a group.
+/// The plan's actions by agent and relay (an agent on several community
+/// relays has one review per republish; its backfill goes with the first),
+/// grouped ([`Group`] order) and sorted by name (case-insensitive), pubkey
+/// and relay within a group.
 pub fn reviews(plan: &Plan) -> Vec<AgentReview<'_>> {
     let mut by_agent: Vec<AgentReview<'_>> = Vec::new();
-    let mut index: HashMap<&str, usize> = HashMap::new();
+    // The review of an agent's backfill still waiting for a republish.
+    let mut backfilled: HashMap<&str, usize> = HashMap::new();
     for action in &plan.actions {
-        let slot = *index.entry(action.agent()).or_insert_with(|| {
-            by_agent.push(AgentReview {
-                agent: action.agent(),
-                name: "",
-                group: Group::RecordBackfilled,
-                backfill: None,
-                republish: None,
-            });
-            by_agent.len() - 1
-        });
-        let review = &mut by_agent[slot];
+        let review = AgentReview {
+            agent: action.agent(),
+            name: action.name(),
+            group: Group::RecordBackfilled,
+            backfill: None,
+            republish: None,
+        };
         match action {
             Action::BackfillAvatar(b) => {
-                review.backfill = Some(b);
-                review.name = &b.name;
+                backfilled.insert(action.agent(), by_agent.len());
+                by_agent.push(AgentReview {
+                    backfill: Some(b),
+                    ..review
+                });
             }
-            Action::RepublishProfile(r) => {
-                review.republish = Some(r);
-                review.name = &r.name;
-            }
+            Action::RepublishProfile(r) => match backfilled.remove(action.agent()) {
+                Some(slot) => by_agent[slot].republish = Some(r),
+                None => by_agent.push(AgentReview {
+                    republish: Some(r),
+                    ..review
+                }),
+            },
         }
     }
     for review in &mut by_agent {
         review.group = Group::of(review.republish);
     }
-    by_agent.sort_by_cached_key(|r| (r.group, r.name.to_lowercase(), r.agent));
+    by_agent.sort_by_cached_key(|r| {
+        (
+            r.group,
+            r.name.to_lowercase(),
+            r.agent,
+            r.republish.map(|r| r.relay.as_str()),
+        )
+    });
     by_agent
 }
 
@@ -358,6 +370,57 @@ pub fn escape_html(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::plan::{AuthTagSource, AvatarSource, EventAfter, RepublishReason};
+
+    #[test]
+    fn an_agent_on_several_community_relays_gets_a_review_per_relay() {
+        let agent = "a".repeat(64);
+        let republish = |relay: &str| {
+            Action::RepublishProfile(RepublishProfile {
+                agent: agent.clone(),
+                name: "Ada".into(),
+                picture: "https://p/1.png".into(),
+                relay: relay.into(),
+                reasons: vec![RepublishReason::Missing],
+                before: None,
+                after: EventAfter {
+                    content: "{}".into(),
+                    tags: vec![],
+                    created_at_must_exceed: 0,
+                },
+                auth_tag_source: AuthTagSource::None,
+            })
+        };
+        let plan = Plan {
+            actions: vec![
+                Action::BackfillAvatar(BackfillAvatar {
+                    agent: agent.clone(),
+                    name: "Ada".into(),
+                    index: 0,
+                    source: AvatarSource::Persona,
+                    avatar_url: "https://p/1.png".into(),
+                    before: AvatarField::Null,
+                }),
+                republish("wss://b.example"),
+                republish("wss://a.example"),
+            ],
+            ..Plan::default()
+        };
+        let reviews = reviews(&plan);
+        let relays: Vec<(Option<&str>, bool)> = reviews
+            .iter()
+            .map(|r| (r.republish.map(|r| r.relay.as_str()), r.backfill.is_some()))
+            .collect();
+        // Every republish is reviewed, each with its relay; the one backfill
+        // once, with the first.
+        assert_eq!(
+            relays,
+            [
+                (Some("wss://a.example"), false),
+                (Some("wss://b.example"), true)
+            ]
+        );
+    }
 
     #[test]
     fn only_https_http_and_data_images_may_be_loaded() {
