@@ -131,6 +131,8 @@ pub struct ActionResult {
     pub agent: String,
     /// The agent's name.
     pub name: String,
+    /// The relay, for a republish.
+    pub relay: Option<String>,
     /// What happened.
     pub outcome: Outcome,
     /// Why (stale and failed), or a note.
@@ -245,6 +247,7 @@ impl Run<'_> {
             kind: action.type_name(),
             agent: action.agent().to_string(),
             name: action.name().to_string(),
+            relay: action.as_republish().map(|r| r.relay.clone()),
             outcome,
             reason,
             event_id,

@@ -429,6 +429,9 @@ pub fn render_report(report: &crate::apply::ApplyReport, style: Style) -> String
             style.paint(paint, &format!("{label:<15}")),
             result.kind
         );
+        if let Some(relay) = &result.relay {
+            let _ = write!(out, " on {}", escape_controls(relay, false));
+        }
         match &result.reason {
             Some(reason) => {
                 let reason = escape_controls(reason, false);
@@ -675,10 +678,11 @@ mod tests {
         use crate::core::apply::Outcome;
         let mut report = ApplyReport {
             results: vec![ActionResult {
-                id: format!("republish_profile:{}", "a".repeat(64)),
+                id: format!("republish_profile:{}@wss://r.example", "a".repeat(64)),
                 kind: "republish_profile",
                 agent: "a".repeat(64),
                 name: "Ada".into(),
+                relay: Some("wss://r.example".into()),
                 outcome: Outcome::Applied,
                 reason: None,
                 event_id: None,
@@ -691,6 +695,10 @@ mod tests {
             signatures_vouched: 0,
         };
         let text = render_report(&report, Style::default());
+        assert!(
+            text.contains("republish_profile Ada (aaaaaaaa…aaaaaaaa) on wss://r.example\n"),
+            "{text}"
+        );
         assert!(
             text.ends_with(
                 "Apply stopped: 1 applied, 0 already applied, 0 stale, 0 failed, 3 not begun (left for the next run).\n"
