@@ -424,7 +424,8 @@ impl Unread {
 /// and the lines on stderr: 0 done; 2 `--detailed-exitcode` and a complete
 /// plan with actions; 1 an error (one `error:` line), problems reported, or
 /// an incomplete snapshot (one `error:` line per unread relay). A closed
-/// stdout (`reprofile plan | head`) is not an error.
+/// stdout (`reprofile plan | head`) changes nothing here: commands write
+/// through [`Output`], which lets them finish.
 pub fn conclude(result: anyhow::Result<Ending>) -> ExitCode {
     match result {
         Ok(ending) => {
@@ -441,13 +442,6 @@ pub fn conclude(result: anyhow::Result<Ending>) -> ExitCode {
             } else {
                 ExitCode::SUCCESS
             }
-        }
-        Err(err)
-            if err
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
-        {
-            ExitCode::SUCCESS
         }
         Err(err) => {
             eprintln!("error: {}", one_line(&err));
@@ -492,6 +486,58 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// Standard output as commands write it: a reader that closed it
+/// (`reprofile plan | head`, `apply … | true`) stops the output, never the
+/// command. Writes after the close are dropped, so the command finishes and
+/// exits by what it did, not by where its reader stopped listening.
+pub(crate) struct Output<W> {
+    inner: W,
+    closed: bool,
+}
+
+impl<W: Write> Output<W> {
+    /// `inner`, tolerant of being closed.
+    pub(crate) fn new(inner: W) -> Self {
+        Self {
+            inner,
+            closed: false,
+        }
+    }
+
+    fn tolerate<T>(&mut self, done: T, result: std::io::Result<T>) -> std::io::Result<T> {
+        match result {
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(done)
+            }
+            other => other,
+        }
+    }
+}
+
+impl<W: Write> Write for Output<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        let result = self.inner.write(buf);
+        self.tolerate(buf.len(), result)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        let result = self.inner.flush();
+        self.tolerate((), result)
+    }
+}
+
+/// This process's standard output, as [`Output`].
+pub(crate) fn stdout() -> Output<std::io::StdoutLock<'static>> {
+    Output::new(std::io::stdout().lock())
 }
 
 /// Whether stdout gets colour: a terminal, and `NO_COLOR` unset.
@@ -587,7 +633,7 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
                 crate::review::html::save(&planned.doc, html)
                     .with_context(|| format!("cannot write the HTML review {}", html.display()))?;
             }
-            let mut stdout = std::io::stdout().lock();
+            let mut stdout = stdout();
             let large = planned.doc.plan.actions.len() > render::LARGE_PLAN_ACTIONS;
             if summary || (large && !full) {
                 stdout
@@ -661,7 +707,7 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
                 rt.block_on(make_plan_to_apply(&config))?
             };
             if dry_run {
-                let mut stdout = std::io::stdout().lock();
+                let mut stdout = stdout();
                 stdout.write_all(render::render(&planned.doc, stdout_style()).as_bytes())?;
                 writeln!(
                     stdout,
@@ -702,7 +748,7 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
                 .as_deref()
                 .and_then(ServiceOs::parse)
                 .unwrap_or_else(ServiceOs::current);
-            let mut stdout = std::io::stdout().lock();
+            let mut stdout = stdout();
             match action {
                 ScheduleAction::Install { dry_run } => {
                     host::install(&load_config(&args)?, os, dry_run, &mut stdout)?
@@ -716,7 +762,7 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
         Command::Validate => validate(&args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut command, "reprofile", &mut std::io::stdout());
+            clap_complete::generate(shell, &mut command, "reprofile", &mut stdout());
             Ok(Ending::default())
         }
         Command::Demo { dir } => {
@@ -746,7 +792,7 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
                 (_, true) => ShowFormat::Html,
                 _ => format.unwrap_or(ShowFormat::Text),
             };
-            let mut stdout = std::io::stdout().lock();
+            let mut stdout = stdout();
             match format {
                 ShowFormat::Json => stdout.write_all(planfile::to_json(&doc).as_bytes())?,
                 ShowFormat::Html => crate::review::html::write(&doc, &mut stdout)?,
@@ -785,7 +831,7 @@ fn tick_ending(mut report: TickReport) -> anyhow::Result<Ending> {
 fn validate(args: &ConfigArgs) -> anyhow::Result<Ending> {
     use crate::core::validate::{validate_records, Severity};
     use crate::store::{read_agent_store, read_persona_store};
-    let mut out = std::io::stdout().lock();
+    let mut out = stdout();
     let config = match load_config(args) {
         Ok(config) => config,
         Err(err) => {
@@ -991,7 +1037,7 @@ async fn approve_and_apply(
         },
     };
     let style = stdout_style();
-    let mut stdout = std::io::stdout();
+    let mut stdout = stdout();
     stdout.write_all(render::render(doc, style).as_bytes())?;
     if fresh.is_some() {
         writeln!(stdout, "Saved the plan to {}", path.display())?;

@@ -194,7 +194,7 @@ pub async fn run(keep_dir: Option<&Path>, style: Style) -> anyhow::Result<()> {
         seed_relay(&url, &seed_events()?).await?;
         let config_path = write_config(&dir, &url)?;
         let config = config::load(&config_path)?;
-        let mut out = std::io::stdout().lock();
+        let mut out = crate::cli::stdout();
         writeln!(
             out,
             "reprofile demo: the example world in {} against an embedded relay at {url}\n",

@@ -426,3 +426,64 @@ async fn cli_completions_are_generated_for_bash() {
         "{script}"
     );
 }
+
+/// Runs the binary with `args` (after `--config`) and its stdout already
+/// closed by its reader (`reprofile … | true`): the read end of the pipe is
+/// closed before the process starts, so every write it makes fails.
+async fn cli_with_closed_stdout(world: &World, args: &[&str]) -> std::process::Output {
+    use std::os::fd::FromRawFd;
+    let mut all = vec![
+        "--config".to_string(),
+        world.config_path.display().to_string(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let cwd = world.dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut fds = [0; 2];
+        // SAFETY: pipe() fills both descriptors, each owned below.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+        // SAFETY: fds[0] is the read end, just created and owned here.
+        drop(unsafe { std::fs::File::from_raw_fd(fds[0]) });
+        // SAFETY: fds[1] is the write end, owned by the Stdio from here on.
+        let write_end = unsafe { std::process::Stdio::from_raw_fd(fds[1]) };
+        std::process::Command::new(env!("CARGO_BIN_EXE_reprofile"))
+            .args(&all)
+            .current_dir(cwd)
+            .env_remove("REPROFILE_LOG")
+            .env("NO_COLOR", "1")
+            .stdout(write_end)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .expect("the blocking task finishes")
+}
+
+/// A closed stdout stops the output, never the command nor its outcome:
+/// `plan | true` still writes its plan and exits 1 for the relay it could
+/// not read; `apply --auto-approve | true` still applies, journals, and
+/// exits by what it did (before: exit 0, nothing published, no journal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_changes_neither_the_outcome_nor_the_exit_code() {
+    let world = World::start().await;
+    let plan = cli_with_closed_stdout(&world, &["plan"]).await;
+    assert_incomplete_for_the_down_relay(&plan);
+    assert_eq!(world.plan_files().len(), 1, "the plan is written");
+
+    let apply = cli_with_closed_stdout(&world, &["apply", "--auto-approve", "--force"]).await;
+    // Incomplete (the down relay): 1, after doing everything else.
+    assert_eq!(apply.status.code(), Some(1), "{}", stderr(&apply));
+    let journals = world.journal_files();
+    assert_eq!(journals.len(), 1, "the apply journaled its actions");
+    let journal = reprofile::journal::read(&journals[0]).unwrap();
+    let applied = journal.iter().filter(|e| e.outcome == "applied").count();
+    assert_eq!(
+        applied, 12,
+        "every action of the plan applied: {journal:#?}"
+    );
+    // And the world is right now: the next plan has nothing to do but the
+    // agents the rules leave for a person.
+    let again = world.cli(&["plan"]).await;
+    assert!(stdout(&again).contains("No changes."), "{}", stdout(&again));
+}
