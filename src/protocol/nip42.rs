@@ -130,6 +130,11 @@ impl Nip42 {
         self.identity.as_ref()
     }
 
+    /// Whether the relay has sent a challenge on this connection.
+    pub fn has_challenge(&self) -> bool {
+        self.challenge.is_some()
+    }
+
     /// Where authentication stands.
     pub fn status(&self) -> AuthStatus {
         match &self.state {

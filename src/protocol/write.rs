@@ -8,9 +8,13 @@
 //! answer. Decisions, in order:
 //!
 //! - With `sign_in_first`, the event waits until the relay accepted the AUTH
-//!   (the relay's challenge arrives at connect). Without it, the event goes at
-//!   once, and an `auth-required:` answer makes the session sign in and send
-//!   the same event again.
+//!   (Buzz's challenge arrives at connect). Many relays (nostr-relay-builder's
+//!   among them) send their challenge only after an unauthenticated REQ or
+//!   EVENT: when none has come [`PROVOKE_AFTER`] after the session started,
+//!   the event goes anyway, to provoke it. Without `sign_in_first`, the event
+//!   goes at once. Either way, an `auth-required:` answer to an event sent
+//!   before the sign-in completed makes the session sign in (or finish
+//!   signing in) and send the same event again.
 //! - A refused AUTH ends the session with the relay's message
 //!   ([`Delivery::Refused`]); no other identity is tried: the author must
 //!   sign in as itself.
@@ -46,10 +50,17 @@ pub enum Delivery {
     NotSent,
 }
 
+/// How long a session that signs in first waits for the relay's challenge
+/// before it sends the event to provoke one.
+pub const PROVOKE_AFTER: Duration = Duration::from_millis(500);
+
 #[derive(Debug)]
 enum State {
-    /// Signing in before the event may go.
-    SigningIn,
+    /// Signing in before the event may go; with no challenge by `provoke`,
+    /// the event goes anyway to provoke one.
+    SigningIn {
+        provoke: Option<Instant>,
+    },
     /// The event goes out at the next transmit.
     Ready,
     /// The event went out; its OK is due by the deadline.
@@ -75,6 +86,8 @@ pub struct AuthorPublish {
     jitter: f64,
     /// How many times the event was sent.
     sends: u32,
+    /// Whether the event last went out after the sign-in completed.
+    sent_signed_in: bool,
 }
 
 impl AuthorPublish {
@@ -93,7 +106,9 @@ impl AuthorPublish {
         let mut auth = Nip42::new(Some(identity), publish_timeout);
         let state = if sign_in_first {
             auth.want(now);
-            State::SigningIn
+            State::SigningIn {
+                provoke: Some(now + PROVOKE_AFTER),
+            }
         } else {
             State::Ready
         };
@@ -105,6 +120,7 @@ impl AuthorPublish {
             backoff,
             jitter,
             sends: 0,
+            sent_signed_in: false,
         }
     }
 
@@ -147,8 +163,11 @@ impl AuthorPublish {
             PublishAnswer::AuthRequired(_) => {
                 self.auth.on_auth_required(&text, now);
                 match self.auth.status() {
-                    AuthStatus::Pending => self.state = State::SigningIn,
+                    AuthStatus::Pending => self.state = State::SigningIn { provoke: None },
                     AuthStatus::Refused(why) => self.finish(Delivery::Refused(why)),
+                    // Sent before the sign-in completed: the relay judged it
+                    // unauthenticated. Send it again, now signed in.
+                    AuthStatus::Authenticated if !self.sent_signed_in => self.state = State::Ready,
                     // Signed in as the author and still refused: the relay's word.
                     AuthStatus::Authenticated | AuthStatus::NotAsked => {
                         self.finish(Delivery::Refused(text))
@@ -178,7 +197,7 @@ impl Session for AuthorPublish {
                 if self.auth.on_ok(&event_id, status, &text) {
                     match self.auth.status() {
                         AuthStatus::Authenticated => {
-                            if matches!(self.state, State::SigningIn) {
+                            if matches!(self.state, State::SigningIn { .. }) {
                                 self.state = State::Ready;
                             }
                         }
@@ -214,12 +233,27 @@ impl Session for AuthorPublish {
             frames.push(auth);
         }
         if let AuthStatus::Refused(why) = self.auth.status() {
-            if matches!(self.state, State::SigningIn) {
+            if matches!(self.state, State::SigningIn { .. }) {
                 self.finish(Delivery::Refused(why));
+            }
+        }
+        // No challenge yet: the event goes, to provoke one (the sign-in stays
+        // wanted, and an `auth-required:` answer sends the event again once
+        // it is done).
+        if let State::SigningIn {
+            provoke: Some(provoke),
+        } = self.state
+        {
+            if provoke <= now
+                && self.auth.status() == AuthStatus::Pending
+                && !self.auth.has_challenge()
+            {
+                self.state = State::Ready;
             }
         }
         if matches!(self.state, State::Ready) {
             frames.push(ClientMessage::event(self.event.clone()));
+            self.sent_signed_in = self.auth.status() == AuthStatus::Authenticated;
             self.sends += 1;
             self.state = State::Sent {
                 deadline: now + self.publish_timeout,
@@ -230,7 +264,13 @@ impl Session for AuthorPublish {
 
     fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::SigningIn => self.auth.poll_timeout(),
+            State::SigningIn { provoke } => {
+                let provoke = provoke.filter(|_| !self.auth.has_challenge());
+                [self.auth.poll_timeout(), provoke]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            }
             State::Sent { deadline } => Some(deadline),
             State::Backoff { until } => Some(until),
             State::Ready | State::Done(_) => None,
@@ -239,7 +279,7 @@ impl Session for AuthorPublish {
 
     fn handle_timeout(&mut self, now: Instant) {
         match self.state {
-            State::SigningIn => {
+            State::SigningIn { .. } => {
                 self.auth.handle_timeout(now);
                 if let AuthStatus::Refused(why) = self.auth.status() {
                     self.finish(Delivery::Failed(why));

@@ -735,6 +735,26 @@ async fn a_relay_that_requires_nip42_auth_for_writes_gets_every_profile() {
     assert!(again.plan.actions.is_empty());
 }
 
+/// A relay that demands NIP-42 for reads and writes and, like
+/// nostr-relay-builder's, sends its challenge only on demand (after an
+/// unauthenticated REQ or EVENT): the read signs in, so each republish goes
+/// over a connection signed in as its agent, whose event provokes the
+/// challenge. Before: every republish failed "sent no AUTH challenge".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_challenges_on_demand_for_reads_and_writes_gets_every_profile() {
+    use nostr_relay_builder::builder::RelayBuilderNip42Mode;
+    let (relay, url) =
+        crate::support::start_relay_demanding_auth(RelayBuilderNip42Mode::Both).await;
+    let world = World::with_relay(relay, url, "");
+    let config = world.config();
+    let (doc, _, report) = plan_and_apply(&config).await;
+    assert!(report.succeeded(), "{:#?}", report.results);
+    assert!(!doc.plan.actions.is_empty());
+    assert_eq!(report.count(Outcome::Applied), doc.plan.actions.len());
+    let Planned { doc: again, .. } = make_plan(&config, &[], None).await.unwrap();
+    assert!(again.plan.actions.is_empty(), "{:#?}", again.plan.actions);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rule_d1_each_republished_event_is_a_kind0_signed_by_the_agents_own_key() {
     let world = World::start().await;

@@ -103,8 +103,8 @@ fn signs_in_as_the_author_with_its_nip_oa_tag_before_the_event_goes() {
     assert_eq!(split(&s.poll_transmit(t0, 1), &w), (None, false));
     assert_eq!(
         s.poll_timeout(),
-        Some(t0 + TIMEOUT),
-        "waits for a challenge"
+        Some(t0 + PROVOKE_AFTER),
+        "waits a moment for a challenge"
     );
     s.handle_input(challenge(), t0);
     let (auth, sent) = split(&s.poll_transmit(t0, 1_700_000_100), &w);
@@ -292,4 +292,73 @@ fn todays_buzz_rate_limits_wait_the_delay_the_relay_asks() {
         s.handle_input(ok(w.event.id, true, ""), t0 + wait);
         assert_eq!(s.delivery(), Some(&Delivery::Accepted));
     }
+}
+
+/// A relay that challenges only on demand (nostr-relay-builder's): no
+/// challenge comes at connect, so after [`PROVOKE_AFTER`] the event goes to
+/// provoke one; its `auth-required:` refusal and the challenge make the
+/// session sign in and send the same event again. Before: it waited for a
+/// challenge that never came, and failed.
+#[test]
+fn a_relay_that_challenges_on_demand_is_provoked_by_the_event() {
+    let w = world();
+    let t0 = Instant::now();
+    let mut s = session(&w, true, t0);
+    assert_eq!(split(&s.poll_transmit(t0, 1), &w), (None, false));
+    let t1 = t0 + PROVOKE_AFTER;
+    assert_eq!(s.poll_timeout(), Some(t1));
+    s.handle_timeout(t1);
+    assert_eq!(split(&s.poll_transmit(t1, 1), &w), (None, true), "provoked");
+    s.handle_input(challenge(), t1);
+    s.handle_input(ok(w.event.id, false, "auth-required: you must auth"), t1);
+    let (auth, sent) = split(&s.poll_transmit(t1, 1_700_000_000), &w);
+    let auth = auth.expect("the AUTH goes once challenged");
+    assert!(!sent, "the event waits for the sign-in");
+    s.handle_input(ok(auth.id, true, ""), t1);
+    assert_eq!(split(&s.poll_transmit(t1, 1), &w), (None, true), "again");
+    s.handle_input(ok(w.event.id, true, ""), t1);
+    assert_eq!(s.delivery(), Some(&Delivery::Accepted));
+}
+
+/// The relay answers the AUTH before the refusal of an event sent before
+/// the sign-in completed: that refusal means "not yet", so the event goes
+/// again, signed in. Refused once signed in, it is the relay's word.
+#[test]
+fn an_auth_required_for_an_event_sent_before_the_sign_in_sends_it_again() {
+    let w = world();
+    let t0 = Instant::now();
+    let mut s = session(&w, false, t0);
+    assert_eq!(split(&s.poll_transmit(t0, 1), &w), (None, true));
+    s.handle_input(challenge(), t0);
+    s.handle_input(
+        ok(w.event.id, false, "auth-required: not authenticated"),
+        t0,
+    );
+    let (auth, _) = split(&s.poll_transmit(t0, 1_700_000_000), &w);
+    s.handle_input(ok(auth.expect("AUTH").id, true, ""), t0);
+    assert_eq!(split(&s.poll_transmit(t0, 1), &w), (None, true));
+    // Signed in now, and refused again: final.
+    s.handle_input(ok(w.event.id, false, "auth-required: not a member"), t0);
+    assert!(matches!(s.delivery(), Some(Delivery::Refused(why)) if why.contains("not a member")));
+
+    // The AUTH's OK overtakes the first refusal: the event goes again.
+    let mut late = session(&w, false, t0);
+    late.poll_transmit(t0, 1);
+    late.handle_input(challenge(), t0);
+    late.handle_input(
+        ok(w.event.id, false, "auth-required: not authenticated"),
+        t0,
+    );
+    let (auth, _) = split(&late.poll_transmit(t0, 1_700_000_000), &w);
+    late.handle_input(ok(auth.expect("AUTH").id, true, ""), t0);
+    late.handle_input(
+        ok(w.event.id, false, "auth-required: not authenticated"),
+        t0,
+    );
+    assert_eq!(
+        late.delivery(),
+        None,
+        "not refused: sent before the sign-in"
+    );
+    assert_eq!(split(&late.poll_transmit(t0, 1), &w).1, true);
 }
