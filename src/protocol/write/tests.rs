@@ -360,5 +360,5 @@ fn an_auth_required_for_an_event_sent_before_the_sign_in_sends_it_again() {
         None,
         "not refused: sent before the sign-in"
     );
-    assert_eq!(split(&late.poll_transmit(t0, 1), &w).1, true);
+    assert!(split(&late.poll_transmit(t0, 1), &w).1, "sent again");
 }
