@@ -1145,8 +1145,40 @@ mod tests {
             conclude(Err(anyhow::anyhow!("bad config"))),
             ExitCode::from(1)
         );
+        // A broken pipe that reaches here is not stdout's (commands write
+        // through Output): an error like any other.
         let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
-        assert_eq!(conclude(Err(pipe.into())), ExitCode::SUCCESS);
+        assert_eq!(conclude(Err(pipe.into())), ExitCode::from(1));
+    }
+
+    #[test]
+    fn output_drops_writes_once_its_reader_has_gone() {
+        struct Gone;
+        impl Write for Gone {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+        }
+        let mut out = Output::new(Gone);
+        assert!(writeln!(out, "a plan").is_ok());
+        assert!(out.flush().is_ok());
+        assert!(out.closed);
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::StorageFull.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        assert!(
+            writeln!(Output::new(Full), "x").is_err(),
+            "other errors still fail"
+        );
     }
 
     #[test]
