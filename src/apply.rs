@@ -25,8 +25,8 @@ use nostr::{EventBuilder, Keys, Kind, PublicKey, Tag, Timestamp};
 use crate::config::Config;
 use crate::core::apply::{
     self as rules_apply, backfill_after_apply, backfill_outcome, check_backfill, check_republish,
-    confirm_publish, event_to_sign, republish_after_backfill, AboveSafetyThreshold, NotSignable,
-    Outcome, Precheck, RecordNow,
+    confirm_publish, event_to_sign, rebuild_republish, republish_after_backfill,
+    AboveSafetyThreshold, NotSignable, Outcome, Precheck, RecordNow,
 };
 use crate::core::model::{AgentRecord, RelayObservation};
 use crate::core::nip_oa::parse_tag_json;
@@ -192,6 +192,9 @@ pub enum Refusal {
     /// Above the safety threshold.
     #[error(transparent)]
     Safety(#[from] AboveSafetyThreshold),
+    /// The store cannot be read to count its agents for the threshold.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 fn canonical(path: &Path) -> PathBuf {
@@ -199,19 +202,40 @@ fn canonical(path: &Path) -> PathBuf {
 }
 
 /// Checks that a plan may be applied with this config: same store, and under
-/// the safety threshold unless forced. Changes nothing.
-pub fn check_plan(config: &Config, doc: &PlanDocument, force: bool) -> Result<(), Refusal> {
+/// the safety threshold unless forced, the threshold counted against the
+/// live store (never the plan file's count: a file claiming a larger store
+/// would pass it). `planned` are the records this process planned from,
+/// counted when the store still holds their bytes; else the store is read.
+/// Changes nothing.
+pub fn check_plan(
+    config: &Config,
+    doc: &PlanDocument,
+    force: bool,
+    planned: Option<&PlannedRecords>,
+) -> Result<(), Refusal> {
     let configured = canonical(&config.agents);
-    let planned = canonical(Path::new(&doc.store.path));
-    if configured != planned {
+    let planned_store = canonical(Path::new(&doc.store.path));
+    if configured != planned_store {
         return Err(Refusal::OtherStore {
             planned: doc.store.path.clone(),
             configured: configured.display().to_string(),
         });
     }
+    let live_agents = match planned {
+        Some(planned) if sha256_of_file(AGENT_STORE, &config.agents)? == planned.sha256 => {
+            // One record on several community relays is one agent.
+            1 + planned
+                .records
+                .windows(2)
+                .filter(|pair| pair[0].index != pair[1].index)
+                .count()
+                - usize::from(planned.records.is_empty())
+        }
+        _ => read_agent_store(&config.agents)?.records.len(),
+    };
     rules_apply::safety_check(
         &doc.plan,
-        doc.store.records,
+        live_agents,
         config.safety.max_republish_fraction,
         config.safety.min_agents,
         force,
@@ -292,7 +316,7 @@ pub async fn apply(
     opts: &ApplyOptions,
     now: &(dyn Fn() -> u64 + Sync),
 ) -> anyhow::Result<ApplyReport> {
-    check_plan(config, doc, opts.force)?;
+    check_plan(config, doc, opts.force, opts.planned_records.as_ref())?;
     let started = rfc3339(now());
     let target = resolve_target(&config.agents)
         .with_context(|| format!("cannot read the agent store {}", config.agents.display()))?;
@@ -338,25 +362,44 @@ pub async fn apply(
         .values()
         .map(|r| (r.agent.clone(), (r.outcome, r.reason.clone())))
         .collect();
-    let mut by_relay: BTreeMap<&str, Vec<&RepublishProfile>> = BTreeMap::new();
-    for action in &doc.plan.actions {
-        if let Action::RepublishProfile(r) = action {
+    let vouched_before = opts.checker.vouched();
+    let mut records_from_plan = false;
+    let republishes: Vec<&RepublishProfile> = doc
+        .plan
+        .actions
+        .iter()
+        .filter_map(Action::as_republish)
+        .collect();
+    if !republishes.is_empty() {
+        let store_records = records_now(config, opts.planned_records.as_ref())?;
+        records_from_plan = matches!(store_records, std::borrow::Cow::Borrowed(_));
+        let records = StoreRecords::of(&store_records, &config.relay.rewrite);
+        let mut by_relay: BTreeMap<&str, Vec<&RepublishProfile>> = BTreeMap::new();
+        for r in republishes {
+            let action = Action::RepublishProfile(r.clone());
             let backfill = backfill_results
                 .get(&r.agent)
                 .map(|(outcome, why)| (*outcome, why.as_deref()));
             if let Some((outcome, why)) = republish_after_backfill(backfill) {
-                run.finish(action, outcome, Some(why), None)?;
+                run.finish(&action, outcome, Some(why), None)?;
                 continue;
+            }
+            // The relay comes from the live store and config, never from the
+            // file: a plan naming another relay is not read from or
+            // published to.
+            if let InStore::One(record) = records.find(&r.agent, &r.relay) {
+                let relay = config.effective_relay(&record.relay_url);
+                if relay != r.relay {
+                    let why = format!(
+                        "relay differs: the plan says {}, the store and config say {relay}",
+                        r.relay
+                    );
+                    run.finish(&action, Outcome::Stale, Some(why), None)?;
+                    continue;
+                }
             }
             by_relay.entry(r.relay.as_str()).or_default().push(r);
         }
-    }
-    let vouched_before = opts.checker.vouched();
-    let mut records_from_plan = false;
-    if !by_relay.is_empty() {
-        let store_records = records_now(config, opts.planned_records.as_ref())?;
-        records_from_plan = matches!(store_records, std::borrow::Cow::Borrowed(_));
-        let records = StoreRecords::of(&store_records, &config.relay.rewrite);
         let service_keys = read_auth_key(config)?;
         let identities = Arc::new(sign_in_identities(
             config,
@@ -597,6 +640,10 @@ impl<'a> StoreRecords<'a> {
     }
 }
 
+/// A republish that passed its precondition: the record, and the action as
+/// the rules rebuilt it from the live state.
+type ToSign<'a> = (&'a AgentRecord, RepublishProfile);
+
 /// [`republish_on_relay`], unless the run is stopping by the time the
 /// relay's turn comes.
 async fn republish_unless_stopping(
@@ -654,7 +701,10 @@ async fn republish_on_relay(
     // on the pool, every core at once (a relay's batch is 1,000 key
     // derivations and signatures at 100,000 agents and 10% stale), while the
     // other relays' reads and publishes go on.
-    let steps: Vec<Result<&AgentRecord, (Outcome, Option<String>)>> = actions
+    // What is signed is the event the rules rebuild from the live store and
+    // this read, never the plan file's content, tags or relay.
+    let now = (lock(shared).now)();
+    let steps: Vec<Result<ToSign<'_>, (Outcome, Option<String>)>> = actions
         .iter()
         .map(|action| {
             let record = records.find(&action.agent, relay);
@@ -662,23 +712,39 @@ async fn republish_on_relay(
                 name: r.name.clone(),
                 avatar: r.avatar_url.usable().map(str::to_string),
             });
-            match check_republish(action, record_now.as_ref(), &observation(&action.agent)) {
-                Precheck::AlreadyApplied => Err((Outcome::AlreadyApplied, None)),
-                Precheck::Stale(why) => Err((Outcome::Stale, Some(why))),
-                Precheck::Unknown(why) => Err((Outcome::Failed, Some(why))),
-                Precheck::Proceed => Ok(record.one().expect("a record passed the precondition")),
-            }
+            let observed = observation(&action.agent);
+            let precheck = match check_republish(action, record_now.as_ref(), &observed) {
+                Precheck::Proceed => {
+                    let record = record.one().expect("a record passed the precondition");
+                    match rebuild_republish(
+                        action,
+                        record,
+                        &config.effective_relay(&record.relay_url),
+                        &observed,
+                        &config.policy,
+                        now,
+                    ) {
+                        Ok(rebuilt) => return Ok((record, rebuilt)),
+                        Err(precheck) => precheck,
+                    }
+                }
+                other => other,
+            };
+            Err(match precheck {
+                Precheck::AlreadyApplied => (Outcome::AlreadyApplied, None),
+                Precheck::Stale(why) => (Outcome::Stale, Some(why)),
+                Precheck::Unknown(why) => (Outcome::Failed, Some(why)),
+                Precheck::Proceed => unreachable!("a rebuild that proceeds returned above"),
+            })
         })
         .collect();
-    let to_sign: Vec<(RepublishProfile, AgentRecord)> = actions
+    let to_sign: Vec<(RepublishProfile, AgentRecord)> = steps
         .iter()
-        .zip(&steps)
-        .filter_map(|(action, step)| {
-            let record = step.as_ref().ok()?;
-            Some(((*action).clone(), (*record).clone()))
+        .filter_map(|step| {
+            let (record, rebuilt) = step.as_ref().ok()?;
+            Some((rebuilt.clone(), (*record).clone()))
         })
         .collect();
-    let now = (lock(shared).now)();
     let mut signed = sign_on_pool(to_sign, now, config.policy.future_tolerance_secs)
         .await?
         .into_iter();
@@ -781,11 +847,21 @@ async fn sign_on_pool(
                     agent_keys(record).map_err(|(reason, why)| format!("{reason}: {why}"))?;
                 let event =
                     sign(action, &keys, now, future_tolerance_secs).map_err(|e| e.to_string())?;
-                // The relay checks the tag; a record's tag goes as it is.
-                let tag = record
-                    .auth_tag
-                    .as_deref()
-                    .and_then(|text| parse_tag_json(text).ok());
+                // The sign-in carries the tag the event carries (rule D4 may
+                // take it from the relay's event), else the record's, as it is:
+                // the relay checks it.
+                let tag = action
+                    .after
+                    .tags
+                    .iter()
+                    .find(|t| t.first().is_some_and(|name| name == "auth"))
+                    .cloned()
+                    .or_else(|| {
+                        record
+                            .auth_tag
+                            .as_deref()
+                            .and_then(|text| parse_tag_json(text).ok())
+                    });
                 let sign_in = agent_identity(record, &action.relay, keys.clone(), tag);
                 Ok(PublishItem {
                     event,

@@ -1045,7 +1045,7 @@ async fn approve_and_apply(
     if doc.plan.is_empty() {
         return Ok(ending);
     }
-    apply::check_plan(config, doc, force)?;
+    apply::check_plan(config, doc, force, opts.planned_records.as_ref())?;
     if !auto_approve {
         require_approval_channel(auto_approve)?;
         write!(

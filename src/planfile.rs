@@ -415,7 +415,34 @@ pub fn from_json(path: &Path, text: &str) -> Result<PlanDocument, PlanFileError>
     from_file(file).map_err(not_a_plan)
 }
 
+/// A pubkey or event id of a plan file: 64 lower-case hex digits, whatever
+/// the digest says (a recomputed digest proves nothing).
+fn check_hex(what: &str, text: &str) -> Result<(), String> {
+    if crate::core::rules::is_pubkey_hex(text) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} {:?} is not 64 lower-case hex digits",
+            crate::core::rules::escape_controls(&text.chars().take(80).collect::<String>(), false)
+        ))
+    }
+}
+
 fn from_file(file: FilePlan<'_>) -> Result<PlanDocument, String> {
+    for action in &file.actions {
+        match action {
+            FileAction::BackfillAvatar { agent, .. } => check_hex("an action's agent", agent)?,
+            FileAction::RepublishProfile { agent, before, .. } => {
+                check_hex("an action's agent", agent)?;
+                if let Some(before) = before {
+                    check_hex("an action's before.id", &before.id)?;
+                }
+            }
+        }
+    }
+    for pubkey in file.unchanged.iter() {
+        check_hex("an unchanged agent", pubkey)?;
+    }
     let mut actions = Vec::with_capacity(file.actions.len());
     for action in file.actions {
         actions.push(match action {
@@ -830,13 +857,39 @@ mod tests {
     }
 
     #[test]
-    fn a_crafted_plan_with_a_64_byte_non_hex_pubkey_is_read_and_shown() {
+    fn a_crafted_plan_with_a_64_byte_non_hex_pubkey_is_refused_and_never_panics() {
         // The case that once panicked `show`: 64 bytes, not 64 characters.
         let doc = crafted(vec!["é".repeat(32), "\x1b[31mred".to_owned()]);
-        let read = from_json(Path::new("p.json"), &to_json(&doc)).expect("read");
-        let shown = crate::render::render(&read, crate::render::Style { color: false });
+        // Its digest is right (recomputed as anyone can): refused all the same.
+        let err = from_json(Path::new("p.json"), &to_json(&doc)).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("is not 64 lower-case hex digits"),
+            "{message}"
+        );
+        assert!(!message.contains('\u{1b}'), "{message}");
+        // Rendered as it is (a plan value that never came from a file), it
+        // is shown safely.
+        let shown = crate::render::render(&doc, crate::render::Style { color: false });
         assert!(shown.contains("éééééééé…éééééééé"), "{shown}");
         assert!(!shown.contains('\u{1b}'), "{shown}");
+    }
+
+    #[test]
+    fn a_plan_whose_event_id_is_not_hex_is_refused_whatever_its_digest() {
+        use crate::core::plan::*;
+        let mut doc = sample();
+        for action in &mut doc.plan.actions {
+            if let Action::RepublishProfile(r) = action {
+                r.before = Some(EventBefore {
+                    id: "not an id".into(),
+                    created_at: 5,
+                    content: "{}".into(),
+                });
+            }
+        }
+        let err = from_json(Path::new("p.json"), &to_json(&doc)).unwrap_err();
+        assert!(err.to_string().contains("before.id"), "{err}");
     }
 
     proptest::proptest! {

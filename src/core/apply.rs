@@ -7,9 +7,11 @@
 
 use std::time::Duration;
 
-use super::model::{AvatarField, RelayObservation};
+use super::model::{
+    AgentRecord, AgentSnapshot, AvatarField, PlanMode, Policy, RelayObservation, Snapshot,
+};
 use super::nip_oa;
-use super::plan::{Action, BackfillAvatar, Plan, RepublishProfile};
+use super::plan::{Action, BackfillAvatar, Plan, RepublishProfile, SkipReason};
 use super::rules::{next_created_at, profile_matches, InStore};
 
 /// What the world says about one planned action, just before acting.
@@ -234,6 +236,85 @@ pub fn check_republish(
             Some(id) => format!("the relay's newest kind:0 is now {id}, not the planned one"),
             None => "the planned kind:0 is no longer on the relay".to_string(),
         })
+    }
+}
+
+/// What apply signs for a republish that passed [`check_republish`]: the
+/// event rebuilt by the rules from the live state (the record as it is now,
+/// on its relay as the store and config say, and the relay's newest kind:0
+/// as read now), never the plan file's content, tags or relay. A plan is a
+/// proposal to review, not a credential: its digest is a plain SHA-256
+/// anyone can recompute.
+///
+/// `relay` is the agent's relay by the live store and config (after
+/// rewrite). The rebuild must agree with the plan on the relay, the name,
+/// the picture, the event replaced and the event's content and tags; the
+/// first field that differs makes the action `stale`, named. The rules
+/// finding nothing to publish is `already_applied`; finding a reason to skip
+/// (a key, a tag, the clock) is `stale` with the rule's words.
+pub fn rebuild_republish(
+    action: &RepublishProfile,
+    record: &AgentRecord,
+    relay: &str,
+    relay_now: &RelayObservation,
+    policy: &Policy,
+    now: u64,
+) -> Result<RepublishProfile, Precheck> {
+    if action.relay != relay {
+        return Err(Precheck::Stale(format!(
+            "relay differs: the plan says {}, the store and config say {relay}",
+            action.relay
+        )));
+    }
+    let snapshot = Snapshot {
+        agents: vec![AgentSnapshot {
+            record: record.clone(),
+            relay: Some(relay.to_string()),
+            observation: relay_now.clone(),
+        }],
+        personas: Default::default(),
+    };
+    let policy = Policy {
+        mode: PlanMode::Full,
+        threads: 1,
+        ..policy.clone()
+    };
+    let rebuilt = super::rules::plan(&snapshot, &policy, now);
+    if let Some(skip) = rebuilt.skipped.first() {
+        let why = format!("{}: {}", skip.reason, skip.detail);
+        return Err(match skip.reason {
+            // The agent's key cannot sign now (rule A5 on the record as it
+            // is): the action fails, as a signing failure always has.
+            SkipReason::InvalidKey | SkipReason::KeyMismatch | SkipReason::KeyUnavailable => {
+                Precheck::Unknown(why)
+            }
+            _ => Precheck::Stale(format!("the rules now skip it: {why}")),
+        });
+    }
+    let Some(rebuilt) = rebuilt.actions.into_iter().find_map(|a| match a {
+        Action::RepublishProfile(r) => Some(r),
+        Action::BackfillAvatar(_) => None,
+    }) else {
+        return Err(Precheck::AlreadyApplied);
+    };
+    let differs = if rebuilt.name != action.name {
+        Some("name")
+    } else if rebuilt.picture != action.picture {
+        Some("picture")
+    } else if rebuilt.before.as_ref().map(|b| &b.id) != action.before.as_ref().map(|b| &b.id) {
+        Some("before (the event replaced)")
+    } else if rebuilt.after.content != action.after.content {
+        Some("after.content")
+    } else if rebuilt.after.tags != action.after.tags {
+        Some("after.tags")
+    } else {
+        None
+    };
+    match differs {
+        Some(field) => Err(Precheck::Stale(format!(
+            "{field} differs from what the rules give for the live store and relay; plan again"
+        ))),
+        None => Ok(rebuilt),
     }
 }
 
@@ -892,5 +973,152 @@ mod tests {
             "small stores are not checked"
         );
         assert!(safety_check(&plan, 20, 0.3, 10, false).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod rebuild_tests {
+    use nostr::nips::nip19::ToBech32;
+    use nostr::Keys;
+
+    use super::*;
+    use crate::core::model::{ExistingEvent, SecretText};
+
+    const NOW: u64 = 1_800_000_000;
+    const RELAY: &str = "wss://r.example";
+
+    fn record(keys: &Keys) -> AgentRecord {
+        AgentRecord {
+            index: 0,
+            pubkey: keys.public_key().to_hex(),
+            name: "Ada".into(),
+            secret_key: Some(SecretText::new(keys.secret_key().to_bech32().unwrap())),
+            key_origin: Default::default(),
+            relay_url: RELAY.into(),
+            avatar_url: AvatarField::Text("https://p/1.png".into()),
+            persona_id: None,
+            agent_command: None,
+            auth_tag: None,
+            field_errors: vec![],
+        }
+    }
+
+    fn on_relay() -> RelayObservation {
+        RelayObservation::Newest(ExistingEvent {
+            id: "e".repeat(64),
+            created_at: NOW - 10,
+            content: r#"{"display_name":"Old","picture":"https://p/1.png","about":"hi"}"#.into(),
+            tags: vec![],
+        })
+    }
+
+    /// The plan the rules make for the record on that relay: its republish.
+    fn planned(record: &AgentRecord) -> RepublishProfile {
+        let snapshot = Snapshot {
+            agents: vec![AgentSnapshot {
+                record: record.clone(),
+                relay: Some(RELAY.into()),
+                observation: on_relay(),
+            }],
+            personas: Default::default(),
+        };
+        let plan = super::super::rules::plan(&snapshot, &Policy::default(), NOW);
+        plan.actions[0].as_republish().expect("a republish").clone()
+    }
+
+    fn rebuild(
+        action: &RepublishProfile,
+        record: &AgentRecord,
+    ) -> Result<RepublishProfile, Precheck> {
+        rebuild_republish(
+            action,
+            record,
+            RELAY,
+            &on_relay(),
+            &Policy::default(),
+            NOW + 5,
+        )
+    }
+
+    fn stale_field(result: Result<RepublishProfile, Precheck>) -> String {
+        match result {
+            Err(Precheck::Stale(why)) => why,
+            other => panic!("expected stale, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_honest_plan_is_rebuilt_as_it_is() {
+        let keys = Keys::generate();
+        let record = record(&keys);
+        let action = planned(&record);
+        assert_eq!(rebuild(&action, &record), Ok(action));
+    }
+
+    #[test]
+    fn an_edited_content_is_stale_and_never_signed() {
+        let keys = Keys::generate();
+        let record = record(&keys);
+        let mut action = planned(&record);
+        action.after.content = action
+            .after
+            .content
+            .replace("\"about\"", "\"lud16\":\"attacker@evil.example\",\"about\"");
+        assert!(stale_field(rebuild(&action, &record)).starts_with("after.content differs"));
+    }
+
+    #[test]
+    fn edited_tags_a_picture_or_the_replaced_event_are_stale() {
+        let keys = Keys::generate();
+        let record = record(&keys);
+        let honest = planned(&record);
+        let mut tags = honest.clone();
+        tags.after.tags = vec![vec!["p".into(), "f".repeat(64)]];
+        assert!(stale_field(rebuild(&tags, &record)).starts_with("after.tags differs"));
+        let mut before = honest.clone();
+        before.before.as_mut().unwrap().id = "d".repeat(64);
+        assert!(stale_field(rebuild(&before, &record)).starts_with("before (the event replaced)"));
+    }
+
+    #[test]
+    fn an_edited_relay_is_stale() {
+        let keys = Keys::generate();
+        let record = record(&keys);
+        let mut action = planned(&record);
+        action.relay = "wss://evil.example".into();
+        let why = stale_field(rebuild(&action, &record));
+        assert!(why.starts_with("relay differs"), "{why}");
+        assert!(why.contains(RELAY), "{why}");
+    }
+
+    #[test]
+    fn a_profile_already_right_is_already_applied_a_broken_key_fails_a_new_name_is_stale() {
+        let keys = Keys::generate();
+        let mut record = record(&keys);
+        let action = planned(&record);
+        let right = RelayObservation::Newest(ExistingEvent {
+            id: "c".repeat(64),
+            created_at: NOW,
+            content: r#"{"display_name":"Ada","picture":"https://p/1.png"}"#.into(),
+            tags: vec![],
+        });
+        assert_eq!(
+            rebuild_republish(&action, &record, RELAY, &right, &Policy::default(), NOW),
+            Err(Precheck::AlreadyApplied)
+        );
+        // A key broken since planning: the action fails, with rule A5's words.
+        record.secret_key = Some(SecretText::new("nsec1garbage"));
+        match rebuild(&action, &record) {
+            Err(Precheck::Unknown(why)) => {
+                assert!(why.starts_with("invalid_key: "), "{why}");
+                assert!(!why.contains("nsec1garbage"), "{why}");
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+        // The name changed since planning: the rules would publish another
+        // event, so the plan's is stale.
+        record.secret_key = Some(SecretText::new(keys.secret_key().to_bech32().unwrap()));
+        record.name = "Bea".into();
+        assert!(stale_field(rebuild(&action, &record)).starts_with("name differs"));
     }
 }

@@ -393,7 +393,7 @@ async fn apply_refuses_a_plan_of_another_store_or_over_the_safety_threshold() {
     assert!(err.to_string().contains("max_republish_fraction"), "{err}");
 
     let other = World::start().await;
-    let err = check_plan(&other.config(), &doc, true).unwrap_err();
+    let err = check_plan(&other.config(), &doc, true, None).unwrap_err();
     assert!(err.to_string().contains("was made from the store"), "{err}");
     let err = apply(&other.config(), &doc, &path, &forced(), &now_secs)
         .await
@@ -1000,4 +1000,119 @@ async fn a_key_broken_since_planning_fails_its_republish_alone_and_says_why() {
     assert!(!std::fs::read_to_string(journal_file)
         .unwrap()
         .contains("nsec1"));
+}
+
+/// The plan of the fixture world, edited by `edit` and written back with its
+/// digest recomputed (as anyone can), to `edited.json` in the world.
+async fn edited_plan(
+    world: &World,
+    name: &str,
+    edit: impl FnOnce(&mut PlanDocument),
+) -> std::path::PathBuf {
+    let config = world.config();
+    let Planned { mut doc, .. } = make_plan(&config, &[], None).await.expect("plan");
+    edit(&mut doc);
+    let (json, _) = planfile::to_json_and_digest(&doc);
+    let path = world.plans_dir().join(format!("{name}.json"));
+    std::fs::write(&path, json).unwrap();
+    path
+}
+
+/// A plan is a proposal, not a credential: an apply of a plan whose content
+/// (a `lud16` added to every republish) or relay was edited, with a
+/// recomputed digest, signs and publishes nothing of it; each such action
+/// is `stale` naming the field, and apply exits 1. Before: the attacker's
+/// content was signed with every agent's key and published, exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_plan_is_rebuilt_from_the_live_state_and_its_edits_are_refused_as_stale() {
+    let world = World::start().await;
+    let before = relay_state(&world, &world.config()).await;
+    let content = edited_plan(&world, "content", |doc| {
+        for action in &mut doc.plan.actions {
+            if let Action::RepublishProfile(r) = action {
+                let mut value: Value = serde_json::from_str(&r.after.content).unwrap();
+                value["lud16"] = "attacker@evil.example".into();
+                r.after.content = value.to_string();
+            }
+        }
+    })
+    .await;
+    let run = world
+        .cli(&[
+            "apply",
+            content.to_str().unwrap(),
+            "--auto-approve",
+            "--force",
+        ])
+        .await;
+    assert_eq!(run.status.code(), Some(1), "{}", stdout(&run));
+    let journal = reprofile::journal::read(&content.with_extension("journal.jsonl")).unwrap();
+    let republishes: Vec<_> = journal
+        .iter()
+        .filter(|e| e.kind == "republish_profile")
+        .collect();
+    assert_eq!(republishes.len(), 7, "{journal:#?}");
+    for entry in &republishes {
+        assert_eq!(entry.outcome, "stale", "{entry:?}");
+        assert!(
+            entry
+                .reason
+                .as_deref()
+                .unwrap()
+                .starts_with("after.content differs"),
+            "{entry:?}"
+        );
+    }
+    // Nothing of it reached the relay: every profile is as it was.
+    assert_eq!(relay_state(&world, &world.config()).await, before);
+
+    // The relay edited: never read from nor published to.
+    let elsewhere = crate::support::closed_port_url();
+    let relay = edited_plan(&world, "relay", |doc| {
+        for action in &mut doc.plan.actions {
+            if let Action::RepublishProfile(r) = action {
+                r.relay = elsewhere.clone();
+            }
+        }
+    })
+    .await;
+    let run = world
+        .cli(&[
+            "apply",
+            relay.to_str().unwrap(),
+            "--auto-approve",
+            "--force",
+        ])
+        .await;
+    assert_eq!(run.status.code(), Some(1), "{}", stdout(&run));
+    let journal = reprofile::journal::read(&relay.with_extension("journal.jsonl")).unwrap();
+    assert!(journal.iter().any(|e| e.kind == "republish_profile"));
+    for entry in journal.iter().filter(|e| e.kind == "republish_profile") {
+        assert_eq!(entry.outcome, "stale", "{entry:?}");
+        let reason = entry.reason.as_deref().unwrap();
+        assert!(
+            reason.starts_with("relay differs: the plan says"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains(&world.relay_url.trim_end_matches('/').to_string())
+                || reason.contains(&world.relay_url),
+            "{reason}"
+        );
+    }
+    assert_eq!(relay_state(&world, &world.config()).await, before);
+}
+
+/// The safety threshold is counted against the live store: a plan claiming
+/// a store of 1,000,000 records is refused as the honest one is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_safety_threshold_counts_the_live_store_not_the_plans_claim() {
+    let world = World::start().await;
+    let claimed = edited_plan(&world, "claimed", |doc| doc.store.records = 1_000_000).await;
+    let run = world
+        .cli(&["apply", claimed.to_str().unwrap(), "--auto-approve"])
+        .await;
+    assert_eq!(run.status.code(), Some(1));
+    assert_contains(&stderr(&run), "safety");
+    assert!(world.journal_files().is_empty(), "nothing applied");
 }
