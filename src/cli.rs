@@ -481,6 +481,61 @@ fn init_logging(cli: &Cli) {
     };
 }
 
+/// The stop handling of a one-shot command that changes things (`apply`,
+/// `migrate`, `run --once`), as the daemon's: SIGTERM or SIGINT sets the
+/// stop flag, the apply stops between actions, finishes its journal and
+/// ends; past `[schedule] shutdown_grace_secs` the command ends anyway.
+/// Without it, as a container's PID 1, such a command would ignore SIGTERM
+/// (PID 1 gets no default action) and run on until SIGKILL.
+struct Stopping {
+    stop: crate::orchestrate::Stop,
+    signal: std::sync::Mutex<Option<tokio::task::JoinHandle<&'static str>>>,
+    grace: std::time::Duration,
+}
+
+impl Stopping {
+    /// Listens for the signals on `rt`.
+    fn listen(rt: &tokio::runtime::Runtime, config: &Config) -> anyhow::Result<Self> {
+        let stop = crate::orchestrate::Stop::default();
+        let _entered = rt.enter();
+        let signal = stop.on_signals()?;
+        Ok(Self {
+            stop,
+            signal: std::sync::Mutex::new(Some(signal)),
+            grace: config.schedule.shutdown_grace,
+        })
+    }
+
+    /// The flag the apply reads between actions.
+    fn flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.stop.flag()
+    }
+
+    /// Runs `work`; after a signal, waits for it at most the grace.
+    async fn within_grace(
+        &self,
+        work: impl std::future::Future<Output = anyhow::Result<Ending>>,
+    ) -> anyhow::Result<Ending> {
+        tokio::pin!(work);
+        let Some(mut signal) = self.signal.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return work.await;
+        };
+        tokio::select! {
+            result = &mut work => result,
+            name = &mut signal => {
+                let name = name.unwrap_or("a signal");
+                match tokio::time::timeout(self.grace, &mut work).await {
+                    Ok(result) => result,
+                    Err(_) => anyhow::bail!(
+                        "stopped by {name}: not finished within the grace of {} ([schedule] shutdown_grace_secs); what was done is journaled, and the same command finishes the rest",
+                        crate::protocol::human_duration(self.grace)
+                    ),
+                }
+            }
+        }
+    }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -671,24 +726,29 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
             let config = load_config(&args)?;
             require_approval_channel(auto_approve)?;
             let rt = runtime()?;
-            let (doc, path, fresh, opts) = match plan {
-                Some(path) => (planfile::read(&path)?, path, None, ApplyOptions::default()),
-                None => {
-                    let (planned, opts) = rt.block_on(make_plan_to_apply(&config))?;
-                    (planned.doc, planned.path, Some(planned.read_errors), opts)
-                }
-            };
-            rt.block_on(approve_and_apply(
-                &config,
-                &doc,
-                &path,
-                fresh.as_ref(),
-                Approval {
-                    auto_approve,
-                    force,
-                },
-                opts,
-            ))
+            let stop = Stopping::listen(&rt, &config)?;
+            rt.block_on(stop.within_grace(async {
+                let (doc, path, fresh, mut opts) = match plan {
+                    Some(path) => (planfile::read(&path)?, path, None, ApplyOptions::default()),
+                    None => {
+                        let (planned, opts) = make_plan_to_apply(&config).await?;
+                        (planned.doc, planned.path, Some(planned.read_errors), opts)
+                    }
+                };
+                opts.stop = Some(stop.flag());
+                approve_and_apply(
+                    &config,
+                    &doc,
+                    &path,
+                    fresh.as_ref(),
+                    Approval {
+                        auto_approve,
+                        force,
+                    },
+                    opts,
+                )
+                .await
+            }))
         }
         Command::Migrate {
             dry_run,
@@ -700,43 +760,52 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
             }
             config.policy.mode = PlanMode::BackfillOnly;
             let rt = runtime()?;
-            let (planned, opts) = if dry_run {
-                let planned = rt.block_on(make_plan(&config, &[], None))?;
-                (planned, ApplyOptions::default())
-            } else {
-                rt.block_on(make_plan_to_apply(&config))?
-            };
-            if dry_run {
-                let mut stdout = stdout();
-                stdout.write_all(render::render(&planned.doc, stdout_style()).as_bytes())?;
-                writeln!(
-                    stdout,
-                    "Saved the migration plan to {}",
-                    planned.path.display()
-                )?;
-                writeln!(stdout, "Dry run: nothing was changed.")?;
-                return Ok(Ending {
-                    unread: Unread::of_plan(&planned.doc.plan, &planned.read_errors),
-                    ..Ending::default()
-                });
-            }
-            rt.block_on(approve_and_apply(
-                &config,
-                &planned.doc,
-                &planned.path,
-                Some(&planned.read_errors),
-                Approval {
-                    auto_approve,
-                    force: false,
-                },
-                opts,
-            ))
+            let stop = Stopping::listen(&rt, &config)?;
+            rt.block_on(stop.within_grace(async {
+                let (planned, mut opts) = if dry_run {
+                    let planned = make_plan(&config, &[], None).await?;
+                    (planned, ApplyOptions::default())
+                } else {
+                    make_plan_to_apply(&config).await?
+                };
+                if dry_run {
+                    let mut stdout = stdout();
+                    stdout.write_all(render::render(&planned.doc, stdout_style()).as_bytes())?;
+                    writeln!(
+                        stdout,
+                        "Saved the migration plan to {}",
+                        planned.path.display()
+                    )?;
+                    writeln!(stdout, "Dry run: nothing was changed.")?;
+                    return Ok(Ending {
+                        unread: Unread::of_plan(&planned.doc.plan, &planned.read_errors),
+                        ..Ending::default()
+                    });
+                }
+                opts.stop = Some(stop.flag());
+                approve_and_apply(
+                    &config,
+                    &planned.doc,
+                    &planned.path,
+                    Some(&planned.read_errors),
+                    Approval {
+                        auto_approve,
+                        force: false,
+                    },
+                    opts,
+                )
+                .await
+            }))
         }
         Command::Run { once } => {
             let config = load_config(&args)?;
             let rt = runtime()?;
             if once {
-                tick_ending(rt.block_on(crate::schedule::run_once(&config)))
+                let stop = Stopping::listen(&rt, &config)?;
+                let stop_flag = stop.stop.clone();
+                rt.block_on(stop.within_grace(async {
+                    tick_ending(crate::schedule::run_once(&config, &stop_flag).await)
+                }))
             } else {
                 rt.block_on(crate::schedule::run_daemon(config))?;
                 Ok(Ending::default())

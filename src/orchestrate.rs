@@ -10,11 +10,12 @@
 //!
 //! # What happens on SIGTERM (and SIGINT)
 //!
-//! Only the daemon (`reprofile run`) listens for them ([`Stop::on_signals`]);
-//! the one-shot commands (`plan`, `apply`, `migrate`, `run --once`) end at
-//! once, as any process does, and what they leave is true: the journal has a
-//! line per outcome as it happened, a store write is atomic, and the kernel
-//! releases the lock. In the daemon, the signal sets the stop flag and:
+//! The daemon (`reprofile run`) and the one-shot commands that change
+//! things (`apply`, `migrate`, `run --once`) listen for them
+//! ([`Stop::on_signals`]): without a handler, a command that is a
+//! container's PID 1 would ignore SIGTERM and run on until SIGKILL. `plan`
+//! and `show` end at once, as any process does, and what they leave is true
+//! (a plan file is written atomically). The signal sets the stop flag and:
 //!
 //! 1. no new tick starts (a tick still in its jitter wait ends without
 //!    planning);
@@ -29,7 +30,9 @@
 //!    not begun are neither done nor journaled, and the next run plans them
 //!    again;
 //! 5. the daemon waits for the tick at most `[schedule] shutdown_grace_secs`,
-//!    writes the tick's metrics (a stopped tick is not a success) and exits 0.
+//!    writes the tick's metrics (a stopped tick is not a success) and exits 0;
+//!    a one-shot command waits as long, then exits 1 (stopped before the end
+//!    is not a success), saying what was left.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -275,12 +275,20 @@ async fn jitter_wait(jitter: Duration, stop: &Stop) -> bool {
 }
 
 /// `run --once`: one tick now (after the configured jitter), its retention
-/// and metrics. The caller turns the report into the exit code.
-pub async fn run_once(config: &Config) -> TickReport {
-    let stop = Stop::default();
-    jitter_wait(config.schedule.jitter, &stop).await;
+/// and metrics, stopping between actions once `stop` is requested (the
+/// caller listens for the signals). The caller turns the report into the
+/// exit code.
+pub async fn run_once(config: &Config, stop: &Stop) -> TickReport {
+    if !jitter_wait(config.schedule.jitter, stop).await {
+        return TickReport {
+            error: Some(anyhow::anyhow!(
+                "stopped before the tick began: nothing was planned or changed"
+            )),
+            ..TickReport::default()
+        };
+    }
     // One tick: nothing to remember it for.
-    let report = tick_once(config, &stop).await;
+    let report = tick_once(config, stop).await;
     let mut counters = Counters::default();
     counters.count(&report);
     after_tick(config, &report, &counters);

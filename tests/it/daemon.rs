@@ -215,6 +215,73 @@ async fn sigterm_in_apply_mode_stops_between_actions_and_the_event_in_flight_get
         .expect("the daemon released the store's lock");
 }
 
+/// `run --once` as a container's entrypoint (PID 1 of its own PID
+/// namespace, as `unshare --pid --fork` makes it): SIGTERM stops it between
+/// actions as it stops the daemon; the event in flight gets its OK and is
+/// journaled, no other event is sent, and it exits 1 (a stopped tick is not
+/// a success) within the grace. Before: PID 1 with no handler ignored
+/// SIGTERM, and the tick went on sending every event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_to_a_pid_1_run_once_stops_it_between_actions() {
+    let world = World::generated(4).await;
+    let slow = FakeRelay::start(FakeBehaviour::SlowOk {
+        delay: Duration::from_millis(1500),
+        challenge: None,
+    })
+    .await;
+    let text = std::fs::read_to_string(&world.config_path)
+        .unwrap()
+        .replace(&world.relay_url, slow.url())
+        .replace(
+            "publish_timeout_secs = 5",
+            "publish_timeout_secs = 5\nmax_publish_in_flight = 1",
+        );
+    std::fs::write(&world.config_path, text).unwrap();
+    world.append_config("[schedule]\nmode = \"apply\"\nshutdown_grace_secs = 10");
+
+    let mut unshare = Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            env!("CARGO_BIN_EXE_reprofile"),
+            "--config",
+        ])
+        .arg(&world.config_path)
+        .args(["run", "--once"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("unshare runs (util-linux)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while slow.event_ids().is_empty() {
+        assert!(Instant::now() < deadline, "no EVENT reached the relay");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // reprofile is unshare's child: PID 1 in its namespace.
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id())).unwrap();
+    let pid = children
+        .split_whitespace()
+        .next()
+        .expect("the forked child");
+    let status = Command::new("kill").args(["-TERM", pid]).status().unwrap();
+    assert!(status.success());
+    let status = tokio::task::block_in_place(|| wait_exit(&mut unshare, Duration::from_secs(10)));
+    assert_eq!(status.code(), Some(1), "a stopped tick is not a success");
+
+    let sent = slow.event_ids();
+    assert_eq!(sent.len(), 1, "nothing sent after the signal: {sent:?}");
+    let journal = reprofile::journal::read(&world.journal_files()[0]).unwrap();
+    let republishes: Vec<_> = journal
+        .iter()
+        .filter(|e| e.kind == "republish_profile")
+        .collect();
+    assert_eq!(republishes.len(), 1, "{republishes:?}");
+    assert_eq!(republishes[0].outcome, "applied");
+    assert_eq!(republishes[0].event_id.as_deref(), Some(sent[0].as_str()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tick_longer_than_the_interval_skips_the_next_tick_instead_of_overlapping() {
     let world = World::start().await;
