@@ -991,6 +991,22 @@ fn validate(args: &ConfigArgs) -> anyhow::Result<Ending> {
                 .keys
                 .attach(&mut records, crate::core::model::PlanMode::Full);
             writeln!(out, "{}", key_line(&config.keys, &records))?;
+            let agent_owned = records
+                .iter()
+                .filter(|r| {
+                    config.policy.owner_of(&r.pubkey) == crate::core::model::ProfileOwner::Agent
+                })
+                .count();
+            writeln!(
+                out,
+                "ok: profile owners: record {}, agent {agent_owned} ([profile] owner = \"{}\"{})",
+                records.len() - agent_owned,
+                config.policy.owner.as_str(),
+                match config.policy.owners.len() {
+                    0 => String::new(),
+                    n => format!(", {n} in [profile.agents]"),
+                }
+            )?;
             if !config.communities.is_empty() {
                 writeln!(
                     out,

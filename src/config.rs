@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::core::avatar::CommandAvatars;
-use crate::core::model::{PlanMode, Policy};
+use crate::core::model::{PlanMode, Policy, ProfileOwner};
 use crate::core::rules::parse_relay_url;
 use crate::discover::{self, AppProfile, AppStore, DiscoverError, Os};
 
@@ -387,6 +387,12 @@ pub struct RawProfile {
     /// Rule D4: publish without the record's invalid `auth_tag` instead of skipping.
     #[serde(default)]
     pub publish_without_invalid_auth_tag: bool,
+    /// Rule C6: who owns the profiles, `record` (default) or `agent`.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// `[profile.agents]`: pubkey (hex or npub) to its owner, over `owner`.
+    #[serde(default)]
+    pub agents: BTreeMap<String, String>,
 }
 
 impl Default for RawProfile {
@@ -394,6 +400,8 @@ impl Default for RawProfile {
         Self {
             future_tolerance_secs: default_tolerance(),
             publish_without_invalid_auth_tag: false,
+            owner: None,
+            agents: BTreeMap::new(),
         }
     }
 }
@@ -585,6 +593,18 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// An agent named in config by its pubkey: 64 hex digits (any case) or an
+/// npub; the hex, lower-case.
+fn agent_pubkey(text: &str) -> Option<String> {
+    use nostr::nips::nip19::FromBech32;
+    let text = text.trim();
+    if text.starts_with("npub1") {
+        return nostr::PublicKey::from_bech32(text).ok().map(|p| p.to_hex());
+    }
+    let lower = text.to_ascii_lowercase();
+    crate::core::rules::is_pubkey_hex(&lower).then_some(lower)
+}
+
 /// Resolves a raw config: checks values, makes paths absolute and, without
 /// `[store] agents`, locates the app's store in `env`.
 pub fn resolve(
@@ -681,6 +701,27 @@ pub fn resolve(
             value_error(format!("[relay.rewrite] {from:?} = {to:?}: {problem}"))
         })?;
         rewrite.insert(rewrite_key(from).to_string(), target);
+    }
+    let owner_of = |key: &str, value: &str| {
+        ProfileOwner::parse(value.trim()).ok_or_else(|| {
+            value_error(format!(
+                "{key} = {value:?} is not an owner; use \"record\" (the record owns name and picture) or \"agent\" (the agent owns its profile)"
+            ))
+        })
+    };
+    let owner = match raw.profile.owner.as_deref() {
+        Some(value) => owner_of("[profile] owner", value)?,
+        None => ProfileOwner::Record,
+    };
+    let mut owners = BTreeMap::new();
+    for (agent, value) in &raw.profile.agents {
+        let key = format!("[profile.agents] {agent:?}");
+        let pubkey = agent_pubkey(agent).ok_or_else(|| {
+            value_error(format!(
+                "{key}: not a pubkey; use the agent's 64-hex pubkey or its npub"
+            ))
+        })?;
+        owners.insert(pubkey, owner_of(&key, value)?);
     }
     let mut command_avatars = CommandAvatars::builtin();
     for (command, url) in &raw.avatars {
@@ -787,6 +828,8 @@ pub fn resolve(
             publish_without_invalid_auth_tag: raw.profile.publish_without_invalid_auth_tag,
             mode: PlanMode::Full,
             threads: std::thread::available_parallelism().map_or(1, usize::from),
+            owner,
+            owners,
         },
         safety: SafetySettings {
             max_republish_fraction: raw.safety.max_republish_fraction,

@@ -17,8 +17,8 @@ use serde_json::Value;
 
 use crate::core::model::AvatarField;
 use crate::core::plan::{
-    Action, AuthTagSource, AvatarSource, BackfillAvatar, EventAfter, EventBefore, Plan,
-    RepublishProfile, RepublishReason, Skip, SkipReason,
+    Action, AgentManaged, AuthTagSource, AvatarSource, BackfillAvatar, EventAfter, EventBefore,
+    Plan, RepublishProfile, RepublishReason, Skip, SkipReason,
 };
 use sha2::{Digest, Sha256};
 
@@ -131,6 +131,13 @@ struct FilePlan<'a> {
     actions: Vec<FileAction<'a>>,
     skipped: Vec<FileSkip<'a>>,
     unchanged: Cow<'a, [String]>,
+    /// Rule C6's agents that own their differing profile (left out when
+    /// none, so plans without it read and hash as before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    agent_managed: Vec<FileAgentManaged<'a>>,
+    /// How many agents own their profile (rule C6); left out when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    agent_owned: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     digest: Option<String>,
 }
@@ -236,6 +243,19 @@ struct FileSkip<'a> {
     relay: Option<Cow<'a, str>>,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAgentManaged<'a> {
+    agent: Cow<'a, str>,
+    name: Cow<'a, str>,
+    relay: Cow<'a, str>,
+    differences: Vec<String>,
+}
+
 /// RFC 3339 (UTC, seconds) for Unix seconds.
 pub fn rfc3339(secs: u64) -> String {
     chrono::DateTime::from_timestamp(i64::try_from(secs).unwrap_or(i64::MAX), 0)
@@ -286,6 +306,22 @@ fn to_file(doc: &PlanDocument) -> FilePlan<'_> {
             })
             .collect(),
         unchanged: Cow::Borrowed(&doc.plan.unchanged),
+        agent_managed: doc
+            .plan
+            .agent_managed
+            .iter()
+            .map(|m| FileAgentManaged {
+                agent: Cow::Borrowed(&m.agent),
+                name: Cow::Borrowed(&m.name),
+                relay: Cow::Borrowed(&m.relay),
+                differences: m
+                    .differences
+                    .iter()
+                    .map(|d| d.as_str().to_string())
+                    .collect(),
+            })
+            .collect(),
+        agent_owned: doc.plan.agent_owned,
         digest: None,
     }
 }
@@ -518,6 +554,25 @@ fn from_file(file: FilePlan<'_>) -> Result<PlanDocument, String> {
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
+    let agent_managed = file
+        .agent_managed
+        .into_iter()
+        .map(|m| {
+            check_hex("an agent-managed agent", &m.agent)?;
+            Ok(AgentManaged {
+                agent: m.agent.into_owned(),
+                name: m.name.into_owned(),
+                relay: m.relay.into_owned(),
+                differences: m
+                    .differences
+                    .iter()
+                    .map(|d| {
+                        RepublishReason::parse(d).ok_or_else(|| format!("unknown difference {d:?}"))
+                    })
+                    .collect::<Result<_, String>>()?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     Ok(PlanDocument {
         created_at: file.created_at_unix,
         kind: file.kind,
@@ -528,6 +583,8 @@ fn from_file(file: FilePlan<'_>) -> Result<PlanDocument, String> {
             unchanged: file.unchanged.into_owned(),
             complete: file.complete,
             agents: file.summary.agents,
+            agent_managed,
+            agent_owned: file.agent_owned,
         },
     })
 }
@@ -550,6 +607,8 @@ pub(crate) fn test_document(actions: Vec<Action>) -> PlanDocument {
             unchanged: vec![],
             complete: true,
             agents: 1,
+            agent_managed: vec![],
+            agent_owned: 0,
         },
     }
 }

@@ -98,6 +98,7 @@ pub fn render(doc: &PlanDocument, style: Style) -> String {
     }
 
     render_skipped(&mut out, doc, style);
+    render_agent_managed(&mut out, doc, style);
 
     if let Some(why) = plan.incomplete_because(str::to_string) {
         let _ = writeln!(
@@ -119,25 +120,59 @@ pub const LARGE_PLAN_ACTIONS: usize = 200;
 /// The last line: counts, or `No changes.`.
 pub fn summary_line(doc: &PlanDocument) -> String {
     let s = doc.plan.summary();
+    let managed = doc.plan.agent_managed.len();
+    let unchanged = if managed == 0 {
+        format!("{} unchanged", s.unchanged)
+    } else {
+        format!("{} unchanged ({managed} agent-managed)", s.unchanged)
+    };
     if s.republish + s.backfill == 0 {
-        if s.skipped == 0 {
+        if s.skipped == 0 && managed == 0 {
             "No changes. Every agent profile matches its record.".to_string()
+        } else if s.skipped == 0 {
+            format!("No changes. {unchanged}, listed above.")
         } else {
             format!(
-                "No changes. {} unchanged, {} skipped (listed above).",
-                s.unchanged, s.skipped
+                "No changes. {unchanged}, {} skipped (listed above).",
+                s.skipped
             )
         }
     } else if doc.kind == PlanKind::Migrate {
         format!(
-            "Migration: {} to backfill, {} unchanged, {} skipped.",
-            s.backfill, s.unchanged, s.skipped
+            "Migration: {} to backfill, {unchanged}, {} skipped.",
+            s.backfill, s.skipped
         )
     } else {
         format!(
-            "Plan: {} to republish, {} to backfill, {} unchanged, {} skipped.",
-            s.republish, s.backfill, s.unchanged, s.skipped
+            "Plan: {} to republish, {} to backfill, {unchanged}, {} skipped.",
+            s.republish, s.backfill, s.skipped
         )
+    }
+}
+
+/// Rule C6's agents whose own profile differs from their record: shown as
+/// unchanged (agent-managed), with what the plan leaves as the agent set it.
+fn render_agent_managed(out: &mut String, doc: &PlanDocument, style: Style) {
+    let managed = &doc.plan.agent_managed;
+    if managed.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nUnchanged (agent-managed) ({}): each agent owns its profile ([profile] owner = \"agent\"), which differs from its record and is left as it is:",
+        managed.len()
+    );
+    for agent in managed {
+        let differences: Vec<&str> = agent.differences.iter().map(|d| d.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "  {} {} ({}) on {}: {}",
+            style.paint(Paint::Dim, "="),
+            escape_controls(&agent.name, false),
+            short_pubkey(&agent.agent),
+            escape_controls(&agent.relay, false),
+            differences.join(", ")
+        );
     }
 }
 
@@ -572,6 +607,17 @@ pub fn render_summary(doc: &PlanDocument, style: Style) -> String {
         counts_list(&tally.sources)
     );
     let _ = writeln!(out, "  unchanged: {}", s.unchanged);
+    if plan.agent_owned > 0 {
+        let _ = writeln!(
+            out,
+            "  owners:    record {}, agent {} ({} agent-managed profile{} differ{} from the record)",
+            plan.agents.saturating_sub(plan.agent_owned),
+            plan.agent_owned,
+            plan.agent_managed.len(),
+            if plan.agent_managed.len() == 1 { "" } else { "s" },
+            if plan.agent_managed.len() == 1 { "s" } else { "" },
+        );
+    }
     let mut skips: BTreeMap<&str, usize> = BTreeMap::new();
     for skip in &plan.skipped {
         *skips.entry(skip.reason.as_str()).or_default() += 1;

@@ -218,6 +218,36 @@ pub enum PlanMode {
     BackfillOnly,
 }
 
+/// Who owns an agent's kind:0 (rule C6, `[profile] owner`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum ProfileOwner {
+    /// The record owns `display_name` and `picture` (rules C1 to C4).
+    #[default]
+    Record,
+    /// The agent owns its profile: a present, well-formed kind:0 is left as
+    /// it is; a missing or malformed one is published from the record.
+    Agent,
+}
+
+impl ProfileOwner {
+    /// The name used in config.toml, plans and renderings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProfileOwner::Record => "record",
+            ProfileOwner::Agent => "agent",
+        }
+    }
+
+    /// Parses the config name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "record" => Some(ProfileOwner::Record),
+            "agent" => Some(ProfileOwner::Agent),
+            _ => None,
+        }
+    }
+}
+
 /// The knobs of the rules, resolved from config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -234,6 +264,17 @@ pub struct Policy {
     /// Threads the planner may use for large snapshots (1: plan on the
     /// caller's thread). The plan does not depend on it.
     pub threads: usize,
+    /// Who owns the profiles (rule C6): `[profile] owner`.
+    pub owner: ProfileOwner,
+    /// Per-agent owners over `owner` (`[profile.agents]`), by pubkey hex.
+    pub owners: BTreeMap<String, ProfileOwner>,
+}
+
+impl Policy {
+    /// Who owns `pubkey`'s profile (rule C6).
+    pub fn owner_of(&self, pubkey: &str) -> ProfileOwner {
+        self.owners.get(pubkey).copied().unwrap_or(self.owner)
+    }
 }
 
 impl Default for Policy {
@@ -244,6 +285,8 @@ impl Default for Policy {
             publish_without_invalid_auth_tag: false,
             mode: PlanMode::Full,
             threads: 1,
+            owner: ProfileOwner::Record,
+            owners: BTreeMap::new(),
         }
     }
 }

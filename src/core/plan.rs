@@ -365,6 +365,28 @@ pub struct Plan {
     /// How many agent records were planned (an agent on several community
     /// relays counts once).
     pub agents: usize,
+    /// Agents that own their profile (rule C6) whose profile differs from
+    /// their record: left as the agent set it, listed so a reviewer sees
+    /// what was not republished. Ordered by pubkey then relay.
+    pub agent_managed: Vec<AgentManaged>,
+    /// How many of the planned agents own their profile (rule C6); the
+    /// others' profiles are owned by their records.
+    pub agent_owned: usize,
+}
+
+/// An agent that owns its profile (rule C6, `[profile] owner = "agent"`),
+/// whose present, well-formed kind:0 differs from its record: nothing is
+/// republished; the differences are shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentManaged {
+    /// The agent's pubkey (64 hex).
+    pub agent: String,
+    /// The agent's name (the record's).
+    pub name: String,
+    /// The relay whose profile differs.
+    pub relay: String,
+    /// What differs from the record (`name_changed`, `picture_changed`).
+    pub differences: Vec<RepublishReason>,
 }
 
 /// A relay the plan could not read: the agents skipped for it (rules B3 and

@@ -16,12 +16,13 @@ use nostr::{Keys, RelayUrl, SecretKey};
 use super::content::{merge_content, ProfileContent};
 use super::known_keys::{KeyHash, KnownKeys};
 use super::model::{
-    AgentRecord, AgentSnapshot, KeyOrigin, PlanMode, Policy, RelayObservation, Snapshot,
+    AgentRecord, AgentSnapshot, KeyOrigin, PlanMode, Policy, ProfileOwner, RelayObservation,
+    Snapshot,
 };
 use super::nip_oa;
 use super::plan::{
-    Action, AuthTagSource, AvatarSource, BackfillAvatar, EventAfter, EventBefore, Plan,
-    RepublishProfile, RepublishReason, Skip, SkipReason,
+    Action, AgentManaged, AuthTagSource, AvatarSource, BackfillAvatar, EventAfter, EventBefore,
+    Plan, RepublishProfile, RepublishReason, Skip, SkipReason,
 };
 
 /// The kind of a profile event.
@@ -397,6 +398,12 @@ enum Decision {
     Unchanged,
     Actions(Vec<Action>),
     Skip(SkipReason, String),
+    /// Rule C6: the agent owns its present profile, which differs from the
+    /// record as `differences` say; only its backfill (if any) is done.
+    AgentManaged {
+        actions: Vec<Action>,
+        differences: Vec<RepublishReason>,
+    },
 }
 
 /// Plans every agent of the snapshot (RECONCILE.md A to D).
@@ -472,6 +479,16 @@ fn plan_with(
         .windows(2)
         .filter(|pair| pair[0].record.index != pair[1].record.index)
         .count();
+    // Rule C6's owners, one count per agent (not per relay).
+    let agent_owned = snapshot
+        .agents
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| {
+            (*i == 0 || snapshot.agents[i - 1].record.index != a.record.index)
+                && policy.owner_of(&a.record.pubkey) == ProfileOwner::Agent
+        })
+        .count();
     let mut result = Plan {
         complete: true,
         agents: if snapshot.agents.is_empty() {
@@ -479,6 +496,7 @@ fn plan_with(
         } else {
             agents
         },
+        agent_owned,
         ..Plan::default()
     };
     let mut unchanged = Vec::with_capacity(snapshot.agents.len());
@@ -493,6 +511,21 @@ fn plan_with(
         match outcome {
             Decision::Unchanged => result.unchanged.push(label),
             Decision::Actions(actions) => result.actions.extend(actions),
+            Decision::AgentManaged {
+                actions,
+                differences,
+            } => {
+                if actions.is_empty() {
+                    result.unchanged.push(label);
+                }
+                result.actions.extend(actions);
+                result.agent_managed.push(AgentManaged {
+                    agent: record.pubkey.clone(),
+                    name: record.name.clone(),
+                    relay: agent.relay.clone().unwrap_or_default(),
+                    differences,
+                });
+            }
             Decision::Skip(reason, detail) => {
                 // A decision was left open for want of the relay's state.
                 if reason.leaves_plan_incomplete() {
@@ -516,6 +549,9 @@ fn plan_with(
         .sort_by(|a, b| (&a.agent, a.index).cmp(&(&b.agent, b.index)));
     // Labels are equal only when they are the same text: unstable is stable.
     result.unchanged.sort_unstable();
+    result
+        .agent_managed
+        .sort_by(|a, b| (&a.agent, &a.relay).cmp(&(&b.agent, &b.relay)));
     Remembering {
         plan: result,
         learned: learned.into_iter().collect(),
@@ -793,6 +829,17 @@ fn before_key(
     let reasons = republish_reasons(state, &record.name, &expected).unwrap_or_default();
     if reasons.is_empty() {
         return Err(finish(actions));
+    }
+    // C6: an agent that owns its profile keeps a present, well-formed one
+    // whatever its name or picture; a missing or malformed one is published
+    // (the agent has no profile to own yet).
+    if matches!(state, ProfileState::Present { .. })
+        && policy.owner_of(&record.pubkey) == ProfileOwner::Agent
+    {
+        return Err(Decision::AgentManaged {
+            actions,
+            differences: reasons,
+        });
     }
     Ok(BeforeKey {
         actions,

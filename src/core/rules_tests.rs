@@ -1145,3 +1145,147 @@ fn communities_rule_a4_an_empty_relay_url_says_to_set_communities() {
     assert_eq!(reason, SkipReason::InvalidRelayUrl);
     assert!(detail.contains("[buzz] communities"), "{detail}");
 }
+
+// ---- C6: who owns the profile ----
+
+fn agent_owned() -> Policy {
+    Policy {
+        owner: crate::core::model::ProfileOwner::Agent,
+        ..Policy::default()
+    }
+}
+
+#[test]
+fn rule_c6_agent_owner_leaves_a_present_profile_whatever_its_name_or_picture() {
+    let plan = run_with(
+        &agent_owned(),
+        vec![(
+            record(1, "Ada"),
+            profile("Ada the agent", "https://own/pic.png"),
+        )],
+    );
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert_eq!(plan.unchanged, [pubkey(1)]);
+    assert_eq!(plan.agent_managed.len(), 1);
+    assert_eq!(
+        plan.agent_managed[0].differences,
+        [
+            RepublishReason::NameChanged,
+            RepublishReason::PictureChanged
+        ]
+    );
+    assert_eq!(plan.agent_managed[0].relay, RELAY);
+    // The same world under the default owner: republished (C3, as before).
+    let record_owned = run(vec![(
+        record(1, "Ada"),
+        profile("Ada the agent", "https://own/pic.png"),
+    )]);
+    assert_eq!(
+        republish(&record_owned).reasons,
+        [
+            RepublishReason::NameChanged,
+            RepublishReason::PictureChanged
+        ]
+    );
+    assert!(record_owned.agent_managed.is_empty());
+}
+
+#[test]
+fn rule_c6_agent_owner_still_publishes_a_missing_or_malformed_profile() {
+    let missing = run_with(
+        &agent_owned(),
+        vec![(record(1, "Ada"), RelayObservation::NoProfile)],
+    );
+    assert_eq!(republish(&missing).reasons, [RepublishReason::Missing]);
+    let malformed = run_with(
+        &agent_owned(),
+        vec![(record(1, "Ada"), event(NOW - 5, "[1]"))],
+    );
+    assert_eq!(republish(&malformed).reasons, [RepublishReason::Malformed]);
+    // An unreadable relay is still unknown, never "the agent's".
+    let down_plan = run_with(&agent_owned(), vec![(record(1, "Ada"), down())]);
+    assert_eq!(only_skip(&down_plan).0, SkipReason::RelayUnreachable);
+}
+
+#[test]
+fn rule_c6_agent_owner_still_backfills_from_the_agents_own_picture() {
+    let plan = run_with(
+        &agent_owned(),
+        vec![(
+            legacy(1, "Ada"),
+            profile("Ada the agent", "https://own/pic.png"),
+        )],
+    );
+    let b = backfill(&plan);
+    assert_eq!(
+        (b.source, b.avatar_url.as_str()),
+        (AvatarSource::Relay, "https://own/pic.png")
+    );
+    assert!(plan.actions.iter().all(|a| a.as_republish().is_none()));
+    // The name differs and stays: shown, not republished.
+    assert_eq!(
+        plan.agent_managed[0].differences,
+        [RepublishReason::NameChanged]
+    );
+    assert!(plan.unchanged.is_empty(), "it has a backfill");
+}
+
+#[test]
+fn rule_c6_a_per_agent_owner_overrides_the_default_in_a_mixed_world() {
+    let mut policy = Policy::default();
+    policy
+        .owners
+        .insert(pubkey(2), crate::core::model::ProfileOwner::Agent);
+    let plan = run_with(
+        &policy,
+        vec![
+            (record(1, "Ada"), profile("Other", "https://img/1.png")),
+            (record(2, "Bea"), profile("Other", "https://img/2.png")),
+        ],
+    );
+    let republished: Vec<&str> = plan
+        .actions
+        .iter()
+        .filter_map(Action::as_republish)
+        .map(|r| r.agent.as_str())
+        .collect();
+    assert_eq!(republished, [pubkey(1)]);
+    assert_eq!(plan.agent_managed.len(), 1);
+    assert_eq!(plan.agent_managed[0].agent, pubkey(2));
+    assert_eq!(plan.agent_owned, 1);
+}
+
+/// Rule D2: a republish keeps every field it does not own, in its order
+/// (under "agent" only a missing or malformed profile is republished, and
+/// then there is nothing to keep).
+#[test]
+fn rule_d2_a_republish_keeps_about_nip05_lud16_bot_and_unknown_keys() {
+    let content = r#"{"about":"I fetch","display_name":"Old","nip05":"ada@x.example","lud16":"ada@pay.example","bot":true,"picture":"https://img/1.png","x_custom":{"k":[1,2]}}"#;
+    let plan = run(vec![(record(1, "Ada"), event(NOW - 5, content))]);
+    let after: serde_json::Value = serde_json::from_str(&republish(&plan).after.content).unwrap();
+    let keys: Vec<&str> = after
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "about",
+            "display_name",
+            "nip05",
+            "lud16",
+            "bot",
+            "picture",
+            "x_custom",
+            "name"
+        ]
+    );
+    assert_eq!(after["display_name"], "Ada");
+    assert_eq!(after["about"], "I fetch");
+    assert_eq!(after["nip05"], "ada@x.example");
+    assert_eq!(after["lud16"], "ada@pay.example");
+    assert_eq!(after["bot"], true);
+    assert_eq!(after["x_custom"]["k"][1], 2);
+}

@@ -147,6 +147,8 @@ fn hostile_plan() -> PlanDocument {
             unchanged: vec![UNCHANGED.to_string()],
             complete: false,
             agents: 6,
+            agent_managed: vec![],
+            agent_owned: 0,
         },
     }
 }

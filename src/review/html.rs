@@ -502,6 +502,8 @@ mod tests {
                 unchanged: Vec::new(),
                 complete: true,
                 agents,
+                agent_managed: Vec::new(),
+                agent_owned: 0,
             },
         }
     }

@@ -14,6 +14,7 @@ mod fixture_world;
 mod hostile;
 mod keyring;
 mod messages;
+mod ownership;
 mod publish;
 mod relay_read;
 mod review;
