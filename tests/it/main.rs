@@ -21,6 +21,7 @@ mod review;
 mod review_browser;
 mod secrets;
 mod service;
+mod store_race;
 mod support;
 mod tls;
 mod world;
