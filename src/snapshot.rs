@@ -469,6 +469,10 @@ struct AheadShared {
     personas: BTreeMap<String, String>,
     policy: Policy,
     learned: Mutex<Vec<(KeyHash, [u8; 32])>>,
+    /// The key texts (by hash) already derived or being derived: an agent
+    /// on several community relays is reported by each, and its copies share
+    /// one key, derived once.
+    claimed: Mutex<std::collections::HashSet<KeyHash, foldhash::fast::RandomState>>,
     /// Derivations handed to the pool and not yet done.
     pending: Mutex<usize>,
     done: Condvar,
@@ -497,6 +501,7 @@ impl KeysAhead {
                 personas: personas.clone(),
                 policy: policy.clone(),
                 learned: Mutex::new(Vec::new()),
+                claimed: Mutex::default(),
                 pending: Mutex::new(0),
                 done: Condvar::new(),
             }),
@@ -586,6 +591,17 @@ impl AheadShared {
         for &position in positions {
             let record = &self.records[position];
             if reaches_key_check(record, observation, &self.personas, &self.policy) {
+                let Some(hash) = KeyHash::of_record(record) else {
+                    continue;
+                };
+                let first = self
+                    .claimed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(hash);
+                if !first {
+                    continue;
+                }
                 if let Some(derived) = derive_key(record) {
                     self.learned
                         .lock()
