@@ -318,6 +318,11 @@ pub struct Ending {
     pub unread: Vec<Unread>,
     /// Lines for stderr that change no exit code (`warning: ...`).
     pub warnings: Vec<String>,
+    /// What went wrong, each said once on stderr as `error: …` (exit 1).
+    pub errors: Vec<String>,
+    /// The signal that stopped the run (`SIGINT`, `SIGTERM`): exit 130 or
+    /// 143, as a shell reports a process a signal ended.
+    pub signal: Option<&'static str>,
 }
 
 /// A relay the snapshot could not read, as stderr names it.
@@ -435,7 +440,12 @@ pub fn conclude(result: anyhow::Result<Ending>) -> ExitCode {
             for unread in &ending.unread {
                 eprintln!("{}", unread.error_line());
             }
-            if ending.problems || !ending.unread.is_empty() {
+            for error in &ending.errors {
+                eprintln!("error: {error}");
+            }
+            if let Some(signal) = ending.signal {
+                ExitCode::from(if signal == "SIGINT" { 130 } else { 143 })
+            } else if ending.problems || !ending.unread.is_empty() || !ending.errors.is_empty() {
                 ExitCode::from(1)
             } else if ending.changes {
                 ExitCode::from(2)
@@ -511,7 +521,8 @@ impl Stopping {
         self.stop.flag()
     }
 
-    /// Runs `work`; after a signal, waits for it at most the grace.
+    /// Runs `work`; after a signal, waits for it at most the grace, and the
+    /// ending names the signal (its exit code).
     async fn within_grace(
         &self,
         work: impl std::future::Future<Output = anyhow::Result<Ending>>,
@@ -523,9 +534,12 @@ impl Stopping {
         tokio::select! {
             result = &mut work => result,
             name = &mut signal => {
-                let name = name.unwrap_or("a signal");
+                let name = name.unwrap_or("SIGTERM");
                 match tokio::time::timeout(self.grace, &mut work).await {
-                    Ok(result) => result,
+                    Ok(result) => result.map(|ending| Ending {
+                        signal: Some(name),
+                        ..ending
+                    }),
                     Err(_) => anyhow::bail!(
                         "stopped by {name}: not finished within the grace of {} ([schedule] shutdown_grace_secs); what was done is journaled, and the same command finishes the rest",
                         crate::protocol::human_duration(self.grace)
@@ -885,7 +899,17 @@ fn tick_ending(mut report: TickReport) -> anyhow::Result<Ending> {
     if let Some(error) = report.error.take() {
         return Err(error);
     }
+    // The plan beside its journal: `<plan>.journal.jsonl` of `<plan>.json`.
+    let errors = report.apply.as_ref().map_or_else(Vec::new, |apply| {
+        let journal = apply.journal.to_string_lossy();
+        let plan = PathBuf::from(format!(
+            "{}.json",
+            journal.trim_end_matches(".journal.jsonl")
+        ));
+        apply_errors(apply, &plan)
+    });
     Ok(Ending {
+        errors,
         problems: report.apply.as_ref().is_some_and(|a| !a.succeeded()),
         unread: report
             .plan
@@ -1151,7 +1175,39 @@ async fn approve_and_apply(
     stdout.write_all(render::render_report(&report, style).as_bytes())?;
     stdout.flush()?;
     ending.problems = !report.succeeded();
+    ending.errors.extend(apply_errors(&report, path));
     Ok(ending)
+}
+
+/// What an apply that did not succeed says on stderr, once: what failed
+/// and how to go on.
+fn apply_errors(report: &crate::apply::ApplyReport, plan: &Path) -> Vec<String> {
+    use crate::core::apply::Outcome;
+    let mut errors = Vec::new();
+    let (failed, stale) = (report.count(Outcome::Failed), report.count(Outcome::Stale));
+    if failed > 0 {
+        errors.push(format!(
+            "{failed} action{} failed (reasons above and in the journal {}); `reprofile apply {}` tries them again once the cause is fixed",
+            if failed == 1 { "" } else { "s" },
+            report.journal.display(),
+            plan.display()
+        ));
+    }
+    if stale > 0 {
+        errors.push(format!(
+            "{stale} action{} stale: the store or a relay changed since the plan was made; make a new plan (`reprofile plan`) and review it",
+            if stale == 1 { " is" } else { "s are" }
+        ));
+    }
+    if report.not_begun > 0 {
+        errors.push(format!(
+            "stopped with {} action{} not begun; `reprofile apply {}` finishes them (what was done reports already_applied)",
+            report.not_begun,
+            if report.not_begun == 1 { "" } else { "s" },
+            plan.display()
+        ));
+    }
+    errors
 }
 
 /// Accepts a pubkey as 64 hex digits or as an npub.

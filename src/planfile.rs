@@ -258,9 +258,7 @@ struct FileAgentManaged<'a> {
 
 /// RFC 3339 (UTC, seconds) for Unix seconds.
 pub fn rfc3339(secs: u64) -> String {
-    chrono::DateTime::from_timestamp(i64::try_from(secs).unwrap_or(i64::MAX), 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| secs.to_string())
+    crate::core::rules::utc(secs)
 }
 
 /// The UTC time of Unix seconds as file names carry it: `20260101T000000Z`

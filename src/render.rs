@@ -77,8 +77,13 @@ pub fn render(doc: &PlanDocument, style: Style) -> String {
             style.paint(Paint::Change, "~"),
         );
     }
+    // People look for names: agents by name (case-insensitive), then
+    // pubkey; an agent's actions in plan order (its backfill first). The
+    // plan itself stays ordered by pubkey (rule E4).
+    let mut in_order: Vec<&Action> = plan.actions.iter().collect();
+    in_order.sort_by_cached_key(|a| (a.name().to_lowercase(), a.agent().to_owned()));
     let mut current_agent: Option<&str> = None;
-    for action in &plan.actions {
+    for action in in_order {
         if current_agent != Some(action.agent()) {
             current_agent = Some(action.agent());
             let name = action.name();
@@ -127,6 +132,14 @@ pub fn summary_line(doc: &PlanDocument) -> String {
         format!("{} unchanged ({managed} agent-managed)", s.unchanged)
     };
     if s.republish + s.backfill == 0 {
+        if !doc.plan.complete && s.unchanged == 0 {
+            // Every agent was skipped, some for want of a relay or key:
+            // nothing was checked, so there is no "no changes" to report.
+            return format!(
+                "Nothing was checked: {} skipped (listed above); the plan is incomplete.",
+                s.skipped
+            );
+        }
         if s.skipped == 0 && managed == 0 {
             "No changes. Every agent profile matches its record.".to_string()
         } else if s.skipped == 0 {
@@ -390,9 +403,9 @@ fn render_republish(out: &mut String, r: &RepublishProfile, style: Style) {
             style.paint(
                 Paint::Dim,
                 &format!(
-                    "replaces event {} (created_at {})",
+                    "replaces event {} (dated {})",
                     short_pubkey(&before.id),
-                    before.created_at
+                    crate::core::rules::utc(before.created_at)
                 )
             )
         );
@@ -410,10 +423,11 @@ fn render_skipped(out: &mut String, doc: &PlanDocument, style: Style) {
         skipped.len()
     );
     for reason in SkipReason::ALL {
-        let group: Vec<_> = skipped.iter().filter(|s| s.reason == reason).collect();
+        let mut group: Vec<_> = skipped.iter().filter(|s| s.reason == reason).collect();
         if group.is_empty() {
             continue;
         }
+        group.sort_by_cached_key(|s| (s.name.to_lowercase(), s.agent.clone(), s.index));
         let _ = writeln!(
             out,
             "  {} ({})",
@@ -507,13 +521,18 @@ pub fn render_report(report: &crate::apply::ApplyReport, style: Style) -> String
         report.count(Outcome::Stale),
         report.count(Outcome::Failed),
     );
-    let line = if report.not_begun == 0 {
-        format!("Apply complete: {counts}.")
-    } else {
+    let done = report.count(Outcome::Applied) + report.count(Outcome::AlreadyApplied);
+    let line = if report.not_begun > 0 {
         format!(
             "Apply stopped: {counts}, {} not begun (left for the next run).",
             report.not_begun
         )
+    } else if report.succeeded() {
+        format!("Apply complete: {counts}.")
+    } else if done == 0 {
+        format!("Apply failed: nothing was applied; {counts}.")
+    } else {
+        format!("Apply finished with problems: {counts}.")
     };
     let paint = if report.succeeded() {
         Paint::Bold
@@ -752,10 +771,30 @@ mod tests {
             "{text}"
         );
         assert!(!report.succeeded(), "a stopped apply is not a success");
+
         report.not_begun = 0;
         assert!(render_report(&report, Style::default())
             .ends_with("Apply complete: 1 applied, 0 already applied, 0 stale, 0 failed.\n"));
         assert!(report.succeeded());
+
+        // Nothing applied and every action failed: not "complete".
+        report.results[0].outcome = Outcome::Failed;
+        let text = render_report(&report, Style::default());
+        assert!(
+            text.ends_with("Apply failed: nothing was applied; 0 applied, 0 already applied, 0 stale, 1 failed.\n"),
+            "{text}"
+        );
+        report.results.push(ActionResult {
+            outcome: Outcome::Applied,
+            ..report.results[0].clone()
+        });
+        let text = render_report(&report, Style::default());
+        assert!(
+            text.ends_with(
+                "Apply finished with problems: 1 applied, 0 already applied, 0 stale, 1 failed.\n"
+            ),
+            "{text}"
+        );
     }
 
     /// A `data:` URL of `len` bytes.

@@ -370,7 +370,7 @@ pub struct EventToSign {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotSignable {
     /// D3: the new `created_at` would be beyond the future tolerance.
-    #[error("the new event would be dated {created_at}, beyond the {tolerance_secs} s future tolerance (clock_skew)")]
+    #[error("the new event would be dated {}, beyond the {tolerance_secs} s future tolerance (clock_skew)", super::rules::utc(*.created_at))]
     ClockSkew {
         /// The `created_at` rule D3 gives.
         created_at: u64,
@@ -378,7 +378,7 @@ pub enum NotSignable {
         tolerance_secs: u64,
     },
     /// D4: the planned auth tag is not valid at the new `created_at`.
-    #[error("the auth tag is not valid for an event dated {created_at}: {error}; make a new plan")]
+    #[error("the auth tag is not valid for an event dated {}: {error}; make a new plan", super::rules::utc(*.created_at))]
     AuthTagInvalid {
         /// The `created_at` rule D3 gives.
         created_at: u64,

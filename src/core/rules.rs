@@ -357,6 +357,14 @@ pub fn profile_matches(observation: &RelayObservation, name: &str, picture: &str
         .is_some_and(|reasons| reasons.is_empty())
 }
 
+/// Unix seconds as people read them, in UTC (RFC 3339, as plans name their
+/// own time): `2026-12-07T14:10:39Z`. Pure: formatting, no clock.
+pub fn utc(secs: u64) -> String {
+    chrono::DateTime::from_timestamp(i64::try_from(secs).unwrap_or(i64::MAX), 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| secs.to_string())
+}
+
 /// A short form of a pubkey (or of an event id) for people: the first and
 /// last 8 digits. Anything else (a crafted plan file can hold any text) is
 /// shortened by characters the same way, with control characters escaped, so
@@ -689,9 +697,11 @@ fn decide(
         return Decision::Skip(
             SkipReason::ClockSkew,
             format!(
-                "the newest kind:0 on {relay} is dated {previous}, {} s ahead of now; a new event \
-                 would be dated {created_at}, beyond the {} s future tolerance",
+                "the newest kind:0 on {relay} is dated {}, {} s ahead of now; a new event \
+                 would be dated {}, beyond the {} s future tolerance",
+                utc(previous),
                 previous.saturating_sub(now),
+                utc(created_at),
                 policy.future_tolerance_secs
             ),
         );
@@ -1177,11 +1187,12 @@ pub fn record_auth_tag(
         .filter(|t| !t.trim().is_empty())?;
     let checked = nip_oa::parse_tag_json(text)
         .and_then(|tag| nip_oa::check_for_event(&tag, &record.pubkey, METADATA_KIND, created_at));
-    Some(
-        checked
-            .map(|tag| tag.to_tag())
-            .map_err(|err| format!("auth_tag is not valid for a kind:0 dated {created_at}: {err}")),
-    )
+    Some(checked.map(|tag| tag.to_tag()).map_err(|err| {
+        format!(
+            "auth_tag is not valid for a kind:0 dated {}: {err}",
+            utc(created_at)
+        )
+    }))
 }
 
 /// Rule D4: the record's tag, else the existing event's valid tag, else none.

@@ -310,9 +310,9 @@ fn agent_card(out: &mut String, review: &AgentReview<'_>, large: bool) {
         if let Some(before) = &r.before {
             let _ = writeln!(
                 out,
-                "<li>replaces event <code>{}</code> (created_at {})</li>",
+                "<li>replaces event <code>{}</code> (dated {})</li>",
                 esc(&short_pubkey(&before.id)),
-                before.created_at
+                crate::core::rules::utc(before.created_at)
             );
         }
         for tag in &r.after.tags {

@@ -59,8 +59,15 @@ async fn cli_plan_with_its_only_relay_down_exits_1_with_no_changes_detailed_or_n
         }
         let output = world.cli(&args).await;
         assert_incomplete_for_the_down_relay(&output);
+        // Nothing was checked: no "no changes" to report.
         assert!(
-            stdout(&output).contains("No changes. 0 unchanged, 1 skipped"),
+            stdout(&output)
+                .contains("Nothing was checked: 1 skipped (listed above); the plan is incomplete."),
+            "{}",
+            stdout(&output)
+        );
+        assert!(
+            !stdout(&output).contains("No changes"),
             "{}",
             stdout(&output)
         );
@@ -486,4 +493,47 @@ async fn a_closed_stdout_changes_neither_the_outcome_nor_the_exit_code() {
     // agents the rules leave for a person.
     let again = world.cli(&["plan"]).await;
     assert!(stdout(&again).contains("No changes."), "{}", stdout(&again));
+}
+
+/// An apply whose relay is gone: it does what it can (the backfills), says
+/// each problem once as an `error:` line with how to go on, and does not
+/// call itself complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_whose_relay_is_gone_says_what_failed_as_an_error() {
+    let world = World::start().await;
+    let plan = world.cli(&["plan"]).await;
+    assert_incomplete_for_the_down_relay(&plan);
+    let path = world.plan_files()[0].clone();
+    world.relay.shutdown();
+    let apply = world
+        .cli(&["apply", path.to_str().unwrap(), "--auto-approve", "--force"])
+        .await;
+    assert_eq!(apply.status.code(), Some(1));
+    let out = stdout(&apply);
+    assert!(!out.contains("Apply complete"), "{out}");
+    assert!(
+        out.contains(
+            "Apply finished with problems: 5 applied, 0 already applied, 0 stale, 7 failed."
+        ),
+        "{out}"
+    );
+    let err = stderr(&apply);
+    let errors: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "said once: {errors:?}");
+    assert!(
+        errors[0].starts_with("error: 7 actions failed (reasons above and in the journal "),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[0].ends_with(&format!(
+            "`reprofile apply {}` tries them again once the cause is fixed",
+            path.display()
+        )),
+        "{}",
+        errors[0]
+    );
 }

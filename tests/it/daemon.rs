@@ -218,8 +218,8 @@ async fn sigterm_in_apply_mode_stops_between_actions_and_the_event_in_flight_get
 /// `run --once` as a container's entrypoint (PID 1 of its own PID
 /// namespace, as `unshare --pid --fork` makes it): SIGTERM stops it between
 /// actions as it stops the daemon; the event in flight gets its OK and is
-/// journaled, no other event is sent, and it exits 1 (a stopped tick is not
-/// a success) within the grace. Before: PID 1 with no handler ignored
+/// journaled, no other event is sent, and it exits 143 (stopped by SIGTERM;
+/// a stopped tick is not a success) within the grace. Before: PID 1 with no handler ignored
 /// SIGTERM, and the tick went on sending every event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_to_a_pid_1_run_once_stops_it_between_actions() {
@@ -268,7 +268,11 @@ async fn sigterm_to_a_pid_1_run_once_stops_it_between_actions() {
     let status = Command::new("kill").args(["-TERM", pid]).status().unwrap();
     assert!(status.success());
     let status = tokio::task::block_in_place(|| wait_exit(&mut unshare, Duration::from_secs(10)));
-    assert_eq!(status.code(), Some(1), "a stopped tick is not a success");
+    assert_eq!(
+        status.code(),
+        Some(143),
+        "stopped by SIGTERM, as a shell reports it"
+    );
 
     let sent = slow.event_ids();
     assert_eq!(sent.len(), 1, "nothing sent after the signal: {sent:?}");
