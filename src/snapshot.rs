@@ -715,7 +715,25 @@ mod tests {
             }
         }
         assert!(seen > 0 && missing > 0, "the example world has both");
-        assert!(derived_after.is_empty(), "nothing left for the planner");
+        // Nothing left for the planner but the keys of the agents on the
+        // relay that could not be read (no read shows them to the edge; the
+        // planner checks them so that a key problem is reported as itself).
+        let unread: Vec<KeyHash> = gathered
+            .snapshot
+            .agents
+            .iter()
+            .filter(|a| matches!(a.observation, RelayObservation::Unreadable(_)))
+            .filter_map(|a| KeyHash::of_record(&a.record))
+            .collect();
+        assert!(!unread.is_empty(), "the example world has a down relay");
+        assert_eq!(
+            unread
+                .iter()
+                .filter(|hash| derived_after.get(hash).is_some())
+                .count(),
+            derived_after.len(),
+            "nothing left for the planner but the unread relay's agents"
+        );
         // And no key the planner would not derive, but of records rule A
         // rejects before it gets to keys (derived for nothing, not wrongly).
         let planner_derives = crate::core::rules::plan_remembering_keys(

@@ -674,6 +674,26 @@ fn decide(
         reasons,
     } = match before_key(record, relay, &state, &snapshot.personas, policy, backfill) {
         Ok(republish) => republish,
+        Err(Decision::Skip(reason, detail))
+            if reason.is_relay_unknown() && policy.mode == PlanMode::Full =>
+        {
+            // A problem found without the relay is reported as itself,
+            // whatever the relay did: its key (A5) and its own tag (D4, at
+            // `now`), as `validate` finds them.
+            let key_check = match known {
+                Some(known) => check_agent_key(record, known, learned),
+                None => agent_keys(record).map(drop),
+            };
+            if let Err(problem) = key_check {
+                return Decision::Skip(problem.0, problem.1);
+            }
+            if let Some(Err(why)) = record_auth_tag(record, now) {
+                if !policy.publish_without_invalid_auth_tag {
+                    return Decision::Skip(SkipReason::AuthTagInvalid, why);
+                }
+            }
+            return Decision::Skip(reason, detail);
+        }
         Err(decision) => return decision,
     };
 
@@ -863,6 +883,8 @@ fn before_key(
 /// runs them, on the observation's content (its id and tags are not read).
 /// The edge uses it to derive, while other relays are still being read, the
 /// keys the plan will need; the plan is the same whatever it derived ahead.
+/// An unreadable relay reaches it too (a key problem is reported as itself,
+/// whatever the relay did), though no read shows the edge such a relay.
 pub fn reaches_key_check(
     record: &AgentRecord,
     observation: &RelayObservation,
@@ -870,7 +892,13 @@ pub fn reaches_key_check(
     policy: &Policy,
 ) -> bool {
     let state = ProfileState::classify(observation);
-    before_key(record, "", &state, personas, policy, Backfill::Own).is_ok()
+    match before_key(record, "", &state, personas, policy, Backfill::Own) {
+        Ok(_) => true,
+        Err(Decision::Skip(reason, _)) => {
+            reason.is_relay_unknown() && policy.mode == PlanMode::Full
+        }
+        Err(_) => false,
+    }
 }
 
 /// Rule A5's derivation for `record`, as the planner remembers it: the hash

@@ -1289,3 +1289,28 @@ fn rule_d2_a_republish_keeps_about_nip05_lud16_bot_and_unknown_keys() {
     assert_eq!(after["bot"], true);
     assert_eq!(after["x_custom"]["k"][1], 2);
 }
+
+/// A problem found without the relay is reported as itself whatever the
+/// relay did: a record whose key is another's, or whose own NIP-OA tag is
+/// invalid, is `key_mismatch` or `auth_tag_invalid` with its relay down
+/// too (as `validate` reports it), not `relay_unreachable`. A sound record
+/// on a down relay is still `relay_unreachable`.
+#[test]
+fn rule_a5_and_d4_problems_found_without_the_relay_are_reported_as_themselves() {
+    let mut mismatch = record(1, "Ada");
+    mismatch.secret_key = record(2, "Bea").secret_key;
+    let plan = run(vec![(mismatch, down())]);
+    assert_eq!(only_skip(&plan).0, SkipReason::KeyMismatch);
+
+    let mut tagged = record(1, "Ada");
+    let owner = keys(9);
+    tagged.auth_tag = Some(
+        serde_json::to_string(&crate::core::nip_oa::sign(&owner, &pubkey(1), "kind=1")).unwrap(),
+    );
+    let plan = run(vec![(tagged, down())]);
+    assert_eq!(only_skip(&plan).0, SkipReason::AuthTagInvalid);
+
+    let plan = run(vec![(record(1, "Ada"), down())]);
+    assert_eq!(only_skip(&plan).0, SkipReason::RelayUnreachable);
+    assert!(!plan.complete);
+}
