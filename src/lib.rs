@@ -39,7 +39,7 @@ pub(crate) mod wire;
 /// tool's CPU in an idle daemon tick (consolidating and unlinking chunks:
 /// events are parsed on the check pool's threads and freed elsewhere);
 /// mimalloc cut the tool's CPU per idle tick at 10,000 agents from 71-74 to
-/// 53-55 ms (README, Performance). Built with `no_thp`: mimalloc 3 otherwise
+/// 53-55 ms (docs/design.md, Choices made, mimalloc). Built with `no_thp`: mimalloc 3 otherwise
 /// asks for transparent huge pages on its arenas, and where the kernel grants
 /// them on request (`madvise`, Debian's default) each touched 2 MiB page is
 /// resident: a 1,000-agent tick peaked at 109 MiB, 39 MiB without.

@@ -14,7 +14,7 @@
 //! piece at a time, as it is read); a parse is reused only when the bytes
 //! hash to what it was made from (a modification time is never trusted).
 //! The bytes are not kept: a second copy of a large
-//! store would cost more memory than its hash costs time (README, "Choices
+//! store would cost more memory than its hash costs time (docs/design.md, "Choices
 //! made"). The agent store's records are lent to the tick, not copied, and
 //! given back once it planned. Whenever the agent store is parsed anew, the key
 //! derivations are cut down to the keys it holds, so the memory never

@@ -4,7 +4,7 @@
 //! This module owns what a service manager is given: the launchd
 //! LaunchAgent (macOS), the systemd user unit (Linux), the Task Scheduler
 //! task (Windows), and the system-wide systemd unit, `/etc/cron.d` line and
-//! Kubernetes CronJob of the README's runbook; where the per-user file goes
+//! Kubernetes CronJob of docs/operations.md; where the per-user file goes
 //! ([`Layout`], from an environment given as a function); and what `schedule
 //! install` and `uninstall` do, as a list of [`Step`]s. Everything here is
 //! a function of its arguments: no file is read or written, no command run,

@@ -1,7 +1,7 @@
 //! Hostile and broken relays over real websockets, each with its defined
 //! outcome (ignored, unknown, failed with the relay's message, or retried).
 //! The ones the reader and publisher tests already cover are listed in the
-//! README's Guarantees; these are the rest.
+//! Guarantees table of docs/design.md; these are the rest.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@
 //! systems would read them: the LaunchAgent with a plist parser, the
 //! systemd units with `systemd-analyze verify` (which works offline, on a
 //! unit file, without systemd running), `deploy/` against what the code
-//! generates (`REPROFILE_WRITE_DEPLOY=1` rewrites it) and the README's
+//! generates (`REPROFILE_WRITE_DEPLOY=1` rewrites it) and docs/operations.md's
 //! runbook against `deploy/`.
 
 use std::path::{Path, PathBuf};
@@ -586,18 +586,21 @@ fn fenced_blocks(text: &str) -> Vec<(String, String)> {
 }
 
 #[test]
-fn the_readme_shows_every_deploy_file_as_it_is() {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+fn the_operations_doc_shows_every_deploy_file_as_it_is() {
+    let doc = std::fs::read_to_string(repo().join("docs/operations.md")).unwrap();
     let mut shown = Vec::new();
-    for (before, body) in fenced_blocks(&readme) {
-        let Some(start) = before.find("](deploy/") else {
+    for (before, body) in fenced_blocks(&doc) {
+        let Some(start) = before.find("](../deploy/") else {
             continue;
         };
-        let link = &before[start + 2..];
+        let link = &before[start + 5..];
         let path = &link[..link.find(')').expect("a closed link")];
         let file = std::fs::read_to_string(repo().join(path))
-            .unwrap_or_else(|_| panic!("the README links {path}, which is not there"));
-        assert_eq!(body, file, "the README's block for {path} is not the file");
+            .unwrap_or_else(|_| panic!("docs/operations.md links {path}, which is not there"));
+        assert_eq!(
+            body, file,
+            "docs/operations.md's block for {path} is not the file"
+        );
         shown.push(path.trim_start_matches("deploy/").to_string());
     }
     let mut expected: Vec<String> = service::deploy_files()
@@ -608,7 +611,7 @@ fn the_readme_shows_every_deploy_file_as_it_is() {
     expected.sort();
     assert_eq!(
         shown, expected,
-        "every file under deploy/ is shown in the README, once"
+        "every file under deploy/ is shown in docs/operations.md, once"
     );
 }
 
