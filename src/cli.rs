@@ -435,13 +435,13 @@ pub fn conclude(result: anyhow::Result<Ending>) -> ExitCode {
     match result {
         Ok(ending) => {
             for line in &ending.warnings {
-                eprintln!("{line}");
+                say(line);
             }
             for unread in &ending.unread {
-                eprintln!("{}", unread.error_line());
+                say(&unread.error_line());
             }
             for error in &ending.errors {
-                eprintln!("error: {error}");
+                say(&format!("error: {error}"));
             }
             if let Some(signal) = ending.signal {
                 ExitCode::from(if signal == "SIGINT" { 130 } else { 143 })
@@ -454,10 +454,38 @@ pub fn conclude(result: anyhow::Result<Ending>) -> ExitCode {
             }
         }
         Err(err) => {
-            eprintln!("error: {}", one_line(&err));
+            say(&format!("error: {}", one_line(&err)));
             ExitCode::from(1)
         }
     }
+}
+
+/// Whether stderr carries JSON (`--log-format json`): every line one object.
+static JSON_STDERR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Says one line on stderr: as it is, or with `--log-format json` as one
+/// JSON object shaped as the log lines are (`timestamp`, `level`, `fields`
+/// with `message`, `target`), its level from its `error:` or `warning:`
+/// prefix, so that a log collector reading JSON gets every line.
+pub(crate) fn say(line: &str) {
+    if !JSON_STDERR.get().copied().unwrap_or(false) {
+        eprintln!("{line}");
+        return;
+    }
+    let (level, message) = if let Some(rest) = line.strip_prefix("error: ") {
+        ("ERROR", rest)
+    } else if let Some(rest) = line.strip_prefix("warning: ") {
+        ("WARN", rest)
+    } else {
+        ("INFO", line)
+    };
+    let object = serde_json::json!({
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "level": level,
+        "fields": {"message": message},
+        "target": "reprofile",
+    });
+    eprintln!("{object}");
 }
 
 fn init_logging(cli: &Cli) {
@@ -472,13 +500,15 @@ fn init_logging(cli: &Cli) {
             _ => "debug",
         }
     };
-    // The demo's embedded relay logs its clients' resets as errors; they are
-    // the demo's own connections closing, and only noise unless asked for.
+    // At the default level, only reprofile's own lines: other crates'
+    // (nostr-sdk's "Connected to", the scheduler's, the demo's embedded
+    // relay's resets of its own clients) are there with -v.
     let default = if cli.verbose == 0 {
-        format!("{default},nostr_relay_builder=off")
+        format!("off,reprofile={default}")
     } else {
         default.to_owned()
     };
+    let _ = JSON_STDERR.set(matches!(cli.log_format, LogFormat::Json));
     let filter = tracing_subscriber::EnvFilter::try_from_env("REPROFILE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
@@ -648,8 +678,14 @@ fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
 /// Which agent store a command uses and where its path came from, as one line.
 pub fn store_line(config: &Config) -> String {
     match &config.store_origin {
-        StoreOrigin::App(found) => format!(
+        // Only said "found" when it was found.
+        StoreOrigin::App(found) if found.agents.exists() => format!(
             "store: {} (found: Buzz app data, {})",
+            config.agents.display(),
+            found.profile
+        ),
+        StoreOrigin::App(found) => format!(
+            "store: {} (looked for: Buzz app data, {}; not there)",
             config.agents.display(),
             found.profile
         ),
@@ -670,9 +706,9 @@ fn tell_store(config: &Config, quiet: bool) {
     if quiet {
         return;
     }
-    eprintln!("{}", store_line(config));
+    say(&store_line(config));
     if let Some(warning) = snapshot::stale_copy_warning(config) {
-        eprintln!("warning: {warning}");
+        say(&format!("warning: {warning}"));
     }
 }
 
@@ -864,7 +900,7 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
                 None => {
                     let newest = planfile::newest(&load_config(&args)?.plans_dir)?;
                     if !args.quiet {
-                        eprintln!("plan: {}", newest.display());
+                        say(&format!("plan: {}", newest.display()));
                     }
                     newest
                 }

@@ -518,10 +518,7 @@ async fn an_apply_whose_relay_is_gone_says_what_failed_as_an_error() {
         "{out}"
     );
     let err = stderr(&apply);
-    let errors: Vec<&str> = err
-        .lines()
-        .filter(|l| l.starts_with("error:"))
-        .collect();
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "said once: {errors:?}");
     assert!(
         errors[0].starts_with("error: 7 actions failed (reasons above and in the journal "),
@@ -535,5 +532,81 @@ async fn an_apply_whose_relay_is_gone_says_what_failed_as_an_error() {
         )),
         "{}",
         errors[0]
+    );
+}
+
+/// With `--log-format json` every stderr line is one JSON object: the log
+/// lines, and the `store:` line and the `error:` lines too (the shipped
+/// systemd unit and CronJob read JSON).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_json_logs_every_stderr_line_is_one_json_object() {
+    let world = World::start().await;
+    let output = world.cli(&["--log-format", "json", "plan"]).await;
+    assert_incomplete_for_the_down_relay_json(&output);
+    let err = stderr(&output);
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line:?}\n{err}"))
+        })
+        .collect();
+    let message = |v: &serde_json::Value| v["fields"]["message"].as_str().unwrap_or("").to_string();
+    assert!(
+        lines.iter().any(|v| message(v).starts_with("store: ")),
+        "{err}"
+    );
+    assert!(
+        lines.iter().any(|v| v["level"] == "ERROR"
+            && message(v).starts_with("relay ws://127.0.0.1:9 could not be read")),
+        "{err}"
+    );
+}
+
+/// `--log-format json` exits as the plain run does (1, the down relay).
+fn assert_incomplete_for_the_down_relay_json(output: &std::process::Output) {
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(output));
+}
+
+/// At the default level, only reprofile's own lines: no other crate's
+/// (nostr-sdk's "Connected to", the scheduler's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_default_level_only_reprofiles_own_lines_are_logged() {
+    let world = World::start().await;
+    world.append_config("[safety]\nmax_republish_fraction = 1.0\n\n[schedule]\nmode = \"apply\"");
+    let output = world.cli(&["--log-format", "json", "run", "--once"]).await;
+    let err = stderr(&output);
+    for line in err.lines() {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        let target = value["target"].as_str().unwrap_or("");
+        assert!(
+            target == "reprofile" || target.starts_with("reprofile::"),
+            "another crate's line at the default level: {line}"
+        );
+    }
+    assert!(
+        err.contains("tick finished"),
+        "reprofile's own lines are there: {err}"
+    );
+}
+
+/// With no store where the app keeps it, the store line says it was looked
+/// for, not found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_line_says_found_only_when_it_was_found() {
+    let home = tempfile::tempdir().unwrap();
+    let output = crate::world::run_binary_with_env(
+        vec!["validate".into()],
+        home.path().to_path_buf(),
+        vec![
+            ("HOME", Some(home.path().to_path_buf())),
+            ("XDG_DATA_HOME", Some(home.path().join("data"))),
+        ],
+    )
+    .await;
+    let err = stderr(&output);
+    assert!(!err.contains("(found:"), "{err}");
+    assert!(
+        err.contains("(looked for: Buzz app data, release; not there)"),
+        "{err}"
     );
 }
