@@ -580,6 +580,19 @@ impl Stopping {
     }
 }
 
+/// Refuses at once, before anything is planned or printed, when another
+/// run holds the store's apply lock (apply takes it again when it begins:
+/// this only spares a second run printing a whole plan to then refuse).
+fn check_lock_free(config: &Config) -> anyhow::Result<()> {
+    let Ok(target) = crate::store_write::resolve_target(&config.agents) else {
+        // No store: the command says so in its own words.
+        return Ok(());
+    };
+    let probe = crate::lock::ApplyLock::acquire(&crate::lock::lock_path(&target), "a lock check")?;
+    drop(probe);
+    Ok(())
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -775,6 +788,7 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
         } => {
             let config = load_config(&args)?;
             require_approval_channel(auto_approve)?;
+            check_lock_free(&config)?;
             let rt = runtime()?;
             let stop = Stopping::listen(&rt, &config)?;
             rt.block_on(stop.within_grace(async {
@@ -809,6 +823,9 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
                 require_approval_channel(auto_approve)?;
             }
             config.policy.mode = PlanMode::BackfillOnly;
+            if !dry_run {
+                check_lock_free(&config)?;
+            }
             let rt = runtime()?;
             let stop = Stopping::listen(&rt, &config)?;
             rt.block_on(stop.within_grace(async {

@@ -176,6 +176,9 @@ async fn a_held_lock_is_a_clear_error_and_a_dead_holders_lock_is_taken_over() {
         line.contains(&format!("pid {}", std::process::id())),
         "{err}"
     );
+    // Refused before planning: no plan printed or written, no relay read.
+    assert_eq!(stdout(&output), "", "nothing printed before the refusal");
+    assert!(world.plan_files().is_empty(), "no plan made");
     drop(held);
 
     // A holder that dies without cleaning up: `flock -o` holds the lock in
