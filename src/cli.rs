@@ -469,7 +469,7 @@ static JSON_STDERR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 /// prefix, so that a log collector reading JSON gets every line.
 pub(crate) fn say(line: &str) {
     if !JSON_STDERR.get().copied().unwrap_or(false) {
-        eprintln!("{line}");
+        crate::progress::suspend(|| eprintln!("{line}"));
         return;
     }
     let (level, message) = if let Some(rest) = line.strip_prefix("error: ") {
@@ -485,7 +485,7 @@ pub(crate) fn say(line: &str) {
         "fields": {"message": message},
         "target": "reprofile",
     });
-    eprintln!("{object}");
+    crate::progress::suspend(|| eprintln!("{object}"));
 }
 
 fn init_logging(cli: &Cli) {
@@ -513,7 +513,7 @@ fn init_logging(cli: &Cli) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::progress::Stderr)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     let _ = match cli.log_format {
         LogFormat::Human => builder.try_init(),

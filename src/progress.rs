@@ -4,13 +4,27 @@
 //! the user did not ask for `--quiet`) or nothing; code that reports progress
 //! never needs to know which. When stderr is not a terminal, the log lines
 //! are the record of progress.
+//!
+//! Every bar lives in one [`MultiProgress`], and every line reprofile writes
+//! to stderr while bars may be drawn goes through [`Stderr`] (the log lines)
+//! or [`suspend`] (the CLI's own lines): the bars are taken off the screen,
+//! the line is written, and the bars are drawn again below it, so a log line
+//! never lands on a bar. A bar is cleared when its work ends, also when the
+//! work ends early (the last handle dropped), so none is left at 0/N.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// The one display every bar is drawn in.
+fn multi() -> &'static MultiProgress {
+    static MULTI: OnceLock<MultiProgress> = OnceLock::new();
+    MULTI.get_or_init(MultiProgress::new)
+}
 
 /// Turns progress bars on for this process when stderr is a terminal (the CLI
 /// calls this once, unless `--quiet`).
@@ -18,9 +32,54 @@ pub fn enable_on_terminal() {
     ENABLED.store(std::io::stderr().is_terminal(), Ordering::SeqCst);
 }
 
+/// Runs `write` (which writes to stderr) with the bars off the screen.
+pub fn suspend<T>(write: impl FnOnce() -> T) -> T {
+    if ENABLED.load(Ordering::SeqCst) {
+        multi().suspend(write)
+    } else {
+        write()
+    }
+}
+
+/// Standard error for the log: each write goes out with the bars off the
+/// screen (a log event is formatted whole, then written at once).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stderr;
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        suspend(|| std::io::stderr().write_all(buf)).map(|()| buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Stderr {
+    type Writer = Stderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        Stderr
+    }
+}
+
+/// A bar, cleared when the last handle to it goes.
+#[derive(Debug)]
+struct Bar(ProgressBar);
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        if !self.0.is_finished() {
+            self.0.finish_and_clear();
+        }
+        multi().remove(&self.0);
+    }
+}
+
 /// A progress bar, or nothing.
 #[derive(Debug, Clone, Default)]
-pub struct Progress(Option<ProgressBar>);
+pub struct Progress(Option<Arc<Bar>>);
 
 impl PartialEq for Progress {
     /// Progress is not part of what a value means.
@@ -37,14 +96,14 @@ impl Progress {
         if !ENABLED.load(Ordering::SeqCst) || total == 0 {
             return Self(None);
         }
-        let bar = ProgressBar::new(total);
+        let bar = multi().add(ProgressBar::new(total));
         bar.set_style(
             ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({elapsed})")
                 .expect("a valid template")
                 .progress_chars("=> "),
         );
         bar.set_message(message.to_string());
-        Self(Some(bar))
+        Self(Some(Arc::new(Bar(bar))))
     }
 
     /// No bar.
@@ -55,14 +114,14 @@ impl Progress {
     /// Advances by `n` steps.
     pub fn inc(&self, n: u64) {
         if let Some(bar) = &self.0 {
-            bar.inc(n);
+            bar.0.inc(n);
         }
     }
 
     /// Removes the bar.
     pub fn finish(&self) {
         if let Some(bar) = &self.0 {
-            bar.finish_and_clear();
+            bar.0.finish_and_clear();
         }
     }
 }

@@ -270,7 +270,7 @@ async fn read_relay(url: &str, authors: &[PublicKey], opts: &ReadOptions) -> Rel
                 connection.close().await;
             }
             Err(reason) => {
-                tracing::warn!(relay = %url, %reason, "relay unreadable");
+                tracing::info!(relay = %url, %reason, "relay unreadable");
                 session.fail_remaining(&reason);
             }
         }

@@ -23,5 +23,6 @@ mod secrets;
 mod service;
 mod store_race;
 mod support;
+mod terminal;
 mod tls;
 mod world;
