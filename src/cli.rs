@@ -1000,6 +1000,7 @@ fn validate(args: &ConfigArgs) -> anyhow::Result<Ending> {
         )?,
     }
     tell_store(&config, args.quiet);
+    writeln!(out, "ok: plans folder {}", config.plans_dir.display())?;
     let mut errors = 0usize;
     let mut warnings = 0usize;
     let store = snapshot::check_app_store(&config)
@@ -1009,6 +1010,9 @@ fn validate(args: &ConfigArgs) -> anyhow::Result<Ending> {
     let definitions = store.as_ref().map_or(0, |s| s.definitions.len());
     let personas = match &store {
         Ok(store) => read_persona_store(&config.personas, config.personas_configured, store),
+        // No agent store: a persona store is worth a line only when it is
+        // set or there (the store's own error says what is wrong).
+        Err(_) if !personas_there => Ok(Default::default()),
         Err(_) => crate::store::read_personas(&config.personas),
     };
     let personas = match personas {

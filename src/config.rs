@@ -274,24 +274,13 @@ pub struct RawStore {
 }
 
 /// `[plans]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPlans {
-    /// Where plans (and later their journals) are written.
-    #[serde(default = "default_plans_dir")]
-    pub dir: PathBuf,
-}
-
-impl Default for RawPlans {
-    fn default() -> Self {
-        Self {
-            dir: default_plans_dir(),
-        }
-    }
-}
-
-fn default_plans_dir() -> PathBuf {
-    PathBuf::from("plans")
+    /// Where plans (and their journals) are written; when unset, one
+    /// per-user folder ([`discover::user_plans_dir`]), whatever folder
+    /// reprofile runs in.
+    pub dir: Option<PathBuf>,
 }
 
 /// `[relay]`
@@ -807,7 +796,13 @@ pub fn resolve(
         store_origin,
         personas,
         personas_configured: raw.store.personas.is_some(),
-        plans_dir: absolute(&raw.plans.dir),
+        plans_dir: match &raw.plans.dir {
+            Some(dir) => absolute(dir),
+            // With no per-user folder to be had (no home in the
+            // environment), `plans` beside the config (or here).
+            None => discover::user_plans_dir(env.os, env.var)
+                .unwrap_or_else(|_| absolute(Path::new("plans"))),
+        },
         relay: RelaySettings {
             connect_timeout: Duration::from_secs(raw.relay.connect_timeout_secs),
             query_timeout: Duration::from_secs(raw.relay.query_timeout_secs),
@@ -876,11 +871,45 @@ mod tests {
 
     const APP_STORE: &str = "/home/u/.local/share/xyz.block.buzz.app/agents/managed-agents.json";
 
+    /// The checkout's root config.toml is the documented template of every
+    /// setting, all commented out: it changes nothing (issue: a bare
+    /// `reprofile` in the checkout edited the example world).
+    #[test]
+    fn the_root_config_template_changes_nothing() {
+        let template = include_str!("../config.toml");
+        let mut from_template = parse_str(template).expect("the template parses");
+        let mut defaults = parse_str("").unwrap();
+        from_template.source = None;
+        defaults.source = None;
+        assert_eq!(format!("{from_template:?}"), format!("{defaults:?}"));
+        // And it names every section a user may set.
+        for section in [
+            "[store]",
+            "[plans]",
+            "[relay]",
+            "[relay.rewrite]",
+            "[avatars]",
+            "[profile]",
+            "[profile.agents]",
+            "[safety]",
+            "[schedule]",
+            "[buzz]",
+        ] {
+            assert!(template.contains(section), "{section}");
+        }
+    }
+
     #[test]
     fn defaults_resolve_against_the_config_folder() {
         let config = parse_str("").unwrap();
         assert_eq!(config.agents, PathBuf::from(APP_STORE));
-        assert_eq!(config.plans_dir, PathBuf::from("/etc/reprofile/plans"));
+        // No [plans] dir: one per-user folder, not the config's.
+        assert_eq!(
+            config.plans_dir,
+            PathBuf::from("/home/u/.local/state/reprofile/plans")
+        );
+        let set = parse_str("[plans]\ndir = \"plans\"\n").unwrap();
+        assert_eq!(set.plans_dir, PathBuf::from("/etc/reprofile/plans"));
         assert_eq!(config.relay.connect_timeout, Duration::from_secs(10));
         assert_eq!(config.relay.query_timeout, Duration::from_secs(15));
         assert_eq!(config.relay.publish_timeout, Duration::from_secs(15));
@@ -922,10 +951,14 @@ mod tests {
             .to_string()
             .contains("beta"));
 
-        // No config file at all: the same, plans in the given folder.
+        // No config file at all: the same, plans in the per-user folder,
+        // whatever folder reprofile runs in.
         let none = defaults(Path::new("/work"), &fake_env()).unwrap();
         assert_eq!(none.agents, PathBuf::from(APP_STORE));
-        assert_eq!(none.plans_dir, PathBuf::from("/work/plans"));
+        assert_eq!(
+            none.plans_dir,
+            PathBuf::from("/home/u/.local/state/reprofile/plans")
+        );
         assert_eq!(none.source, None);
     }
 

@@ -183,6 +183,39 @@ pub fn os_data_dir(os: Os, env: &dyn Fn(&str) -> Option<String>) -> Result<PathB
     }
 }
 
+/// reprofile's own per-user folder for plans, when config names none: the
+/// XDG state folder on Linux and the BSDs (`$XDG_STATE_HOME`, else
+/// `~/.local/state`) joined with `reprofile/plans`; on macOS
+/// `~/Library/Application Support/reprofile/plans`; on Windows
+/// `%LOCALAPPDATA%\reprofile\plans`. One folder, whatever folder reprofile
+/// runs in, so every command finds the plans.
+pub fn user_plans_dir(
+    os: Os,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<PathBuf, DiscoverError> {
+    let base = match os {
+        Os::MacOs => os_data_dir(os, env)?,
+        Os::Xdg => match non_empty(env, "XDG_STATE_HOME").filter(|p| Path::new(p).is_absolute()) {
+            Some(state) => PathBuf::from(state),
+            None => {
+                let home =
+                    non_empty(env, "HOME").ok_or(DiscoverError::NoHome { missing: "HOME" })?;
+                PathBuf::from(home).join(".local").join("state")
+            }
+        },
+        Os::Windows => match non_empty(env, "LOCALAPPDATA") {
+            Some(local) => PathBuf::from(local),
+            None => {
+                let profile = non_empty(env, "USERPROFILE").ok_or(DiscoverError::NoHome {
+                    missing: "LOCALAPPDATA (or USERPROFILE)",
+                })?;
+                PathBuf::from(profile).join("AppData").join("Local")
+            }
+        },
+    };
+    Ok(base.join("reprofile").join("plans"))
+}
+
 /// The app's data folder for a build: the OS data folder joined with the
 /// build's Tauri identifier.
 pub fn app_data_dir(
@@ -279,6 +312,38 @@ pub fn stale_folder_of(path: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plans_go_to_one_per_user_folder_on_each_os() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let xdg = env(&[("HOME", "/home/u")]);
+        assert_eq!(
+            user_plans_dir(Os::Xdg, &xdg).unwrap(),
+            PathBuf::from("/home/u/.local/state/reprofile/plans")
+        );
+        let state = env(&[("HOME", "/home/u"), ("XDG_STATE_HOME", "/s")]);
+        assert_eq!(
+            user_plans_dir(Os::Xdg, &state).unwrap(),
+            PathBuf::from("/s/reprofile/plans")
+        );
+        let mac = env(&[("HOME", "/Users/u")]);
+        assert_eq!(
+            user_plans_dir(Os::MacOs, &mac).unwrap(),
+            PathBuf::from("/Users/u/Library/Application Support/reprofile/plans")
+        );
+        let win = env(&[("LOCALAPPDATA", "C:/Users/u/AppData/Local")]);
+        assert_eq!(
+            user_plans_dir(Os::Windows, &win).unwrap(),
+            PathBuf::from("C:/Users/u/AppData/Local/reprofile/plans")
+        );
+    }
     use std::collections::HashMap;
 
     /// An environment of exactly these variables.

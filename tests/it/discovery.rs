@@ -32,7 +32,11 @@ fn lay_out_app(app_dir: &Path, relay_url: &str, personas: bool) -> PathBuf {
 /// The environment of a fake home: only these variables exist.
 /// An environment whose home is `home` (and no `XDG_DATA_HOME`).
 fn home_env(home: &Path) -> Vec<(&'static str, Option<PathBuf>)> {
-    vec![("HOME", Some(home.to_path_buf())), ("XDG_DATA_HOME", None)]
+    vec![
+        ("HOME", Some(home.to_path_buf())),
+        ("XDG_DATA_HOME", None),
+        ("XDG_STATE_HOME", None),
+    ]
 }
 
 /// `reprofile ARGS` run in `work` with the environment `env`.
@@ -154,7 +158,11 @@ async fn with_no_config_file_plan_and_apply_fix_the_apps_store_and_never_touch_t
         "stdout is the rendering only: {out}"
     );
     assert!(!out.contains("store: "), "{out}");
-    assert_eq!(json_files(&work.path().join("plans")).len(), 1);
+    // Without a config, plans go to the one per-user folder, not to the
+    // folder reprofile happens to run in.
+    let plans = home.path().join(".local/state/reprofile/plans");
+    assert_eq!(json_files(&plans).len(), 1);
+    assert!(!work.path().join("plans").exists(), "no plans scattered");
 
     let apply = reprofile(&["apply", "--auto-approve"], work.path(), env()).await;
     assert_eq!(apply.status.code(), Some(0), "{}", stdout(&apply));
@@ -185,6 +193,7 @@ async fn the_dev_build_is_picked_by_flag_or_config_key_and_xdg_data_home_is_hono
         vec![
             ("HOME", Some(home.path().to_path_buf())),
             ("XDG_DATA_HOME", Some(data.clone())),
+            ("XDG_STATE_HOME", None),
         ]
     };
 
@@ -199,7 +208,11 @@ async fn the_dev_build_is_picked_by_flag_or_config_key_and_xdg_data_home_is_hono
             dev.display()
         )
     );
-    assert!(!work.path().join("plans").exists(), "nothing written");
+    let plans = home.path().join(".local/state/reprofile/plans");
+    assert!(
+        !plans.exists() && !work.path().join("plans").exists(),
+        "nothing written"
+    );
 
     let flagged = reprofile(&["--app-profile", "dev", "validate"], work.path(), env()).await;
     assert_eq!(flagged.status.code(), Some(0), "{}", stdout(&flagged));
@@ -259,7 +272,11 @@ async fn records_naming_a_persona_need_the_persona_store_and_nothing_is_written(
         );
     }
     assert_eq!(std::fs::read(&store).unwrap(), before);
-    assert!(!work.path().join("plans").exists(), "no plan written");
+    let plans = home.path().join(".local/state/reprofile/plans");
+    assert!(
+        !plans.exists() && !work.path().join("plans").exists(),
+        "no plan written"
+    );
 
     let validate = reprofile(&["validate"], work.path(), env()).await;
     assert_eq!(validate.status.code(), Some(1));
