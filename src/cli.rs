@@ -156,6 +156,7 @@ pub enum Command {
     /// saved plan that is incomplete is applied, with a warning.
     Apply {
         /// The plan to apply (JSON written by `plan`); without it, plan now.
+        #[arg(value_name = "PLANFILE")]
         plan: Option<PathBuf>,
         /// Do not ask for approval (required when there is no terminal).
         #[arg(long)]
@@ -214,6 +215,7 @@ pub enum Command {
     Show {
         /// The plan file (JSON) written by `plan`; without it, the newest plan
         /// in the plans folder.
+        #[arg(value_name = "PLANFILE")]
         plan: Option<PathBuf>,
         /// Print the plan's JSON instead of the rendering (--format json).
         #[arg(long, conflicts_with_all = ["summary", "html", "format"])]
@@ -1347,6 +1349,19 @@ mod tests {
         // through Output): an error like any other.
         let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
         assert_eq!(conclude(Err(pipe.into())), ExitCode::from(1));
+    }
+
+    #[test]
+    fn help_names_the_plan_argument_as_the_readme_does() {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        for sub in ["apply", "show"] {
+            let help = command
+                .find_subcommand_mut(sub)
+                .expect("the subcommand")
+                .render_help()
+                .to_string();
+            assert!(help.contains("[PLANFILE]"), "{sub}: {help}");
+        }
     }
 
     #[test]

@@ -69,12 +69,21 @@ pub fn render(doc: &PlanDocument, style: Style) -> String {
     );
 
     if !plan.actions.is_empty() {
+        // The legend names only what this kind of plan can hold: a
+        // migration only backfills.
+        let legend = if doc.kind == PlanKind::Migrate {
+            format!("{} backfill", style.paint(Paint::Backfill, "<"))
+        } else {
+            format!(
+                "{} backfill, {} republish, {} update",
+                style.paint(Paint::Backfill, "<"),
+                style.paint(Paint::Add, "+"),
+                style.paint(Paint::Change, "~"),
+            )
+        };
         let _ = writeln!(
             out,
-            "\nreprofile will perform the following actions ({} backfill, {} republish, {} update):",
-            style.paint(Paint::Backfill, "<"),
-            style.paint(Paint::Add, "+"),
-            style.paint(Paint::Change, "~"),
+            "\nreprofile will perform the following actions ({legend}):"
         );
     }
     // People look for names: agents by name (case-insensitive), then
@@ -736,6 +745,24 @@ mod tests {
     use crate::core::plan::{
         AuthTagSource, AvatarSource, EventAfter, EventBefore, RepublishReason,
     };
+
+    #[test]
+    fn a_migration_plans_legend_names_only_backfills() {
+        let mut doc = crate::planfile::test_document(vec![Action::BackfillAvatar(
+            crate::core::plan::BackfillAvatar {
+                agent: "a".repeat(64),
+                name: "Ada".into(),
+                index: 0,
+                source: AvatarSource::Persona,
+                avatar_url: "https://p/1.png".into(),
+                before: crate::core::model::AvatarField::Null,
+            },
+        )]);
+        doc.kind = PlanKind::Migrate;
+        let text = render(&doc, Style::default());
+        assert!(text.contains("actions (< backfill):"), "{text}");
+        assert!(!text.contains("republish"), "{text}");
+    }
 
     #[test]
     fn a_stopped_apply_says_how_many_actions_were_not_begun() {

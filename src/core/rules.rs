@@ -274,10 +274,14 @@ pub fn record_problems(
     }
     if !is_pubkey_hex(&record.pubkey) {
         if !wrong_type("pubkey") {
-            problems.push((
-                SkipReason::InvalidRecord,
-                "pubkey is not 64 lower-case hex digits; fix the record's pubkey".to_string(),
-            ));
+            // An empty pubkey marks a definition record, which is no agent:
+            // an agent record with none has no `pubkey` field at all.
+            let problem = if record.pubkey.is_empty() {
+                "has no pubkey; every agent record needs its agent's 64-hex pubkey"
+            } else {
+                "pubkey is not 64 lower-case hex digits; fix the record's pubkey"
+            };
+            problems.push((SkipReason::InvalidRecord, problem.to_string()));
         }
     } else if let positions @ [_, _, ..] = copies.positions(&record.pubkey) {
         let list: Vec<String> = positions.iter().map(|i| format!("#{i}")).collect();

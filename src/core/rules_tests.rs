@@ -1314,3 +1314,19 @@ fn rule_a5_and_d4_problems_found_without_the_relay_are_reported_as_themselves() 
     assert_eq!(only_skip(&plan).0, SkipReason::RelayUnreachable);
     assert!(!plan.complete);
 }
+
+#[test]
+fn rule_a1_a_record_without_a_pubkey_says_it_has_none() {
+    let mut rec = record(1, "Ada");
+    rec.pubkey = String::new();
+    let plan = run(vec![(rec, RelayObservation::NoProfile)]);
+    let (reason, detail) = only_skip(&plan);
+    assert_eq!(reason, SkipReason::InvalidRecord);
+    assert!(detail.starts_with("has no pubkey"), "{detail}");
+    let mut bad = record(1, "Ada");
+    bad.pubkey = "xyz".into();
+    let plan = run(vec![(bad, RelayObservation::NoProfile)]);
+    assert!(only_skip(&plan)
+        .1
+        .starts_with("pubkey is not 64 lower-case hex digits"));
+}

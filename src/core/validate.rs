@@ -111,12 +111,12 @@ pub fn validate_records(
             let what = record.avatar_url.record_phrase();
             let message = match avatar_choice(record, personas, policy) {
                 AvatarChoice::Persona(_) => {
-                    format!("{what}: `reprofile migrate` backfills it from its persona's avatar")
+                    format!("{what}: `reprofile migrate` (or `apply`) backfills it from its persona's avatar")
                 }
                 AvatarChoice::RelayFirst {
                     command_avatar: Some(_),
                 } => format!(
-                    "{what}: `reprofile migrate` backfills it from the picture on its relay, \
+                    "{what}: `reprofile migrate` (or `apply`) backfills it from the picture on its relay, \
                      else its command's default avatar"
                 ),
                 AvatarChoice::RelayFirst {
@@ -205,7 +205,8 @@ mod tests {
             0,
         );
         let messages: Vec<&str> = findings.iter().map(|f| f.message.as_str()).collect();
-        let backfilled = "`reprofile migrate` backfills it from the picture on its relay, else \
+        let backfilled =
+            "`reprofile migrate` (or `apply`) backfills it from the picture on its relay, else \
                           its command's default avatar";
         assert_eq!(
             messages,
@@ -232,9 +233,9 @@ mod tests {
         let findings = validate_records(&[with_persona], &personas, &Policy::default(), 0);
         assert_eq!(findings.len(), 1, "{findings:#?}");
         assert!(
-            findings[0]
-                .message
-                .ends_with("`reprofile migrate` backfills it from its persona's avatar"),
+            findings[0].message.ends_with(
+                "`reprofile migrate` (or `apply`) backfills it from its persona's avatar"
+            ),
             "{findings:#?}"
         );
     }

@@ -230,7 +230,7 @@ async fn the_dev_build_is_picked_by_flag_or_config_key_and_xdg_data_home_is_hono
         &format!("ok: agent store {} (6 agent records)", dev.display()),
     );
     // The app's null avatar_url is called null, not legacy.
-    assert_contains(&out, "(Bramble, a8928362…2cff6525): record with avatar_url null (no stored avatar): `reprofile migrate` backfills it from its persona's avatar");
+    assert_contains(&out, "(Bramble, a8928362…2cff6525): record with avatar_url null (no stored avatar): `reprofile migrate` (or `apply`) backfills it from its persona's avatar");
     assert!(!out.contains("legacy"), "{out}");
 
     std::fs::write(
