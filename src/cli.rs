@@ -1005,6 +1005,32 @@ fn validate(args: &ConfigArgs) -> anyhow::Result<Ending> {
     writeln!(out, "ok: plans folder {}", config.plans_dir.display())?;
     let mut errors = 0usize;
     let mut warnings = 0usize;
+    if let Some(metrics) = &config.schedule.metrics_file {
+        let folder = metrics.parent().unwrap_or(Path::new("."));
+        // The nearest folder that exists: the one run would create the rest in.
+        let existing = folder.ancestors().find(|a| a.is_dir());
+        let writable = existing
+            .is_some_and(|a| std::fs::metadata(a).is_ok_and(|m| !m.permissions().readonly()));
+        if folder.as_os_str().is_empty() || folder.is_dir() {
+            writeln!(out, "ok: metrics file {}", metrics.display())?;
+        } else if writable {
+            warnings += 1;
+            writeln!(
+                out,
+                "warning: [schedule] metrics_file {}: its folder {} does not exist yet; run and run --once create it at start",
+                metrics.display(),
+                folder.display()
+            )?;
+        } else {
+            errors += 1;
+            writeln!(
+                out,
+                "error: [schedule] metrics_file {}: its folder {} does not exist and cannot be created; create it, or point metrics_file elsewhere",
+                metrics.display(),
+                folder.display()
+            )?;
+        }
+    }
     let store = snapshot::check_app_store(&config)
         .map_err(anyhow::Error::from)
         .and_then(|()| Ok(read_agent_store(&config.agents)?));

@@ -58,6 +58,26 @@ impl Counters {
 
 /// After a tick: retention and the metrics file. Problems here are logged,
 /// never fatal.
+/// Makes sure the metrics file can be written before the first tick: its
+/// folder is created when missing, and one that cannot be is an error at
+/// start (monitoring would otherwise get nothing, with a warning per tick).
+pub fn prepare_metrics_file(config: &Config) -> anyhow::Result<()> {
+    let Some(path) = &config.schedule.metrics_file else {
+        return Ok(());
+    };
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(folder).with_context(|| {
+        format!(
+            "[schedule] metrics_file {}: its folder {} cannot be created; create it, or point metrics_file elsewhere",
+            path.display(),
+            folder.display()
+        )
+    })
+}
+
 fn after_tick(config: &Config, report: &TickReport, counters: &Counters) {
     match planfile::prune(&config.plans_dir, config.schedule.keep_plans) {
         Ok(deleted) if !deleted.is_empty() => {
@@ -279,6 +299,12 @@ async fn jitter_wait(jitter: Duration, stop: &Stop) -> bool {
 /// caller listens for the signals). The caller turns the report into the
 /// exit code.
 pub async fn run_once(config: &Config, stop: &Stop) -> TickReport {
+    if let Err(error) = prepare_metrics_file(config) {
+        return TickReport {
+            error: Some(error),
+            ..TickReport::default()
+        };
+    }
     if !jitter_wait(config.schedule.jitter, stop).await {
         return TickReport {
             error: Some(anyhow::anyhow!(
@@ -332,6 +358,7 @@ pub async fn run_daemon(config: Config) -> anyhow::Result<()> {
             config.source.as_deref().unwrap_or(Path::new("config.toml")).display()
         )
     })?;
+    prepare_metrics_file(&config)?;
     let timezone = config.schedule.timezone;
     let grace = config.schedule.shutdown_grace;
     let mode = config.schedule.mode;

@@ -640,3 +640,30 @@ async fn a_tick_applies_from_its_plans_parse_and_checks_no_signature_twice() {
         );
     }
 }
+
+/// A metrics file in a folder that does not exist: `validate` says run
+/// creates it, and `run --once` does, at start, and writes the metrics
+/// (before: a warning each tick, and nothing for monitoring).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metrics_file_in_a_missing_folder_gets_its_folder_created() {
+    let world = World::start().await;
+    let metrics = world.dir.path().join("not/yet/there/reprofile.prom");
+    world.append_config(&format!(
+        "[schedule]\nmetrics_file = \"{}\"",
+        metrics.display()
+    ));
+    let validate = world.cli(&["validate"]).await;
+    assert!(
+        stdout(&validate).contains("does not exist yet; run and run --once create it at start"),
+        "{}",
+        stdout(&validate)
+    );
+    let tick = world.cli(&["run", "--once"]).await;
+    assert_incomplete_for_the_down_relay(&tick);
+    assert!(
+        !stderr(&tick).contains("cannot write the metrics file"),
+        "{}",
+        stderr(&tick)
+    );
+    assert_eq!(metric(&metrics, "reprofile_plan_complete", &[]), 0.0);
+}
