@@ -138,6 +138,14 @@ pub fn install(
         os,
         verb: "install",
     };
+    let executable =
+        std::env::current_exe().context("cannot tell where this reprofile binary is")?;
+    let lingering = std::env::var("USER")
+        .ok()
+        .is_some_and(|user| Path::new("/var/lib/systemd/linger").join(user).exists());
+    for warning in install_warnings(&executable, os, lingering) {
+        writeln!(out, "warning: {warning}")?;
+    }
     if dry_run {
         return steps.print(out);
     }
@@ -168,6 +176,34 @@ pub fn install(
         shown(&target.service.executable)
     )?;
     Ok(())
+}
+
+/// What a person installing the service should know first: a binary in a
+/// cargo build folder is replaced by the next build or `cargo clean`; a
+/// systemd user service stops at logout unless lingering is on.
+pub fn install_warnings(executable: &Path, os: ServiceOs, lingering: bool) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let in_build_folder = executable
+        .components()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .any(|pair| {
+            pair[0].as_os_str() == "target"
+                && matches!(pair[1].as_os_str().to_str(), Some("debug" | "release"))
+        });
+    if in_build_folder {
+        warnings.push(format!(
+            "the service would run {}, a binary in a cargo build folder, which the next build or `cargo clean` replaces or removes; install reprofile (`cargo install --path .`) and run `reprofile schedule install` from there",
+            executable.display()
+        ));
+    }
+    if os == ServiceOs::Linux && !lingering {
+        warnings.push(
+            "a systemd user service stops when you log out, unless lingering is on for your user: `loginctl enable-linger $USER` keeps it running"
+                .to_string(),
+        );
+    }
+    warnings
 }
 
 fn shown(place: &Place) -> &str {
@@ -485,5 +521,23 @@ fn last_tick(config: &Config) -> String {
             )
         }
         Err(err) => format!("unknown: {err}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn installing_warns_of_a_build_folder_binary_and_of_a_user_service_without_lingering() {
+        let built = Path::new("/home/u/reprofile/target/release/reprofile");
+        let installed = Path::new("/home/u/.cargo/bin/reprofile");
+        let warnings = install_warnings(built, ServiceOs::Linux, false);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("cargo build folder"));
+        assert!(warnings[1].contains("loginctl enable-linger"));
+        assert!(install_warnings(installed, ServiceOs::Linux, true).is_empty());
+        assert!(install_warnings(installed, ServiceOs::MacOs, false).is_empty());
+        assert_eq!(install_warnings(built, ServiceOs::MacOs, false).len(), 1);
     }
 }
