@@ -728,6 +728,20 @@ fn tell_store(config: &Config, quiet: bool) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<Ending> {
+    // Global flags a subcommand would silently ignore are refused there.
+    if matches!(cli.command, Command::Demo { .. } | Command::Completions { .. }) {
+        let name = if matches!(cli.command, Command::Demo { .. }) {
+            "demo (it lays out and uses its own example world)"
+        } else {
+            "completions (it prints a shell script and reads no config)"
+        };
+        if cli.config.is_some() {
+            anyhow::bail!("--config does not apply to {name}; leave it out");
+        }
+        if cli.app_profile.is_some() {
+            anyhow::bail!("--app-profile does not apply to {name}; leave it out");
+        }
+    }
     let args = ConfigArgs {
         config: cli.config,
         app_profile: cli.app_profile,

@@ -246,6 +246,10 @@ pub async fn run(keep_dir: Option<&Path>, style: Style) -> anyhow::Result<()> {
                 }
             )?;
         }
+        writeln!(
+            out,
+            "\nThe commands shown above ran against the demo's own relay on a free loopback port, which stops when the demo ends: run again, they would find no relay. To try them yourself, run a relay of your own and the example's config (`reprofile --config examples/basic/config.toml plan`; see the README, \"Which store\")."
+        )?;
         anyhow::ensure!(
             report.succeeded(),
             "the demo's apply did not succeed (see its report above)"

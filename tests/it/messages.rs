@@ -185,6 +185,15 @@ const CASES: &[Case] = &[
         message: "is not in the agent store",
     },
     Case {
+        // Every case runs with --config: a flag demo would ignore.
+        name: "a global flag the subcommand ignores",
+        config_extra: "",
+        store: None,
+        personas: None,
+        args: &["demo"],
+        message: "--config does not apply to demo (it lays out and uses its own example world); leave it out",
+    },
+    Case {
         name: "plan file missing",
         config_extra: "",
         store: None,
