@@ -27,6 +27,14 @@ impl SecretText {
     }
 }
 
+impl Drop for SecretText {
+    /// The key text is overwritten before its memory is freed, so a key read
+    /// from the store or the OS keyring does not outlive its last use.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 impl fmt::Debug for SecretText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretText(<redacted>)")
