@@ -36,7 +36,7 @@ use crate::journal::{Entry, Journal};
 use crate::lock::{lock_path, ApplyLock};
 use crate::planfile::{file_stamp, rfc3339, PlanDocument};
 use crate::protocol::nip42::Identity;
-use crate::publish::{publish_all, Delivery, PublishItem, PublishOptions};
+use crate::publish::{publish_all_reporting, Delivery, PublishItem, PublishOptions};
 use crate::relay::{read_profiles, read_relays, ReadOptions};
 use crate::snapshot::{agent_identity, read_auth_key, read_options, sign_in_identities};
 use crate::store::{read_agent_store, sha256_of_file, StoreError, AGENT_STORE};
@@ -256,6 +256,24 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Journals that the relay accepted a republish's event (its OK), before
+    /// the read-back confirms it ([`crate::journal::PUBLISHED`]); the action
+    /// is not counted done, and the report does not show it.
+    fn published(&mut self, action: &RepublishProfile, event_id: String) -> anyhow::Result<()> {
+        let whole = Action::RepublishProfile(action.clone());
+        self.journal
+            .record(&Entry {
+                at: rfc3339((self.now)()),
+                action: whole.id(),
+                kind: whole.type_name().to_string(),
+                agent: action.agent.clone(),
+                outcome: crate::journal::PUBLISHED.to_string(),
+                reason: Some("the relay accepted the event; not yet read back".to_string()),
+                event_id: Some(event_id),
+            })
+            .with_context(|| format!("cannot write the journal {}", self.journal.path().display()))
+    }
+
     /// Journals an action's outcome, and counts the action done the first
     /// time. A later line for the same action replaces the earlier one, in
     /// the report and for readers of the journal.
@@ -782,7 +800,27 @@ async fn republish_on_relay(
         ..PublishOptions::default()
     };
     let items: Vec<PublishItem> = to_publish.iter().map(|(_, item)| item.clone()).collect();
-    let deliveries = publish_all(relay, items, &publish).await;
+    // Each accepted event is journaled `published` as its OK arrives, so a
+    // run that ends before the read-back (a crash, a kill) leaves a record
+    // of what went out.
+    let journal_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let on_accepted = |index: usize| {
+        let (action, item) = &to_publish[index];
+        if let Err(error) = lock(shared).published(action, item.event.id.to_hex()) {
+            tracing::error!(error = %format!("{error:#}"), "cannot journal a published event");
+            journal_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(error);
+        }
+    };
+    let deliveries = publish_all_reporting(relay, items, &publish, &on_accepted).await;
+    if let Some(error) = journal_error
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+    {
+        return Err(error);
+    }
 
     let mut to_confirm: Vec<(&RepublishProfile, String)> = Vec::new();
     for ((action, item), delivery) in to_publish.iter().zip(deliveries) {

@@ -4,6 +4,11 @@
 //! to, one whole line per write, so a run killed half-way leaves a true record
 //! of what it did. Re-running apply on the same plan appends the rest.
 //! No private key ever enters it.
+//!
+//! A republish has two lines: [`PUBLISHED`] as soon as the relay accepted
+//! its event (its OK), then its outcome once the profile was read back. A
+//! `published` line says the event went out, not that the action was
+//! applied: [`read`] gives the outcome lines only, [`read_all`] every line.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -25,7 +30,8 @@ pub struct Entry {
     pub kind: String,
     /// The agent's pubkey.
     pub agent: String,
-    /// `applied`, `already_applied`, `stale` or `failed`.
+    /// `applied`, `already_applied`, `stale` or `failed`; or [`PUBLISHED`]
+    /// (sent, not confirmed yet).
     pub outcome: String,
     /// Why, for stale and failed outcomes (and notes for others).
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -33,6 +39,21 @@ pub struct Entry {
     /// The published event's id, for republishes that were signed.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub event_id: Option<String>,
+}
+
+/// The `outcome` of a republish's first line, written as the relay's OK
+/// arrives: the relay accepted the event (`event_id`); not confirmed, not an
+/// outcome. The action's outcome follows once the profile was read back; a
+/// run that ended in between (a crash, a kill) leaves only this line, and
+/// applying the plan again reads the relay and finishes the action
+/// (`already_applied` when the event is there).
+pub const PUBLISHED: &str = "published";
+
+impl Entry {
+    /// True for a [`PUBLISHED`] line (not an outcome).
+    pub fn is_published(&self) -> bool {
+        self.outcome == PUBLISHED
+    }
 }
 
 /// An open journal.
@@ -77,8 +98,17 @@ impl Journal {
     }
 }
 
-/// Reads a journal's entries (lines that do not parse are skipped).
+/// Reads a journal's outcome lines: every line but the [`PUBLISHED`] ones
+/// (and lines that do not parse), in order.
 pub fn read(path: &Path) -> std::io::Result<Vec<Entry>> {
+    let mut entries = read_all(path)?;
+    entries.retain(|entry| !entry.is_published());
+    Ok(entries)
+}
+
+/// Reads every line of a journal, [`PUBLISHED`] ones included (lines that do
+/// not parse are skipped), in order.
+pub fn read_all(path: &Path) -> std::io::Result<Vec<Entry>> {
     Ok(std::fs::read_to_string(path)?
         .lines()
         .filter_map(|line| serde_json::from_str(line).ok())

@@ -1,5 +1,4 @@
-//! The relay edge for reading, and the nostr-sdk connection of the pipelined
-//! publisher (`crate::publish`).
+//! The relay edge for reading.
 //!
 //! Reading: the newest kind:0 of each agent, with proof that the relay's
 //! answer was complete. One connection per relay (or a few, with
@@ -32,17 +31,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nostr_sdk::pool::{RelayLimits, RelayNotification, RelayPoolOptions};
-use nostr_sdk::{Client, ClientOptions, PublicKey, Relay, RelayOptions, RelayStatus};
-use tokio::sync::broadcast::Receiver;
+use nostr::PublicKey;
 use tokio::task::JoinSet;
 
 use crate::core::model::RelayObservation;
 use crate::protocol::nip42::{AuthStatus, Identity};
 pub use crate::protocol::read::Observations;
 use crate::protocol::read::ReadSession;
-
-pub(crate) use crate::protocol::{human_duration, relay_text};
 
 /// The most authors one REQ filter may name. Relays cap filters and results
 /// (strfry: 500 events per filter), so batches stay small.
@@ -331,113 +326,6 @@ fn unique_authors(authors: &[PublicKey]) -> Vec<PublicKey> {
         .collect()
 }
 
-/// An open nostr-sdk connection to one relay, owned by one pipelined publish
-/// batch (sessions use `crate::wire` instead).
-pub(crate) struct Connection {
-    pub(crate) client: Client,
-    pub(crate) relay: Relay,
-    pub(crate) notifications: Receiver<RelayNotification>,
-}
-
-/// The pool-wide notification channel of each connection's client. Nothing
-/// listens to it (sessions listen to their relay's own channel), and
-/// nostr-sdk's default (4,096 slots, built and dropped with every client) was
-/// about a sixth of a per-agent publish session's CPU time.
-const POOL_NOTIFICATION_CHANNEL_SIZE: usize = 16;
-
-/// Opens a connection: no signer and no automatic NIP-42 authentication (the
-/// sessions sign in themselves, as the identity they were given), no
-/// automatic reconnect (a dead relay must fail fast, and a drop must be seen
-/// rather than silently resumed), no size limits on incoming events (a
-/// profile the sdk drops for its size would look missing), and no websocket
-/// pings (every session has its own deadlines; and nostr-sdk pings at once on
-/// connect, which the Buzz relay answers with small frames that, under its
-/// Nagle, held the answer to the AUTH that followed for a delayed ACK: about
-/// 40 ms per connection, see the README's Performance section).
-/// Notifications are subscribed before connecting, so nothing (not even an
-/// AUTH challenge sent at connect) can slip past.
-pub(crate) async fn connect(
-    url: &str,
-    connect_timeout: Duration,
-    channel_size: usize,
-    tls: &crate::tls::Tls,
-) -> Result<Connection, String> {
-    let client = Client::builder()
-        .websocket_transport(tls.websocket_transport())
-        .opts(
-            ClientOptions::new().pool(
-                RelayPoolOptions::new()
-                    .automatic_authentication(false)
-                    .notification_channel_size(POOL_NOTIFICATION_CHANNEL_SIZE),
-            ),
-        )
-        .build();
-    let relay_opts = RelayOptions::new()
-        .reconnect(false)
-        .ping(false)
-        .limits(RelayLimits::disable())
-        .notification_channel_size(channel_size);
-    let relay = match client.pool().add_relay(url, relay_opts).await {
-        Ok(_) => client.pool().relay(url).await,
-        Err(error) => Err(error),
-    };
-    let relay = match relay {
-        Ok(relay) => relay,
-        Err(error) => {
-            client.shutdown().await;
-            return Err(format!("invalid relay URL: {error}"));
-        }
-    };
-    // Listen before anything is sent, so no answer can slip past.
-    let notifications = relay.notifications();
-    let connected = tokio::time::timeout(connect_timeout, relay.try_connect(connect_timeout)).await;
-    let failure = match connected {
-        Ok(Ok(())) => None,
-        // The transport reports its own timeout as the bare word "timeout".
-        Ok(Err(error)) if error.to_string().eq_ignore_ascii_case("timeout") => Some(format!(
-            "connection failed: no connection after {}",
-            human_duration(connect_timeout)
-        )),
-        Ok(Err(error)) => Some(format!("connection failed: {error}")),
-        Err(_) => Some(format!(
-            "connection failed: no connection after {}",
-            human_duration(connect_timeout)
-        )),
-    };
-    if let Some(reason) = failure {
-        client.shutdown().await;
-        return Err(reason);
-    }
-    tracing::debug!(relay = %url, "connected");
-    Ok(Connection {
-        client,
-        relay,
-        notifications,
-    })
-}
-
-/// Why a notification means the connection is gone, or `None` when it does
-/// not: what reading and publishing both go by.
-pub(crate) fn connection_lost(notification: &RelayNotification) -> Option<&'static str> {
-    match notification {
-        RelayNotification::RelayStatus { status } => match status {
-            RelayStatus::Disconnected
-            | RelayStatus::Terminated
-            | RelayStatus::Banned
-            | RelayStatus::Sleeping => Some("connection dropped"),
-            RelayStatus::Initialized
-            | RelayStatus::Pending
-            | RelayStatus::Connecting
-            | RelayStatus::Connected => None,
-        },
-        RelayNotification::Shutdown => Some("connection shut down"),
-        RelayNotification::Message { .. }
-        | RelayNotification::Event { .. }
-        | RelayNotification::Authenticated
-        | RelayNotification::AuthenticationFailed => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,29 +335,6 @@ mod tests {
         let a = nostr::Keys::generate().public_key();
         let b = nostr::Keys::generate().public_key();
         assert_eq!(unique_authors(&[a, b, a, b, a]), vec![a, b]);
-    }
-
-    #[test]
-    fn a_dropped_or_shut_down_connection_is_lost_and_nothing_else_is() {
-        let dropped = Some("connection dropped");
-        for (status, lost) in [
-            (RelayStatus::Disconnected, dropped),
-            (RelayStatus::Terminated, dropped),
-            (RelayStatus::Banned, dropped),
-            (RelayStatus::Sleeping, dropped),
-            (RelayStatus::Initialized, None),
-            (RelayStatus::Pending, None),
-            (RelayStatus::Connecting, None),
-            (RelayStatus::Connected, None),
-        ] {
-            let notification = RelayNotification::RelayStatus { status };
-            assert_eq!(connection_lost(&notification), lost, "{status}");
-        }
-        assert_eq!(
-            connection_lost(&RelayNotification::Shutdown),
-            Some("connection shut down")
-        );
-        assert_eq!(connection_lost(&RelayNotification::Authenticated), None);
     }
 
     #[tokio::test]

@@ -13,6 +13,9 @@
 //!   connects `ws://` in the clear and `wss://` with that store (rustls with
 //!   the ring provider), within the connect timeout nostr-sdk passes.
 //!
+//! - the websocket limits of every relay connection, reads and writes alike:
+//!   a relay's message is at most [`MAX_MESSAGE_BYTES`].
+//!
 //! It must not decide anything about relays, profiles or retries, and never
 //! turns an unreadable OS store into a failure: that is logged and the web
 //! roots and the private CA are still trusted.
@@ -329,13 +332,28 @@ impl TlsTransport {
         let (socket, _) = tokio_tungstenite::client_async_tls_with_config(
             url.as_str(),
             tcp,
-            None,
+            Some(websocket_config()),
             Some(connector),
         )
         .await
         .map_err(ConnectError::from_websocket)?;
         Ok(socket)
     }
+}
+
+/// The largest websocket message (and frame) a relay may send: what a relay
+/// can make reprofile hold for one message. A kind:0 whose content is 1 MiB
+/// (a 52 KB `data:` avatar fits twenty times over) fits with its envelope
+/// (subscription, id, pubkey, signature, tags, JSON escapes); tungstenite's
+/// default is 64 MiB. A larger message drops the connection, so the
+/// relay's read of those authors is unreadable, never "no profile".
+pub const MAX_MESSAGE_BYTES: usize = (1 << 20) + (64 << 10);
+
+/// The websocket settings of every relay connection (reads and writes).
+fn websocket_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
 }
 
 /// How long one address gets before the next is tried alongside it (RFC 8305).

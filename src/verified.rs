@@ -271,6 +271,17 @@ impl Checker {
     /// for byte, without parsing or hashing; other text is parsed and
     /// checked by [`Checker::authentic`], and remembered when authentic.
     pub fn authentic_text(&self, text: &str) -> Result<Option<Arc<Event>>, serde_json::Error> {
+        self.authentic_text_keeping(text, |_| true)
+    }
+
+    /// [`Checker::authentic_text`], remembering the event (its text and its
+    /// proof) only when `keep` says so: what the session reading it can
+    /// take. Nothing else a relay sends stays in the memory.
+    pub fn authentic_text_keeping(
+        &self,
+        text: &str,
+        keep: impl FnOnce(&Event) -> bool,
+    ) -> Result<Option<Arc<Event>>, serde_json::Error> {
         if let Some(memory) = &self.memory {
             if let Some(event) = memory.event_of_text(text) {
                 memory.text_hits.fetch_add(1, Ordering::Relaxed);
@@ -279,11 +290,12 @@ impl Checker {
             }
         }
         let event: Event = serde_json::from_str(text)?;
-        if !self.authentic(&event) {
+        let keep = keep(&event);
+        if !self.authentic_keeping(&event, keep) {
             return Ok(None);
         }
         let event = Arc::new(event);
-        if let Some(memory) = &self.memory {
+        if let (Some(memory), true) = (&self.memory, keep) {
             memory.remember_text(text, &event);
         }
         Ok(Some(event))
@@ -293,6 +305,11 @@ impl Checker {
     /// its pubkey's, checking the signature only when the memory cannot
     /// vouch for this exact id, pubkey and signature.
     pub fn authentic(&self, event: &Event) -> bool {
+        self.authentic_keeping(event, true)
+    }
+
+    /// [`Checker::authentic`], remembering a new proof only when `keep`.
+    pub fn authentic_keeping(&self, event: &Event, keep: bool) -> bool {
         if !id_hashes(event) {
             return false;
         }
@@ -306,7 +323,7 @@ impl Checker {
         if !event.verify_signature() {
             return false;
         }
-        if let Some(memory) = &self.memory {
+        if let (Some(memory), true) = (&self.memory, keep) {
             memory.remember(event);
         }
         true

@@ -16,15 +16,21 @@
 //! thread per core, shared by every connection of the process), and handed
 //! to the session in the order the relay sent them, so an EOSE is never seen
 //! before the events it ends. Events whose id or signature does not verify,
-//! and expired events (NIP-40), never reach the session. At most
-//! [`MAX_CHUNKS_IN_FLIGHT`] chunks are being checked per connection; past
-//! that the socket is not read, and TCP slows the relay down.
+//! and expired events (NIP-40), never reach the session. Only the events the
+//! session can take (`Session::accepted_events`) are remembered by the
+//! checker's memory and shown to its observer. At most
+//! [`MAX_CHUNKS_IN_FLIGHT`] chunks, of at most [`MAX_BYTES_IN_FLIGHT`] of
+//! text in all, are being checked per connection; past that the socket is
+//! not read, and TCP slows the relay down. With each message at most
+//! `crate::tls::MAX_MESSAGE_BYTES`, that bounds what a relay can make one
+//! connection hold.
 //!
 //! What it must not do: decide anything (that is the sessions' job), or log
 //! keys.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -32,7 +38,7 @@ use nostr::{JsonUtil, RelayMessage};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::protocol::{Input, Session};
+use crate::protocol::{AcceptedEvents, Input, Session};
 use crate::tls::{Socket, Tls};
 use crate::verified::Checker;
 
@@ -42,19 +48,37 @@ const FRAMES_PER_CHUNK: usize = 64;
 /// The most chunks of one connection being checked at once.
 pub(crate) const MAX_CHUNKS_IN_FLIGHT: usize = 32;
 
+/// The most text (bytes of frames) of one connection being checked at once,
+/// give or take a chunk: kind:0s of about 1 KB never come near it (32 chunks
+/// of 64 frames are 2 MB), while 1 MiB messages could otherwise make one
+/// connection hold 2 GiB.
+pub(crate) const MAX_BYTES_IN_FLIGHT: usize = 16 << 20;
+
+/// A chunk ends once it holds this much text, so the bytes in flight are
+/// spread over chunks (and cores).
+const BYTES_PER_CHUNK: usize = 1 << 20;
+
 /// One open connection, owned by one session.
 pub(crate) struct Connection {
     socket: Socket,
     checker: Checker,
+    /// The events the session driving it can take (set by [`drive`]).
+    accepted: Option<Arc<dyn AcceptedEvents>>,
     /// What the relay sent, in order: chunks still being checked, or ready.
     pending: VecDeque<Pending>,
+    /// Bytes of text in the chunks being checked.
+    bytes_in_flight: usize,
     /// The socket has ended (its end is queued in `pending`).
     ended: bool,
 }
 
 enum Pending {
     Ready(Vec<Input>),
-    Checking(oneshot::Receiver<Vec<Input>>),
+    /// A chunk of `bytes` of text, being checked.
+    Checking {
+        receiver: oneshot::Receiver<Vec<Input>>,
+        bytes: usize,
+    },
 }
 
 /// Opens a connection to `url` within `connect_timeout`; events are checked
@@ -70,7 +94,9 @@ pub(crate) async fn connect(
     Ok(Connection {
         socket,
         checker,
+        accepted: None,
         pending: VecDeque::new(),
+        bytes_in_flight: 0,
         ended: false,
     })
 }
@@ -103,15 +129,19 @@ impl Connection {
                     return inputs;
                 }
             }
-            let may_read = !self.ended && self.pending.len() < MAX_CHUNKS_IN_FLIGHT;
+            let may_read = !self.ended
+                && self.pending.len() < MAX_CHUNKS_IN_FLIGHT
+                && self.bytes_in_flight < MAX_BYTES_IN_FLIGHT;
             let front = match self.pending.front_mut() {
-                Some(Pending::Checking(receiver)) => Some(receiver),
+                Some(Pending::Checking { receiver, .. }) => Some(receiver),
                 _ => None,
             };
             tokio::select! {
                 biased;
                 checked = async { front.expect("guarded").await }, if front.is_some() => {
-                    self.pending.pop_front();
+                    if let Some(Pending::Checking { bytes, .. }) = self.pending.pop_front() {
+                        self.bytes_in_flight -= bytes;
+                    }
                     return checked.unwrap_or_else(|_| {
                         vec![Input::Lost("internal error: a message check was lost".to_owned())]
                     });
@@ -129,10 +159,14 @@ impl Connection {
     /// it (up to a chunk), for checking.
     fn received(&mut self, frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) {
         let mut texts = Vec::new();
+        let mut bytes = 0;
         let mut next = frame;
         loop {
             match next {
-                Some(Ok(Message::Text(text))) => texts.push(text),
+                Some(Ok(Message::Text(text))) => {
+                    bytes += text.len();
+                    texts.push(text);
+                }
                 // Pings are answered by tungstenite; binary frames are not
                 // NIP-01.
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_)))
@@ -147,7 +181,7 @@ impl Connection {
                     return;
                 }
             }
-            if texts.len() >= FRAMES_PER_CHUNK {
+            if texts.len() >= FRAMES_PER_CHUNK || bytes >= BYTES_PER_CHUNK {
                 break;
             }
             match self.socket.next().now_or_never() {
@@ -170,21 +204,32 @@ impl Connection {
         if texts.is_empty() {
             return;
         }
+        let bytes = texts.iter().map(|text| text.len()).sum();
         let (done, receiver) = oneshot::channel();
         let checker = self.checker.clone();
+        let accepted = self.accepted.clone();
         rayon::spawn(move || {
+            let accepted = accepted.as_deref();
             let inputs: Vec<Input> = texts
                 .iter()
-                .filter_map(|text| input_of(text.as_str(), &checker))
+                .filter_map(|text| input_of(text.as_str(), &checker, accepted))
                 .collect();
             for input in &inputs {
-                if let Input::Event { event, .. } = input {
-                    checker.observe(event);
+                if let Input::Event {
+                    subscription_id,
+                    event,
+                } = input
+                {
+                    if accepts(accepted, subscription_id, event) {
+                        checker.observe(event);
+                    }
                 }
             }
             let _ = done.send(inputs);
         });
-        self.pending.push_back(Pending::Checking(receiver));
+        self.bytes_in_flight += bytes;
+        self.pending
+            .push_back(Pending::Checking { receiver, bytes });
     }
 
     /// Closes the websocket (best effort: the relay may be gone already).
@@ -271,13 +316,26 @@ fn authors_filter_json(filter: &nostr::Filter) -> Option<String> {
     Some(out)
 }
 
+/// Whether the session can take `event` (see [`AcceptedEvents`]); a session
+/// that names none takes none.
+fn accepts(
+    accepted: Option<&dyn AcceptedEvents>,
+    subscription_id: &nostr::SubscriptionId,
+    event: &nostr::Event,
+) -> bool {
+    accepted.is_some_and(|accepted| accepted.accepts(subscription_id, event))
+}
+
 /// What one text frame means to a session: `None` for what is not a NIP-01
 /// relay message, and for an event that is not authentic or has expired.
-fn input_of(text: &str, checker: &Checker) -> Option<Input> {
+/// The checker remembers only the events `accepted` says the session can
+/// take.
+fn input_of(text: &str, checker: &Checker, accepted: Option<&dyn AcceptedEvents>) -> Option<Input> {
     // An EVENT frame as relays write it: its event object's text goes to the
     // checker as is (a daemon has seen most such texts before).
     if let Some((subscription_id, event_text)) = split_event_frame(text) {
-        match checker.authentic_text(event_text) {
+        let keep = |event: &nostr::Event| accepts(accepted, &subscription_id, event);
+        match checker.authentic_text_keeping(event_text, keep) {
             Ok(Some(event)) => return event_input(subscription_id, event),
             Ok(None) => {
                 tracing::debug!("event ignored: its id or signature does not verify");
@@ -292,7 +350,8 @@ fn input_of(text: &str, checker: &Checker) -> Option<Input> {
             subscription_id,
             event,
         }) => {
-            if !checker.authentic(&event) {
+            let keep = accepts(accepted, &subscription_id, &event);
+            if !checker.authentic_keeping(&event, keep) {
                 tracing::debug!(id = %event.id, "event ignored: its id or signature does not verify");
                 return None;
             }
@@ -363,6 +422,7 @@ fn parse(text: &str) -> Result<RelayMessage<'static>, nostr::message::MessageHan
 /// for, feeds it the relay's messages, and wakes it at its deadlines. Owns no
 /// decision.
 pub(crate) async fn drive(session: &mut impl Session, connection: &mut Connection) {
+    connection.accepted = session.accepted_events();
     loop {
         let frames = session.poll_transmit(std::time::Instant::now(), crate::clock::now_secs());
         if !frames.is_empty() {
@@ -490,19 +550,19 @@ mod tests {
             _ => panic!("no message"),
         };
         assert_eq!(
-            message(input_of(&frame, &checker)),
+            message(input_of(&frame, &checker, None)),
             RelayMessage::from_json(&frame).expect("nostr parses")
         );
         // Frames the split does not take are read whole, as nostr reads them.
         let escaped = RelayMessage::event(SubscriptionId::new("a\"b"), event.clone()).as_json();
         assert!(split_event_frame(&escaped).is_none());
         assert_eq!(
-            message(input_of(&escaped, &checker)),
+            message(input_of(&escaped, &checker, None)),
             RelayMessage::from_json(&escaped).expect("nostr parses")
         );
         let spaced = format!(r#"[ "EVENT", "p7", {} ]"#, event.as_json());
         assert!(split_event_frame(&spaced).is_none());
-        assert!(input_of(&spaced, &checker).is_some());
+        assert!(input_of(&spaced, &checker, None).is_some());
         // Past the event object, the split's text is no event: the frame
         // is read whole, as nostr reads it.
         let extra = format!(r#"["EVENT","p7",{},"extra"]"#, event.as_json());
@@ -510,8 +570,8 @@ mod tests {
             .authentic_text(split_event_frame(&extra).expect("split").1)
             .is_err());
         match RelayMessage::from_json(&extra) {
-            Ok(nostrs) => assert_eq!(message(input_of(&extra, &checker)), nostrs),
-            Err(_) => assert!(input_of(&extra, &checker).is_none()),
+            Ok(nostrs) => assert_eq!(message(input_of(&extra, &checker, None)), nostrs),
+            Err(_) => assert!(input_of(&extra, &checker, None).is_none()),
         }
     }
 
@@ -547,9 +607,53 @@ mod tests {
         };
         let expiring = |at: u64| vec![nostr::Tag::expiration(nostr::Timestamp::from(at))];
         let checker = Checker::default();
-        assert!(input_of(&frame(expiring(now - 60)), &checker).is_none());
-        assert!(input_of(&frame(expiring(now + 3600)), &checker).is_some());
-        assert!(input_of(&frame(Vec::new()), &checker).is_some());
+        assert!(input_of(&frame(expiring(now - 60)), &checker, None).is_none());
+        assert!(input_of(&frame(expiring(now + 3600)), &checker, None).is_some());
+        assert!(input_of(&frame(Vec::new()), &checker, None).is_some());
+    }
+
+    #[test]
+    fn only_the_events_a_read_can_take_are_remembered_the_others_still_reach_it() {
+        let asked = [Keys::generate(), Keys::generate()];
+        let stranger = Keys::generate();
+        let authors: Vec<nostr::PublicKey> = asked.iter().map(|k| k.public_key()).collect();
+        let session = crate::protocol::read::ReadSession::new(
+            authors.chunks(1),
+            Duration::from_secs(5),
+            None,
+        );
+        let accepted = session.accepted_events().expect("a read takes kind:0s");
+        let memory = crate::verified::VerifiedEvents::new();
+        let checker = Checker::with_memory(memory.clone());
+        let frame = |subscription: &str, keys: &Keys, kind: Kind| {
+            let event = EventBuilder::new(kind, "{}")
+                .sign_with_keys(keys)
+                .expect("sign");
+            RelayMessage::event(SubscriptionId::new(subscription), event).as_json()
+        };
+        let ignored = [
+            frame("reprofile-kind0-0", &stranger, Kind::Metadata),
+            frame("reprofile-kind0-0", &asked[1], Kind::Metadata),
+            frame("reprofile-kind0-0", &asked[0], Kind::TextNote),
+            frame("other-0", &asked[0], Kind::Metadata),
+            frame("reprofile-kind0-7", &asked[0], Kind::Metadata),
+        ];
+        for text in &ignored {
+            // Still handed to the session, which ignores it.
+            assert!(input_of(text, &checker, Some(accepted.as_ref())).is_some());
+        }
+        assert!(memory.is_empty(), "nothing the read cannot take is kept");
+        for text in [
+            frame("reprofile-kind0-0", &asked[0], Kind::Metadata),
+            frame("reprofile-kind0-1-again", &asked[1], Kind::Metadata),
+        ] {
+            assert!(input_of(&text, &checker, Some(accepted.as_ref())).is_some());
+        }
+        assert_eq!(memory.len(), 4, "two proofs and two texts");
+        // Sent compactly or not, the same rule.
+        let spaced = frame("reprofile-kind0-0", &stranger, Kind::Metadata).replacen(',', ", ", 1);
+        assert!(input_of(&spaced, &checker, Some(accepted.as_ref())).is_some());
+        assert_eq!(memory.len(), 4);
     }
 
     fn event_json() -> String {

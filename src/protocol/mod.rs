@@ -2,8 +2,9 @@
 //! answers mean, as state machines fed with relay messages and `now`.
 //!
 //! Each session (reading kind:0s: [`read::ReadSession`]; publishing one
-//! agent's event as that agent: [`write::AuthorPublish`]) implements
-//! [`Session`]. The relay edge (`crate::wire`) drives any of them with one
+//! agent's event as that agent: [`write::AuthorPublish`]; publishing many
+//! agents' events over one connection: [`pipeline::PipelinedPublish`])
+//! implements [`Session`]. The relay edge (`crate::wire`) drives any of them with one
 //! short loop over the socket, a timer and nothing else, so every decision
 //! (authentication, retries, refusals, timeouts) is made here and tested as
 //! tables of messages in, frames out, with no socket and no sleeping.
@@ -13,6 +14,7 @@
 //! of signed events), spawn tasks, or print keys.
 
 pub mod nip42;
+pub mod pipeline;
 pub mod read;
 pub mod write;
 
@@ -46,6 +48,17 @@ pub enum Input {
     Lost(String),
 }
 
+/// Which events from the relay a session can take. The connection shows
+/// only those to the memory of checks it keeps (`crate::verified`, a
+/// daemon's memory across ticks) and to a read's observer; every other event
+/// is still checked and handed to the session (which ignores it), then
+/// forgotten, so a relay cannot fill that memory with events nobody asked
+/// for.
+pub trait AcceptedEvents: Send + Sync {
+    /// True when the session can take `event`, sent for `subscription_id`.
+    fn accepts(&self, subscription_id: &nostr::SubscriptionId, event: &nostr::Event) -> bool;
+}
+
 /// A sans-IO relay session.
 pub trait Session {
     /// Feeds what happened on the connection, at `now`.
@@ -59,6 +72,11 @@ pub trait Session {
     fn handle_timeout(&mut self, now: Instant);
     /// True when the session has nothing more to do on this connection.
     fn is_done(&self) -> bool;
+    /// The events it can take (see [`AcceptedEvents`]); `None`, the default:
+    /// none (a session that reads no events).
+    fn accepted_events(&self) -> Option<std::sync::Arc<dyn AcceptedEvents>> {
+        None
+    }
 }
 
 /// The longest piece of relay-supplied text (a CLOSED, NOTICE or OK message)

@@ -7,16 +7,26 @@
 //! it hands back the AUTH frame to send and the deadline of the answer. Rules
 //! it carries out (from `shared/spec/buzz.md`, which matches NIP-42):
 //!
-//! - A connection signs in as **one** identity, at most once: a relay such as
+//! - A [`Nip42`] signs in as **one** identity, at most once: a relay such as
 //!   Buzz refuses a second AUTH (`already authenticated`) and never accepts one
 //!   after a refusal (`authentication already failed`). A refused identity
 //!   therefore ends this connection's chances; another identity needs a new
-//!   connection, which is the driver's decision.
+//!   connection, which is the driver's decision. (A session that publishes
+//!   for many authors over one connection may keep one `Nip42` per identity
+//!   and try a second one; see `super::pipeline`.)
+//! - One exception: a refused AUTH is answered again, at most
+//!   [`MAX_AUTH_ATTEMPTS`] times in all, when the relay sent a newer
+//!   challenge after that AUTH went out. Relays such as nostr-relay-builder's
+//!   issue a fresh challenge for every unauthenticated EVENT or REQ and
+//!   forget old ones, so an AUTH written while such answers were still on the
+//!   wire names a challenge the relay has already dropped. A relay that sends
+//!   one challenge per connection (Buzz) never sees a second AUTH.
 //! - The AUTH event is kind 22242 with the relay's newest challenge, a `relay`
-//!   tag naming the relay **as the store does** (before `[relay.rewrite]`, since
-//!   the relay compares it with its own configured URL), `created_at` = now,
-//!   and the identity's NIP-OA tag when it has one (exactly one `auth` tag:
-//!   Buzz admits an agent by it).
+//!   tag naming the relay **connected to** (after `[relay.rewrite]`: today's
+//!   Buzz relay checks it against the `Host` it sees, see
+//!   `crate::snapshot::sign_in_identities`), `created_at` = now, and the
+//!   identity's NIP-OA tag when it has one (exactly one `auth` tag: Buzz
+//!   admits an agent by it).
 //! - Without an identity, a challenge is ignored: relays that never demand
 //!   authentication keep working with no AUTH at all.
 //!
@@ -95,20 +105,30 @@ enum State {
     Wanted {
         deadline: Instant,
     },
-    /// The AUTH event went out; its OK is due by the deadline.
+    /// The AUTH event went out, answering the challenge counted
+    /// `challenge_number`; its OK is due by the deadline.
     Sent {
         id: EventId,
         deadline: Instant,
+        challenge_number: u64,
     },
     Authenticated,
     Refused(String),
 }
+
+/// How many AUTH events one identity sends on one connection at most: the
+/// first, and answers to newer challenges after a refusal (see the module).
+pub const MAX_AUTH_ATTEMPTS: u32 = 3;
 
 /// NIP-42 on one connection.
 #[derive(Debug)]
 pub struct Nip42 {
     identity: Option<Identity>,
     challenge: Option<String>,
+    /// How many challenges the relay sent on this connection.
+    challenges: u64,
+    /// How many AUTH events went out.
+    attempts: u32,
     state: State,
     timeout: Duration,
 }
@@ -120,6 +140,8 @@ impl Nip42 {
         Self {
             identity,
             challenge: None,
+            challenges: 0,
+            attempts: 0,
             state: State::Idle,
             timeout,
         }
@@ -159,6 +181,7 @@ impl Nip42 {
     /// (once per connection); the newest challenge is the one used.
     pub fn on_challenge(&mut self, challenge: &str, now: Instant) {
         self.challenge = Some(challenge.to_owned());
+        self.challenges += 1;
         if self.identity.is_some() && matches!(self.state, State::Idle) {
             self.state = State::Wanted {
                 deadline: now + self.timeout,
@@ -189,8 +212,17 @@ impl Nip42 {
 
     /// The relay sent `OK` for `event_id`. Returns true when it answered this
     /// connection's AUTH event (and so was consumed here).
+    ///
+    /// A refusal is final, unless the relay sent a newer challenge after the
+    /// AUTH went out and fewer than [`MAX_AUTH_ATTEMPTS`] were sent: then
+    /// the newest challenge is answered (see the module).
     pub fn on_ok(&mut self, event_id: &EventId, accepted: bool, message: &str) -> bool {
-        let State::Sent { id, .. } = &self.state else {
+        let State::Sent {
+            id,
+            deadline,
+            challenge_number,
+        } = &self.state
+        else {
             return false;
         };
         if id != event_id {
@@ -198,6 +230,10 @@ impl Nip42 {
         }
         self.state = if accepted {
             State::Authenticated
+        } else if self.challenges > *challenge_number && self.attempts < MAX_AUTH_ATTEMPTS {
+            State::Wanted {
+                deadline: *deadline,
+            }
         } else {
             State::Refused(format!("{} was refused: {message}", self.who()))
         };
@@ -215,9 +251,11 @@ impl Nip42 {
         };
         match identity.auth_event(challenge, now_unix) {
             Ok(event) => {
+                self.attempts += 1;
                 self.state = State::Sent {
                     id: event.id,
                     deadline: now + self.timeout,
+                    challenge_number: self.challenges,
                 };
                 Some(ClientMessage::auth(event))
             }
@@ -368,6 +406,37 @@ mod tests {
             auth.poll_transmit(now, 1).is_none(),
             "never again on this connection"
         );
+    }
+
+    #[test]
+    fn a_refusal_after_a_newer_challenge_answers_the_newest_a_bounded_number_of_times() {
+        let now = Instant::now();
+        let mut auth = Nip42::new(Some(identity(None)), Duration::from_secs(5));
+        auth.on_challenge("c1", now);
+        let mut sent = auth_event(&auth.poll_transmit(now, 1).expect("AUTH"));
+        for attempt in 2..=MAX_AUTH_ATTEMPTS {
+            // The relay replaced its challenge before it read the AUTH.
+            let newer = format!("c{attempt}");
+            auth.on_challenge(&newer, now);
+            assert!(auth.on_ok(&sent.id, false, "auth-required: invalid challenge"));
+            assert_eq!(auth.status(), AuthStatus::Pending, "attempt {attempt}");
+            sent = auth_event(&auth.poll_transmit(now, 1).expect("AUTH again"));
+            assert!(sent
+                .tags
+                .iter()
+                .any(|t| t.as_slice() == ["challenge", newer.as_str()]));
+        }
+        auth.on_challenge("one more", now);
+        assert!(auth.on_ok(&sent.id, false, "auth-required: invalid challenge"));
+        assert!(matches!(auth.status(), AuthStatus::Refused(_)), "bounded");
+
+        // No newer challenge (Buzz sends one per connection): final.
+        let mut once = Nip42::new(Some(identity(None)), Duration::from_secs(5));
+        once.on_challenge("c", now);
+        let sent = auth_event(&once.poll_transmit(now, 1).expect("AUTH"));
+        assert!(once.on_ok(&sent.id, false, "restricted: not a member"));
+        assert!(matches!(once.status(), AuthStatus::Refused(_)));
+        assert!(once.poll_transmit(now, 1).is_none());
     }
 
     #[test]

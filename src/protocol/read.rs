@@ -77,6 +77,44 @@ pub const MAX_RATE_LIMITED: u32 = 3;
 /// The wait after a `rate-limited:` refusal that names no delay.
 pub const RATE_LIMITED_WAIT: Duration = Duration::from_secs(1);
 
+/// The batch of each author asked for. Hashed with foldhash, as
+/// [`Observations`].
+type AuthorBatches = HashMap<PublicKey, usize, foldhash::fast::RandomState>;
+
+/// The start of every subscription id of a read.
+const SUBSCRIPTION_PREFIX: &str = "reprofile-kind0-";
+
+/// The end of the id of a subscription asked again.
+const ASKED_AGAIN: &str = "-again";
+
+/// The subscription id of batch `index`.
+fn subscription_id(index: usize) -> SubscriptionId {
+    SubscriptionId::new(format!("{SUBSCRIPTION_PREFIX}{index}"))
+}
+
+/// The batch a subscription id of a read names (asked again or not).
+fn batch_of_subscription_id(id: &SubscriptionId) -> Option<usize> {
+    let rest = id.as_str().strip_prefix(SUBSCRIPTION_PREFIX)?;
+    let digits = rest.strip_suffix(ASKED_AGAIN).unwrap_or(rest);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The events a read can take: kind:0s of an author asked for, on that
+/// author's batch's subscription (first asked or asked again).
+#[derive(Debug)]
+struct ReadAccepts(Arc<AuthorBatches>);
+
+impl super::AcceptedEvents for ReadAccepts {
+    fn accepts(&self, subscription_id: &SubscriptionId, event: &Event) -> bool {
+        event.kind == Kind::Metadata
+            && batch_of_subscription_id(subscription_id)
+                .is_some_and(|batch| self.0.get(&event.pubkey) == Some(&batch))
+    }
+}
+
 /// Where one subscription (one batch of authors) stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BatchState {
@@ -137,7 +175,9 @@ impl AuthorBatch {
 pub struct ReadSession {
     batches: Vec<AuthorBatch>,
     batch_of_subscription: HashMap<SubscriptionId, usize>,
-    batch_of_author: HashMap<PublicKey, usize, foldhash::fast::RandomState>,
+    /// Shared with the connection, which keeps in memory only the events
+    /// the session can take ([`ReadSession::accepted_events`]).
+    batch_of_author: Arc<AuthorBatches>,
     newest: HashMap<PublicKey, Arc<Event>, foldhash::fast::RandomState>,
     /// The observations of the batches complete so far, filed as each
     /// completes (a complete batch never changes), so that little is left
@@ -185,7 +225,7 @@ impl ReadSession {
         let mut session = Self {
             batches: Vec::new(),
             batch_of_subscription: HashMap::new(),
-            batch_of_author: HashMap::default(),
+            batch_of_author: Arc::default(),
             newest: HashMap::default(),
             observations: Observations::default(),
             queue: VecDeque::new(),
@@ -202,11 +242,12 @@ impl ReadSession {
             paced: VecDeque::new(),
             reqs_held_until: None,
         };
+        let mut batch_of_author = AuthorBatches::default();
         for (index, chunk) in chunks.enumerate() {
-            let id = SubscriptionId::new(format!("reprofile-kind0-{index}"));
+            let id = subscription_id(index);
             session.batch_of_subscription.insert(id.clone(), index);
             for author in chunk {
-                session.batch_of_author.insert(*author, index);
+                batch_of_author.insert(*author, index);
             }
             session.batches.push(AuthorBatch {
                 id,
@@ -222,7 +263,8 @@ impl ReadSession {
             });
             session.queue.push_back(index);
         }
-        session.observations.reserve(session.batch_of_author.len());
+        session.observations.reserve(batch_of_author.len());
+        session.batch_of_author = Arc::new(batch_of_author);
         session
     }
 
@@ -541,7 +583,7 @@ impl ReadSession {
         let signed_in = self.auth.status() == AuthStatus::Authenticated;
         let batch = &mut self.batches[index];
         batch.sent_signed_in = signed_in;
-        let fresh = SubscriptionId::new(format!("{}-again", batch.id));
+        let fresh = SubscriptionId::new(format!("{}{ASKED_AGAIN}", batch.id));
         tracing::warn!(
             subscription = %batch.id,
             "no EOSE while the relay answered other subscriptions; asking again once"
@@ -601,6 +643,10 @@ impl ReadSession {
 }
 
 impl Session for ReadSession {
+    fn accepted_events(&self) -> Option<Arc<dyn super::AcceptedEvents>> {
+        Some(Arc::new(ReadAccepts(Arc::clone(&self.batch_of_author))))
+    }
+
     fn handle_input(&mut self, input: Input, now: Instant) {
         match input {
             Input::Event {

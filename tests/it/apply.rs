@@ -1116,3 +1116,187 @@ async fn the_safety_threshold_counts_the_live_store_not_the_plans_claim() {
     assert_contains(&stderr(&run), "safety");
     assert!(world.journal_files().is_empty(), "nothing applied");
 }
+
+/// A world of `n` generated agents (each needing a backfill and a
+/// republish) whose relay is a [`FakeRelay`](crate::support::FakeRelay)
+/// that answers each EVENT `delay` after its turn and keeps what it takes,
+/// publishing `in_flight` events at a time; the world, the relay, and a
+/// plan of it.
+async fn slow_relay_world(
+    n: usize,
+    delay: std::time::Duration,
+    in_flight: usize,
+) -> (
+    World,
+    crate::support::FakeRelay,
+    Config,
+    PlanDocument,
+    std::path::PathBuf,
+) {
+    use crate::support::{FakeBehaviour, FakeRelay};
+    let world = World::generated(n).await;
+    let fake = FakeRelay::start(FakeBehaviour::SlowOk {
+        delay,
+        challenge: None,
+    })
+    .await;
+    let config = std::fs::read_to_string(&world.config_path)
+        .unwrap()
+        .replace(&world.relay_url, fake.url())
+        .replace(
+            "publish_timeout_secs = 5",
+            &format!("publish_timeout_secs = 30\nmax_publish_in_flight = {in_flight}"),
+        );
+    std::fs::write(&world.config_path, config).unwrap();
+    let (config, doc, path) = world.planned().await;
+    let republishes = doc.plan.actions.iter().filter_map(Action::as_republish);
+    assert_eq!(republishes.count(), n, "{:#?}", doc.plan.actions);
+    (world, fake, config, doc, path)
+}
+
+/// Waits (bounded, polling the file) until the plan's journal holds a
+/// `published` line; returns the journal then.
+async fn journal_once_published(path: &std::path::Path) -> Vec<reprofile::journal::Entry> {
+    let journal = reprofile::journal::journal_path(path);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let entries = reprofile::journal::read_all(&journal).unwrap_or_default();
+        if entries.iter().any(|e| e.outcome == "published") {
+            return entries;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `published` line within 20 s: {entries:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// The journal lags no OK: a republish is journaled `published` as the
+/// relay's OK arrives, while the batch's other events still await theirs
+/// (a crash then leaves a record of what went out); the read-back then
+/// journals it `applied`, with the same event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_republish_is_journaled_published_as_its_ok_arrives_then_applied_after_the_read_back()
+{
+    let (_world, fake, config, doc, path) =
+        slow_relay_world(3, std::time::Duration::from_millis(1500), 64).await;
+    let applying = {
+        let (config, doc, path) = (config.clone(), doc.clone(), path.clone());
+        tokio::spawn(async move { apply(&config, &doc, &path, &forced(), &now_secs).await })
+    };
+
+    let during = journal_once_published(&path).await;
+    assert!(!applying.is_finished(), "read while the batch is in flight");
+    let published: Vec<_> = during.iter().filter(|e| e.outcome == "published").collect();
+    assert!(
+        published.len() < 3,
+        "the first OK has arrived, not every one: {during:#?}"
+    );
+    assert!(
+        !during
+            .iter()
+            .any(|e| e.kind == "republish_profile" && e.outcome != "published"),
+        "no republish is confirmed before the batch ends: {during:#?}"
+    );
+    let first = published[0];
+    assert_eq!(first.kind, "republish_profile");
+    assert!(
+        fake.event_ids().contains(first.event_id.as_ref().unwrap()),
+        "the event the relay took"
+    );
+
+    let report = applying.await.unwrap().expect("apply");
+    assert!(report.succeeded(), "{report:#?}");
+    let journal = reprofile::journal::read_all(&report.journal).unwrap();
+    for result in report
+        .results
+        .iter()
+        .filter(|r| r.kind == "republish_profile")
+    {
+        let lines: Vec<(&str, Option<&str>)> = journal
+            .iter()
+            .filter(|e| e.action == result.id)
+            .map(|e| (e.outcome.as_str(), e.event_id.as_deref()))
+            .collect();
+        let event = result.event_id.as_deref();
+        assert_eq!(
+            lines,
+            vec![("published", event), ("applied", event)],
+            "{}",
+            result.id
+        );
+    }
+}
+
+/// A run that ends between the OKs and the read-back (a crash: the task is
+/// dropped mid-batch) leaves `published` lines and no outcome for its
+/// republishes. Applying the same plan again reads the relay: what went out
+/// is already applied, the rest is applied, and no event the relay holds is
+/// published twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_after_a_crash_between_ok_and_read_back_finishes_the_plan_without_publishing_twice(
+) {
+    let (_world, fake, config, doc, path) =
+        slow_relay_world(3, std::time::Duration::from_millis(1000), 1).await;
+    let crashed = {
+        let (config, doc, path) = (config.clone(), doc.clone(), path.clone());
+        tokio::spawn(async move { apply(&config, &doc, &path, &forced(), &now_secs).await })
+    };
+    let at_crash = journal_once_published(&path).await;
+    crashed.abort();
+    assert!(crashed.await.unwrap_err().is_cancelled());
+    assert!(
+        !at_crash
+            .iter()
+            .any(|e| e.kind == "republish_profile" && e.outcome != "published"),
+        "{at_crash:#?}"
+    );
+    let sent_before = fake.event_ids().len();
+    assert!(sent_before < 3, "the crash came before the batch ended");
+    // A `published` line is no outcome: the journal's readers (`status`
+    // among them) see those republishes as not done, never as applied.
+    let outcomes = reprofile::journal::read(&reprofile::journal::journal_path(&path)).unwrap();
+    assert!(
+        outcomes.iter().all(|e| e.kind == "backfill_avatar"),
+        "{outcomes:#?}"
+    );
+    let status = reprofile::service::status::from_plan(
+        &doc,
+        &outcomes,
+        reprofile::config::ScheduleMode::Apply,
+    );
+    assert!(!status.success, "{status:?}");
+    // The three backfills, and nothing of the republishes.
+    assert_contains(
+        &status.detail,
+        "journal: 3 applied, 0 already applied, 0 stale, 0 failed, 3 not done",
+    );
+
+    let report = apply(&config, &doc, &path, &forced(), &now_secs)
+        .await
+        .expect("apply again");
+    assert!(report.succeeded(), "{report:#?}");
+    assert!(report
+        .results
+        .iter()
+        .all(|r| matches!(r.outcome, Outcome::Applied | Outcome::AlreadyApplied)));
+    assert!(
+        report.count(Outcome::AlreadyApplied) >= 1,
+        "the event published before the crash is found: {report:#?}"
+    );
+    let ids = fake.event_ids();
+    assert_eq!(ids.len(), 3, "one EVENT per agent over both runs: {ids:?}");
+    // The journal reads both states: `published` from the crashed run, each
+    // action's outcome from the second.
+    let journal = reprofile::journal::read_all(&report.journal).unwrap();
+    for result in &report.results {
+        let last = journal
+            .iter()
+            .rev()
+            .find(|e| e.action == result.id)
+            .unwrap();
+        assert_eq!(last.outcome, result.outcome.as_str(), "{}", result.id);
+    }
+    assert!(journal.iter().any(|e| e.outcome == "published"));
+}

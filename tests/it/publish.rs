@@ -561,3 +561,233 @@ async fn a_stop_before_publishing_sends_nothing_on_either_path() {
         );
     }
 }
+
+/// A kind:0 by a new agent whose content holds `content_bytes` bytes (a
+/// `picture` data: URL padded to that size), as a relay sends it.
+fn profile_of_size(keys: &Keys, content_bytes: usize) -> Event {
+    let prefix = r#"{"name":"big","picture":"data:image/png;base64,"#;
+    let suffix = r#""}"#;
+    let padding = "A".repeat(content_bytes - prefix.len() - suffix.len());
+    signed_profile(keys, 1_700_000_000, &format!("{prefix}{padding}{suffix}"))
+}
+
+/// What a relay can make reprofile hold is bounded, on reads and writes
+/// alike: a 2 MiB message drops that connection, so the relay's read is
+/// unreadable (never "no profile") and an event whose answer was that
+/// message failed; a kind:0 with a 52 KB `data:` avatar reads as usual.
+#[tokio::test]
+async fn a_relay_message_over_the_limit_fails_that_read_or_publish_and_a_52_kb_avatar_reads_fine() {
+    use nostr::JsonUtil;
+    let read = |fake_url: String, author: PublicKey| async move {
+        let requests = BTreeMap::from([(fake_url.clone(), vec![author])]);
+        let mut tables = read_profiles(requests, &short_read_options(2 * SECOND, 3 * SECOND)).await;
+        tables
+            .remove(&fake_url)
+            .expect("the relay's table")
+            .remove(&author.to_hex())
+            .expect("the author's observation")
+    };
+
+    let keys = Keys::generate();
+    let avatar = profile_of_size(&keys, 52_000);
+    let fake = FakeRelay::start(FakeBehaviour::EventsThenEose(vec![avatar.as_json()])).await;
+    match read(fake.url().to_owned(), keys.public_key()).await {
+        RelayObservation::Newest(stored) => assert_eq!(stored.id, avatar.id.to_hex()),
+        other => panic!("the 52 KB avatar's profile: {other:?}"),
+    }
+
+    let keys = Keys::generate();
+    let huge = profile_of_size(&keys, 2 << 20);
+    let fake = FakeRelay::start(FakeBehaviour::EventsThenEose(vec![huge.as_json()])).await;
+    match read(fake.url().to_owned(), keys.public_key()).await {
+        RelayObservation::Unreadable(why) => assert!(why.contains("connection"), "{why}"),
+        RelayObservation::Newest(_) => panic!("a 2 MiB message was read"),
+        other => panic!("a 2 MiB message must make the read unreadable, got {other:?}"),
+    }
+
+    let fake = FakeRelay::start(FakeBehaviour::AnswerOk {
+        accepted: false,
+        message: format!("blocked: {}", "x".repeat(2 << 20)),
+    })
+    .await;
+    let deliveries = publish_all(fake.url(), items_for(&agents(1)), &fast_options()).await;
+    assert_eq!(
+        deliveries,
+        vec![Delivery::Failed(
+            "connection lost before the relay answered".into()
+        )],
+        "a 2 MiB answer is not taken"
+    );
+}
+
+/// A relay that demands each EVENT's author be signed in (NIP-42) on its
+/// connection, with a challenge at connect; with `one_identity`, a
+/// connection admits one identity (a second AUTH is refused `auth-required:
+/// already authenticated`, as Buzz does). Every AUTH it accepted, and how
+/// many connections it took.
+struct AuthorCheckingRelay {
+    url: String,
+    auths: std::sync::Arc<std::sync::Mutex<Vec<Event>>>,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for AuthorCheckingRelay {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn start_author_checking_relay(one_identity: bool) -> AuthorCheckingRelay {
+    use futures_util::{SinkExt, StreamExt};
+    use nostr::JsonUtil;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let auths = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (log, count) = (auths.clone(), connections.clone());
+    let server = tokio::spawn(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let log = log.clone();
+            tasks.spawn(async move {
+                let Ok(socket) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                let (mut sink, mut source) = socket.split();
+                let mut signed_in: HashSet<PublicKey> = HashSet::new();
+                let greeting = json!(["AUTH", "challenge"]).to_string();
+                if sink.send(Message::text(greeting)).await.is_err() {
+                    return;
+                }
+                while let Some(Ok(Message::Text(text))) = source.next().await {
+                    let value: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+                    let Ok(event) = Event::from_json(value[1].to_string()) else {
+                        continue;
+                    };
+                    let (accepted, message) = match value[0].as_str() {
+                        Some("AUTH") if event.verify().is_err() => (false, "auth-required: bad"),
+                        Some("AUTH") if one_identity && !signed_in.is_empty() => {
+                            (false, "auth-required: already authenticated")
+                        }
+                        Some("AUTH") => {
+                            signed_in.insert(event.pubkey);
+                            log.lock().unwrap().push(event.clone());
+                            (true, "")
+                        }
+                        Some("EVENT") if signed_in.contains(&event.pubkey) => (true, ""),
+                        Some("EVENT") => (false, "auth-required: authenticate as the author"),
+                        _ => continue,
+                    };
+                    let reply = json!(["OK", event.id.to_hex(), accepted, message]).to_string();
+                    if sink.send(Message::text(reply)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    AuthorCheckingRelay {
+        url,
+        auths,
+        connections,
+        server,
+    }
+}
+
+/// One kind:0 per agent, each signing in (when asked) as its agent with its
+/// NIP-OA tag, as apply builds them.
+fn items_with_nip_oa_tags(agents: &[Keys], relay: &str) -> Vec<PublishItem> {
+    let owner = Keys::generate();
+    items_for(agents)
+        .into_iter()
+        .zip(agents)
+        .map(|(item, keys)| PublishItem {
+            sign_in: Some(reprofile::protocol::nip42::Identity {
+                keys: keys.clone(),
+                auth_tag: Some(reprofile::core::nip_oa::sign(
+                    &owner,
+                    &keys.public_key().to_hex(),
+                    "",
+                )),
+                relay_tag: relay.to_owned(),
+                label: format!("agent {}", keys.public_key().to_hex()),
+            }),
+            ..item
+        })
+        .collect()
+}
+
+/// The pipelined publisher signs in as each event's author with its NIP-OA
+/// tag (one `auth` tag) and the relay connected to as the `relay` tag, as
+/// the read path does; a relay that lets several identities sign in on one
+/// connection gets them all there.
+#[tokio::test]
+async fn the_pipelined_sign_in_carries_the_authors_nip_oa_tag_and_names_the_relay_connected_to() {
+    let relay = start_author_checking_relay(false).await;
+    let agents = agents(3);
+    let items = items_with_nip_oa_tags(&agents, &relay.url);
+
+    let deliveries = publish_all(&relay.url, items.clone(), &fast_options()).await;
+
+    assert_all_accepted(&deliveries);
+    let auths = relay.auths.lock().unwrap().clone();
+    assert_eq!(auths.len(), 3, "each author once");
+    for auth in &auths {
+        let item = items
+            .iter()
+            .find(|item| item.event.pubkey == auth.pubkey)
+            .expect("an author's AUTH");
+        let tags = |name: &str| -> Vec<Vec<String>> {
+            auth.tags
+                .iter()
+                .filter(|t| t.as_slice()[0] == name)
+                .map(|t| t.as_slice().to_vec())
+                .collect()
+        };
+        let expected_tag = item.sign_in.as_ref().unwrap().auth_tag.clone().unwrap();
+        assert_eq!(tags("auth"), vec![expected_tag], "its NIP-OA tag, once");
+        assert_eq!(
+            tags("relay"),
+            vec![vec!["relay".to_owned(), relay.url.clone()]]
+        );
+    }
+    assert_eq!(
+        relay.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
+
+/// A relay that wants each author signed in and admits one identity per
+/// connection (a write-only Buzz): the pipelined publisher signs in as the
+/// first author; the others' events go over connections of their own,
+/// signed in as their authors, and every one is accepted.
+#[tokio::test]
+async fn a_relay_admitting_one_identity_per_connection_gets_the_other_authors_over_their_own() {
+    let relay = start_author_checking_relay(true).await;
+    let agents = agents(3);
+    let items = items_with_nip_oa_tags(&agents, &relay.url);
+
+    let deliveries = publish_all(&relay.url, items, &fast_options()).await;
+
+    assert_all_accepted(&deliveries);
+    let mut signed_in: Vec<PublicKey> = relay
+        .auths
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| a.pubkey)
+        .collect();
+    signed_in.sort();
+    let mut expected: Vec<PublicKey> = agents.iter().map(Keys::public_key).collect();
+    expected.sort();
+    assert_eq!(signed_in, expected, "each author signed in once");
+    assert_eq!(
+        relay.connections.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "the pipelined connection, then one for each other author"
+    );
+}
