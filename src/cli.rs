@@ -729,7 +729,10 @@ fn tell_store(config: &Config, quiet: bool) {
 
 fn run(cli: Cli) -> anyhow::Result<Ending> {
     // Global flags a subcommand would silently ignore are refused there.
-    if matches!(cli.command, Command::Demo { .. } | Command::Completions { .. }) {
+    if matches!(
+        cli.command,
+        Command::Demo { .. } | Command::Completions { .. }
+    ) {
         let name = if matches!(cli.command, Command::Demo { .. }) {
             "demo (it lays out and uses its own example world)"
         } else {
