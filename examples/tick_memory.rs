@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use reprofile::core::known_keys::KnownKeys;
 use reprofile::core::model::{AgentRecord, Policy};
 use reprofile::core::rules;
-use reprofile::store::{parse_agent_store, sha256_hex};
+use reprofile::store::agents::{parse_agent_store, sha256_hex};
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 const NOW: u64 = 1_780_000_000;

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::core::avatar::CommandAvatars;
 use crate::core::model::{PlanMode, Policy, ProfileOwner};
 use crate::core::rules::parse_relay_url;
-use crate::discover::{self, AppProfile, AppStore, DiscoverError, Os};
+use crate::store::discover::{self, AppProfile, AppStore, DiscoverError, Os};
 
 /// A config that cannot be used, with what to do about it (one line).
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +52,7 @@ pub enum ConfigError {
         /// The CA file (absolute).
         file: PathBuf,
         /// What is wrong with it.
-        problem: crate::tls::CaFileError,
+        problem: crate::net::tls::CaFileError,
     },
     /// A value that parses but cannot be used.
     #[error("{path}: {message}")]
@@ -424,7 +424,7 @@ pub struct RelaySettings {
     pub ca_file: Option<PathBuf>,
     /// Whom `wss://` relays are trusted by: web roots, the OS store and the
     /// certificates of `ca_file`.
-    pub tls: crate::tls::Tls,
+    pub tls: crate::net::tls::Tls,
     /// Relay URL rewrites (both sides normalized).
     pub rewrite: BTreeMap<String, String>,
 }
@@ -493,7 +493,7 @@ pub struct Config {
     /// The maintenance daemon's schedule.
     pub schedule: ScheduleSettings,
     /// Where agent keys that are not in the store are found.
-    pub keys: crate::keystore::KeySource,
+    pub keys: crate::store::keystore::KeySource,
     /// `[buzz] communities`: the community relays every agent is reconciled
     /// on (as written, trimmed, without repeats); empty: each agent's own
     /// `relay_url`.
@@ -731,17 +731,16 @@ pub fn resolve(
         }
     };
     let ca_file = raw.relay.ca_file.as_deref().map(absolute);
-    let tls =
-        match &ca_file {
-            Some(file) => crate::tls::Tls::with_private_ca(
-                crate::tls::read_ca_file(file).map_err(|problem| ConfigError::CaFile {
-                    path: shown.clone(),
-                    file: file.clone(),
-                    problem,
-                })?,
-            ),
-            None => crate::tls::Tls::default(),
-        };
+    let tls = match &ca_file {
+        Some(file) => crate::net::tls::Tls::with_private_ca(
+            crate::net::tls::read_ca_file(file).map_err(|problem| ConfigError::CaFile {
+                path: shown.clone(),
+                file: file.clone(),
+                problem,
+            })?,
+        ),
+        None => crate::net::tls::Tls::default(),
+    };
     let (agents, store_origin) = match raw.store.agents.as_deref() {
         Some(agents) => (absolute(agents), StoreOrigin::Config),
         None => {
@@ -768,10 +767,10 @@ pub fn resolve(
                     .or(raw.store.app_profile)
                     .unwrap_or_default(),
             };
-            crate::keystore::service_of(profile).to_string()
+            crate::store::keystore::service_of(profile).to_string()
         }
     };
-    let keys = crate::keystore::KeySource::new(raw.buzz.keyring.then_some(keyring_service));
+    let keys = crate::store::keystore::KeySource::new(raw.buzz.keyring.then_some(keyring_service));
     let mut communities: Vec<String> = Vec::new();
     for community in &raw.buzz.communities {
         parse_relay_url(community).map_err(|problem| {
@@ -1102,9 +1101,12 @@ mod tests {
         );
         assert_eq!(
             config.relay.tls,
-            crate::tls::Tls::with_private_ca(vec![ca.der().clone()])
+            crate::net::tls::Tls::with_private_ca(vec![ca.der().clone()])
         );
-        assert_eq!(parse_str("").unwrap().relay.tls, crate::tls::Tls::default());
+        assert_eq!(
+            parse_str("").unwrap().relay.tls,
+            crate::net::tls::Tls::default()
+        );
 
         for (text, problem) in [
             ("[relay]\nca_file = \"nowhere.pem\"\n", "cannot be read"),

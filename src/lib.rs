@@ -2,36 +2,31 @@
 //!
 //! The crate is a pure core ([`core`]) that turns a snapshot into a plan, and
 //! edges that gather the snapshot (store, relay, config) and carry the plan out.
+//! The folders show the layers, each importing only those below it:
+//!
+//! - [`core`]: the rules, pure (no I/O, no clock, no tokio);
+//! - [`protocol`]: the relay sessions, sans-IO (core only);
+//! - [`net`]: the one edge loop that drives them, transport, TLS, the
+//!   signature-check pool;
+//! - [`store`]: the agent store, the keyring, discovery, the atomic write,
+//!   the lock, the journal;
+//! - [`engine`]: the snapshot, apply, the daemon's memory, orchestration;
+//! - the faces: [`cli`], [`review`], [`service`].
+//!
+//! [`config`] (the input edge) and `clock` sit beside them.
 
-pub mod apply;
 pub mod cli;
 pub(crate) mod clock;
 pub mod config;
 pub mod core;
-pub(crate) mod demo;
-pub mod discover;
-pub mod journal;
-pub mod keystore;
-pub mod lock;
-pub mod orchestrate;
-pub mod planfile;
-pub(crate) mod progress;
+pub mod engine;
+pub mod net;
 pub mod protocol;
-pub mod publish;
-pub mod relay;
-pub mod render;
 pub mod review;
-pub(crate) mod schedule;
 pub mod service;
-pub mod snapshot;
 pub mod store;
-pub(crate) mod store_write;
 #[cfg(feature = "test-hooks")]
 pub mod testing;
-pub(crate) mod tick_memory;
-pub mod tls;
-pub mod verified;
-pub(crate) mod wire;
 
 /// mimalloc for every binary of the crate (the tool, its benchmarks, its
 /// tests): declared here, not in `main`, so the benchmarks measure the

@@ -12,11 +12,11 @@
 //!
 //! The contenders, each at every concurrency asked for:
 //!
-//! - **apply**: `reprofile::apply::apply` of a plan made (untimed) from a
+//! - **apply**: `reprofile::engine::apply::apply` of a plan made (untimed) from a
 //!   store in the app's format: its precondition read, signing, the
 //!   per-agent signed-in publishes (`[relay] max_author_sessions` at once),
 //!   the read-back, the journal.
-//! - **publish_all**: `reprofile::publish::publish_all` with
+//! - **publish_all**: `reprofile::net::publish::publish_all` with
 //!   `sign_in_as_author` on N pre-signed events: the publish phase alone.
 //! - **raw**: tokio-tungstenite, TCP_NODELAY. A read like apply's (one
 //!   connection signed in as an agent with its tag, REQs of 100 authors,
@@ -50,12 +50,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use futures_util::{SinkExt, StreamExt};
 use nostr::{Event, EventBuilder, JsonUtil, Keys, Kind, PublicKey, RelayMessage, Tag, Timestamp};
-use reprofile::apply::ApplyOptions;
 use reprofile::config;
 use reprofile::core::apply::Outcome;
-use reprofile::orchestrate::{make_plan, now_secs};
+use reprofile::engine::apply::ApplyOptions;
+use reprofile::engine::orchestrate::{make_plan, now_secs};
+use reprofile::net::publish::{publish_all, Delivery, PublishItem, PublishOptions};
 use reprofile::protocol::nip42::Identity;
-use reprofile::publish::{publish_all, Delivery, PublishItem, PublishOptions};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::buzz::{auth_event, buzz_store, generate_agents, BuzzMode, BuzzRelay, StoreAgent};
@@ -497,9 +497,13 @@ async fn run_apply(
     }
     let cpu = cpu_time();
     let started = Instant::now();
-    let report =
-        reprofile::orchestrate::apply_plan(&config, &doc, &plan_path, &ApplyOptions::forced())
-            .await?;
+    let report = reprofile::engine::orchestrate::apply_plan(
+        &config,
+        &doc,
+        &plan_path,
+        &ApplyOptions::forced(),
+    )
+    .await?;
     let total = started.elapsed();
     let cpu = cpu_time() - cpu;
     if let Some(failed) = report

@@ -13,10 +13,10 @@
 //!
 //! Each run times, in this process:
 //!
-//! - **plan**: `reprofile::orchestrate::make_plan` (load nothing: the config
+//! - **plan**: `reprofile::engine::orchestrate::make_plan` (load nothing: the config
 //!   is loaded before): the snapshot (the store parsed, every community
 //!   relay read at once), the plan, its rendering and the plan file written;
-//! - **apply**: `reprofile::orchestrate::apply_plan` of that plan
+//! - **apply**: `reprofile::engine::orchestrate::apply_plan` of that plan
 //!   (`--force`, as `apply PLAN` would, the store parsed again): per relay,
 //!   at once, the precondition read, signing, publishing and the read-back;
 //!   the journal.
@@ -51,10 +51,10 @@ use nostr::{Event, EventBuilder, JsonUtil, Keys, Kind, PublicKey, RelayMessage};
 use nostr_relay_builder::prelude::{
     LocalRelay, MemoryDatabase, MemoryDatabaseOptions, RateLimit, RelayBuilder,
 };
-use reprofile::apply::ApplyOptions;
 use reprofile::config;
 use reprofile::core::apply::Outcome;
-use reprofile::orchestrate::{apply_plan, make_plan, now_secs, Planned};
+use reprofile::engine::apply::ApplyOptions;
+use reprofile::engine::orchestrate::{apply_plan, make_plan, now_secs, Planned};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::world::{self, Agent, State};

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use nostr::Event;
 use reprofile::config;
-use reprofile::orchestrate::now_secs;
-use reprofile::snapshot;
+use reprofile::engine::orchestrate::now_secs;
+use reprofile::engine::snapshot;
 
 use crate::harness::world::{self, Agent, State};
 use crate::harness::{human, nrs, proxy, ws};
@@ -463,7 +463,7 @@ pub async fn run_fleet(opts: &FleetOptions) -> anyhow::Result<FleetReport> {
     // A second snapshot + plan, read directly: nothing may be left to do.
     let config = config::load(&direct_path)?;
     let gathered = snapshot::gather(&config, &[]).await?;
-    let plan = reprofile::orchestrate::plan_gathered(&gathered, &config.policy, now_secs());
+    let plan = reprofile::engine::orchestrate::plan_gathered(&gathered, &config.policy, now_secs());
     let republish = plan
         .actions
         .iter()

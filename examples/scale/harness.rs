@@ -31,15 +31,15 @@ use nostr::{Event, PublicKey};
 use nostr_relay_builder::prelude::{
     LocalRelay, MemoryDatabase, MemoryDatabaseOptions, RateLimit, RelayBuilder,
 };
-use reprofile::apply::ApplyOptions;
 use reprofile::config;
 use reprofile::core::content::{merge_content, ProfileContent};
 use reprofile::core::model::RelayObservation;
 use reprofile::core::plan::Action;
 use reprofile::core::{nip_oa, rules};
-use reprofile::orchestrate::{make_plan, now_secs, Planned};
-use reprofile::publish::{publish_all, Delivery, PublishItem, PublishOptions};
-use reprofile::snapshot;
+use reprofile::engine::apply::ApplyOptions;
+use reprofile::engine::orchestrate::{make_plan, now_secs, Planned};
+use reprofile::engine::snapshot;
+use reprofile::net::publish::{publish_all, Delivery, PublishItem, PublishOptions};
 
 use world::{Agent, State};
 
@@ -478,7 +478,7 @@ fn pure_core(
     let text = world::store_json(agents);
     let path = Path::new("generated.json");
     let (time, records, peak) = best_of_sync(repeats, || {
-        reprofile::store::parse_agent_store(path, text.clone())
+        reprofile::store::agents::parse_agent_store(path, text.clone())
             .map(|s| s.records.len())
             .unwrap_or(0)
     });
@@ -898,7 +898,8 @@ async fn tool_snapshot_plan(
         let started = Instant::now();
         let gathered = snapshot::gather(config, &[]).await?;
         let gather_time = started.elapsed();
-        let plan = reprofile::orchestrate::plan_gathered(&gathered, &config.policy, now_secs());
+        let plan =
+            reprofile::engine::orchestrate::plan_gathered(&gathered, &config.policy, now_secs());
         let total = started.elapsed();
         Ok((
             total,
@@ -983,7 +984,7 @@ async fn batched_floor_rows(
                 match ws::batched_raw(
                     url,
                     authors,
-                    reprofile::relay::MAX_AUTHORS_PER_FILTER,
+                    reprofile::net::relay::MAX_AUTHORS_PER_FILTER,
                     16,
                     check,
                     timeout,
@@ -1147,9 +1148,13 @@ async fn apply_rows(
     }
     mem::reset_peak();
     let started = Instant::now();
-    let applied =
-        reprofile::orchestrate::apply_plan(&config, &doc, &plan_path, &ApplyOptions::forced())
-            .await?;
+    let applied = reprofile::engine::orchestrate::apply_plan(
+        &config,
+        &doc,
+        &plan_path,
+        &ApplyOptions::forced(),
+    )
+    .await?;
     let apply_time = started.elapsed();
     let apply_peak = mib(mem::peak_kb());
     let done = applied.count(reprofile::core::apply::Outcome::Applied);

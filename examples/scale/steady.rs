@@ -1,6 +1,6 @@
 //! The daemon's tick when nothing changed (issue part 10, item 2): a world
 //! of N agents whose profiles are all in sync, ticked by one
-//! `reprofile::orchestrate::Daemon` as `reprofile run` ticks it. The first
+//! `reprofile::engine::orchestrate::Daemon` as `reprofile run` ticks it. The first
 //! tick parses the store, derives nothing (no republish) and checks every
 //! signature; later ticks find the store's bytes unchanged and every event's
 //! text already proven, so they read the relay, take each event from memory
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use reprofile::config;
-use reprofile::orchestrate::{Daemon, Stop, TickReport};
+use reprofile::engine::orchestrate::{Daemon, Stop, TickReport};
 
 use super::world::{self, State};
 use super::{log, mem, mib, ws, Options, Report, Row};
@@ -38,7 +38,7 @@ pub async fn steady_tick_rows(
         opts,
         format!("{label}: daemon ticks over {n} agents in sync"),
     );
-    let now = reprofile::orchestrate::now_secs();
+    let now = reprofile::engine::orchestrate::now_secs();
     let agents = world::agents(n, STEADY_OFFSET, |_| State::InSync);
     let seed = world::seed_events(&agents, now);
     let (counts, _) = ws::pipelined_publish(url, &seed, Duration::from_secs(300)).await?;
@@ -116,7 +116,7 @@ pub async fn steady_tick_rows(
         match ws::batched_raw(
             url,
             &authors,
-            reprofile::relay::MAX_AUTHORS_PER_FILTER,
+            reprofile::net::relay::MAX_AUTHORS_PER_FILTER,
             16,
             ws::BatchedCheck::Nothing,
             Duration::from_secs(60),

@@ -283,8 +283,9 @@ pub fn replacement_events(agents: &[Agent], created_at: u64) -> Vec<Event> {
 /// which the planner does not check).
 pub fn in_memory_snapshot(agents: &[Agent], now: u64) -> Snapshot {
     let text = store_json(agents);
-    let store = reprofile::store::parse_agent_store(std::path::Path::new("generated.json"), text)
-        .expect("the generated store parses");
+    let store =
+        reprofile::store::agents::parse_agent_store(std::path::Path::new("generated.json"), text)
+            .expect("the generated store parses");
     let created_at = seed_created_at(now);
     let agents = store
         .records

@@ -2,7 +2,7 @@
 //! and a string written as a JSON literal.
 //!
 //! The kind:0 content (`super::content`), the agent store's records
-//! (`crate::store`) and the store's rewrite (`crate::store_write`) all read
+//! (`crate::store::agents`) and the store's rewrite (`crate::store::write`) all read
 //! an object as its keys with their values' raw JSON text, so that every byte
 //! they do not own is carried as it was; this is the one reader they share.
 //! Pure: no I/O, and nothing here decides what a field means.

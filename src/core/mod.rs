@@ -4,6 +4,8 @@
 //! an argument and effects leave as data (the [`plan::Plan`]). The edges
 //! (store, relay, config, CLI) gather the snapshot and carry out the plan; any
 //! decision about what *should* happen belongs here.
+//!
+//! It imports nothing outside `core`: every other folder may use it.
 
 pub mod apply;
 pub mod avatar;

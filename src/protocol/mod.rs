@@ -4,14 +4,14 @@
 //! Each session (reading kind:0s: [`read::ReadSession`]; publishing one
 //! agent's event as that agent: [`write::AuthorPublish`]; publishing many
 //! agents' events over one connection: [`pipeline::PipelinedPublish`])
-//! implements [`Session`]. The relay edge (`crate::wire`) drives any of them with one
+//! implements [`Session`]. The relay edge (`crate::net::wire`) drives any of them with one
 //! short loop over the socket, a timer and nothing else, so every decision
 //! (authentication, retries, refusals, timeouts) is made here and tested as
 //! tables of messages in, frames out, with no socket and no sleeping.
 //!
 //! What this module must not do: open sockets, read a clock (time is an
 //! argument: a monotonic `Instant` for deadlines, Unix seconds for the dates
-//! of signed events), spawn tasks, or print keys.
+//! of signed events), spawn tasks, or print keys. It may import `core` only.
 
 pub mod nip42;
 pub mod pipeline;
@@ -34,7 +34,7 @@ pub enum Input {
     Message(RelayMessage<'static>),
     /// An EVENT from the relay whose event the connection already found
     /// authentic, shared with the daemon's memory of event texts (see
-    /// `crate::verified`) rather than copied out of it.
+    /// `crate::net::verified`) rather than copied out of it.
     Event {
         /// The subscription it was sent for.
         subscription_id: nostr::SubscriptionId,
@@ -49,7 +49,7 @@ pub enum Input {
 }
 
 /// Which events from the relay a session can take. The connection shows
-/// only those to the memory of checks it keeps (`crate::verified`, a
+/// only those to the memory of checks it keeps (`crate::net::verified`, a
 /// daemon's memory across ticks) and to a read's observer; every other event
 /// is still checked and handed to the session (which ignores it), then
 /// forgotten, so a relay cannot fill that memory with events nobody asked

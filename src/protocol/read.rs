@@ -35,7 +35,7 @@ use nostr::{ClientMessage, Event, Filter, Kind, PublicKey, RelayMessage, Subscri
 use super::nip42::{is_auth_required, AuthStatus, Identity, Nip42};
 use super::{hex32, human_duration, relay_text, Input, Session};
 use crate::core::model::{ExistingEvent, RelayObservation};
-use crate::verified::ReadObserver;
+use crate::net::verified::ReadObserver;
 
 /// How many subscriptions one connection keeps open at a time.
 ///
@@ -198,7 +198,7 @@ pub struct ReadSession {
     /// REQs sent so far (the next one's `sent_order`).
     sent: u64,
     /// Advanced by the number of authors of each batch as it completes.
-    progress: crate::progress::Progress,
+    progress: crate::cli::progress::Progress,
     /// Told, as each batch completes, its authors without a profile.
     observer: Option<Arc<dyn ReadObserver>>,
     /// No REQ goes out before this: the relay said `rate-limited:` (with
@@ -236,7 +236,7 @@ impl ReadSession {
             auth: Nip42::new(identity, query_timeout),
             auth_demanded: false,
             sent: 0,
-            progress: crate::progress::Progress::none(),
+            progress: crate::cli::progress::Progress::none(),
             observer: None,
             hold_until: None,
             paced: VecDeque::new(),
@@ -269,7 +269,7 @@ impl ReadSession {
     }
 
     /// Reports progress (authors read) to `progress`.
-    pub fn with_progress(mut self, progress: crate::progress::Progress) -> Self {
+    pub fn with_progress(mut self, progress: crate::cli::progress::Progress) -> Self {
         self.progress = progress;
         self
     }

@@ -45,7 +45,7 @@ pub enum Delivery {
     /// No answer, a lost connection, or retries used up; why.
     Failed(String),
     /// Not published because the run was stopping (`PublishOptions::stop` in
-    /// `crate::publish`): never sent, or refused (`rate-limited:`,
+    /// `crate::net::publish`): never sent, or refused (`rate-limited:`,
     /// `auth-required:`) and not sent again. The relay did not store it.
     NotSent,
 }

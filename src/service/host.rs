@@ -20,7 +20,7 @@ use anyhow::Context;
 use super::{layout, status, Invocation, Place, ServiceOs, Step, Target, UserService};
 use super::{SERVICE_ID, STOP_MARGIN_SECS};
 use crate::config::{Config, ScheduleMode};
-use crate::planfile;
+use crate::review::planfile;
 
 /// The process environment, as [`super::layout`] takes it.
 fn process_var(name: &str) -> Option<String> {
@@ -512,8 +512,8 @@ fn last_tick(config: &Config) -> String {
     };
     match planfile::read(&path) {
         Ok(doc) => {
-            let journal =
-                crate::journal::read(&crate::journal::journal_path(&path)).unwrap_or_default();
+            let journal = crate::store::journal::read(&crate::store::journal::journal_path(&path))
+                .unwrap_or_default();
             let tick = status::from_plan(&doc, &journal, config.schedule.mode);
             format!(
                 "{} (the newest plan and its journal; without [schedule] metrics_file a plan made by hand counts too)",

@@ -13,6 +13,9 @@
 //! [`status`] reads the last tick from the metrics file or the newest plan.
 //! [`deploy_files`] are the files shipped under `deploy/`, made by the same
 //! functions as what `schedule install` writes.
+//!
+//! A face: it may import `core`, `config` and the plan files of `review`;
+//! nothing but the CLI imports it.
 
 pub mod host;
 pub mod status;

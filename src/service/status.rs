@@ -1,5 +1,5 @@
 //! What `schedule status` says about the last tick, from the metrics file
-//! the daemon writes after each tick ([`crate::schedule::metrics_text`]) or,
+//! the daemon writes after each tick ([`crate::engine::schedule::metrics_text`]) or,
 //! without one, from the newest plan and its journal.
 //!
 //! Pure: the metrics text, the plan and the journal's entries come in, a
@@ -10,8 +10,8 @@
 
 use crate::config::ScheduleMode;
 use crate::core::apply::Outcome;
-use crate::journal::Entry;
-use crate::planfile::{rfc3339, PlanDocument};
+use crate::review::planfile::{rfc3339, PlanDocument};
+use crate::store::journal::Entry;
 
 /// The last tick, as `status` tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +111,7 @@ pub fn from_plan(doc: &PlanDocument, journal: &[Entry], mode: ScheduleMode) -> L
         ));
     }
     let mut success = plan.complete;
-    parts.push(crate::render::summary_line(doc));
+    parts.push(crate::review::render::summary_line(doc));
     if mode == ScheduleMode::Apply && !plan.is_empty() {
         let mut counts = [0usize; 4];
         let mut not_done = 0;
@@ -149,9 +149,9 @@ mod tests {
 
     use super::*;
     use crate::core::plan::{Action, BackfillAvatar, Plan, Skip, SkipReason};
-    use crate::orchestrate::TickReport;
-    use crate::planfile::{PlanKind, StoreIdentity};
-    use crate::schedule::{metrics_text, Counters};
+    use crate::engine::orchestrate::TickReport;
+    use crate::engine::schedule::{metrics_text, Counters};
+    use crate::review::planfile::{PlanKind, StoreIdentity};
 
     fn report(complete: bool) -> TickReport {
         TickReport {

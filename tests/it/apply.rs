@@ -4,15 +4,15 @@
 use std::collections::BTreeMap;
 
 use nostr::PublicKey;
-use reprofile::apply::{apply, check_plan, ApplyOptions, ApplyReport, PlannedRecords};
 use reprofile::config::Config;
 use reprofile::core::apply::Outcome;
 use reprofile::core::model::{AgentRecord, PlanMode, RelayObservation};
 use reprofile::core::plan::Action;
-use reprofile::orchestrate::{make_plan, now_secs, Planned};
-use reprofile::planfile::{self, PlanDocument};
-use reprofile::relay::read_profiles;
-use reprofile::snapshot::read_options;
+use reprofile::engine::apply::{apply, check_plan, ApplyOptions, ApplyReport, PlannedRecords};
+use reprofile::engine::orchestrate::{make_plan, now_secs, Planned};
+use reprofile::engine::snapshot::read_options;
+use reprofile::net::relay::read_profiles;
+use reprofile::review::planfile::{self, PlanDocument};
 use serde_json::Value;
 
 use crate::world::{
@@ -124,14 +124,14 @@ async fn rule_e3_applying_the_same_plan_twice_changes_nothing() {
     );
     assert!(second.backup.is_none(), "nothing written, no backup");
 
-    let journal = reprofile::journal::read(&first.journal).unwrap();
+    let journal = reprofile::store::journal::read(&first.journal).unwrap();
     assert_eq!(
         journal.len(),
         2 * doc.plan.actions.len(),
         "both runs journaled"
     );
     assert_eq!(
-        reprofile::journal::count(&journal, Outcome::AlreadyApplied),
+        reprofile::store::journal::count(&journal, Outcome::AlreadyApplied),
         doc.plan.actions.len()
     );
 }
@@ -321,7 +321,7 @@ async fn a_backfill_the_app_rewrites_away_is_reported_stale_and_the_next_run_red
         })
         .collect();
     assert_eq!(backfilled.len(), 5);
-    let options = reprofile::apply::ApplyOptions {
+    let options = reprofile::engine::apply::ApplyOptions {
         fault: reprofile::testing::InjectedFault::AppRewritesStoreAfterBackfill,
         ..forced()
     };
@@ -355,7 +355,7 @@ async fn a_backfill_the_app_rewrites_away_is_reported_stale_and_the_next_run_red
         }
     }
     // The journal says it as it happened: applied, then stale.
-    let journal = reprofile::journal::read(&report.journal).unwrap();
+    let journal = reprofile::store::journal::read(&report.journal).unwrap();
     for agent in &backfilled {
         let lines: Vec<&str> = journal
             .iter()
@@ -405,7 +405,7 @@ async fn apply_refuses_a_plan_of_another_store_or_over_the_safety_threshold() {
         original,
         "nothing written"
     );
-    assert!(!reprofile::journal::journal_path(&path).exists());
+    assert!(!reprofile::store::journal::journal_path(&path).exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -481,7 +481,7 @@ async fn apply_without_a_plan_file_does_what_is_safe_and_exits_1_on_an_incomplet
         stdout(&output)
     );
     assert_eq!(world.plan_files().len(), 1, "the plan was written");
-    let journal = reprofile::journal::read(&world.journal_files()[0]).unwrap();
+    let journal = reprofile::store::journal::read(&world.journal_files()[0]).unwrap();
     assert_eq!(journal.len(), 12);
 }
 
@@ -675,7 +675,7 @@ impl nostr_relay_builder::builder::WritePolicy for BlockNewEvents {
 /// Seeds a relay with the fixture events through the publisher (which can
 /// answer NIP-42 with a service key).
 async fn seed_with_publisher(url: &str) {
-    use reprofile::publish::{publish_all, Delivery, PublishItem, PublishOptions};
+    use reprofile::net::publish::{publish_all, Delivery, PublishItem, PublishOptions};
     let service = nostr::Keys::generate();
     let items = crate::support::seed_events()
         .into_iter()
@@ -891,7 +891,7 @@ async fn republishes_only(
             .is_some_and(|r| !backfilled.contains(&r.agent))
     });
     assert!(doc.plan.actions.len() >= 2, "{:#?}", doc.plan.actions);
-    let records = reprofile::store::read_agent_store(&world.store_path())
+    let records = reprofile::store::agents::read_agent_store(&world.store_path())
         .expect("the store")
         .records
         .into_iter()
@@ -990,7 +990,7 @@ async fn a_key_broken_since_planning_fails_its_republish_alone_and_says_why() {
     );
     // Journaled once, with its reason, and no key anywhere in the journal.
     let journal_file = &world.journal_files()[0];
-    let journal = reprofile::journal::read(journal_file).unwrap();
+    let journal = reprofile::store::journal::read(journal_file).unwrap();
     let failures: Vec<_> = journal.iter().filter(|e| e.outcome == "failed").collect();
     assert_eq!(failures.len(), 1);
     assert_eq!(
@@ -1046,7 +1046,8 @@ async fn an_edited_plan_is_rebuilt_from_the_live_state_and_its_edits_are_refused
         ])
         .await;
     assert_eq!(run.status.code(), Some(1), "{}", stdout(&run));
-    let journal = reprofile::journal::read(&content.with_extension("journal.jsonl")).unwrap();
+    let journal =
+        reprofile::store::journal::read(&content.with_extension("journal.jsonl")).unwrap();
     let republishes: Vec<_> = journal
         .iter()
         .filter(|e| e.kind == "republish_profile")
@@ -1085,7 +1086,7 @@ async fn an_edited_plan_is_rebuilt_from_the_live_state_and_its_edits_are_refused
         ])
         .await;
     assert_eq!(run.status.code(), Some(1), "{}", stdout(&run));
-    let journal = reprofile::journal::read(&relay.with_extension("journal.jsonl")).unwrap();
+    let journal = reprofile::store::journal::read(&relay.with_extension("journal.jsonl")).unwrap();
     assert!(journal.iter().any(|e| e.kind == "republish_profile"));
     for entry in journal.iter().filter(|e| e.kind == "republish_profile") {
         assert_eq!(entry.outcome, "stale", "{entry:?}");
@@ -1156,11 +1157,11 @@ async fn slow_relay_world(
 
 /// Waits (bounded, polling the file) until the plan's journal holds a
 /// `published` line; returns the journal then.
-async fn journal_once_published(path: &std::path::Path) -> Vec<reprofile::journal::Entry> {
-    let journal = reprofile::journal::journal_path(path);
+async fn journal_once_published(path: &std::path::Path) -> Vec<reprofile::store::journal::Entry> {
+    let journal = reprofile::store::journal::journal_path(path);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let entries = reprofile::journal::read_all(&journal).unwrap_or_default();
+        let entries = reprofile::store::journal::read_all(&journal).unwrap_or_default();
         if entries.iter().any(|e| e.outcome == "published") {
             return entries;
         }
@@ -1208,7 +1209,7 @@ async fn each_republish_is_journaled_published_as_its_ok_arrives_then_applied_af
 
     let report = applying.await.unwrap().expect("apply");
     assert!(report.succeeded(), "{report:#?}");
-    let journal = reprofile::journal::read_all(&report.journal).unwrap();
+    let journal = reprofile::store::journal::read_all(&report.journal).unwrap();
     for result in report
         .results
         .iter()
@@ -1256,7 +1257,8 @@ async fn an_apply_after_a_crash_between_ok_and_read_back_finishes_the_plan_witho
     assert!(sent_before < 3, "the crash came before the batch ended");
     // A `published` line is no outcome: the journal's readers (`status`
     // among them) see those republishes as not done, never as applied.
-    let outcomes = reprofile::journal::read(&reprofile::journal::journal_path(&path)).unwrap();
+    let outcomes =
+        reprofile::store::journal::read(&reprofile::store::journal::journal_path(&path)).unwrap();
     assert!(
         outcomes.iter().all(|e| e.kind == "backfill_avatar"),
         "{outcomes:#?}"
@@ -1289,7 +1291,7 @@ async fn an_apply_after_a_crash_between_ok_and_read_back_finishes_the_plan_witho
     assert_eq!(ids.len(), 3, "one EVENT per agent over both runs: {ids:?}");
     // The journal reads both states: `published` from the crashed run, each
     // action's outcome from the second.
-    let journal = reprofile::journal::read_all(&report.journal).unwrap();
+    let journal = reprofile::store::journal::read_all(&report.journal).unwrap();
     for result in &report.results {
         let last = journal
             .iter()

@@ -21,7 +21,7 @@ use crate::support::buzz::{
 const PROFILE: &str = r#"{"display_name":"Seeded","picture":"https://img.example/a.png"}"#;
 
 fn now() -> u64 {
-    reprofile::orchestrate::now_secs()
+    reprofile::engine::orchestrate::now_secs()
 }
 
 fn closed_relay(owner: &Keys) -> BuzzMode {
@@ -177,7 +177,7 @@ fn buzz_store_is_the_apps_format_and_reprofile_reads_it_without_findings() {
     assert!(records.iter().all(|r| r["avatar_url"].is_null()));
     assert!(records[3]["auth_tag"].is_null());
 
-    let store = reprofile::store::parse_agent_store("managed-agents.json".as_ref(), text)
+    let store = reprofile::store::agents::parse_agent_store("managed-agents.json".as_ref(), text)
         .expect("reprofile reads the store");
     let parsed: Vec<_> = store.records.into_iter().map(|r| r.record).collect();
     for record in parsed.iter().filter(|r| r.auth_tag.is_some()) {

@@ -749,11 +749,11 @@ async fn the_buzz_app_store_plans_and_applies_with_fizz_carried_intact() {
     let records: Vec<serde_json::Value> = serde_json::from_str(&original).unwrap();
     let fizz = fizz_avatar();
 
-    let reprofile::orchestrate::Planned {
+    let reprofile::engine::orchestrate::Planned {
         doc,
         path: plan_path,
         ..
-    } = reprofile::orchestrate::make_plan(&config, &[], None)
+    } = reprofile::engine::orchestrate::make_plan(&config, &[], None)
         .await
         .unwrap();
     let mut planned: Vec<(String, String)> = doc
@@ -806,10 +806,11 @@ async fn the_buzz_app_store_plans_and_applies_with_fizz_carried_intact() {
     }
 
     // The rendering shows the data: avatar short; the plan file keeps it whole.
-    let rendering = reprofile::render::render(&doc, reprofile::render::Style::default());
+    let rendering =
+        reprofile::review::render::render(&doc, reprofile::review::render::Style::default());
     let short = format!(
         "data:image/png;base64,… (52 KB, sha256 {}…)",
-        &reprofile::store::sha256_hex(fizz.as_bytes())[..8]
+        &reprofile::store::agents::sha256_hex(fizz.as_bytes())[..8]
     );
     assert!(
         rendering.contains(&format!("+ \"avatar_url\": {short}")),
@@ -827,12 +828,12 @@ async fn the_buzz_app_store_plans_and_applies_with_fizz_carried_intact() {
     let plan_file = std::fs::read_to_string(&plan_path).unwrap();
     assert!(plan_file.contains(&fizz));
 
-    let report = reprofile::apply::apply(
+    let report = reprofile::engine::apply::apply(
         &config,
         &doc,
         &plan_path,
         &crate::world::forced(),
-        &reprofile::orchestrate::now_secs,
+        &reprofile::engine::orchestrate::now_secs,
     )
     .await
     .unwrap();
@@ -842,7 +843,7 @@ async fn the_buzz_app_store_plans_and_applies_with_fizz_carried_intact() {
     // The store differs from the app's file only in the three null avatar_url
     // values, now the backfilled ones: every other byte is the app's.
     let parsed =
-        reprofile::store::parse_agent_store(Path::new("s.json"), original.clone()).unwrap();
+        reprofile::store::agents::parse_agent_store(Path::new("s.json"), original.clone()).unwrap();
     let mut expected = original.clone();
     let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
     for stored in &parsed.records {
@@ -866,12 +867,12 @@ async fn the_buzz_app_store_plans_and_applies_with_fizz_carried_intact() {
     assert_eq!(std::fs::read_to_string(&store_path).unwrap(), expected);
 
     // Fizz's avatar is on the relay, intact.
-    let read = reprofile::relay::read_profiles(
+    let read = reprofile::net::relay::read_profiles(
         BTreeMap::from([(
             relay_url.clone(),
             vec![nostr::PublicKey::from_hex(&bramble).unwrap()],
         )]),
-        &reprofile::snapshot::read_options(&config),
+        &reprofile::engine::snapshot::read_options(&config),
     )
     .await;
     match &read[&relay_url][&bramble] {
@@ -887,8 +888,8 @@ async fn the_buzz_app_store_plans_and_applies_with_fizz_carried_intact() {
         other => panic!("{other:?}"),
     }
 
-    let reprofile::orchestrate::Planned { doc: again, .. } =
-        reprofile::orchestrate::make_plan(&config, &[], None)
+    let reprofile::engine::orchestrate::Planned { doc: again, .. } =
+        reprofile::engine::orchestrate::make_plan(&config, &[], None)
             .await
             .unwrap();
     assert!(again.plan.actions.is_empty(), "{:#?}", again.plan.actions);

@@ -15,14 +15,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use nostr::{Keys, PublicKey};
-use reprofile::apply::{apply, ApplyReport};
 use reprofile::config::{self, Config};
 use reprofile::core::apply::Outcome;
 use reprofile::core::model::RelayObservation;
 use reprofile::core::plan::{Action, AvatarSource};
-use reprofile::orchestrate::{make_plan, now_secs, Planned};
-use reprofile::relay::read_profiles;
-use reprofile::snapshot::read_options;
+use reprofile::engine::apply::{apply, ApplyReport};
+use reprofile::engine::orchestrate::{make_plan, now_secs, Planned};
+use reprofile::engine::snapshot::read_options;
+use reprofile::net::relay::read_profiles;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -67,7 +67,13 @@ impl BuzzWorld {
         config::load(&self.config_path).expect("the world's config loads")
     }
 
-    async fn plan_and_apply(&self) -> (reprofile::planfile::PlanDocument, PathBuf, ApplyReport) {
+    async fn plan_and_apply(
+        &self,
+    ) -> (
+        reprofile::review::planfile::PlanDocument,
+        PathBuf,
+        ApplyReport,
+    ) {
         let config = self.config();
         let Planned { doc, path, .. } = make_plan(&config, &[], None).await.expect("plan");
         let report = apply(&config, &doc, &path, &forced(), &now_secs)
@@ -90,13 +96,13 @@ async fn relay_state(
     agents: &[&StoreAgent],
 ) -> BTreeMap<String, RelayObservation> {
     let config = world.config();
-    let store = reprofile::store::read_agent_store(&config.agents).unwrap();
-    let identities = reprofile::snapshot::sign_in_identities(
+    let store = reprofile::store::agents::read_agent_store(&config.agents).unwrap();
+    let identities = reprofile::engine::snapshot::sign_in_identities(
         &config,
         store.records.iter().map(|r| &r.record),
         None,
     );
-    let opts = reprofile::relay::ReadOptions {
+    let opts = reprofile::net::relay::ReadOptions {
         identities: std::sync::Arc::new(identities),
         ..read_options(&config)
     };

@@ -35,7 +35,7 @@ async fn cli_plan_detailed_exitcode_is_1_for_an_incomplete_snapshot_and_the_plan
     let store_bytes = std::fs::read(world.store_path()).unwrap();
     assert_eq!(
         plan["store"]["sha256"],
-        reprofile::store::sha256_hex(&store_bytes)
+        reprofile::store::agents::sha256_hex(&store_bytes)
     );
     assert_eq!(plan["actions"].as_array().unwrap().len(), 12);
     let rendering = std::fs::read_to_string(plans[0].with_extension("txt")).unwrap();
@@ -483,7 +483,7 @@ async fn a_closed_stdout_changes_neither_the_outcome_nor_the_exit_code() {
     assert_eq!(apply.status.code(), Some(1), "{}", stderr(&apply));
     let journals = world.journal_files();
     assert_eq!(journals.len(), 1, "the apply journaled its actions");
-    let journal = reprofile::journal::read(&journals[0]).unwrap();
+    let journal = reprofile::store::journal::read(&journals[0]).unwrap();
     let applied = journal.iter().filter(|e| e.outcome == "applied").count();
     assert_eq!(
         applied, 12,

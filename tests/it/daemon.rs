@@ -179,7 +179,7 @@ async fn sigterm_in_apply_mode_stops_between_actions_and_the_event_in_flight_get
     assert_eq!(sent.len(), 1, "{sent:?}");
     // The journal: the backfills (one store write, before the signal) and
     // the republish whose event was in flight, confirmed by reading back.
-    let journal = reprofile::journal::read(&world.journal_files()[0]).unwrap();
+    let journal = reprofile::store::journal::read(&world.journal_files()[0]).unwrap();
     let backfills: Vec<_> = journal
         .iter()
         .filter(|e| e.kind == "backfill_avatar")
@@ -211,7 +211,7 @@ async fn sigterm_in_apply_mode_stops_between_actions_and_the_event_in_flight_get
     );
     // The lock was released.
     let store = std::fs::canonicalize(world.store_path()).unwrap();
-    reprofile::lock::ApplyLock::acquire(&reprofile::lock::lock_path(&store), "test")
+    reprofile::store::lock::ApplyLock::acquire(&reprofile::store::lock::lock_path(&store), "test")
         .expect("the daemon released the store's lock");
 }
 
@@ -276,7 +276,7 @@ async fn sigterm_to_a_pid_1_run_once_stops_it_between_actions() {
 
     let sent = slow.event_ids();
     assert_eq!(sent.len(), 1, "nothing sent after the signal: {sent:?}");
-    let journal = reprofile::journal::read(&world.journal_files()[0]).unwrap();
+    let journal = reprofile::store::journal::read(&world.journal_files()[0]).unwrap();
     let republishes: Vec<_> = journal
         .iter()
         .filter(|e| e.kind == "republish_profile")
@@ -362,7 +362,7 @@ async fn run_once_in_apply_mode_converges_and_metrics_match_the_journal() {
         "one summary line per tick"
     );
     let value = |name: &str, labels: &[(&str, &str)]| metric(&metrics, name, labels);
-    let journal = reprofile::journal::read(&world.journal_files()[0]).unwrap();
+    let journal = reprofile::store::journal::read(&world.journal_files()[0]).unwrap();
     for kind in ["backfill_avatar", "republish_profile"] {
         for outcome in Outcome::ALL {
             let in_journal = journal
@@ -558,18 +558,21 @@ async fn run_once_and_plan_keep_no_cache_on_disk_only_their_plans() {
 
 /// One tick: `run --once`'s, or the daemon's when there is one.
 async fn one_tick(
-    daemon: &mut Option<reprofile::orchestrate::Daemon>,
+    daemon: &mut Option<reprofile::engine::orchestrate::Daemon>,
     config: &reprofile::config::Config,
-) -> reprofile::orchestrate::TickReport {
+) -> reprofile::engine::orchestrate::TickReport {
     match daemon {
         Some(daemon) => {
             daemon
-                .tick(config, &reprofile::orchestrate::Stop::default())
+                .tick(config, &reprofile::engine::orchestrate::Stop::default())
                 .await
         }
         None => {
-            reprofile::orchestrate::tick_once(config, &reprofile::orchestrate::Stop::default())
-                .await
+            reprofile::engine::orchestrate::tick_once(
+                config,
+                &reprofile::engine::orchestrate::Stop::default(),
+            )
+            .await
         }
     }
 }
@@ -581,7 +584,7 @@ async fn one_tick(
 /// tick signed, are vouched for. `run --once` as much as the daemon.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tick_applies_from_its_plans_parse_and_checks_no_signature_twice() {
-    for daemon in [None, Some(reprofile::orchestrate::Daemon::new())] {
+    for daemon in [None, Some(reprofile::engine::orchestrate::Daemon::new())] {
         let mut daemon = daemon;
         let world = World::start().await;
         world.append_config(

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use reprofile::config::{self, Environment, StoreOrigin};
-use reprofile::discover::Os;
+use reprofile::store::discover::Os;
 
 use crate::buzz_app::{fixture_dir, seed_events, store_text_for};
 use crate::support::{publish_events, start_local_relay};
@@ -89,14 +89,14 @@ fn the_store_is_found_under_a_fake_home_for_each_os_layout() {
         let config = config::defaults(home.path(), &environment).unwrap();
         assert_eq!(config.agents, store, "{os:?}");
         assert!(matches!(config.store_origin, StoreOrigin::App(_)), "{os:?}");
-        let (read, personas) = reprofile::snapshot::read_stores(&config).unwrap();
+        let (read, personas) = reprofile::engine::snapshot::read_stores(&config).unwrap();
         assert_eq!(
             read.records.len(),
             6,
             "{os:?}: the Buzz store, not the stale one"
         );
         assert_eq!(personas.len(), 4, "{os:?}: personas beside it");
-        let warning = reprofile::snapshot::stale_copy_warning(&config).unwrap();
+        let warning = reprofile::engine::snapshot::stale_copy_warning(&config).unwrap();
         assert!(
             warning.starts_with(&format!(
                 "{} is a stale copy",

@@ -7,9 +7,9 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use reprofile::apply::{apply, ApplyOptions};
 use reprofile::core::apply::Outcome;
-use reprofile::orchestrate::now_secs;
+use reprofile::engine::apply::{apply, ApplyOptions};
+use reprofile::engine::orchestrate::now_secs;
 use reprofile::testing::InjectedFault;
 
 use crate::world::{
@@ -162,8 +162,10 @@ async fn a_symlinked_store_is_written_at_its_target_and_stays_a_symlink() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_lock_is_a_clear_error_and_a_dead_holders_lock_is_taken_over() {
     let world = World::start().await;
-    let lock_path = reprofile::lock::lock_path(&std::fs::canonicalize(world.store_path()).unwrap());
-    let held = reprofile::lock::ApplyLock::acquire(&lock_path, "2026-01-01T00:00:00Z").unwrap();
+    let lock_path =
+        reprofile::store::lock::lock_path(&std::fs::canonicalize(world.store_path()).unwrap());
+    let held =
+        reprofile::store::lock::ApplyLock::acquire(&lock_path, "2026-01-01T00:00:00Z").unwrap();
     let output = world.cli(&["apply", "--auto-approve", "--force"]).await;
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);

@@ -7,15 +7,15 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use nostr::{JsonUtil, Keys};
-use reprofile::apply::{apply, ApplyOptions};
 use reprofile::core::apply::Outcome;
 use reprofile::core::model::{
     AgentRecord, AgentSnapshot, AvatarField, Policy, RelayObservation, Snapshot,
 };
 use reprofile::core::plan::{Action, RepublishProfile, RepublishReason};
 use reprofile::core::rules;
-use reprofile::orchestrate::now_secs;
-use reprofile::relay::read_profiles;
+use reprofile::engine::apply::{apply, ApplyOptions};
+use reprofile::engine::orchestrate::now_secs;
+use reprofile::net::relay::read_profiles;
 
 use crate::support::{short_read_options, signed_profile, FakeBehaviour, FakeRelay};
 use crate::world::World;
@@ -129,7 +129,9 @@ async fn deeply_nested_content_is_kept_verbatim_without_recursing_into_it() {
 /// Plans and applies the fixture world against a fake relay whose REQs all
 /// end in an empty EOSE (every profile missing) and whose EVENTs get
 /// `answer`; returns the republishes' results.
-async fn republish_results_against(answer: FakeBehaviour) -> Vec<reprofile::apply::ActionResult> {
+async fn republish_results_against(
+    answer: FakeBehaviour,
+) -> Vec<reprofile::engine::apply::ActionResult> {
     let fake = FakeRelay::start(answer).await;
     let unused = crate::support::start_local_relay().await;
     let world = World::with_relay(

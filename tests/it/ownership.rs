@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use nostr::{Keys, PublicKey};
 use reprofile::core::model::RelayObservation;
-use reprofile::orchestrate::{now_secs, Daemon, Stop, TickReport};
+use reprofile::engine::orchestrate::{now_secs, Daemon, Stop, TickReport};
 use serde_json::Value;
 
 use crate::support::{publish_events, signed_profile};
@@ -53,9 +53,9 @@ fn republished(report: &TickReport) -> usize {
 async fn profile_of(world: &World, i: u64) -> (String, Value) {
     let config = world.config();
     let author = keys(i).public_key();
-    let mut read = reprofile::relay::read_profiles(
+    let mut read = reprofile::net::relay::read_profiles(
         BTreeMap::from([(world.relay_url.clone(), vec![author])]),
-        &reprofile::snapshot::read_options(&config),
+        &reprofile::engine::snapshot::read_options(&config),
     )
     .await;
     match read

@@ -1,4 +1,4 @@
-//! Publishing signed events to a relay (`reprofile::publish::publish_all`).
+//! Publishing signed events to a relay (`reprofile::net::publish::publish_all`).
 //!
 //! What is under test is the relay edge of apply ("apply must", relay
 //! writes): one pipelined connection per relay, the relay's OK answers carried
@@ -14,8 +14,8 @@ use nostr::{Event, Keys, PublicKey};
 use nostr_relay_builder::builder::{PolicyResult, RelayBuilderNip42Mode, WritePolicy};
 use reprofile::core::apply::Backoff;
 use reprofile::core::model::RelayObservation;
-use reprofile::publish::{publish_all, Delivery, PublishItem, PublishOptions};
-use reprofile::relay::read_profiles;
+use reprofile::net::publish::{publish_all, Delivery, PublishItem, PublishOptions};
+use reprofile::net::relay::read_profiles;
 use serde_json::json;
 
 use crate::support::{
@@ -39,7 +39,7 @@ fn fast_options() -> PublishOptions {
         service_keys: None,
         sign_in_as_author: false,
         max_author_sessions: 16,
-        tls: reprofile::tls::Tls::default(),
+        tls: reprofile::net::tls::Tls::default(),
         stop: None,
     }
 }

@@ -1,4 +1,4 @@
-//! Reading kind:0 profiles from relays (`reprofile::relay::read_profiles`).
+//! Reading kind:0 profiles from relays (`reprofile::net::relay::read_profiles`).
 //!
 //! The rules under test come from RECONCILE.md's "Inputs": the relay state of
 //! an agent is the newest kind:0 (NIP-01 order) by its pubkey; invalid events
@@ -12,8 +12,8 @@ use nostr::{Event, EventBuilder, JsonUtil, Keys, Kind, PublicKey, Timestamp};
 use nostr_relay_builder::builder::{RelayBuilderNip42Mode, RelayTestOptions};
 use nostr_relay_builder::{LocalRelay, MockRelay};
 use reprofile::core::model::RelayObservation;
+use reprofile::net::relay::{read_profiles, read_relays, Observations, ReadOptions};
 use reprofile::protocol::nip42::Identity;
-use reprofile::relay::{read_profiles, read_relays, Observations, ReadOptions};
 use serde_json::{json, Value};
 
 use crate::support::{

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use reprofile::core::plan::Action;
-use reprofile::planfile::{self, PlanDocument};
+use reprofile::review::planfile::{self, PlanDocument};
 use reprofile::review::{reviews, Picture};
 
 use crate::world::{stderr, World};

@@ -16,11 +16,11 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use reprofile::apply::{apply, ApplyOptions, ApplyReport};
 use reprofile::core::apply::Outcome;
 use reprofile::core::plan::Action;
-use reprofile::orchestrate::now_secs;
-use reprofile::planfile::PlanDocument;
+use reprofile::engine::apply::{apply, ApplyOptions, ApplyReport};
+use reprofile::engine::orchestrate::now_secs;
+use reprofile::review::planfile::PlanDocument;
 use reprofile::testing::InjectedFault;
 use serde_json::{json, Value};
 

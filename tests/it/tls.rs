@@ -16,8 +16,8 @@ use std::time::Duration;
 use nostr::{Keys, PublicKey};
 use nostr_relay_builder::LocalRelay;
 use reprofile::core::model::RelayObservation;
-use reprofile::publish::{publish_all, Delivery, PublishItem, PublishOptions};
-use reprofile::relay::{read_profiles, ReadOptions};
+use reprofile::net::publish::{publish_all, Delivery, PublishItem, PublishOptions};
+use reprofile::net::relay::{read_profiles, ReadOptions};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpStream};
@@ -80,9 +80,10 @@ impl TestPki {
     }
 
     /// Trust as `[relay] ca_file = <this CA>` gives it.
-    fn tls(&self) -> reprofile::tls::Tls {
-        let certificates = reprofile::tls::read_ca_file(&self.ca_file).expect("the CA file reads");
-        reprofile::tls::Tls::with_private_ca(certificates)
+    fn tls(&self) -> reprofile::net::tls::Tls {
+        let certificates =
+            reprofile::net::tls::read_ca_file(&self.ca_file).expect("the CA file reads");
+        reprofile::net::tls::Tls::with_private_ca(certificates)
     }
 }
 
@@ -166,9 +167,9 @@ async fn read_author(url: &str, author: PublicKey, opts: &ReadOptions) -> RelayO
         .expect("an observation for the author")
 }
 
-fn read_options(tls: reprofile::tls::Tls) -> ReadOptions {
+fn read_options(tls: reprofile::net::tls::Tls) -> ReadOptions {
     ReadOptions {
-        timeouts: reprofile::relay::RelayTimeouts {
+        timeouts: reprofile::net::relay::RelayTimeouts {
             connect: Duration::from_secs(5),
             query: Duration::from_secs(5),
         },
@@ -186,7 +187,7 @@ async fn wss_relay_is_read_when_ca_file_names_its_ca() {
     let config_path = pki.dir.path().join("config.toml");
     std::fs::write(&config_path, "[relay]\nca_file = \"company-ca.pem\"\n").unwrap();
     let config = reprofile::config::load(&config_path).expect("the config loads");
-    let opts = reprofile::snapshot::read_options(&config);
+    let opts = reprofile::engine::snapshot::read_options(&config);
     assert_eq!(opts.tls, pki.tls(), "the read options carry ca_file's CA");
 
     match read_author(&proxy.url, agent.public_key(), &opts).await {
@@ -204,7 +205,7 @@ async fn wss_relay_of_an_unknown_ca_is_unreadable_and_the_reason_says_why() {
     let observation = read_author(
         &proxy.url,
         agent.public_key(),
-        &read_options(reprofile::tls::Tls::default()),
+        &read_options(reprofile::net::tls::Tls::default()),
     )
     .await;
     match observation {
@@ -242,7 +243,7 @@ async fn publish_over_wss_trusts_ca_file_and_refuses_an_unknown_ca() {
     let refused = publish_all(
         &proxy.url,
         vec![item.clone()],
-        &opts(reprofile::tls::Tls::default()),
+        &opts(reprofile::net::tls::Tls::default()),
     )
     .await;
     match refused.as_slice() {

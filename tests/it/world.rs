@@ -128,11 +128,11 @@ impl World {
         &self,
     ) -> (
         Config,
-        reprofile::planfile::PlanDocument,
+        reprofile::review::planfile::PlanDocument,
         std::path::PathBuf,
     ) {
         let config = self.config();
-        let planned = reprofile::orchestrate::make_plan(&config, &[], None)
+        let planned = reprofile::engine::orchestrate::make_plan(&config, &[], None)
             .await
             .expect("the world plans");
         (config, planned.doc, planned.path)
@@ -141,13 +141,13 @@ impl World {
     /// Snapshots the world and plans it (no files written).
     pub async fn plan_now(&self) -> reprofile::core::plan::Plan {
         let config = self.config();
-        let gathered = reprofile::snapshot::gather(&config, &[])
+        let gathered = reprofile::engine::snapshot::gather(&config, &[])
             .await
             .expect("snapshot");
         reprofile::core::rules::plan(
             &gathered.snapshot,
             &config.policy,
-            reprofile::orchestrate::now_secs(),
+            reprofile::engine::orchestrate::now_secs(),
         )
     }
 
@@ -209,8 +209,8 @@ pub fn regex_escape(text: &str) -> String {
 
 /// Apply options with the safety threshold lifted (the fixture world is
 /// drifted on purpose).
-pub fn forced() -> reprofile::apply::ApplyOptions {
-    reprofile::apply::ApplyOptions::forced()
+pub fn forced() -> reprofile::engine::apply::ApplyOptions {
+    reprofile::engine::apply::ApplyOptions::forced()
 }
 
 /// The config of a world whose live relay is `relay_url`.
@@ -288,9 +288,9 @@ pub fn stdout(output: &Output) -> String {
 /// The results of an apply for actions of type `kind` (`backfill_avatar` or
 /// `republish_profile`), in plan order.
 pub fn results_of<'a>(
-    report: &'a reprofile::apply::ApplyReport,
+    report: &'a reprofile::engine::apply::ApplyReport,
     kind: &str,
-) -> Vec<&'a reprofile::apply::ActionResult> {
+) -> Vec<&'a reprofile::engine::apply::ActionResult> {
     report.results.iter().filter(|r| r.kind == kind).collect()
 }
 

@@ -32,7 +32,7 @@ use futures_util::{SinkExt, StreamExt};
 use nostr::{Event, EventBuilder, JsonUtil, Keys, Kind, Timestamp};
 use nostr_relay_builder::builder::RateLimit;
 use nostr_relay_builder::{LocalRelay, RelayBuilder};
-use reprofile::relay::{ReadOptions, RelayTimeouts};
+use reprofile::net::relay::{ReadOptions, RelayTimeouts};
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;

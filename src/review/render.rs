@@ -16,7 +16,7 @@ use crate::core::content::ProfileContent;
 use crate::core::model::AvatarField;
 use crate::core::plan::{Action, BackfillAvatar, RepublishProfile, RepublishReason, SkipReason};
 use crate::core::rules::{escape_controls, short_pubkey};
-use crate::planfile::{rfc3339, PlanDocument, PlanKind};
+use crate::review::planfile::{rfc3339, PlanDocument, PlanKind};
 
 /// How to render.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -225,7 +225,7 @@ pub fn shown_url(url: &str) -> Cow<'_, str> {
     } else {
         format!("{} KB", (bytes + 500) / 1000)
     };
-    let digest = crate::store::sha256_hex(url.as_bytes());
+    let digest = crate::store::agents::sha256_hex(url.as_bytes());
     Cow::Owned(format!("{header}… ({size}, sha256 {}…)", &digest[..8]))
 }
 
@@ -466,7 +466,7 @@ pub(crate) fn clip(text: &str, max_chars: usize) -> String {
 
 /// Renders what an apply did: a count line, every action that was not
 /// applied (with why), the plan's skipped agents, and where the journal is.
-pub fn render_report(report: &crate::apply::ApplyReport, style: Style) -> String {
+pub fn render_report(report: &crate::engine::apply::ApplyReport, style: Style) -> String {
     use crate::core::apply::Outcome;
     let mut out = String::new();
     for result in &report.results {
@@ -748,7 +748,7 @@ mod tests {
 
     #[test]
     fn a_migration_plans_legend_names_only_backfills() {
-        let mut doc = crate::planfile::test_document(vec![Action::BackfillAvatar(
+        let mut doc = crate::review::planfile::test_document(vec![Action::BackfillAvatar(
             crate::core::plan::BackfillAvatar {
                 agent: "a".repeat(64),
                 name: "Ada".into(),
@@ -766,8 +766,8 @@ mod tests {
 
     #[test]
     fn a_stopped_apply_says_how_many_actions_were_not_begun() {
-        use crate::apply::{ActionResult, ApplyReport};
         use crate::core::apply::Outcome;
+        use crate::engine::apply::{ActionResult, ApplyReport};
         let mut report = ApplyReport {
             results: vec![ActionResult {
                 id: format!("republish_profile:{}@wss://r.example", "a".repeat(64)),
@@ -833,7 +833,7 @@ mod tests {
     #[test]
     fn a_long_data_url_is_shown_as_header_size_and_digest() {
         let url = data_url(52_356, 'A');
-        let digest = crate::store::sha256_hex(url.as_bytes());
+        let digest = crate::store::agents::sha256_hex(url.as_bytes());
         assert_eq!(
             shown_url(&url),
             format!("data:image/png;base64,… (52 KB, sha256 {}…)", &digest[..8])
@@ -865,7 +865,7 @@ mod tests {
         let after_content = format!(
             r#"{{"display_name":"Nectar","picture":"{fizz}","about":"bee","name":"Nectar"}}"#
         );
-        let doc = crate::planfile::test_document(vec![
+        let doc = crate::review::planfile::test_document(vec![
             Action::BackfillAvatar(BackfillAvatar {
                 agent: agent.clone(),
                 name: "Nectar".into(),
@@ -921,15 +921,16 @@ mod tests {
             (AvatarField::Absent, "avatar_url was absent"),
             (AvatarField::Text("  ".into()), "avatar_url was \"  \""),
         ] {
-            let doc =
-                crate::planfile::test_document(vec![Action::BackfillAvatar(BackfillAvatar {
+            let doc = crate::review::planfile::test_document(vec![Action::BackfillAvatar(
+                BackfillAvatar {
                     agent: agent.clone(),
                     name: "Nectar".into(),
                     index: 3,
                     source: AvatarSource::Command,
                     avatar_url: "https://c/goose.png".into(),
                     before,
-                })]);
+                },
+            )]);
             assert!(render(&doc, Style::default()).contains(shown));
         }
     }

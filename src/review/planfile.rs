@@ -796,7 +796,7 @@ pub fn prune(dir: &Path, keep: usize) -> std::io::Result<Vec<PathBuf>> {
         for sibling in [
             path.clone(),
             path.with_extension("txt"),
-            crate::journal::journal_path(&path),
+            crate::store::journal::journal_path(&path),
         ] {
             match std::fs::remove_file(&sibling) {
                 Ok(()) => deleted.push(sibling),
@@ -927,7 +927,8 @@ mod tests {
         assert!(!message.contains('\u{1b}'), "{message}");
         // Rendered as it is (a plan value that never came from a file), it
         // is shown safely.
-        let shown = crate::render::render(&doc, crate::render::Style { color: false });
+        let shown =
+            crate::review::render::render(&doc, crate::review::render::Style { color: false });
         assert!(shown.contains("éééééééé…éééééééé"), "{shown}");
         assert!(!shown.contains('\u{1b}'), "{shown}");
     }
@@ -966,9 +967,9 @@ mod tests {
             // Read it (it may be refused, never a panic), and show it.
             if let Ok(read) = from_json(Path::new("p.json"), &text) {
                 for color in [false, true] {
-                    let style = crate::render::Style { color };
-                    let shown = crate::render::render(&read, style);
-                    let summary = crate::render::render_summary(&read, style);
+                    let style = crate::review::render::Style { color };
+                    let shown = crate::review::render::render(&read, style);
+                    let summary = crate::review::render::render_summary(&read, style);
                     for out in [shown, summary] {
                         proptest::prop_assert!(
                             !out.contains('\u{1b}') || color,

@@ -22,12 +22,12 @@ use crate::core::rules::{
     derive_key, is_pubkey_hex, parse_relay_url, reaches_key_check, short_pubkey,
 };
 use crate::core::sign_in::read_candidates;
-use crate::discover::{stale_folder_of, stale_warning, DiscoverError};
-use crate::planfile::StoreIdentity;
+use crate::net::relay::{read_profiles, ReadOptions, RelayTimeouts};
+use crate::net::verified::{Checker, ReadObserver};
 use crate::protocol::nip42::Identity;
-use crate::relay::{read_profiles, ReadOptions, RelayTimeouts};
-use crate::store::{read_agent_store, read_persona_store, AgentStore};
-use crate::verified::{Checker, ReadObserver};
+use crate::review::planfile::StoreIdentity;
+use crate::store::agents::{read_agent_store, read_persona_store, AgentStore};
+use crate::store::discover::{stale_folder_of, stale_warning, DiscoverError};
 
 /// A snapshot and the store it was taken from.
 #[derive(Debug, Clone)]
@@ -53,10 +53,10 @@ pub fn read_options(config: &Config) -> ReadOptions {
         max_concurrent_relays: config.relay.max_concurrent_relays,
         connections_per_relay: config.relay.read_connections,
         authors_per_filter: config.relay.authors_per_filter,
-        progress: crate::progress::Progress::none(),
+        progress: crate::cli::progress::Progress::none(),
         identities: Arc::default(),
         tls: config.relay.tls.clone(),
-        checker: crate::verified::Checker::default(),
+        checker: crate::net::verified::Checker::default(),
     }
 }
 
@@ -237,7 +237,7 @@ pub(crate) async fn gather_checked(
 /// tick.
 pub(crate) async fn gather_remembering(
     config: &Config,
-    memory: &mut crate::tick_memory::TickMemory,
+    memory: &mut crate::engine::tick_memory::TickMemory,
 ) -> anyhow::Result<Gathered> {
     let stores = memory.read_stores(config)?;
     let auth_key = read_auth_key(config)?;
@@ -362,7 +362,7 @@ async fn observe(
         "reading profiles"
     );
     let total: usize = requests.values().map(Vec::len).sum();
-    let progress = crate::progress::Progress::bar(total as u64, "snapshot");
+    let progress = crate::cli::progress::Progress::bar(total as u64, "snapshot");
     let records = Arc::new(records);
     let ahead =
         derive_ahead.then(|| KeysAhead::new(Arc::clone(&records), &personas, &config.policy));
@@ -674,7 +674,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_read_derives_the_keys_of_the_republishes_it_sees_while_it_reads() {
-        let (relay, _dir, config) = crate::demo::example_world().await;
+        let (relay, _dir, config) = crate::cli::demo::example_world().await;
 
         let gathered = gather(&config, &[]).await.expect("gathered");
         let now = 1_800_000_000;
@@ -768,7 +768,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_copy_of_a_record_gets_what_its_relay_holds() {
-        let (relay, _dir, config) = crate::demo::example_world().await;
+        let (relay, _dir, config) = crate::cli::demo::example_world().await;
         let first = gather(&config, &[]).await.expect("gathered");
         let with_profile = first
             .snapshot

@@ -64,7 +64,7 @@ use tempfile::NamedTempFile;
 use crate::core::json::{json_string, ObjectEntries};
 use crate::core::model::AvatarField;
 use crate::core::rules::{InStore, PubkeyCopies};
-use crate::store::{beside_store, parse_agent_store, AgentStore};
+use crate::store::agents::{beside_store, parse_agent_store, AgentStore};
 
 /// How often the read-edit-write cycle is retried when the store changes
 /// under it.

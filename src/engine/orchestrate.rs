@@ -1,8 +1,8 @@
 //! Orchestration: snapshot → plan → write → apply → journal, the clock and
 //! the stop signal, for every caller.
 //!
-//! The command line ([`crate::cli`]), the demo ([`crate::demo`]) and the
-//! daemon ([`crate::schedule`]) call this module; it calls the edges
+//! The command line ([`crate::cli`]), the demo ([`crate::cli::demo`]) and the
+//! daemon ([`crate::engine::schedule`]) call this module; it calls the edges
 //! (snapshot, plan files, apply) and the core, and never its callers, so data
 //! flows one way. It prints nothing (its callers print and log) and decides
 //! nothing the core decides; it holds no state between calls, except in a
@@ -20,11 +20,11 @@
 //! 1. no new tick starts (a tick still in its jitter wait ends without
 //!    planning);
 //! 2. a tick that is snapshotting finishes its snapshot and writes its plan;
-//! 3. its apply reads the flag between actions ([`crate::apply`]): before
+//! 3. its apply reads the flag between actions ([`crate::engine::apply`]): before
 //!    the backfills (one atomic store write, never cut in half) and before
 //!    each relay's republishes; on a relay, the publisher sends no new event
 //!    once the flag is set, and on a relay that wants each author signed in
-//!    it starts no new session ([`crate::publish`]);
+//!    it starts no new session ([`crate::net::publish`]);
 //! 4. events already sent get their OK or time out (`[relay]
 //!    publish_timeout_secs`), are read back, and are journaled; the actions
 //!    not begun are neither done nor journaled, and the next run plans them
@@ -42,17 +42,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::apply::{apply, ApplyOptions, ApplyReport, PlannedRecords};
 use crate::config::{Config, ScheduleMode};
 use crate::core::apply::Outcome;
 use crate::core::model::{AgentRecord, PlanMode, Policy, RelayObservation};
 use crate::core::plan::Plan;
 use crate::core::rules;
-use crate::planfile::{self, PlanDocument, PlanKind};
-use crate::render::{self, Style};
-use crate::snapshot;
-use crate::tick_memory::TickMemory;
-use crate::verified::{Checker, VerifiedEvents};
+use crate::engine::apply::{apply, ApplyOptions, ApplyReport, PlannedRecords};
+use crate::engine::snapshot;
+use crate::engine::tick_memory::TickMemory;
+use crate::net::verified::{Checker, VerifiedEvents};
+use crate::review::planfile::{self, PlanDocument, PlanKind};
+use crate::review::render::{self, Style};
 
 /// The current time in Unix seconds: the one clock of every command.
 pub use crate::clock::now_secs;

@@ -188,7 +188,7 @@ impl Tls {
     }
 }
 
-/// A bare websocket to a relay (`crate::wire`'s connections).
+/// A bare websocket to a relay (`crate::net::wire`'s connections).
 pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 

@@ -1,12 +1,19 @@
 //! The command line: parse, run, print, and map the ending to an exit code.
 //!
-//! Each command is a thin sequence of calls around [`crate::orchestrate`]
+//! Each command is a thin sequence of calls around [`crate::engine::orchestrate`]
 //! (snapshot, plan, write, apply): read config, call, print. The rendering
 //! goes to stdout and logs (tracing) to stderr, so `reprofile plan >
 //! review.txt` works. How a command ended is an [`Ending`] or an error, and
 //! one function, [`conclude`], turns either into the exit code and the lines
 //! on stderr: `error: ...` (one line that says what is wrong and what to do),
 //! one line per relay an incomplete snapshot could not read.
+//!
+//! A face: it may import any folder of the crate; nothing imports it but
+//! `main`. Beside it, the built-in demo ([`demo`]) and the progress bars on a
+//! terminal ([`progress`]).
+
+pub(crate) mod demo;
+pub(crate) mod progress;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -15,18 +22,18 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::apply::{self, ApplyOptions};
 use crate::config::{self, Config, Environment, StoreOrigin};
 use crate::core::model::PlanMode;
 use crate::core::plan::{Plan, SkipReason};
 use crate::core::rules;
-use crate::discover::AppProfile;
-use crate::orchestrate::{
+use crate::engine::apply::{self, ApplyOptions};
+use crate::engine::orchestrate::{
     apply_plan, make_plan, make_plan_to_apply, now_secs, one_line, TickReport,
 };
-use crate::planfile::{self, PlanDocument};
-use crate::render::{self, Style};
-use crate::snapshot;
+use crate::engine::snapshot;
+use crate::review::planfile::{self, PlanDocument};
+use crate::review::render::{self, Style};
+use crate::store::discover::AppProfile;
 
 /// Keeps the Nostr kind:0 profiles of managed AI agents correct.
 ///
@@ -302,7 +309,7 @@ pub fn main() -> ExitCode {
     };
     init_logging(&cli);
     if !cli.quiet {
-        crate::progress::enable_on_terminal();
+        crate::cli::progress::enable_on_terminal();
     }
     conclude(run(cli))
 }
@@ -471,7 +478,7 @@ static JSON_STDERR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 /// prefix, so that a log collector reading JSON gets every line.
 pub(crate) fn say(line: &str) {
     if !JSON_STDERR.get().copied().unwrap_or(false) {
-        crate::progress::suspend(|| eprintln!("{line}"));
+        crate::cli::progress::suspend(|| eprintln!("{line}"));
         return;
     }
     let (level, message) = if let Some(rest) = line.strip_prefix("error: ") {
@@ -487,7 +494,7 @@ pub(crate) fn say(line: &str) {
         "fields": {"message": message},
         "target": "reprofile",
     });
-    crate::progress::suspend(|| eprintln!("{object}"));
+    crate::cli::progress::suspend(|| eprintln!("{object}"));
 }
 
 fn init_logging(cli: &Cli) {
@@ -515,7 +522,7 @@ fn init_logging(cli: &Cli) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(crate::progress::Stderr)
+        .with_writer(crate::cli::progress::Stderr)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     let _ = match cli.log_format {
         LogFormat::Human => builder.try_init(),
@@ -530,7 +537,7 @@ fn init_logging(cli: &Cli) {
 /// Without it, as a container's PID 1, such a command would ignore SIGTERM
 /// (PID 1 gets no default action) and run on until SIGKILL.
 struct Stopping {
-    stop: crate::orchestrate::Stop,
+    stop: crate::engine::orchestrate::Stop,
     signal: std::sync::Mutex<Option<tokio::task::JoinHandle<&'static str>>>,
     grace: std::time::Duration,
 }
@@ -538,7 +545,7 @@ struct Stopping {
 impl Stopping {
     /// Listens for the signals on `rt`.
     fn listen(rt: &tokio::runtime::Runtime, config: &Config) -> anyhow::Result<Self> {
-        let stop = crate::orchestrate::Stop::default();
+        let stop = crate::engine::orchestrate::Stop::default();
         let _entered = rt.enter();
         let signal = stop.on_signals()?;
         Ok(Self {
@@ -586,11 +593,14 @@ impl Stopping {
 /// run holds the store's apply lock (apply takes it again when it begins:
 /// this only spares a second run printing a whole plan to then refuse).
 fn check_lock_free(config: &Config) -> anyhow::Result<()> {
-    let Ok(target) = crate::store_write::resolve_target(&config.agents) else {
+    let Ok(target) = crate::store::write::resolve_target(&config.agents) else {
         // No store: the command says so in its own words.
         return Ok(());
     };
-    let probe = crate::lock::ApplyLock::acquire(&crate::lock::lock_path(&target), "a lock check")?;
+    let probe = crate::store::lock::ApplyLock::acquire(
+        &crate::store::lock::lock_path(&target),
+        "a lock check",
+    )?;
     drop(probe);
     Ok(())
 }
@@ -890,10 +900,10 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
                 let stop = Stopping::listen(&rt, &config)?;
                 let stop_flag = stop.stop.clone();
                 rt.block_on(stop.within_grace(async {
-                    tick_ending(crate::schedule::run_once(&config, &stop_flag).await)
+                    tick_ending(crate::engine::schedule::run_once(&config, &stop_flag).await)
                 }))
             } else {
-                rt.block_on(crate::schedule::run_daemon(config))?;
+                rt.block_on(crate::engine::schedule::run_daemon(config))?;
                 Ok(Ending::default())
             }
         }
@@ -921,7 +931,7 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
             Ok(Ending::default())
         }
         Command::Demo { dir } => {
-            runtime()?.block_on(crate::demo::run(dir.as_deref(), stdout_style()))?;
+            runtime()?.block_on(crate::cli::demo::run(dir.as_deref(), stdout_style()))?;
             Ok(Ending::default())
         }
         Command::Show {
@@ -995,7 +1005,7 @@ fn tick_ending(mut report: TickReport) -> anyhow::Result<Ending> {
 /// `validate`: every problem of config and stores, without the network.
 fn validate(args: &ConfigArgs) -> anyhow::Result<Ending> {
     use crate::core::validate::{validate_records, Severity};
-    use crate::store::{read_agent_store, read_persona_store};
+    use crate::store::agents::{read_agent_store, read_persona_store};
     let mut out = stdout();
     let config = match load_config(args) {
         Ok(config) => config,
@@ -1058,7 +1068,7 @@ fn validate(args: &ConfigArgs) -> anyhow::Result<Ending> {
         // No agent store: a persona store is worth a line only when it is
         // set or there (the store's own error says what is wrong).
         Err(_) if !personas_there => Ok(Default::default()),
-        Err(_) => crate::store::read_personas(&config.personas),
+        Err(_) => crate::store::agents::read_personas(&config.personas),
     };
     let personas = match personas {
         Ok(personas) if !personas_there && definitions > 0 => {
@@ -1176,7 +1186,7 @@ fn validate(args: &ConfigArgs) -> anyhow::Result<Ending> {
 
 /// `validate`'s line on where the agents' keys were found.
 fn key_line(
-    keys: &crate::keystore::KeySource,
+    keys: &crate::store::keystore::KeySource,
     records: &[crate::core::model::AgentRecord],
 ) -> String {
     use crate::core::keys::KeyringRead;
@@ -1283,7 +1293,7 @@ async fn approve_and_apply(
 
 /// What an apply that did not succeed says on stderr, once: what failed
 /// and how to go on.
-fn apply_errors(report: &crate::apply::ApplyReport, plan: &Path) -> Vec<String> {
+fn apply_errors(report: &crate::engine::apply::ApplyReport, plan: &Path) -> Vec<String> {
     use crate::core::apply::Outcome;
     let mut errors = Vec::new();
     let (failed, stale) = (report.count(Outcome::Failed), report.count(Outcome::Stale));

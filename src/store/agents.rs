@@ -791,7 +791,7 @@ mod tests {
         );
     }
 
-    const FIXTURE: &str = include_str!("../tests/fixtures/basic/managed-agents.json");
+    const FIXTURE: &str = include_str!("../../tests/fixtures/basic/managed-agents.json");
 
     proptest::proptest! {
         #[test]

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::core::keys::{attach_keys, needs_keyring, KeyringRead};
 use crate::core::model::{AgentRecord, PlanMode};
-use crate::discover::AppProfile;
+use crate::store::discover::AppProfile;
 
 /// The keyring entry's username, for every profile (`BLOB_KEY` in the app's
 /// `secret_store.rs`).

@@ -6,7 +6,7 @@
 //! accepted event as its OK arrives (apply journals it at once).
 //!
 //! Every decision is made by a sans-IO session of `crate::protocol`, driven
-//! over a bare websocket by the one edge loop of `crate::wire` (the loop
+//! over a bare websocket by the one edge loop of `crate::net::wire` (the loop
 //! reads use too): this module only opens connections, runs sessions and
 //! gathers their outcomes.
 //!
@@ -34,7 +34,7 @@
 //!
 //! Everything is bounded: each event has a deadline per attempt, retries and
 //! reconnects are capped, relay-supplied text is capped in length, and every
-//! websocket message is at most `crate::tls::MAX_MESSAGE_BYTES`. Keys sign
+//! websocket message is at most `crate::net::tls::MAX_MESSAGE_BYTES`. Keys sign
 //! AUTH events and are never logged. Every connection is closed before
 //! [`publish_all`] returns.
 
@@ -98,7 +98,7 @@ pub struct PublishOptions {
     /// least 1 is used).
     pub max_author_sessions: usize,
     /// Whom `wss://` relays are trusted by.
-    pub tls: crate::tls::Tls,
+    pub tls: crate::net::tls::Tls,
     /// Once set, nothing new is sent (see the module's "Stopping").
     pub stop: Option<Arc<AtomicBool>>,
 }
@@ -119,7 +119,7 @@ impl Default for PublishOptions {
             service_keys: None,
             sign_in_as_author: false,
             max_author_sessions: 16,
-            tls: crate::tls::Tls::default(),
+            tls: crate::net::tls::Tls::default(),
             stop: None,
         }
     }
@@ -247,8 +247,8 @@ async fn publish_pipelined(
                 }
             }
         }
-        let checker = crate::verified::Checker::default();
-        match crate::wire::connect(url, opts.connect_timeout, &opts.tls, checker).await {
+        let checker = crate::net::verified::Checker::default();
+        match crate::net::wire::connect(url, opts.connect_timeout, &opts.tls, checker).await {
             Ok(mut connection) => {
                 session.connected();
                 let mut driven = Reporting {
@@ -256,7 +256,7 @@ async fn publish_pipelined(
                     stop: opts.stop.as_deref(),
                     report,
                 };
-                crate::wire::drive(&mut driven, &mut connection).await;
+                crate::net::wire::drive(&mut driven, &mut connection).await;
                 connection.close().await;
             }
             Err(reason) => {
@@ -385,11 +385,13 @@ async fn publish_as_authors(
                 jitter(),
                 std::time::Instant::now(),
             );
-            let checker = crate::verified::Checker::default();
+            let checker = crate::net::verified::Checker::default();
             let delivery =
-                match crate::wire::connect(&url, opts.connect_timeout, &opts.tls, checker).await {
+                match crate::net::wire::connect(&url, opts.connect_timeout, &opts.tls, checker)
+                    .await
+                {
                     Ok(mut connection) => {
-                        crate::wire::drive(&mut session, &mut connection).await;
+                        crate::net::wire::drive(&mut session, &mut connection).await;
                         connection.close().await;
                         session.delivery().cloned().unwrap_or_else(|| {
                             Delivery::Failed("publishing did not finish".to_owned())

@@ -1,12 +1,12 @@
 //! `reprofile run`: the scheduled maintenance job.
 //!
 //! A daemon fires ticks on a cron schedule (tokio-cron-scheduler); each tick
-//! is [`crate::orchestrate::tick`] (a fresh snapshot, its plan written to the
+//! is [`crate::engine::orchestrate::tick`] (a fresh snapshot, its plan written to the
 //! plans folder and, in apply mode, applied as `apply --auto-approve` would).
 //! Ticks never overlap (a tick that fires while one runs is skipped and
 //! logged), a failing or incomplete tick is logged and the next one tries
 //! again, and SIGTERM/SIGINT stop the scheduling and stop the running tick
-//! between actions (bounded wait, then exit 0; [`crate::orchestrate`] says
+//! between actions (bounded wait, then exit 0; [`crate::engine::orchestrate`] says
 //! exactly what happens). After each tick: plan retention and a Prometheus
 //! text file for monitoring. `run --once` is one tick now. This module owns
 //! the schedule, the counters, the metrics and the daemon's
@@ -28,8 +28,8 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use crate::config::Config;
 use crate::core::apply::Outcome;
 use crate::core::plan::{Action, SkipReason};
-use crate::orchestrate::{tick_once, Daemon, Stop, TickReport};
-use crate::planfile::{self, write_atomic};
+use crate::engine::orchestrate::{tick_once, Daemon, Stop, TickReport};
+use crate::review::planfile::{self, write_atomic};
 
 /// Counters kept across ticks.
 #[derive(Debug, Default, Clone)]
@@ -349,7 +349,7 @@ async fn scheduled_tick(shared: Arc<Shared>) {
 }
 
 /// The daemon: ticks on the configured cron schedule until SIGTERM or SIGINT
-/// (what then happens is told in [`crate::orchestrate`]). Returns when
+/// (what then happens is told in [`crate::engine::orchestrate`]). Returns when
 /// stopped; an error is a start-up problem.
 pub async fn run_daemon(config: Config) -> anyhow::Result<()> {
     let cron = config.schedule.cron.clone().with_context(|| {

@@ -5,7 +5,7 @@
 //! `read_connections`), kind:0 requests for many authors at once; every
 //! decision (what to send, completeness, authentication, retries) is made by
 //! [`crate::protocol::read::ReadSession`], driven over a bare websocket by
-//! `crate::wire` (which checks every event's id and signature on a pool of
+//! `crate::net::wire` (which checks every event's id and signature on a pool of
 //! one thread per core). This module spreads relays and their authors over
 //! connections, and, when the relay refused
 //! the identity a connection signed in as, opens a new connection for the
@@ -78,16 +78,16 @@ pub struct ReadOptions {
     /// `1..=`[`MAX_AUTHORS_PER_FILTER`] are clamped into that range.
     pub authors_per_filter: usize,
     /// Advanced by the number of authors of each batch as it completes.
-    pub progress: crate::progress::Progress,
+    pub progress: crate::cli::progress::Progress,
     /// Relay URL (as read, after rewrite) to the identities a read connection
     /// signs in as when the relay demands it, in the order they are tried
     /// (one per connection). A relay with none reads without authentication.
     pub identities: Arc<BTreeMap<String, Vec<Identity>>>,
     /// Whom `wss://` relays are trusted by.
-    pub tls: crate::tls::Tls,
+    pub tls: crate::net::tls::Tls,
     /// How events' signatures are checked: every one (the default), or with
     /// a daemon's memory of the checks of earlier ticks.
-    pub checker: crate::verified::Checker,
+    pub checker: crate::net::verified::Checker,
 }
 
 impl Default for ReadOptions {
@@ -97,10 +97,10 @@ impl Default for ReadOptions {
             max_concurrent_relays: 16,
             connections_per_relay: 1,
             authors_per_filter: MAX_AUTHORS_PER_FILTER,
-            progress: crate::progress::Progress::none(),
+            progress: crate::cli::progress::Progress::none(),
             identities: Arc::default(),
-            tls: crate::tls::Tls::default(),
-            checker: crate::verified::Checker::default(),
+            tls: crate::net::tls::Tls::default(),
+            checker: crate::net::verified::Checker::default(),
         }
     }
 }
@@ -119,7 +119,7 @@ impl Default for ReadOptions {
 /// relays at a time. "Newest" is NIP-01's order:
 /// greatest `created_at`, ties broken by the lowest event id. Events that are
 /// not kind 0, whose author was not asked for in that subscription, or whose
-/// id or signature does not verify (`crate::wire` checks both, with
+/// id or signature does not verify (`crate::net::wire` checks both, with
 /// `opts.checker`) are ignored.
 ///
 /// This never fails as a whole: every problem becomes an
@@ -259,9 +259,9 @@ async fn read_relay(url: &str, authors: &[PublicKey], opts: &ReadOptions) -> Rel
                 .with_progress(opts.progress.clone())
                 .with_observer(opts.checker.observer().cloned());
         let checker = opts.checker.clone();
-        match crate::wire::connect(url, opts.timeouts.connect, &opts.tls, checker).await {
+        match crate::net::wire::connect(url, opts.timeouts.connect, &opts.tls, checker).await {
             Ok(mut connection) => {
-                crate::wire::drive(&mut session, &mut connection).await;
+                crate::net::wire::drive(&mut session, &mut connection).await;
                 connection.close().await;
             }
             Err(reason) => {

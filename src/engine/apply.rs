@@ -10,7 +10,7 @@
 //!
 //! With a stop flag ([`ApplyOptions::stop`]), the flag is read between
 //! actions: before the backfills, before each relay's republishes, and by the
-//! publisher before each event it sends (`crate::orchestrate` tells the
+//! publisher before each event it sends (`crate::engine::orchestrate` tells the
 //! whole story of a SIGTERM).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -32,18 +32,18 @@ use crate::core::model::{AgentRecord, RelayObservation};
 use crate::core::nip_oa::parse_tag_json;
 use crate::core::plan::{Action, BackfillAvatar, RepublishProfile, Skip};
 use crate::core::rules::{agent_keys, InStore, PubkeyCopies};
-use crate::journal::{Entry, Journal};
-use crate::lock::{lock_path, ApplyLock};
-use crate::planfile::{file_stamp, rfc3339, PlanDocument};
+use crate::engine::snapshot::{agent_identity, read_auth_key, read_options, sign_in_identities};
+use crate::net::publish::{publish_all_reporting, Delivery, PublishItem, PublishOptions};
+use crate::net::relay::{read_profiles, read_relays, ReadOptions};
+use crate::net::verified::Checker;
 use crate::protocol::nip42::Identity;
-use crate::publish::{publish_all_reporting, Delivery, PublishItem, PublishOptions};
-use crate::relay::{read_profiles, read_relays, ReadOptions};
-use crate::snapshot::{agent_identity, read_auth_key, read_options, sign_in_identities};
-use crate::store::{read_agent_store, sha256_of_file, StoreError, AGENT_STORE};
+use crate::review::planfile::{file_stamp, rfc3339, PlanDocument};
+use crate::store::agents::{read_agent_store, sha256_of_file, StoreError, AGENT_STORE};
+use crate::store::journal::{Entry, Journal};
+use crate::store::lock::{lock_path, ApplyLock};
 #[cfg(any(test, feature = "test-hooks"))]
-use crate::store_write::InjectedFault;
-use crate::store_write::{resolve_target, write_avatars, AvatarEdit, EditDecision, WriteOptions};
-use crate::verified::Checker;
+use crate::store::write::InjectedFault;
+use crate::store::write::{resolve_target, write_avatars, AvatarEdit, EditDecision, WriteOptions};
 
 /// How to apply.
 #[derive(Debug, Clone, Default)]
@@ -63,7 +63,7 @@ pub struct ApplyOptions {
     /// How the relays' events are checked when read (preconditions,
     /// confirmation): with the run's memory of the checks already made, the
     /// events this apply signs count as checked.
-    pub checker: crate::verified::Checker,
+    pub checker: crate::net::verified::Checker,
     /// The agent store's records as the plan was just made from them, when
     /// the same process planned (`orchestrate::make_plan_to_apply`, the
     /// daemon's ticks): taken for the republishes' preconditions instead of a
@@ -250,14 +250,14 @@ fn lock<'r, 'a>(shared: &'r Mutex<Run<'a>>) -> std::sync::MutexGuard<'r, Run<'a>
 
 struct Run<'a> {
     journal: Journal,
-    progress: crate::progress::Progress,
+    progress: crate::cli::progress::Progress,
     results: BTreeMap<String, ActionResult>,
     now: &'a (dyn Fn() -> u64 + Sync),
 }
 
 impl Run<'_> {
     /// Journals that the relay accepted a republish's event (its OK), before
-    /// the read-back confirms it ([`crate::journal::PUBLISHED`]); the action
+    /// the read-back confirms it ([`crate::store::journal::PUBLISHED`]); the action
     /// is not counted done, and the report does not show it.
     fn published(&mut self, action: &RepublishProfile, event_id: String) -> anyhow::Result<()> {
         let whole = Action::RepublishProfile(action.clone());
@@ -267,7 +267,7 @@ impl Run<'_> {
                 action: whole.id(),
                 kind: whole.type_name().to_string(),
                 agent: action.agent.clone(),
-                outcome: crate::journal::PUBLISHED.to_string(),
+                outcome: crate::store::journal::PUBLISHED.to_string(),
                 reason: Some("the relay accepted the event; not yet read back".to_string()),
                 event_id: Some(event_id),
             })
@@ -349,7 +349,7 @@ pub async fn apply(
     })?;
     let mut run = Run {
         journal,
-        progress: crate::progress::Progress::bar(doc.plan.actions.len() as u64, "apply"),
+        progress: crate::cli::progress::Progress::bar(doc.plan.actions.len() as u64, "apply"),
         results: BTreeMap::new(),
         now,
     };
@@ -615,7 +615,7 @@ struct RelayContext<'a> {
     service_keys: Option<&'a Keys>,
     identities: &'a Arc<BTreeMap<String, Vec<Identity>>>,
     stop: &'a Option<Arc<AtomicBool>>,
-    checker: &'a crate::verified::Checker,
+    checker: &'a crate::net::verified::Checker,
 }
 
 /// The store's records as read before the republishes, found by pubkey.

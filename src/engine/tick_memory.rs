@@ -21,12 +21,12 @@
 //! outgrows the store, however long the daemon runs.
 //!
 //! What it must not do: exist outside the daemon, or touch the disk. Only
-//! [`crate::schedule`]'s daemon creates one; `run --once`, `plan`, `apply`
+//! [`crate::engine::schedule`]'s daemon creates one; `run --once`, `plan`, `apply`
 //! and `migrate` parse the stores and derive every key afresh, as nothing
 //! here is ever written to a file (a cache file could be edited to vouch for
 //! a key or a store it never saw). (When one process plans and then
 //! applies, apply takes the records its plan was just made from while the
-//! store still hashes to their bytes: `crate::apply::PlannedRecords`.) The only private keys it holds are those
+//! store still hashes to their bytes: `crate::engine::apply::PlannedRecords`.) The only private keys it holds are those
 //! of the store's records it remembers and of the few sign-in identities
 //! prepared from them (as one tick holds them); [`KnownKeys`] holds none, and
 //! neither a key nor its hash is logged. It decides nothing the core decides.
@@ -37,8 +37,8 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 use crate::core::known_keys::{KeyHash, KnownKeys};
 use crate::core::model::{AgentRecord, Policy, RelayObservation, Snapshot};
-use crate::snapshot::{check_app_store, ReadPrep, StoresRead};
-use crate::store::{
+use crate::engine::snapshot::{check_app_store, ReadPrep, StoresRead};
+use crate::store::agents::{
     parse_agent_store, parse_personas, persona_store_from, read_bytes, read_in_pieces, sha256_hex,
     utf8_text, StoreError, AGENT_STORE, PERSONA_STORE,
 };
@@ -55,8 +55,8 @@ pub struct TickMemory {
     /// How often each store was parsed, and a parse reused.
     counts: ParseCounts,
     /// The events whose signatures were checked (bounded by what the last
-    /// tick saw; see [`crate::verified`]).
-    verified: std::sync::Arc<crate::verified::VerifiedEvents>,
+    /// tick saw; see [`crate::net::verified`]).
+    verified: std::sync::Arc<crate::net::verified::VerifiedEvents>,
 }
 
 /// How often the stores were parsed, and how often a parse was reused
@@ -133,7 +133,7 @@ struct RememberedPersonas {
 }
 
 impl TickMemory {
-    /// Reads the stores named in `config` as [`crate::snapshot::read_stores`]
+    /// Reads the stores named in `config` as [`crate::engine::snapshot::read_stores`]
     /// does (same checks, same errors), parsing each only when its bytes
     /// changed since the last call.
     pub(crate) fn read_stores(&mut self, config: &Config) -> anyhow::Result<StoresRead> {
@@ -190,7 +190,7 @@ impl TickMemory {
         let text = utf8_text(AGENT_STORE, path, bytes)?;
         let store = parse_agent_store(path, text)?;
         let digest = store.digest;
-        let definitions = crate::store::definition_personas(&store.definitions);
+        let definitions = crate::store::agents::definition_personas(&store.definitions);
         self.counts.agents_parsed += 1;
         let records: Vec<AgentRecord> = store.records.into_iter().map(|r| r.record).collect();
         let used: HashSet<KeyHash> = records.iter().filter_map(KeyHash::of_record).collect();
@@ -208,7 +208,7 @@ impl TickMemory {
         Ok((digest, records, definitions))
     }
 
-    /// The personas, as [`crate::store::read_persona_store`] gives them,
+    /// The personas, as [`crate::store::agents::read_persona_store`] gives them,
     /// from memory when the persona store's bytes did not change.
     fn personas(
         &mut self,
@@ -372,14 +372,14 @@ impl TickMemory {
 
     /// The checker of this daemon's reads: it remembers the events it
     /// checked in earlier ticks.
-    pub(crate) fn checker(&self) -> crate::verified::Checker {
-        crate::verified::Checker::with_memory(std::sync::Arc::clone(&self.verified))
+    pub(crate) fn checker(&self) -> crate::net::verified::Checker {
+        crate::net::verified::Checker::with_memory(std::sync::Arc::clone(&self.verified))
     }
 
     /// The events remembered as checked, and the signature checks skipped
     /// and made so far.
     #[cfg(test)]
-    pub fn verified(&self) -> &crate::verified::VerifiedEvents {
+    pub fn verified(&self) -> &crate::net::verified::VerifiedEvents {
         &self.verified
     }
 
@@ -439,10 +439,10 @@ mod tests {
     use crate::core::model::Policy;
     use crate::core::plan::{Plan, SkipReason};
     use crate::core::rules;
-    use crate::orchestrate::{make_plan, tick, Stop, TickReport};
+    use crate::engine::orchestrate::{make_plan, tick, Stop, TickReport};
 
-    const STORE: &str = include_str!("../examples/basic/managed-agents.json");
-    const PERSONAS: &str = include_str!("../examples/basic/personas.json");
+    const STORE: &str = include_str!("../../examples/basic/managed-agents.json");
+    const PERSONAS: &str = include_str!("../../examples/basic/personas.json");
 
     /// A folder with the example store and personas, and its config.
     fn stores() -> (tempfile::TempDir, Config) {
@@ -460,7 +460,7 @@ mod tests {
 
     /// What a fresh read (no memory) gives: digest, records, personas.
     fn fresh(config: &Config) -> (String, Vec<AgentRecord>, BTreeMap<String, String>) {
-        let (store, personas) = crate::snapshot::read_stores(config).expect("stores read");
+        let (store, personas) = crate::engine::snapshot::read_stores(config).expect("stores read");
         let records = store.records.into_iter().map(|r| r.record).collect();
         (store.digest, records, personas)
     }
@@ -518,8 +518,9 @@ mod tests {
     /// had to prepare it anew), checked against a fresh preparation.
     fn prepared(memory: &mut TickMemory, config: &Config, anew: &mut usize) -> String {
         let records = memory.read_stores(config).expect("stores read").records;
-        let key = crate::snapshot::read_auth_key(config).expect("key");
-        let prepare = || crate::snapshot::prepare_read(config, &records, &records, key.as_ref());
+        let key = crate::engine::snapshot::read_auth_key(config).expect("key");
+        let prepare =
+            || crate::engine::snapshot::prepare_read(config, &records, &records, key.as_ref());
         let prep = memory.read_prep(&config.relay.rewrite, key.as_ref(), || {
             *anew += 1;
             prepare()
@@ -631,7 +632,7 @@ mod tests {
         let store = dir.path().join("managed-agents.json");
         std::fs::write(&store, "[{\"pubkey\": ").unwrap();
         let with_memory = memory.read_stores(&config).unwrap_err().to_string();
-        let without = crate::snapshot::read_stores(&config)
+        let without = crate::engine::snapshot::read_stores(&config)
             .unwrap_err()
             .to_string();
         assert_eq!(with_memory, without);
@@ -699,7 +700,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_daemon_tick_over_an_unchanged_store_makes_the_plan_of_a_fresh_parse() {
-        let (_relay, _dir, config) = crate::demo::example_world().await;
+        let (_relay, _dir, config) = crate::cli::demo::example_world().await;
         let stop = Stop::default();
 
         let mut memory = TickMemory::default();
@@ -741,7 +742,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_tick_that_applies_lends_its_parse_to_apply_and_takes_it_back() {
-        let (_relay, _dir, mut config) = crate::demo::example_world().await;
+        let (_relay, _dir, mut config) = crate::cli::demo::example_world().await;
         config.schedule.mode = crate::config::ScheduleMode::Apply;
         let stop = Stop::default();
         let mut memory = TickMemory::default();
@@ -782,7 +783,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_agent_unchanged_last_tick_is_decided_again_when_its_profile_the_personas_or_the_policy_changed(
     ) {
-        let (relay, dir, mut config) = crate::demo::example_world().await;
+        let (relay, dir, mut config) = crate::cli::demo::example_world().await;
         let stop = Stop::default();
         let mut memory = TickMemory::default();
         let reused = |memory: &TickMemory| memory.parse_counts().decisions_reused;
@@ -816,7 +817,7 @@ mod tests {
 
         // One of them gets a newer profile with another name: it alone is
         // decided again, and now needs a republish.
-        let (store, _) = crate::snapshot::read_stores(&config).expect("stores");
+        let (store, _) = crate::engine::snapshot::read_stores(&config).expect("stores");
         let record = store
             .records
             .iter()
@@ -833,7 +834,7 @@ mod tests {
         .sign_with_keys(&keys)
         .expect("signed");
         let url = relay.url().await.to_string();
-        crate::demo::seed_relay(&url, &[renamed])
+        crate::cli::demo::seed_relay(&url, &[renamed])
             .await
             .expect("published");
         let before = reused(&memory);

@@ -10,7 +10,7 @@
 //! The sessions already make every protocol decision, so this module only
 //! moves frames: the nostr crate parses and checks messages, and
 //! tokio-tungstenite (the websocket nostr-sdk itself uses, opened by
-//! [`crate::tls::Tls`]) carries them.
+//! [`crate::net::tls::Tls`]) carries them.
 //!
 //! Incoming text frames are parsed and checked in chunks on rayon's pool (one
 //! thread per core, shared by every connection of the process), and handed
@@ -22,7 +22,7 @@
 //! [`MAX_CHUNKS_IN_FLIGHT`] chunks, of at most [`MAX_BYTES_IN_FLIGHT`] of
 //! text in all, are being checked per connection; past that the socket is
 //! not read, and TCP slows the relay down. With each message at most
-//! `crate::tls::MAX_MESSAGE_BYTES`, that bounds what a relay can make one
+//! `crate::net::tls::MAX_MESSAGE_BYTES`, that bounds what a relay can make one
 //! connection hold.
 //!
 //! What it must not do: decide anything (that is the sessions' job), or log
@@ -38,9 +38,9 @@ use nostr::{JsonUtil, RelayMessage};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::net::tls::{Socket, Tls};
+use crate::net::verified::Checker;
 use crate::protocol::{AcceptedEvents, Input, Session};
-use crate::tls::{Socket, Tls};
-use crate::verified::Checker;
 
 /// The most frames parsed and checked as one piece of work.
 const FRAMES_PER_CHUNK: usize = 64;
@@ -623,7 +623,7 @@ mod tests {
             None,
         );
         let accepted = session.accepted_events().expect("a read takes kind:0s");
-        let memory = crate::verified::VerifiedEvents::new();
+        let memory = crate::net::verified::VerifiedEvents::new();
         let checker = Checker::with_memory(memory.clone());
         let frame = |subscription: &str, keys: &Keys, kind: Kind| {
             let event = EventBuilder::new(kind, "{}")

@@ -55,7 +55,7 @@ pub struct ApplyLock {
 /// The lock file's path for a store: `<store file>.reprofile.lock`, next to
 /// the store's real file.
 pub fn lock_path(store_target: &Path) -> PathBuf {
-    crate::store::beside_store(store_target, ".reprofile.lock")
+    crate::store::agents::beside_store(store_target, ".reprofile.lock")
 }
 
 /// This machine's host name (Linux), or `unknown`.

@@ -208,8 +208,8 @@ pub struct Checker {
     observer: Option<Arc<dyn ReadObserver>>,
 }
 
-/// Shown what a read over [`crate::wire`] learns as it goes (a snapshot
-/// derives rule A5's keys there, see `crate::snapshot`). It learns nothing
+/// Shown what a read over [`crate::net::wire`] learns as it goes (a snapshot
+/// derives rule A5's keys there, see `crate::engine::snapshot`). It learns nothing
 /// a session would not, and decides nothing: the session still decides
 /// which event is an author's newest, and whether its read was complete.
 pub trait ReadObserver: Send + Sync + std::fmt::Debug {

@@ -13,7 +13,7 @@
 //! therefore incomplete, which makes `plan` exit 1; the demo says so in a
 //! note and exits 0, since that relay is dead by design. Any other relay it
 //! cannot read (the embedded one) is an error. The steps go through
-//! [`crate::orchestrate`], as the commands do.
+//! [`crate::engine::orchestrate`], as the commands do.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,14 +24,14 @@ use nostr::{Event, JsonUtil};
 use nostr_relay_builder::prelude::{LocalRelay, RateLimit, RelayBuilder};
 use nostr_sdk::Client;
 
-use crate::apply::ApplyOptions;
 use crate::config;
-use crate::orchestrate::{apply_plan, make_plan, Planned};
-use crate::render::{self, Style};
+use crate::engine::apply::ApplyOptions;
+use crate::engine::orchestrate::{apply_plan, make_plan, Planned};
+use crate::review::render::{self, Style};
 
-const STORE: &str = include_str!("../examples/basic/managed-agents.json");
-const PERSONAS: &str = include_str!("../examples/basic/personas.json");
-const SEED: &str = include_str!("../examples/basic/relay-seed.jsonl");
+const STORE: &str = include_str!("../../examples/basic/managed-agents.json");
+const PERSONAS: &str = include_str!("../../examples/basic/personas.json");
+const SEED: &str = include_str!("../../examples/basic/relay-seed.jsonl");
 /// The relay URL the example store's records name for the live relay.
 const EXAMPLE_RELAY: &str = "ws://127.0.0.1:7777";
 /// The relay the example store names for an agent whose relay is down, on

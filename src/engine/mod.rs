@@ -1,0 +1,15 @@
+//! The engine: gathers the world into a snapshot ([`snapshot`]), carries a
+//! plan out ([`apply`]), keeps the daemon's memory between ticks
+//! ([`tick_memory`]), and runs the steps in order, once or on a schedule
+//! ([`orchestrate`], [`schedule`]).
+//!
+//! It wires the edges to the core and owns no rule: any `if` about what
+//! *should* happen belongs in `core`. It may import `core`, `protocol`,
+//! `net`, `store` and `config`; the faces (`cli`, `review`, `service`) call
+//! it, not the other way round.
+
+pub mod apply;
+pub mod orchestrate;
+pub(crate) mod schedule;
+pub mod snapshot;
+pub(crate) mod tick_memory;

@@ -1,0 +1,15 @@
+//! The local state on disk and in the OS: the agent store the Buzz app keeps
+//! ([`agents`]), the keyring entry with the agents' keys ([`keystore`]), where
+//! those live ([`discover`]), the one atomic way to change the store
+//! ([`write`]), the lock beside it ([`lock`]) and the journal of what apply
+//! did ([`journal`]).
+//!
+//! It reads and writes files and the keyring, and decides nothing about
+//! profiles. It may import `core` only: no relay, no engine, no face.
+
+pub mod agents;
+pub mod discover;
+pub mod journal;
+pub mod keystore;
+pub mod lock;
+pub(crate) mod write;
