@@ -1058,7 +1058,7 @@ fn validate(args: &ConfigArgs) -> anyhow::Result<Ending> {
             )?;
         }
     }
-    let store = snapshot::check_app_store(&config)
+    let store = crate::engine::read_prep::check_app_store(&config)
         .map_err(anyhow::Error::from)
         .and_then(|()| Ok(read_agent_store(&config.agents)?));
     let personas_there = config.personas_configured || config.personas.exists();

@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod orchestrate;
+pub mod read_prep;
 pub(crate) mod schedule;
 pub mod snapshot;
 pub(crate) mod tick_memory;

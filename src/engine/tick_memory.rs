@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 use crate::core::known_keys::{KeyHash, KnownKeys};
 use crate::core::model::{AgentRecord, Policy, RelayObservation, Snapshot};
-use crate::engine::snapshot::{check_app_store, ReadPrep, StoresRead};
+use crate::engine::read_prep::{check_app_store, ReadPrep, StoresRead};
 use crate::store::agents::{
     parse_agent_store, parse_personas, persona_store_from, read_bytes, read_in_pieces, sha256_hex,
     utf8_text, StoreError, AGENT_STORE, PERSONA_STORE,
@@ -133,7 +133,7 @@ struct RememberedPersonas {
 }
 
 impl TickMemory {
-    /// Reads the stores named in `config` as [`crate::engine::snapshot::read_stores`]
+    /// Reads the stores named in `config` as [`crate::engine::read_prep::read_stores`]
     /// does (same checks, same errors), parsing each only when its bytes
     /// changed since the last call.
     pub(crate) fn read_stores(&mut self, config: &Config) -> anyhow::Result<StoresRead> {
@@ -460,7 +460,7 @@ mod tests {
 
     /// What a fresh read (no memory) gives: digest, records, personas.
     fn fresh(config: &Config) -> (String, Vec<AgentRecord>, BTreeMap<String, String>) {
-        let (store, personas) = crate::engine::snapshot::read_stores(config).expect("stores read");
+        let (store, personas) = crate::engine::read_prep::read_stores(config).expect("stores read");
         let records = store.records.into_iter().map(|r| r.record).collect();
         (store.digest, records, personas)
     }
@@ -518,9 +518,9 @@ mod tests {
     /// had to prepare it anew), checked against a fresh preparation.
     fn prepared(memory: &mut TickMemory, config: &Config, anew: &mut usize) -> String {
         let records = memory.read_stores(config).expect("stores read").records;
-        let key = crate::engine::snapshot::read_auth_key(config).expect("key");
+        let key = crate::engine::read_prep::read_auth_key(config).expect("key");
         let prepare =
-            || crate::engine::snapshot::prepare_read(config, &records, &records, key.as_ref());
+            || crate::engine::read_prep::prepare_read(config, &records, &records, key.as_ref());
         let prep = memory.read_prep(&config.relay.rewrite, key.as_ref(), || {
             *anew += 1;
             prepare()
@@ -632,7 +632,7 @@ mod tests {
         let store = dir.path().join("managed-agents.json");
         std::fs::write(&store, "[{\"pubkey\": ").unwrap();
         let with_memory = memory.read_stores(&config).unwrap_err().to_string();
-        let without = crate::engine::snapshot::read_stores(&config)
+        let without = crate::engine::read_prep::read_stores(&config)
             .unwrap_err()
             .to_string();
         assert_eq!(with_memory, without);
@@ -817,7 +817,7 @@ mod tests {
 
         // One of them gets a newer profile with another name: it alone is
         // decided again, and now needs a republish.
-        let (store, _) = crate::engine::snapshot::read_stores(&config).expect("stores");
+        let (store, _) = crate::engine::read_prep::read_stores(&config).expect("stores");
         let record = store
             .records
             .iter()

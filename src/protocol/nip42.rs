@@ -24,7 +24,7 @@
 //! - The AUTH event is kind 22242 with the relay's newest challenge, a `relay`
 //!   tag naming the relay **connected to** (after `[relay.rewrite]`: today's
 //!   Buzz relay checks it against the `Host` it sees, see
-//!   `crate::engine::snapshot::sign_in_identities`), `created_at` = now, and the
+//!   `crate::engine::read_prep::sign_in_identities`), `created_at` = now, and the
 //!   identity's NIP-OA tag when it has one (exactly one `auth` tag: Buzz
 //!   admits an agent by it).
 //! - Without an identity, a challenge is ignored: relays that never demand

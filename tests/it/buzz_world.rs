@@ -97,7 +97,7 @@ async fn relay_state(
 ) -> BTreeMap<String, RelayObservation> {
     let config = world.config();
     let store = reprofile::store::agents::read_agent_store(&config.agents).unwrap();
-    let identities = reprofile::engine::snapshot::sign_in_identities(
+    let identities = reprofile::engine::read_prep::sign_in_identities(
         &config,
         store.records.iter().map(|r| &r.record),
         None,

@@ -89,7 +89,7 @@ fn the_store_is_found_under_a_fake_home_for_each_os_layout() {
         let config = config::defaults(home.path(), &environment).unwrap();
         assert_eq!(config.agents, store, "{os:?}");
         assert!(matches!(config.store_origin, StoreOrigin::App(_)), "{os:?}");
-        let (read, personas) = reprofile::engine::snapshot::read_stores(&config).unwrap();
+        let (read, personas) = reprofile::engine::read_prep::read_stores(&config).unwrap();
         assert_eq!(
             read.records.len(),
             6,
