@@ -8,32 +8,39 @@
 //! on stderr: `error: ...` (one line that says what is wrong and what to do),
 //! one line per relay an incomplete snapshot could not read.
 //!
+//! This module holds clap's types, [`main`], the dispatch and [`conclude`];
+//! each command's body is a module of its own (`plan`, `apply`, `migrate`,
+//! `run`, `schedule`, `show`, `validate`), as ripgrep and uv split theirs.
+//!
 //! A face: it may import any folder of the crate; nothing imports it but
 //! `main`. Beside it, the built-in demo ([`demo`]) and the progress bars on a
 //! terminal ([`progress`]).
 
+mod apply;
 pub(crate) mod demo;
+mod migrate;
+mod plan;
 pub(crate) mod progress;
+mod run;
+mod schedule;
+mod show;
+mod stop;
+mod validate;
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Config, Environment, StoreOrigin};
-use crate::core::model::PlanMode;
 use crate::core::plan::{Plan, SkipReason};
-use crate::core::rules;
-use crate::engine::apply::{self, ApplyOptions};
-use crate::engine::orchestrate::{
-    apply_plan, make_plan, make_plan_to_apply, now_secs, one_line, TickReport,
-};
+use crate::engine::orchestrate::one_line;
 use crate::engine::snapshot;
-use crate::review::planfile::{self, PlanDocument};
-use crate::review::render::{self, Style};
+use crate::review::render::Style;
 use crate::store::discover::AppProfile;
+use stop::Stopping;
 
 /// Keeps the Nostr kind:0 profiles of managed AI agents correct.
 ///
@@ -530,65 +537,6 @@ fn init_logging(cli: &Cli) {
     };
 }
 
-/// The stop handling of a one-shot command that changes things (`apply`,
-/// `migrate`, `run --once`), as the daemon's: SIGTERM or SIGINT sets the
-/// stop flag, the apply stops between actions, finishes its journal and
-/// ends; past `[schedule] shutdown_grace_secs` the command ends anyway.
-/// Without it, as a container's PID 1, such a command would ignore SIGTERM
-/// (PID 1 gets no default action) and run on until SIGKILL.
-struct Stopping {
-    stop: crate::engine::orchestrate::Stop,
-    signal: std::sync::Mutex<Option<tokio::task::JoinHandle<&'static str>>>,
-    grace: std::time::Duration,
-}
-
-impl Stopping {
-    /// Listens for the signals on `rt`.
-    fn listen(rt: &tokio::runtime::Runtime, config: &Config) -> anyhow::Result<Self> {
-        let stop = crate::engine::orchestrate::Stop::default();
-        let _entered = rt.enter();
-        let signal = stop.on_signals()?;
-        Ok(Self {
-            stop,
-            signal: std::sync::Mutex::new(Some(signal)),
-            grace: config.schedule.shutdown_grace,
-        })
-    }
-
-    /// The flag the apply reads between actions.
-    fn flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
-        self.stop.flag()
-    }
-
-    /// Runs `work`; after a signal, waits for it at most the grace, and the
-    /// ending names the signal (its exit code).
-    async fn within_grace(
-        &self,
-        work: impl std::future::Future<Output = anyhow::Result<Ending>>,
-    ) -> anyhow::Result<Ending> {
-        tokio::pin!(work);
-        let Some(mut signal) = self.signal.lock().unwrap_or_else(|e| e.into_inner()).take() else {
-            return work.await;
-        };
-        tokio::select! {
-            result = &mut work => result,
-            name = &mut signal => {
-                let name = name.unwrap_or("SIGTERM");
-                match tokio::time::timeout(self.grace, &mut work).await {
-                    Ok(result) => result.map(|ending| Ending {
-                        signal: Some(name),
-                        ..ending
-                    }),
-                    Err(_) => anyhow::bail!(
-                        "stopped by {name}: not finished within the grace of {} ([schedule] shutdown_grace_secs); what was done is journaled, and the same command finishes the rest",
-                        crate::protocol::human_duration(self.grace)
-                    ),
-                }
-            }
-        }
-    }
-}
-
 /// Refuses at once, before anything is planned or printed, when another
 /// run holds the store's apply lock (apply takes it again when it begins:
 /// this only spares a second run printing a whole plan to then refuse).
@@ -768,163 +716,19 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
             summary,
             full,
             html,
-        } => {
-            let config = load_config(&args)?;
-            let only = agents
-                .iter()
-                .map(|a| parse_agent_arg(a))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let planned = runtime()?.block_on(make_plan(&config, &only, out.as_deref()))?;
-            tell_store(&config, args.quiet);
-            if let Some(html) = &html {
-                crate::review::html::save(&planned.doc, html)
-                    .with_context(|| format!("cannot write the HTML review {}", html.display()))?;
-            }
-            let mut stdout = stdout();
-            let large = planned.doc.plan.actions.len() > render::LARGE_PLAN_ACTIONS;
-            if summary || (large && !full) {
-                stdout
-                    .write_all(render::render_summary(&planned.doc, stdout_style()).as_bytes())?;
-                writeln!(
-                    stdout,
-                    "The full rendering{} is in {} (`reprofile show` prints it{}).",
-                    if summary { "" } else { " of this large plan" },
-                    planned.path.with_extension("txt").display(),
-                    if summary {
-                        ""
-                    } else {
-                        "; `plan --full` prints it here"
-                    },
-                )?;
-            } else {
-                stdout.write_all(render::render(&planned.doc, stdout_style()).as_bytes())?;
-            }
-            writeln!(stdout, "Saved the plan to {}", planned.path.display())?;
-            if let Some(html) = &html {
-                writeln!(stdout, "Saved the HTML review to {}", html.display())?;
-            }
-            stdout.flush()?;
-            Ok(Ending {
-                changes: detailed_exitcode && !planned.doc.plan.is_empty(),
-                unread: Unread::of_plan(&planned.doc.plan, &planned.read_errors),
-                ..Ending::default()
-            })
-        }
+        } => plan::run(&args, out, detailed_exitcode, agents, summary, full, html),
         Command::Apply {
             plan,
             auto_approve,
             force,
-        } => {
-            let config = load_config(&args)?;
-            require_approval_channel(auto_approve)?;
-            check_lock_free(&config)?;
-            let rt = runtime()?;
-            let stop = Stopping::listen(&rt, &config)?;
-            rt.block_on(stop.within_grace(async {
-                let (doc, path, fresh, mut opts) = match plan {
-                    Some(path) => (planfile::read(&path)?, path, None, ApplyOptions::default()),
-                    None => {
-                        let (planned, opts) = make_plan_to_apply(&config).await?;
-                        (planned.doc, planned.path, Some(planned.read_errors), opts)
-                    }
-                };
-                opts.stop = Some(stop.flag());
-                approve_and_apply(
-                    &config,
-                    &doc,
-                    &path,
-                    fresh.as_ref(),
-                    Approval {
-                        auto_approve,
-                        force,
-                    },
-                    opts,
-                )
-                .await
-            }))
-        }
+        } => apply::run(&args, plan, auto_approve, force),
         Command::Migrate {
             dry_run,
             auto_approve,
-        } => {
-            let mut config = load_config(&args)?;
-            if !dry_run {
-                require_approval_channel(auto_approve)?;
-            }
-            config.policy.mode = PlanMode::BackfillOnly;
-            if !dry_run {
-                check_lock_free(&config)?;
-            }
-            let rt = runtime()?;
-            let stop = Stopping::listen(&rt, &config)?;
-            rt.block_on(stop.within_grace(async {
-                let (planned, mut opts) = if dry_run {
-                    let planned = make_plan(&config, &[], None).await?;
-                    (planned, ApplyOptions::default())
-                } else {
-                    make_plan_to_apply(&config).await?
-                };
-                if dry_run {
-                    let mut stdout = stdout();
-                    stdout.write_all(render::render(&planned.doc, stdout_style()).as_bytes())?;
-                    writeln!(
-                        stdout,
-                        "Saved the migration plan to {}",
-                        planned.path.display()
-                    )?;
-                    writeln!(stdout, "Dry run: nothing was changed.")?;
-                    return Ok(Ending {
-                        unread: Unread::of_plan(&planned.doc.plan, &planned.read_errors),
-                        ..Ending::default()
-                    });
-                }
-                opts.stop = Some(stop.flag());
-                approve_and_apply(
-                    &config,
-                    &planned.doc,
-                    &planned.path,
-                    Some(&planned.read_errors),
-                    Approval {
-                        auto_approve,
-                        force: false,
-                    },
-                    opts,
-                )
-                .await
-            }))
-        }
-        Command::Run { once } => {
-            let config = load_config(&args)?;
-            let rt = runtime()?;
-            if once {
-                let stop = Stopping::listen(&rt, &config)?;
-                let stop_flag = stop.stop.clone();
-                rt.block_on(stop.within_grace(async {
-                    tick_ending(crate::engine::schedule::run_once(&config, &stop_flag).await)
-                }))
-            } else {
-                rt.block_on(crate::engine::schedule::run_daemon(config))?;
-                Ok(Ending::default())
-            }
-        }
-        Command::Schedule { action, os } => {
-            use crate::service::{host, ServiceOs};
-            let os = os
-                .as_deref()
-                .and_then(ServiceOs::parse)
-                .unwrap_or_else(ServiceOs::current);
-            let mut stdout = stdout();
-            match action {
-                ScheduleAction::Install { dry_run } => {
-                    host::install(&load_config(&args)?, os, dry_run, &mut stdout)?
-                }
-                ScheduleAction::Uninstall { dry_run } => host::uninstall(os, dry_run, &mut stdout)?,
-                ScheduleAction::Status => host::status(&load_config(&args)?, os, &mut stdout)?,
-            }
-            stdout.flush()?;
-            Ok(Ending::default())
-        }
-        Command::Validate => validate(&args),
+        } => migrate::run(&args, dry_run, auto_approve),
+        Command::Run { once } => run::run(&args, once),
+        Command::Schedule { action, os } => schedule::run(&args, action, os),
+        Command::Validate => validate::run(&args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "reprofile", &mut stdout());
@@ -940,401 +744,8 @@ fn run(cli: Cli) -> anyhow::Result<Ending> {
             summary,
             html,
             format,
-        } => {
-            let plan = match plan {
-                Some(plan) => plan,
-                None => {
-                    let newest = planfile::newest(&load_config(&args)?.plans_dir)?;
-                    if !args.quiet {
-                        say(&format!("plan: {}", newest.display()));
-                    }
-                    newest
-                }
-            };
-            let doc = planfile::read(&plan)?;
-            let format = match (json, html) {
-                (true, _) => ShowFormat::Json,
-                (_, true) => ShowFormat::Html,
-                _ => format.unwrap_or(ShowFormat::Text),
-            };
-            let mut stdout = stdout();
-            match format {
-                ShowFormat::Json => stdout.write_all(planfile::to_json(&doc).as_bytes())?,
-                ShowFormat::Html => crate::review::html::write(&doc, &mut stdout)?,
-                ShowFormat::Markdown => crate::review::markdown::write(&doc, &mut stdout)?,
-                ShowFormat::Text if summary => {
-                    stdout.write_all(render::render_summary(&doc, stdout_style()).as_bytes())?
-                }
-                ShowFormat::Text => {
-                    stdout.write_all(render::render(&doc, stdout_style()).as_bytes())?
-                }
-            }
-            stdout.flush()?;
-            Ok(Ending::default())
-        }
+        } => show::run(&args, plan, json, summary, html, format),
     }
-}
-
-/// `run --once`: a failed tick is its error; otherwise problems when an
-/// action failed, was stale or was left undone, and the unread relays.
-fn tick_ending(mut report: TickReport) -> anyhow::Result<Ending> {
-    if let Some(error) = report.error.take() {
-        return Err(error);
-    }
-    // The plan beside its journal: `<plan>.journal.jsonl` of `<plan>.json`.
-    let errors = report.apply.as_ref().map_or_else(Vec::new, |apply| {
-        let journal = apply.journal.to_string_lossy();
-        let plan = PathBuf::from(format!(
-            "{}.json",
-            journal.trim_end_matches(".journal.jsonl")
-        ));
-        apply_errors(apply, &plan)
-    });
-    Ok(Ending {
-        errors,
-        problems: report.apply.as_ref().is_some_and(|a| !a.succeeded()),
-        unread: report
-            .plan
-            .as_ref()
-            .map(|d| Unread::of_plan(&d.plan, &report.read_errors))
-            .unwrap_or_default(),
-        ..Ending::default()
-    })
-}
-
-/// `validate`: every problem of config and stores, without the network.
-fn validate(args: &ConfigArgs) -> anyhow::Result<Ending> {
-    use crate::core::validate::{validate_records, Severity};
-    use crate::store::agents::{read_agent_store, read_persona_store};
-    let mut out = stdout();
-    let config = match load_config(args) {
-        Ok(config) => config,
-        Err(err) => {
-            writeln!(out, "error: {}", one_line(&err))?;
-            writeln!(
-                out,
-                "The config has a problem; the stores were not checked."
-            )?;
-            return Ok(Ending {
-                problems: true,
-                ..Ending::default()
-            });
-        }
-    };
-    match &config.source {
-        Some(path) => writeln!(out, "ok: config {}", path.display())?,
-        None => writeln!(
-            out,
-            "ok: no config file ({DEFAULT_CONFIG} not found): built-in defaults"
-        )?,
-    }
-    tell_store(&config, args.quiet);
-    writeln!(out, "ok: plans folder {}", config.plans_dir.display())?;
-    let mut errors = 0usize;
-    let mut warnings = 0usize;
-    if let Some(metrics) = &config.schedule.metrics_file {
-        let folder = metrics.parent().unwrap_or(Path::new("."));
-        // The nearest folder that exists: the one run would create the rest in.
-        let existing = folder.ancestors().find(|a| a.is_dir());
-        let writable = existing
-            .is_some_and(|a| std::fs::metadata(a).is_ok_and(|m| !m.permissions().readonly()));
-        if folder.as_os_str().is_empty() || folder.is_dir() {
-            writeln!(out, "ok: metrics file {}", metrics.display())?;
-        } else if writable {
-            warnings += 1;
-            writeln!(
-                out,
-                "warning: [schedule] metrics_file {}: its folder {} does not exist yet; run and run --once create it at start",
-                metrics.display(),
-                folder.display()
-            )?;
-        } else {
-            errors += 1;
-            writeln!(
-                out,
-                "error: [schedule] metrics_file {}: its folder {} does not exist and cannot be created; create it, or point metrics_file elsewhere",
-                metrics.display(),
-                folder.display()
-            )?;
-        }
-    }
-    let store = crate::engine::read_prep::check_app_store(&config)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| Ok(read_agent_store(&config.agents)?));
-    let personas_there = config.personas_configured || config.personas.exists();
-    let definitions = store.as_ref().map_or(0, |s| s.definitions.len());
-    let personas = match &store {
-        Ok(store) => read_persona_store(&config.personas, config.personas_configured, store),
-        // No agent store: a persona store is worth a line only when it is
-        // set or there (the store's own error says what is wrong).
-        Err(_) if !personas_there => Ok(Default::default()),
-        Err(_) => crate::store::agents::read_personas(&config.personas),
-    };
-    let personas = match personas {
-        Ok(personas) if !personas_there && definitions > 0 => {
-            writeln!(
-                out,
-                "ok: personas from the agent store's {definitions} definition record{} (no persona store at {}; none is needed)",
-                if definitions == 1 { "" } else { "s" },
-                config.personas.display()
-            )?;
-            Some(personas)
-        }
-        Ok(personas) if !personas_there => {
-            writeln!(
-                out,
-                "ok: no persona store at {} (no record names a persona)",
-                config.personas.display()
-            )?;
-            Some(personas)
-        }
-        Ok(personas) => {
-            writeln!(
-                out,
-                "ok: persona store {} ({} persona{})",
-                config.personas.display(),
-                personas.len(),
-                if personas.len() == 1 { "" } else { "s" }
-            )?;
-            Some(personas)
-        }
-        Err(err) => {
-            errors += 1;
-            writeln!(out, "error: {err}")?;
-            None
-        }
-    };
-    match store {
-        Err(err) => {
-            errors += 1;
-            writeln!(out, "error: {}", one_line(&err))?;
-        }
-        Ok(store) => {
-            writeln!(
-                out,
-                "ok: agent store {} ({} agent record{}{})",
-                store.path.display(),
-                store.records.len(),
-                if store.records.len() == 1 { "" } else { "s" },
-                match store.definitions.len() {
-                    0 => String::new(),
-                    1 => ", 1 definition".to_string(),
-                    n => format!(", {n} definitions"),
-                }
-            )?;
-            let mut records: Vec<_> = store.records.iter().map(|r| r.record.clone()).collect();
-            config
-                .keys
-                .attach(&mut records, crate::core::model::PlanMode::Full);
-            writeln!(out, "{}", key_line(&config.keys, &records))?;
-            let agent_owned = records
-                .iter()
-                .filter(|r| {
-                    config.policy.owner_of(&r.pubkey) == crate::core::model::ProfileOwner::Agent
-                })
-                .count();
-            writeln!(
-                out,
-                "ok: profile owners: record {}, agent {agent_owned} ([profile] owner = \"{}\"{})",
-                records.len() - agent_owned,
-                config.policy.owner.as_str(),
-                match config.policy.owners.len() {
-                    0 => String::new(),
-                    n => format!(", {n} in [profile.agents]"),
-                }
-            )?;
-            if !config.communities.is_empty() {
-                writeln!(
-                    out,
-                    "ok: [buzz] communities: {} (each agent is reconciled on each; records' relay_url is not used)",
-                    config.communities.join(", ")
-                )?;
-            }
-            // Each record once: on the first community, when there are any
-            // (a record's problems are the same on each).
-            let first_community = &config.communities[..config.communities.len().min(1)];
-            let records = crate::core::model::on_communities(records, first_community);
-            let personas = personas.clone().unwrap_or_default();
-            for finding in validate_records(&records, &personas, &config.policy, now_secs()) {
-                let label = match finding.severity {
-                    Severity::Error => {
-                        errors += 1;
-                        "error"
-                    }
-                    Severity::Warning => {
-                        warnings += 1;
-                        "warning"
-                    }
-                };
-                writeln!(out, "{label}: {}: {}", finding.subject, finding.message)?;
-            }
-        }
-    }
-    writeln!(
-        out,
-        "{} error{}, {} warning{}.",
-        errors,
-        if errors == 1 { "" } else { "s" },
-        warnings,
-        if warnings == 1 { "" } else { "s" }
-    )?;
-    Ok(Ending {
-        problems: errors > 0,
-        ..Ending::default()
-    })
-}
-
-/// `validate`'s line on where the agents' keys were found.
-fn key_line(
-    keys: &crate::store::keystore::KeySource,
-    records: &[crate::core::model::AgentRecord],
-) -> String {
-    use crate::core::keys::KeyringRead;
-    let counts = crate::core::keys::count_origins(records);
-    let keyring = match (keys.entry_name(), keys.last_read()) {
-        (None, _) => " (the keyring is off: [buzz] keyring = false)".to_string(),
-        (Some(_), None | Some(KeyringRead::NotRead)) => {
-            " (every record keeps its key inline: the keyring was not read)".to_string()
-        }
-        (Some(entry), Some(KeyringRead::Read { .. })) => format!(" (keyring entry {entry})"),
-        (Some(_), Some(KeyringRead::Unreadable { entry, error })) => {
-            format!(" (the keyring entry {entry} could not be read: {error})")
-        }
-    };
-    format!(
-        "keys: keyring {}, inline {}, missing {}{keyring}",
-        counts.keyring, counts.inline, counts.missing
-    )
-}
-
-/// Refuses up front, before anything is planned or written, when approval
-/// would be needed and there is no terminal to ask on.
-fn require_approval_channel(auto_approve: bool) -> anyhow::Result<()> {
-    if !auto_approve && !std::io::stdin().is_terminal() {
-        anyhow::bail!(
-            "refusing to apply without --auto-approve: there is no terminal to ask for approval on (a batch job never waits on a prompt)"
-        );
-    }
-    Ok(())
-}
-
-/// How an apply is approved (`apply`, `migrate`).
-#[derive(Debug, Clone, Copy)]
-struct Approval {
-    /// Apply without asking.
-    auto_approve: bool,
-    /// Apply even above the safety threshold.
-    force: bool,
-}
-
-/// Shows the plan, asks for approval unless `auto_approve`, applies it and
-/// prints the report. `fresh` is `Some` (why each unread relay was not read)
-/// for a plan this run just made and wrote, `None` for a saved plan, whose
-/// incompleteness is repeated as warnings. Problems when an action failed or
-/// was stale, or the apply was cancelled.
-async fn approve_and_apply(
-    config: &Config,
-    doc: &PlanDocument,
-    path: &Path,
-    fresh: Option<&std::collections::BTreeMap<String, String>>,
-    approval: Approval,
-    opts: ApplyOptions,
-) -> anyhow::Result<Ending> {
-    let Approval {
-        auto_approve,
-        force,
-    } = approval;
-    let mut ending = match fresh {
-        Some(read_errors) => Ending {
-            unread: Unread::of_plan(&doc.plan, read_errors),
-            ..Ending::default()
-        },
-        None => Ending {
-            warnings: Unread::of_plan(&doc.plan, &Default::default())
-                .iter()
-                .map(Unread::warning_line)
-                .collect(),
-            ..Ending::default()
-        },
-    };
-    let style = stdout_style();
-    let mut stdout = stdout();
-    stdout.write_all(render::render(doc, style).as_bytes())?;
-    if fresh.is_some() {
-        writeln!(stdout, "Saved the plan to {}", path.display())?;
-    }
-    if doc.plan.is_empty() {
-        return Ok(ending);
-    }
-    apply::check_plan(config, doc, force, opts.planned_records.as_ref())?;
-    if !auto_approve {
-        require_approval_channel(auto_approve)?;
-        write!(
-            stdout,
-            "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
-        )?;
-        stdout.flush()?;
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if answer.trim() != "yes" {
-            writeln!(stdout, "\nApply cancelled: nothing was changed.")?;
-            ending.problems = true;
-            return Ok(ending);
-        }
-    }
-    writeln!(stdout)?;
-    let report = apply_plan(config, doc, path, &ApplyOptions { force, ..opts }).await?;
-    stdout.write_all(render::render_report(&report, style).as_bytes())?;
-    stdout.flush()?;
-    ending.problems = !report.succeeded();
-    ending.errors.extend(apply_errors(&report, path));
-    Ok(ending)
-}
-
-/// What an apply that did not succeed says on stderr, once: what failed
-/// and how to go on.
-fn apply_errors(report: &crate::engine::apply::ApplyReport, plan: &Path) -> Vec<String> {
-    use crate::core::apply::Outcome;
-    let mut errors = Vec::new();
-    let (failed, stale) = (report.count(Outcome::Failed), report.count(Outcome::Stale));
-    if failed > 0 {
-        errors.push(format!(
-            "{failed} action{} failed (reasons above and in the journal {}); `reprofile apply {}` tries them again once the cause is fixed",
-            if failed == 1 { "" } else { "s" },
-            report.journal.display(),
-            plan.display()
-        ));
-    }
-    if stale > 0 {
-        errors.push(format!(
-            "{stale} action{} stale: the store or a relay changed since the plan was made; make a new plan (`reprofile plan`) and review it",
-            if stale == 1 { " is" } else { "s are" }
-        ));
-    }
-    if report.not_begun > 0 {
-        errors.push(format!(
-            "stopped with {} action{} not begun; `reprofile apply {}` finishes them (what was done reports already_applied)",
-            report.not_begun,
-            if report.not_begun == 1 { "" } else { "s" },
-            plan.display()
-        ));
-    }
-    errors
-}
-
-/// Accepts a pubkey as 64 hex digits or as an npub.
-fn parse_agent_arg(text: &str) -> anyhow::Result<String> {
-    let text = text.trim();
-    if rules::is_pubkey_hex(text) {
-        return Ok(text.to_string());
-    }
-    nostr::PublicKey::parse(text)
-        .map(|pk| pk.to_hex())
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "--agent {text:?} is not a pubkey; give 64 lower-case hex digits or an npub"
-            )
-        })
 }
 
 #[cfg(test)]
