@@ -7,17 +7,22 @@
 //!
 //! It imports nothing outside `core`: every other folder may use it.
 
+pub mod agent_key;
 pub mod apply;
 pub mod avatar;
 pub mod content;
+pub mod display;
 pub mod json;
 pub mod keys;
 pub mod known_keys;
 pub mod model;
 pub mod nip_oa;
+pub mod parse;
 pub mod plan;
+pub mod profile_state;
 #[cfg(test)]
 mod properties;
+pub mod records;
 pub mod rules;
 pub mod sign_in;
 pub mod validate;

@@ -10,6 +10,8 @@ use super::*;
 use crate::core::avatar::CommandAvatars;
 use crate::core::known_keys::{KeyHash, KnownKeys};
 use crate::core::model::{AvatarField, ExistingEvent, SecretText};
+use crate::core::nip_oa;
+use crate::core::plan::AuthTagSource;
 
 const NOW: u64 = 1_800_000_000;
 const RELAY: &str = "ws://127.0.0.1:7777";
