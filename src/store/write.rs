@@ -66,6 +66,13 @@ use crate::core::model::AvatarField;
 use crate::core::rules::{InStore, PubkeyCopies};
 use crate::store::agents::{beside_store, parse_agent_store, AgentStore};
 
+#[cfg(any(test, feature = "test-hooks"))]
+mod fault;
+#[cfg(any(test, feature = "test-hooks"))]
+use fault::second_writers;
+#[cfg(any(test, feature = "test-hooks"))]
+pub use fault::InjectedFault;
+
 /// How often the read-edit-write cycle is retried when the store changes
 /// under it.
 const MAX_ATTEMPTS: usize = 5;
@@ -286,36 +293,6 @@ pub fn write_backup(
     }
 }
 
-/// Hooks for tests: a failure injected into the write path (only with the
-/// `test-hooks` feature, which only the tests turn on).
-#[cfg(any(test, feature = "test-hooks"))]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum InjectedFault {
-    /// No fault.
-    #[default]
-    None,
-    /// The temp file cannot be written (as on a full disk).
-    DiskFull,
-    /// The journal cannot be opened (as in a read-only plans folder).
-    JournalReadOnly,
-    /// Just after apply's backfill write, the desktop app rewrites the store
-    /// as it does when an agent starts or stops: the whole file, from what it
-    /// read before that write, to a temp file renamed over the store.
-    AppRewritesStoreAfterBackfill,
-    /// The second writer set with [`InjectedFault::set_second_writer`] writes
-    /// once the backup and the new file are written and synced, before the
-    /// store is checked (where the write used to spend its time between
-    /// check and rename).
-    SecondWriterAfterBackup,
-    /// The second writer writes immediately before the store is replaced,
-    /// after every check made before the replacement: before the exchange,
-    /// or before the rename where there is no exchange.
-    SecondWriterBeforeReplace,
-    /// The second writer writes immediately before the exchange and, when the
-    /// exchange is undone, immediately before each exchange that undoes it.
-    SecondWriterAroundExchange,
-}
-
 /// Where a store write is, for the second writer of the test hooks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Point {
@@ -325,51 +302,6 @@ enum Point {
     BeforeReplace,
     /// An exchange that undoes the replacement is about to happen.
     BeforeUndo,
-}
-
-/// What a second writer does.
-#[cfg(any(test, feature = "test-hooks"))]
-type SecondWriter = Box<dyn FnMut() + Send>;
-
-/// The second writers, by store (its resolved target).
-#[cfg(any(test, feature = "test-hooks"))]
-type SecondWriters = std::collections::BTreeMap<PathBuf, SecondWriter>;
-
-#[cfg(any(test, feature = "test-hooks"))]
-static SECOND_WRITERS: std::sync::Mutex<SecondWriters> =
-    std::sync::Mutex::new(std::collections::BTreeMap::new());
-
-#[cfg(any(test, feature = "test-hooks"))]
-fn second_writers() -> std::sync::MutexGuard<'static, SecondWriters> {
-    SECOND_WRITERS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-#[cfg(any(test, feature = "test-hooks"))]
-impl InjectedFault {
-    /// Sets the second writer of the store at `store` (a symlink is
-    /// followed) for the `SecondWriter…` faults: `write` runs on the writing
-    /// thread each time the write reaches the fault's point, and the write
-    /// goes on when it returns. It is meant to have another process write the
-    /// store, and to wait for it; it decides itself on which calls to do so.
-    pub fn set_second_writer(store: &Path, write: impl FnMut() + Send + 'static) {
-        let target = resolve_target(store).unwrap_or_else(|_| store.to_path_buf());
-        second_writers().insert(target, Box::new(write));
-    }
-
-    /// Whether the second writer writes at `point`.
-    fn writes_at(self, point: Point) -> bool {
-        matches!(
-            (self, point),
-            (Self::SecondWriterAfterBackup, Point::AfterBackup)
-                | (Self::SecondWriterBeforeReplace, Point::BeforeReplace)
-                | (
-                    Self::SecondWriterAroundExchange,
-                    Point::BeforeReplace | Point::BeforeUndo
-                )
-        )
-    }
 }
 
 /// The result of one store write.
