@@ -14,14 +14,29 @@
 //! [`deploy_files`] are the files shipped under `deploy/`, made by the same
 //! functions as what `schedule install` writes.
 //!
+//! Each format has a file of its own (`launchd`, `systemd`, `windows`,
+//! `cron`, `kubernetes`), re-exported here; what they share (the
+//! arguments of `run`, quoting, the layout) stays in this module.
+//!
 //! A face: it may import `core`, `config` and the plan files of `review`;
 //! nothing but the CLI imports it.
 
+mod cron;
 pub mod host;
+mod kubernetes;
+mod launchd;
 pub mod status;
+mod systemd;
+mod windows;
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+
+pub use cron::cron_d;
+pub use kubernetes::{kubernetes_cronjob, KubernetesJob};
+pub use launchd::launchd_plist;
+use systemd::systemd_word;
+pub use systemd::{systemd_system_unit, systemd_user_unit};
+pub use windows::{windows_task_xml, windows_word};
 
 /// The service's name everywhere: the systemd unit `reprofile.service`, the
 /// launchd label `reprofile`, the scheduled task `reprofile`.
@@ -160,22 +175,6 @@ fn run_arguments(config: String, json_logs: bool, once: bool) -> Vec<String> {
     args
 }
 
-/// A word of a systemd command line: `prefix` (a specifier such as `%h/`) is
-/// taken as it is, `rest` escaped.
-fn systemd_word(prefix: &str, rest: &str) -> String {
-    let escaped = rest.replace('%', "%%").replace('$', "$$");
-    let word = format!("{prefix}{escaped}");
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%$".contains(c));
-    if plain {
-        word
-    } else {
-        format!("\"{}\"", word.replace('\\', "\\\\").replace('"', "\\\""))
-    }
-}
-
 /// Text for XML character data (the files put no text in attributes).
 fn xml_escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -196,155 +195,6 @@ pub fn shell_word(word: &str) -> String {
     }
 }
 
-/// A word of a Windows command line (the rules `CommandLineToArgvW` and
-/// Rust's own `Command` follow), quoted when needed.
-pub fn windows_word(word: &str) -> String {
-    if !word.is_empty() && !word.contains([' ', '\t', '"']) {
-        return word.to_string();
-    }
-    windows_quoted(word)
-}
-
-/// A word of a Windows command line in quotes, as a path that may hold a
-/// space once `%USERPROFILE%` is expanded needs.
-fn windows_quoted(word: &str) -> String {
-    let mut out = String::from("\"");
-    let mut backslashes = 0;
-    for c in word.chars() {
-        match c {
-            '\\' => backslashes += 1,
-            '"' => {
-                out.push_str(&"\\".repeat(backslashes * 2 + 1));
-                out.push('"');
-                backslashes = 0;
-            }
-            _ => {
-                out.push_str(&"\\".repeat(backslashes));
-                out.push(c);
-                backslashes = 0;
-            }
-        }
-    }
-    out.push_str(&"\\".repeat(backslashes * 2));
-    out.push('"');
-    out
-}
-
-/// The launchd LaunchAgent (`~/Library/LaunchAgents/<id>.plist`): runs at
-/// load and is kept alive (started again whenever it exits), at background
-/// priority, its output appended to the log file.
-pub fn launchd_plist(service: &UserService) -> String {
-    let mut arguments = vec![service.executable.tilde()];
-    arguments.extend(run_arguments(service.config.tilde(), false, false));
-    let mut out = String::new();
-    out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    out.push_str("<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n");
-    out.push_str("<!-- reprofile's per-user service: `reprofile schedule install` writes it, `reprofile schedule uninstall` removes it. -->\n");
-    out.push_str("<plist version=\"1.0\">\n<dict>\n");
-    let _ = writeln!(
-        out,
-        "\t<key>Label</key>\n\t<string>{}</string>",
-        xml_escape(&service.id)
-    );
-    out.push_str("\t<key>ProgramArguments</key>\n\t<array>\n");
-    for argument in &arguments {
-        let _ = writeln!(out, "\t\t<string>{}</string>", xml_escape(argument));
-    }
-    out.push_str("\t</array>\n");
-    out.push_str("\t<key>RunAtLoad</key>\n\t<true/>\n");
-    out.push_str("\t<key>KeepAlive</key>\n\t<true/>\n");
-    out.push_str("\t<key>ProcessType</key>\n\t<string>Background</string>\n");
-    let _ = writeln!(
-        out,
-        "\t<key>ExitTimeOut</key>\n\t<integer>{}</integer>",
-        service.stop_timeout_secs
-    );
-    if let Some(log) = &service.log_file {
-        let log = xml_escape(&log.tilde());
-        for key in ["StandardOutPath", "StandardErrorPath"] {
-            let _ = writeln!(out, "\t<key>{key}</key>\n\t<string>{log}</string>");
-        }
-    }
-    out.push_str("</dict>\n</plist>\n");
-    out
-}
-
-/// The systemd user unit (`~/.config/systemd/user/<id>.service`): started
-/// with the user's session manager and restarted when it fails; its output
-/// goes to journald (`journalctl --user -u <id>`).
-pub fn systemd_user_unit(service: &UserService) -> String {
-    let mut exec = vec![service.executable.systemd()];
-    exec.extend(run_arguments(service.config.systemd(), false, false));
-    format!(
-        "# reprofile's per-user service: `reprofile schedule install` writes it, `reprofile schedule uninstall` removes it.\n\
-         [Unit]\n\
-         Description={DESCRIPTION}\n\
-         \n\
-         [Service]\n\
-         ExecStart={}\n\
-         Restart=on-failure\n\
-         RestartSec=30\n\
-         KillSignal=SIGTERM\n\
-         TimeoutStopSec={}\n\
-         \n\
-         [Install]\n\
-         WantedBy=default.target\n",
-        exec.join(" "),
-        service.stop_timeout_secs
-    )
-}
-
-/// The Task Scheduler task (registered with `schtasks /Create /XML`): started
-/// at the user's logon, as that user with least privilege, never stopped for
-/// running long (a task `schtasks /SC ONLOGON` makes is stopped after three
-/// days), started again a minute after it fails, never twice at once.
-pub fn windows_task_xml(service: &UserService) -> String {
-    let arguments = run_arguments(windows_quoted(&service.config.windows()), false, false);
-    let user = xml_escape(&service.windows_user);
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
-         <!-- reprofile's per-user service: register it with `schtasks /Create /TN {id} /XML <this file>`; `schtasks /Delete /TN {id} /F` removes it. -->\n\
-         <Task version=\"1.2\" xmlns=\"http://schemas.microsoft.com/windows/2004/02/mit/task\">\n\
-         \x20 <RegistrationInfo>\n\
-         \x20   <Description>{description}</Description>\n\
-         \x20 </RegistrationInfo>\n\
-         \x20 <Triggers>\n\
-         \x20   <LogonTrigger>\n\
-         \x20     <Enabled>true</Enabled>\n\
-         \x20     <UserId>{user}</UserId>\n\
-         \x20   </LogonTrigger>\n\
-         \x20 </Triggers>\n\
-         \x20 <Principals>\n\
-         \x20   <Principal id=\"Author\">\n\
-         \x20     <UserId>{user}</UserId>\n\
-         \x20     <LogonType>InteractiveToken</LogonType>\n\
-         \x20     <RunLevel>LeastPrivilege</RunLevel>\n\
-         \x20   </Principal>\n\
-         \x20 </Principals>\n\
-         \x20 <Settings>\n\
-         \x20   <MultipleInstancesPolicy>IgnoreNew</MultipleInstancesPolicy>\n\
-         \x20   <DisallowStartIfOnBatteries>false</DisallowStartIfOnBatteries>\n\
-         \x20   <StopIfGoingOnBatteries>false</StopIfGoingOnBatteries>\n\
-         \x20   <ExecutionTimeLimit>PT0S</ExecutionTimeLimit>\n\
-         \x20   <RestartOnFailure>\n\
-         \x20     <Interval>PT1M</Interval>\n\
-         \x20     <Count>999</Count>\n\
-         \x20   </RestartOnFailure>\n\
-         \x20 </Settings>\n\
-         \x20 <Actions Context=\"Author\">\n\
-         \x20   <Exec>\n\
-         \x20     <Command>{command}</Command>\n\
-         \x20     <Arguments>{arguments}</Arguments>\n\
-         \x20   </Exec>\n\
-         \x20 </Actions>\n\
-         </Task>\n",
-        id = xml_escape(&service.id),
-        description = xml_escape(&format!("{DESCRIPTION} (reprofile run)")),
-        command = xml_escape(&service.executable.windows()),
-        arguments = xml_escape(&arguments.join(" ")),
-    )
-}
-
 /// The system-wide job of the runbook (a systemd system unit, a cron line):
 /// a service account runs reprofile with a config under `/etc`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,113 +211,6 @@ pub struct SystemJob {
     pub every: String,
     /// Where cron appends the output.
     pub log_file: String,
-}
-
-/// The system-wide systemd unit (`/etc/systemd/system/reprofile.service`):
-/// the daemon as a service account, JSON logs to journald.
-pub fn systemd_system_unit(job: &SystemJob) -> String {
-    let mut exec = vec![systemd_word("", &job.executable)];
-    exec.extend(run_arguments(systemd_word("", &job.config), true, false));
-    format!(
-        "# /etc/systemd/system/reprofile.service: the maintenance daemon for the whole machine, as a service account.\n\
-         [Unit]\n\
-         Description={DESCRIPTION}\n\
-         After=network-online.target\n\
-         Wants=network-online.target\n\
-         \n\
-         [Service]\n\
-         User={}\n\
-         ExecStart={}\n\
-         Restart=on-failure\n\
-         KillSignal=SIGTERM\n\
-         TimeoutStopSec={}\n\
-         \n\
-         [Install]\n\
-         WantedBy=multi-user.target\n",
-        job.user,
-        exec.join(" "),
-        job.stop_timeout_secs
-    )
-}
-
-/// The `/etc/cron.d` file: one tick (`run --once`) per cron slot, no daemon;
-/// the lock guards against overlap. `%` is special in crontabs (a newline)
-/// and is escaped.
-pub fn cron_d(job: &SystemJob) -> String {
-    let mut words = vec![shell_word(&job.executable)];
-    words.extend(run_arguments(shell_word(&job.config), false, true));
-    let line = format!(
-        "{} {} {} >> {} 2>&1",
-        job.every,
-        job.user,
-        words.join(" "),
-        shell_word(&job.log_file)
-    );
-    format!(
-        "# /etc/cron.d/reprofile: one maintenance tick (`run --once`) per slot; no daemon, the lock guards against overlap.\n{}\n",
-        line.replace('%', "\\%")
-    )
-}
-
-/// The Kubernetes CronJob of the runbook: one tick per slot, never two at
-/// once, JSON logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KubernetesJob {
-    /// The CronJob's name.
-    pub name: String,
-    /// The container image.
-    pub image: String,
-    /// A five-field cron schedule.
-    pub every: String,
-    /// The folder the config map is mounted at (holding `config.toml`).
-    pub config_dir: String,
-    /// The config map holding `config.toml`.
-    pub config_map: String,
-    /// The claim holding the agent store and `plans/`, mounted at `/data`.
-    pub claim: String,
-}
-
-/// The Kubernetes CronJob manifest.
-pub fn kubernetes_cronjob(job: &KubernetesJob) -> String {
-    let config = format!("{}/config.toml", job.config_dir);
-    let args: Vec<String> = run_arguments(config, true, true)
-        .iter()
-        .map(|arg| serde_json::to_string(arg).expect("a string serializes"))
-        .collect();
-    let quoted = |text: &str| serde_json::to_string(text).expect("a string serializes");
-    format!(
-        "# One maintenance tick (`run --once`) per slot, never two at once; the config from a config map.\n\
-         apiVersion: batch/v1\n\
-         kind: CronJob\n\
-         metadata:\n\
-         \x20 name: {name}\n\
-         spec:\n\
-         \x20 schedule: {every}\n\
-         \x20 concurrencyPolicy: Forbid\n\
-         \x20 jobTemplate:\n\
-         \x20   spec:\n\
-         \x20     backoffLimit: 0\n\
-         \x20     template:\n\
-         \x20       spec:\n\
-         \x20         restartPolicy: Never\n\
-         \x20         containers:\n\
-         \x20           - name: {name}\n\
-         \x20             image: {image}\n\
-         \x20             args: [{args}]\n\
-         \x20             volumeMounts:\n\
-         \x20               - {{ name: config, mountPath: {config_dir}, readOnly: true }}\n\
-         \x20               - {{ name: agents, mountPath: /data }}   # the agent store and plans/\n\
-         \x20         volumes:\n\
-         \x20           - {{ name: config, configMap: {{ name: {config_map} }} }}\n\
-         \x20           - {{ name: agents, persistentVolumeClaim: {{ claimName: {claim} }} }}\n",
-        name = job.name,
-        every = quoted(&job.every),
-        image = job.image,
-        args = args.join(", "),
-        config_dir = job.config_dir,
-        config_map = job.config_map,
-        claim = job.claim,
-    )
 }
 
 /// The per-user service file for `os`.
