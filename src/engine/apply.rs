@@ -312,7 +312,9 @@ impl Run<'_> {
             Outcome::Applied | Outcome::AlreadyApplied => {
                 tracing::info!(action = %result.id, outcome = outcome.as_str(), "action done")
             }
-            _ => tracing::warn!(
+            // The report's table and its error line say it on a terminal;
+            // the daemon's log (info) keeps a line per action.
+            _ => tracing::info!(
                 action = %result.id,
                 outcome = outcome.as_str(),
                 reason = result.reason.as_deref().unwrap_or(""),

@@ -520,6 +520,8 @@ async fn an_apply_whose_relay_is_gone_says_what_failed_as_an_error() {
     let err = stderr(&apply);
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "said once: {errors:?}");
+    // Not repeated as log lines with the actions' ids.
+    assert!(!err.contains("action not done"), "{err}");
     assert!(
         errors[0].starts_with("error: 7 actions failed (reasons above and in the journal "),
         "{}",
