@@ -5,7 +5,10 @@ use std::borrow::Cow;
 
 use nostr::{EventBuilder, Keys, Kind, Timestamp};
 
+use nostr::{ClientMessage, RelayMessage};
+
 use super::*;
+use crate::protocol::{Input, Session};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const RELAY: &str = "ws://127.0.0.1:4848";

@@ -5,7 +5,10 @@ use std::borrow::Cow;
 
 use nostr::{EventBuilder, EventId, JsonUtil, Keys, Timestamp};
 
+use nostr::{ClientMessage, RelayMessage};
+
 use super::*;
+use crate::protocol::{Input, Session};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
