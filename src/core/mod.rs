@@ -7,22 +7,22 @@
 //!
 //! It imports nothing outside `core`: every other folder may use it.
 
-pub mod agent_key;
+pub(crate) mod agent_key;
 pub mod apply;
 pub mod avatar;
 pub mod content;
-pub mod display;
-pub mod json;
-pub mod keys;
+pub(crate) mod display;
+pub(crate) mod json;
+pub(crate) mod keys;
 pub mod known_keys;
 pub mod model;
 pub mod nip_oa;
-pub mod parse;
+pub(crate) mod parse;
 pub mod plan;
-pub mod profile_state;
+pub(crate) mod profile_state;
 #[cfg(test)]
 mod properties;
-pub mod records;
+pub(crate) mod records;
 pub mod rules;
 pub mod sign_in;
 pub mod validate;

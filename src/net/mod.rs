@@ -12,5 +12,5 @@
 pub mod publish;
 pub mod relay;
 pub mod tls;
-pub mod verified;
+pub(crate) mod verified;
 pub(crate) mod wire;

@@ -14,9 +14,9 @@
 //! of signed events), spawn tasks, or print keys. It may import `core` only.
 
 pub mod nip42;
-pub mod pipeline;
-pub mod read;
-pub mod write;
+pub(crate) mod pipeline;
+pub(crate) mod read;
+pub(crate) mod write;
 
 use std::time::Instant;
 

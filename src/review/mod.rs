@@ -18,8 +18,8 @@
 
 #[cfg(test)]
 mod hostile;
-pub mod html;
-pub mod markdown;
+pub(crate) mod html;
+pub(crate) mod markdown;
 pub mod planfile;
 pub mod render;
 

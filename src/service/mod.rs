@@ -22,7 +22,7 @@
 //! nothing but the CLI imports it.
 
 mod cron;
-pub mod host;
+pub(crate) mod host;
 mod kubernetes;
 mod launchd;
 pub mod status;

@@ -10,6 +10,6 @@
 pub mod agents;
 pub mod discover;
 pub mod journal;
-pub mod keystore;
+pub(crate) mod keystore;
 pub mod lock;
 pub(crate) mod write;
