@@ -13,7 +13,9 @@
 //! - [`engine`]: the snapshot, apply, the daemon's memory, orchestration;
 //! - the faces: [`cli`], [`review`], [`service`].
 //!
-//! [`config`] (the input edge) and `clock` sit beside them.
+//! [`config`] (the input edge) sits beside them, and two leaves every layer
+//! but the core may use, which import nothing of the crate: `clock` (the wall
+//! clock, read in one place) and `progress` (the bars on a terminal).
 
 pub mod cli;
 pub(crate) mod clock;
@@ -21,6 +23,7 @@ pub mod config;
 pub mod core;
 pub mod engine;
 pub mod net;
+pub(crate) mod progress;
 pub mod protocol;
 pub mod review;
 pub mod service;

@@ -13,14 +13,12 @@
 //! `run`, `schedule`, `show`, `validate`), as ripgrep and uv split theirs.
 //!
 //! A face: it may import any folder of the crate; nothing imports it but
-//! `main`. Beside it, the built-in demo ([`demo`]) and the progress bars on a
-//! terminal ([`progress`]).
+//! `main`. Beside it, the built-in demo ([`demo`]).
 
 mod apply;
 pub(crate) mod demo;
 mod migrate;
 mod plan;
-pub(crate) mod progress;
 mod run;
 mod schedule;
 mod show;
@@ -316,7 +314,7 @@ pub fn main() -> ExitCode {
     };
     init_logging(&cli);
     if !cli.quiet {
-        crate::cli::progress::enable_on_terminal();
+        crate::progress::enable_on_terminal();
     }
     conclude(run(cli))
 }
@@ -485,7 +483,7 @@ static JSON_STDERR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 /// prefix, so that a log collector reading JSON gets every line.
 pub(crate) fn say(line: &str) {
     if !JSON_STDERR.get().copied().unwrap_or(false) {
-        crate::cli::progress::suspend(|| eprintln!("{line}"));
+        crate::progress::suspend(|| eprintln!("{line}"));
         return;
     }
     let (level, message) = if let Some(rest) = line.strip_prefix("error: ") {
@@ -501,7 +499,7 @@ pub(crate) fn say(line: &str) {
         "fields": {"message": message},
         "target": "reprofile",
     });
-    crate::cli::progress::suspend(|| eprintln!("{object}"));
+    crate::progress::suspend(|| eprintln!("{object}"));
 }
 
 fn init_logging(cli: &Cli) {
@@ -529,7 +527,7 @@ fn init_logging(cli: &Cli) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(crate::cli::progress::Stderr)
+        .with_writer(crate::progress::Stderr)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     let _ = match cli.log_format {
         LogFormat::Human => builder.try_init(),

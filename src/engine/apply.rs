@@ -251,7 +251,7 @@ fn lock<'r, 'a>(shared: &'r Mutex<Run<'a>>) -> std::sync::MutexGuard<'r, Run<'a>
 
 struct Run<'a> {
     journal: Journal,
-    progress: crate::cli::progress::Progress,
+    progress: crate::progress::Progress,
     results: BTreeMap<String, ActionResult>,
     now: &'a (dyn Fn() -> u64 + Sync),
 }
@@ -352,7 +352,7 @@ pub async fn apply(
     })?;
     let mut run = Run {
         journal,
-        progress: crate::cli::progress::Progress::bar(doc.plan.actions.len() as u64, "apply"),
+        progress: crate::progress::Progress::bar(doc.plan.actions.len() as u64, "apply"),
         results: BTreeMap::new(),
         now,
     };

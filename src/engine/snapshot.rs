@@ -19,7 +19,8 @@ use crate::core::model::{
 use crate::core::rules::{derive_key, reaches_key_check};
 use crate::engine::read_prep::{prepare_read, read_auth_key, read_stores, ReadPrep, StoresRead};
 use crate::net::relay::{read_profiles, ReadOptions, RelayTimeouts};
-use crate::net::verified::{Checker, ReadObserver};
+use crate::net::verified::Checker;
+use crate::protocol::read::ReadObserver;
 use crate::review::planfile::StoreIdentity;
 use crate::store::agents::AgentStore;
 use crate::store::discover::{stale_folder_of, stale_warning};
@@ -48,7 +49,7 @@ pub fn read_options(config: &Config) -> ReadOptions {
         max_concurrent_relays: config.relay.max_concurrent_relays,
         connections_per_relay: config.relay.read_connections,
         authors_per_filter: config.relay.authors_per_filter,
-        progress: crate::cli::progress::Progress::none(),
+        progress: crate::progress::Progress::none(),
         identities: Arc::default(),
         tls: config.relay.tls.clone(),
         checker: crate::net::verified::Checker::default(),
@@ -187,7 +188,7 @@ async fn observe(
         "reading profiles"
     );
     let total: usize = requests.values().map(Vec::len).sum();
-    let progress = crate::cli::progress::Progress::bar(total as u64, "snapshot");
+    let progress = crate::progress::Progress::bar(total as u64, "snapshot");
     let records = Arc::new(records);
     let ahead =
         derive_ahead.then(|| KeysAhead::new(Arc::clone(&records), &personas, &config.policy));

@@ -78,7 +78,7 @@ pub struct ReadOptions {
     /// `1..=`[`MAX_AUTHORS_PER_FILTER`] are clamped into that range.
     pub authors_per_filter: usize,
     /// Advanced by the number of authors of each batch as it completes.
-    pub progress: crate::cli::progress::Progress,
+    pub progress: crate::progress::Progress,
     /// Relay URL (as read, after rewrite) to the identities a read connection
     /// signs in as when the relay demands it, in the order they are tried
     /// (one per connection). A relay with none reads without authentication.
@@ -97,7 +97,7 @@ impl Default for ReadOptions {
             max_concurrent_relays: 16,
             connections_per_relay: 1,
             authors_per_filter: MAX_AUTHORS_PER_FILTER,
-            progress: crate::cli::progress::Progress::none(),
+            progress: crate::progress::Progress::none(),
             identities: Arc::default(),
             tls: crate::net::tls::Tls::default(),
             checker: crate::net::verified::Checker::default(),

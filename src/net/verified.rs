@@ -36,6 +36,8 @@ use std::sync::{Arc, Mutex};
 
 use nostr::{Event, EventId, PublicKey};
 
+use crate::protocol::read::ReadObserver;
+
 /// The proof remembered for one event id.
 type Proven = (PublicKey, nostr::secp256k1::schnorr::Signature);
 
@@ -206,19 +208,6 @@ impl VerifiedEvents {
 pub struct Checker {
     memory: Option<Arc<VerifiedEvents>>,
     observer: Option<Arc<dyn ReadObserver>>,
-}
-
-/// Shown what a read over [`crate::net::wire`] learns as it goes (a snapshot
-/// derives rule A5's keys there, see `crate::engine::snapshot`). It learns nothing
-/// a session would not, and decides nothing: the session still decides
-/// which event is an author's newest, and whether its read was complete.
-pub trait ReadObserver: Send + Sync + std::fmt::Debug {
-    /// An event a check found authentic, on the pool thread that checked
-    /// it.
-    fn authentic(&self, event: &Event);
-    /// Authors whose subscription ended (EOSE) without a kind:0 of theirs,
-    /// on the connection's task: hand any real work to the pool.
-    fn no_profile(&self, authors: &[nostr::PublicKey]);
 }
 
 impl Checker {

@@ -34,7 +34,6 @@ use nostr::{ClientMessage, Event, Filter, Kind, PublicKey, SubscriptionId};
 use super::nip42::{is_auth_required, AuthStatus, Identity, Nip42};
 use super::{hex32, relay_text};
 use crate::core::model::{ExistingEvent, RelayObservation};
-use crate::net::verified::ReadObserver;
 
 /// How many subscriptions one connection keeps open at a time.
 ///
@@ -169,6 +168,19 @@ impl AuthorBatch {
     }
 }
 
+/// Shown what a read over `crate::net::wire` learns as it goes (a snapshot
+/// derives rule A5's keys there, see `crate::engine::snapshot`). It learns nothing
+/// a session would not, and decides nothing: the session still decides
+/// which event is an author's newest, and whether its read was complete.
+pub trait ReadObserver: Send + Sync + std::fmt::Debug {
+    /// An event a check found authentic, on the pool thread that checked
+    /// it.
+    fn authentic(&self, event: &Event);
+    /// Authors whose subscription ended (EOSE) without a kind:0 of theirs,
+    /// on the connection's task: hand any real work to the pool.
+    fn no_profile(&self, authors: &[nostr::PublicKey]);
+}
+
 /// Reading one relay's profiles over one connection.
 #[derive(Debug)]
 pub struct ReadSession {
@@ -197,7 +209,7 @@ pub struct ReadSession {
     /// REQs sent so far (the next one's `sent_order`).
     sent: u64,
     /// Advanced by the number of authors of each batch as it completes.
-    progress: crate::cli::progress::Progress,
+    progress: crate::progress::Progress,
     /// Told, as each batch completes, its authors without a profile.
     observer: Option<Arc<dyn ReadObserver>>,
     /// No REQ goes out before this: the relay said `rate-limited:` (with
@@ -235,7 +247,7 @@ impl ReadSession {
             auth: Nip42::new(identity, query_timeout),
             auth_demanded: false,
             sent: 0,
-            progress: crate::cli::progress::Progress::none(),
+            progress: crate::progress::Progress::none(),
             observer: None,
             hold_until: None,
             paced: VecDeque::new(),
@@ -268,7 +280,7 @@ impl ReadSession {
     }
 
     /// Reports progress (authors read) to `progress`.
-    pub fn with_progress(mut self, progress: crate::cli::progress::Progress) -> Self {
+    pub fn with_progress(mut self, progress: crate::progress::Progress) -> Self {
         self.progress = progress;
         self
     }
