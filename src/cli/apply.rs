@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 use crate::engine::apply::{self, ApplyOptions};
 use crate::engine::orchestrate::{apply_plan, make_plan_to_apply};
-use crate::review::planfile::{self, PlanDocument};
 use crate::review::render::{self};
+use crate::store::planfile::{self, PlanDocument};
 
 use super::{
     check_lock_free, load_config, runtime, stdout, stdout_style, ConfigArgs, Ending, Stopping,

@@ -2,7 +2,7 @@
 //!
 //! One plan value serves every use: `plan` prints it, `apply` executes it and
 //! the plan file stores it (through its own serialization types in
-//! `crate::review::planfile`, so the file format can stay stable while these evolve).
+//! `crate::store::planfile`, so the file format can stay stable while these evolve).
 
 use std::fmt;
 

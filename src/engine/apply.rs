@@ -30,10 +30,10 @@ use crate::core::model::AgentRecord;
 use crate::core::plan::{Action, BackfillAvatar, RepublishProfile, Skip};
 use crate::core::rules::{InStore, PubkeyCopies};
 use crate::engine::read_prep::{read_auth_key, sign_in_identities};
-use crate::review::planfile::{file_stamp, rfc3339, PlanDocument};
 use crate::store::agents::{read_agent_store, sha256_of_file, StoreError, AGENT_STORE};
 use crate::store::journal::{Entry, Journal};
 use crate::store::lock::{lock_path, ApplyLock};
+use crate::store::planfile::{file_stamp, rfc3339, PlanDocument};
 #[cfg(any(test, feature = "test-hooks"))]
 use crate::store::write::InjectedFault;
 use crate::store::write::{resolve_target, write_avatars, AvatarEdit, EditDecision, WriteOptions};

@@ -51,8 +51,8 @@ use crate::engine::apply::{apply, ApplyOptions, ApplyReport, PlannedRecords};
 use crate::engine::snapshot;
 use crate::engine::tick_memory::TickMemory;
 use crate::net::verified::{Checker, VerifiedEvents};
-use crate::review::planfile::{self, PlanDocument, PlanKind};
 use crate::review::render::{self, Style};
+use crate::store::planfile::{self, PlanDocument, PlanKind};
 
 /// The current time in Unix seconds: the one clock of every command.
 pub use crate::clock::now_secs;

@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::core::apply::Outcome;
 use crate::core::plan::{Action, SkipReason};
 use crate::engine::orchestrate::{tick_once, Daemon, Stop, TickReport};
-use crate::review::planfile::{self, write_atomic};
+use crate::store::planfile::{self, write_atomic};
 
 /// Counters kept across ticks.
 #[derive(Debug, Default, Clone)]

@@ -21,9 +21,9 @@ use crate::engine::read_prep::{prepare_read, read_auth_key, read_stores, ReadPre
 use crate::net::relay::{read_profiles, ReadOptions, RelayTimeouts};
 use crate::net::verified::Checker;
 use crate::protocol::read::ReadObserver;
-use crate::review::planfile::StoreIdentity;
 use crate::store::agents::AgentStore;
 use crate::store::discover::{stale_folder_of, stale_warning};
+use crate::store::planfile::StoreIdentity;
 
 /// A snapshot and the store it was taken from.
 #[derive(Debug, Clone)]

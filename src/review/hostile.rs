@@ -12,7 +12,7 @@ use crate::core::plan::{
     Action, AuthTagSource, AvatarSource, BackfillAvatar, EventAfter, EventBefore, Plan,
     RepublishProfile, RepublishReason, Skip, SkipReason,
 };
-use crate::review::planfile::{PlanDocument, PlanKind, StoreIdentity};
+use crate::store::planfile::{PlanDocument, PlanKind, StoreIdentity};
 
 /// What hostile text looks like in the plan, and must look like to a reader.
 const NAME_SCRIPT: &str = "<script>alert(\"name\")</script>";

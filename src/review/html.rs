@@ -29,10 +29,10 @@ use super::{
 };
 use crate::core::plan::RepublishReason;
 use crate::core::rules::short_pubkey;
-use crate::review::planfile::{rfc3339, PlanDocument, PlanKind};
 use crate::review::render::{
     clip, content_diff, counts_list, shown_url, ActionTally, LineChange, LARGE_PLAN_ACTIONS,
 };
+use crate::store::planfile::{rfc3339, PlanDocument, PlanKind};
 
 /// The page's only style; the Content-Security-Policy admits it by its hash.
 const STYLE: &str = "\
@@ -89,12 +89,12 @@ pub fn write(doc: &PlanDocument, out: &mut dyn io::Write) -> io::Result<()> {
 }
 
 /// Writes the page to the file `path` atomically (see
-/// [`crate::review::planfile::write_atomic`]), creating its folder when needed.
+/// [`crate::store::planfile::write_atomic`]), creating its folder when needed.
 pub fn save(doc: &PlanDocument, path: &std::path::Path) -> io::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
-    crate::review::planfile::write_atomic_with(path, |out| write(doc, out))
+    crate::store::planfile::write_atomic_with(path, |out| write(doc, out))
 }
 
 /// The page.
@@ -455,7 +455,7 @@ mod tests {
     use crate::core::plan::{
         Action, AuthTagSource, AvatarSource, BackfillAvatar, EventAfter, Plan, RepublishProfile,
     };
-    use crate::review::planfile::StoreIdentity;
+    use crate::store::planfile::StoreIdentity;
 
     /// A plan of `agents` legacy agents without profiles: a backfill and a
     /// republish each.

@@ -22,8 +22,8 @@ use super::{
 use crate::core::model::AvatarField;
 use crate::core::plan::{BackfillAvatar, RepublishProfile};
 use crate::core::rules::short_pubkey;
-use crate::review::planfile::{rfc3339, PlanDocument, PlanKind};
 use crate::review::render::{clip, content_diff, shown_url, LineChange};
+use crate::store::planfile::{rfc3339, PlanDocument, PlanKind};
 
 /// Writes the Markdown to `out`.
 pub fn write(doc: &PlanDocument, out: &mut dyn io::Write) -> io::Result<()> {

@@ -11,16 +11,15 @@
 //! the renderers escape every string they write, and put a URL in `src` or
 //! `href` only when [`image_src`] or [`link_href`] allows it.
 //!
-//! Beside them, the plan as text for a terminal ([`render`]) and as the JSON
-//! plan file other tools read ([`planfile`]). A face: it may import `core`
-//! and the edges it shows (`store`, `engine`); nothing but the faces and the
-//! engine's writing of plan files imports it.
+//! Beside them, the plan as text for a terminal ([`render`]). A face: it may
+//! import `core` and the edges it shows (`store`, `engine`); nothing but the
+//! faces and the engine (which writes a plan's text beside its file)
+//! imports it.
 
 #[cfg(test)]
 mod hostile;
 pub(crate) mod html;
 pub(crate) mod markdown;
-pub mod planfile;
 pub mod render;
 
 use std::borrow::Cow;
@@ -291,7 +290,7 @@ pub fn republishes_by_relay(plan: &Plan) -> Vec<(&str, usize)> {
 
 /// The plan's summary line (as the terminal rendering ends with), for a
 /// review that puts it first: the skipped agents are listed below it.
-pub fn summary_line(doc: &crate::review::planfile::PlanDocument) -> String {
+pub fn summary_line(doc: &crate::store::planfile::PlanDocument) -> String {
     crate::review::render::summary_line(doc).replace("(listed above)", "(listed below)")
 }
 

@@ -16,7 +16,7 @@ use crate::core::content::ProfileContent;
 use crate::core::model::AvatarField;
 use crate::core::plan::{Action, BackfillAvatar, RepublishProfile, RepublishReason, SkipReason};
 use crate::core::rules::{escape_controls, short_pubkey};
-use crate::review::planfile::{rfc3339, PlanDocument, PlanKind};
+use crate::store::planfile::{rfc3339, PlanDocument, PlanKind};
 
 /// How to render.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -748,7 +748,7 @@ mod tests {
 
     #[test]
     fn a_migration_plans_legend_names_only_backfills() {
-        let mut doc = crate::review::planfile::test_document(vec![Action::BackfillAvatar(
+        let mut doc = crate::store::planfile::test_document(vec![Action::BackfillAvatar(
             crate::core::plan::BackfillAvatar {
                 agent: "a".repeat(64),
                 name: "Ada".into(),
@@ -865,7 +865,7 @@ mod tests {
         let after_content = format!(
             r#"{{"display_name":"Nectar","picture":"{fizz}","about":"bee","name":"Nectar"}}"#
         );
-        let doc = crate::review::planfile::test_document(vec![
+        let doc = crate::store::planfile::test_document(vec![
             Action::BackfillAvatar(BackfillAvatar {
                 agent: agent.clone(),
                 name: "Nectar".into(),
@@ -921,7 +921,7 @@ mod tests {
             (AvatarField::Absent, "avatar_url was absent"),
             (AvatarField::Text("  ".into()), "avatar_url was \"  \""),
         ] {
-            let doc = crate::review::planfile::test_document(vec![Action::BackfillAvatar(
+            let doc = crate::store::planfile::test_document(vec![Action::BackfillAvatar(
                 BackfillAvatar {
                     agent: agent.clone(),
                     name: "Nectar".into(),

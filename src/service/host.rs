@@ -20,7 +20,7 @@ use anyhow::Context;
 use super::{layout, status, Invocation, Place, ServiceOs, Step, Target, UserService};
 use super::{SERVICE_ID, STOP_MARGIN_SECS};
 use crate::config::{Config, ScheduleMode};
-use crate::review::planfile;
+use crate::store::planfile;
 
 /// The process environment, as [`super::layout`] takes it.
 fn process_var(name: &str) -> Option<String> {

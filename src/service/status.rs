@@ -10,8 +10,8 @@
 
 use crate::config::ScheduleMode;
 use crate::core::apply::Outcome;
-use crate::review::planfile::{rfc3339, PlanDocument};
 use crate::store::journal::Entry;
+use crate::store::planfile::{rfc3339, PlanDocument};
 
 /// The last tick, as `status` tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +151,7 @@ mod tests {
     use crate::core::plan::{Action, BackfillAvatar, Plan, Skip, SkipReason};
     use crate::engine::orchestrate::TickReport;
     use crate::engine::schedule::{metrics_text, Counters};
-    use crate::review::planfile::{PlanKind, StoreIdentity};
+    use crate::store::planfile::{PlanKind, StoreIdentity};
 
     fn report(complete: bool) -> TickReport {
         TickReport {

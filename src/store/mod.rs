@@ -1,7 +1,8 @@
 //! The local state on disk and in the OS: the agent store the Buzz app keeps
 //! ([`agents`]), the keyring entry with the agents' keys ([`keystore`]), where
 //! those live ([`discover`]), the one atomic way to change the store
-//! ([`write`]), the lock beside it ([`lock`]) and the journal of what apply
+//! ([`write`]), the lock beside it ([`lock`]), the plan files (the JSON
+//! contract other tools read: [`planfile`]) and the journal of what apply
 //! did ([`journal`]).
 //!
 //! It reads and writes files and the keyring, and decides nothing about
@@ -12,4 +13,5 @@ pub mod discover;
 pub mod journal;
 pub(crate) mod keystore;
 pub mod lock;
+pub mod planfile;
 pub(crate) mod write;

@@ -12,7 +12,7 @@ use reprofile::engine::apply::{apply, check_plan, ApplyOptions, ApplyReport, Pla
 use reprofile::engine::orchestrate::{make_plan, now_secs, Planned};
 use reprofile::engine::snapshot::read_options;
 use reprofile::net::relay::read_profiles;
-use reprofile::review::planfile::{self, PlanDocument};
+use reprofile::store::planfile::{self, PlanDocument};
 use serde_json::Value;
 
 use crate::world::{

@@ -70,7 +70,7 @@ impl BuzzWorld {
     async fn plan_and_apply(
         &self,
     ) -> (
-        reprofile::review::planfile::PlanDocument,
+        reprofile::store::planfile::PlanDocument,
         PathBuf,
         ApplyReport,
     ) {

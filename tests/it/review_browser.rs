@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use reprofile::core::plan::Action;
-use reprofile::review::planfile::{self, PlanDocument};
 use reprofile::review::{reviews, Picture};
+use reprofile::store::planfile::{self, PlanDocument};
 
 use crate::world::{stderr, World};
 

@@ -20,7 +20,7 @@ use reprofile::core::apply::Outcome;
 use reprofile::core::plan::Action;
 use reprofile::engine::apply::{apply, ApplyOptions, ApplyReport};
 use reprofile::engine::orchestrate::now_secs;
-use reprofile::review::planfile::PlanDocument;
+use reprofile::store::planfile::PlanDocument;
 use reprofile::testing::InjectedFault;
 use serde_json::{json, Value};
 

@@ -128,7 +128,7 @@ impl World {
         &self,
     ) -> (
         Config,
-        reprofile::review::planfile::PlanDocument,
+        reprofile::store::planfile::PlanDocument,
         std::path::PathBuf,
     ) {
         let config = self.config();
