@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 use crate::engine::apply::{self, ApplyOptions};
 use crate::engine::orchestrate::{apply_plan, make_plan_to_apply};
-use crate::review::render::{self};
+use crate::review::render;
 use crate::store::planfile::{self, PlanDocument};
 
 use super::{

@@ -5,7 +5,7 @@ use std::io::Write;
 use crate::core::model::PlanMode;
 use crate::engine::apply::ApplyOptions;
 use crate::engine::orchestrate::{make_plan, make_plan_to_apply};
-use crate::review::render::{self};
+use crate::review::render;
 
 use super::apply::{approve_and_apply, require_approval_channel, Approval};
 use super::{

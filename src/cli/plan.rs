@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::core::rules;
 use crate::engine::orchestrate::make_plan;
-use crate::review::render::{self};
+use crate::review::render;
 
 use super::{load_config, runtime, stdout, stdout_style, tell_store, ConfigArgs, Ending, Unread};
 

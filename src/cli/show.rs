@@ -3,8 +3,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::review::render::{self};
-use crate::store::planfile::{self};
+use crate::review::render;
+use crate::store::planfile;
 
 use super::{load_config, say, stdout, stdout_style, ConfigArgs, Ending, ShowFormat};
 
