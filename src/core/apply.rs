@@ -1,17 +1,19 @@
 //! Apply's decisions, kept pure: preconditions, the event to sign, relay
-//! answers, retries and the safety threshold.
+//! answers, retries and the safety threshold; and what an apply did, as
+//! plain data ([`ApplyReport`]) the engine fills and the faces print.
 //!
 //! The apply engine (an edge) gathers the current state of the world and asks
 //! these functions what to do; it never decides by itself. Time and randomness
 //! come in as arguments.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::model::{
     AgentRecord, AgentSnapshot, AvatarField, PlanMode, Policy, RelayObservation, Snapshot,
 };
 use super::nip_oa;
-use super::plan::{Action, BackfillAvatar, Plan, RepublishProfile, SkipReason};
+use super::plan::{Action, BackfillAvatar, Plan, RepublishProfile, Skip, SkipReason};
 use super::rules::{next_created_at, profile_matches, InStore};
 
 /// What the world says about one planned action, just before acting.
@@ -560,6 +562,64 @@ pub fn safety_check(
         });
     }
     Ok(())
+}
+
+/// The outcome of one action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionResult {
+    /// The action's id.
+    pub id: String,
+    /// `backfill_avatar` or `republish_profile`.
+    pub kind: &'static str,
+    /// The agent's pubkey.
+    pub agent: String,
+    /// The agent's name.
+    pub name: String,
+    /// The relay, for a republish.
+    pub relay: Option<String>,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Why (stale and failed), or a note.
+    pub reason: Option<String>,
+    /// The published event, for signed republishes.
+    pub event_id: Option<String>,
+}
+
+/// What an apply did.
+#[derive(Debug, Clone)]
+pub struct ApplyReport {
+    /// One result per action of the plan that was carried out, in plan order
+    /// (an apply stopped early has fewer).
+    pub results: Vec<ActionResult>,
+    /// The agents the plan skipped.
+    pub skipped: Vec<Skip>,
+    /// The journal file.
+    pub journal: PathBuf,
+    /// The store backup made before writing, if any.
+    pub backup: Option<PathBuf>,
+    /// Actions of the plan not begun because the apply was asked to stop.
+    pub not_begun: usize,
+    /// The republishes' preconditions took the records the plan was made
+    /// from (the engine's `ApplyOptions::planned_records`): the store still held their
+    /// bytes, so it was not parsed again.
+    pub records_from_plan: bool,
+    /// Events read by this apply (preconditions, read-back) whose signature
+    /// the run's memory vouched for, so it was not checked again: proven
+    /// earlier in this process, or signed by this apply.
+    pub signatures_vouched: u64,
+}
+
+impl ApplyReport {
+    /// How many results have this outcome.
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.results.iter().filter(|r| r.outcome == outcome).count()
+    }
+
+    /// True when every action of the plan was applied or already applied
+    /// (an apply stopped before the end is not a success).
+    pub fn succeeded(&self) -> bool {
+        self.not_begun == 0 && !self.results.iter().any(|r| r.outcome.is_problem())
+    }
 }
 
 #[cfg(test)]

@@ -26,8 +26,9 @@ use crate::core::apply::{
     self as rules_apply, backfill_after_apply, backfill_outcome, check_backfill,
     republish_after_backfill, AboveSafetyThreshold, Outcome, Precheck,
 };
+pub use crate::core::apply::{ActionResult, ApplyReport};
 use crate::core::model::AgentRecord;
-use crate::core::plan::{Action, BackfillAvatar, RepublishProfile, Skip};
+use crate::core::plan::{Action, BackfillAvatar, RepublishProfile};
 use crate::core::rules::{InStore, PubkeyCopies};
 use crate::engine::read_prep::{read_auth_key, sign_in_identities};
 use crate::store::agents::{read_agent_store, sha256_of_file, StoreError, AGENT_STORE};
@@ -118,64 +119,6 @@ impl ApplyOptions {
 
     fn stopping(&self) -> bool {
         self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
-    }
-}
-
-/// The outcome of one action.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActionResult {
-    /// The action's id.
-    pub id: String,
-    /// `backfill_avatar` or `republish_profile`.
-    pub kind: &'static str,
-    /// The agent's pubkey.
-    pub agent: String,
-    /// The agent's name.
-    pub name: String,
-    /// The relay, for a republish.
-    pub relay: Option<String>,
-    /// What happened.
-    pub outcome: Outcome,
-    /// Why (stale and failed), or a note.
-    pub reason: Option<String>,
-    /// The published event, for signed republishes.
-    pub event_id: Option<String>,
-}
-
-/// What an apply did.
-#[derive(Debug, Clone)]
-pub struct ApplyReport {
-    /// One result per action of the plan that was carried out, in plan order
-    /// (an apply stopped early has fewer).
-    pub results: Vec<ActionResult>,
-    /// The agents the plan skipped.
-    pub skipped: Vec<Skip>,
-    /// The journal file.
-    pub journal: PathBuf,
-    /// The store backup made before writing, if any.
-    pub backup: Option<PathBuf>,
-    /// Actions of the plan not begun because the apply was asked to stop.
-    pub not_begun: usize,
-    /// The republishes' preconditions took the records the plan was made
-    /// from ([`ApplyOptions::planned_records`]): the store still held their
-    /// bytes, so it was not parsed again.
-    pub records_from_plan: bool,
-    /// Events read by this apply (preconditions, read-back) whose signature
-    /// the run's memory vouched for, so it was not checked again: proven
-    /// earlier in this process, or signed by this apply.
-    pub signatures_vouched: u64,
-}
-
-impl ApplyReport {
-    /// How many results have this outcome.
-    pub fn count(&self, outcome: Outcome) -> usize {
-        self.results.iter().filter(|r| r.outcome == outcome).count()
-    }
-
-    /// True when every action of the plan was applied or already applied
-    /// (an apply stopped before the end is not a success).
-    pub fn succeeded(&self) -> bool {
-        self.not_begun == 0 && !self.results.iter().any(|r| r.outcome.is_problem())
     }
 }
 

@@ -466,7 +466,7 @@ pub(crate) fn clip(text: &str, max_chars: usize) -> String {
 
 /// Renders what an apply did: a count line, every action that was not
 /// applied (with why), the plan's skipped agents, and where the journal is.
-pub fn render_report(report: &crate::engine::apply::ApplyReport, style: Style) -> String {
+pub fn render_report(report: &crate::core::apply::ApplyReport, style: Style) -> String {
     use crate::core::apply::Outcome;
     let mut out = String::new();
     for result in &report.results {
@@ -767,7 +767,7 @@ mod tests {
     #[test]
     fn a_stopped_apply_says_how_many_actions_were_not_begun() {
         use crate::core::apply::Outcome;
-        use crate::engine::apply::{ActionResult, ApplyReport};
+        use crate::core::apply::{ActionResult, ApplyReport};
         let mut report = ApplyReport {
             results: vec![ActionResult {
                 id: format!("republish_profile:{}@wss://r.example", "a".repeat(64)),
