@@ -138,21 +138,8 @@ async fn sigterm_in_apply_mode_stops_between_actions_and_the_event_in_flight_get
     // Four legacy agents, each needing a backfill and a republish, on a
     // relay that takes 1.5 s to answer each EVENT; one event in flight at a
     // time. SIGTERM comes while the first event awaits its OK.
-    let world = World::generated(4).await;
-    let slow = FakeRelay::start(FakeBehaviour::SlowOk {
-        delay: Duration::from_millis(1500),
-        challenge: None,
-    })
-    .await;
+    let (world, slow) = World::on_a_slow_relay(4).await;
     let metrics = world.dir.path().join("reprofile.prom");
-    let text = std::fs::read_to_string(&world.config_path)
-        .unwrap()
-        .replace(&world.relay_url, slow.url())
-        .replace(
-            "publish_timeout_secs = 5",
-            "publish_timeout_secs = 5\nmax_publish_in_flight = 1",
-        );
-    std::fs::write(&world.config_path, text).unwrap();
     world.append_config(&format!(
             "[schedule]\ncron = \"* * * * * *\"\nmode = \"apply\"\nshutdown_grace_secs = 10\nmetrics_file = \"{}\"",
             metrics.display()
@@ -223,20 +210,7 @@ async fn sigterm_in_apply_mode_stops_between_actions_and_the_event_in_flight_get
 /// SIGTERM, and the tick went on sending every event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_to_a_pid_1_run_once_stops_it_between_actions() {
-    let world = World::generated(4).await;
-    let slow = FakeRelay::start(FakeBehaviour::SlowOk {
-        delay: Duration::from_millis(1500),
-        challenge: None,
-    })
-    .await;
-    let text = std::fs::read_to_string(&world.config_path)
-        .unwrap()
-        .replace(&world.relay_url, slow.url())
-        .replace(
-            "publish_timeout_secs = 5",
-            "publish_timeout_secs = 5\nmax_publish_in_flight = 1",
-        );
-    std::fs::write(&world.config_path, text).unwrap();
+    let (world, slow) = World::on_a_slow_relay(4).await;
     world.append_config("[schedule]\nmode = \"apply\"\nshutdown_grace_secs = 10");
 
     let mut unshare = Command::new("unshare")

@@ -82,21 +82,7 @@ async fn in_a_terminal_log_lines_never_land_on_a_bar_and_no_bar_is_left() {
 /// go on, and exits 130 (before: it exited 130 at once, silently).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_during_apply_stops_between_actions_and_says_how_to_go_on() {
-    use crate::support::{FakeBehaviour, FakeRelay};
-    let world = World::generated(4).await;
-    let slow = FakeRelay::start(FakeBehaviour::SlowOk {
-        delay: Duration::from_millis(1500),
-        challenge: None,
-    })
-    .await;
-    let text = std::fs::read_to_string(&world.config_path)
-        .unwrap()
-        .replace(&world.relay_url, slow.url())
-        .replace(
-            "publish_timeout_secs = 5",
-            "publish_timeout_secs = 5\nmax_publish_in_flight = 1",
-        );
-    std::fs::write(&world.config_path, text).unwrap();
+    let (world, slow) = World::on_a_slow_relay(4).await;
     world.append_config("[safety]\nmax_republish_fraction = 1.0");
 
     let socket = format!("reprofile-ctrl-c-{}", std::process::id());
