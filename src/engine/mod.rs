@@ -6,7 +6,10 @@
 //! It wires the edges to the core and owns no rule: any `if` about what
 //! *should* happen belongs in `core`. It may import `core`, `protocol`,
 //! `net`, `store` and `config`; the faces (`cli`, `review`, `service`) call
-//! it, not the other way round.
+//! it, not the other way round, with two exceptions that are no cycle
+//! (`review` imports no engine module): `orchestrate` writes each plan's
+//! `.txt` through `review::render`, and `schedule`'s metrics count
+//! republishes by relay through `review::republishes_by_relay`.
 
 pub mod apply;
 pub mod orchestrate;
