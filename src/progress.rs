@@ -11,19 +11,93 @@
 //! the line is written, and the bars are drawn again below it, so a log line
 //! never lands on a bar. A bar is cleared when its work ends, also when the
 //! work ends early (the last handle dropped), so none is left at 0/N.
+//!
+//! The bars are drawn through [`BarTerminal`], indicatif's terminal less one
+//! thing: the cursor stays just after the last bar, where indicatif would fill
+//! the line with spaces to the right edge. At the edge the terminal's echo of
+//! a typed Ctrl-C (`^C`) opens a line indicatif does not count, and the
+//! clearing that follows took that line for the bar's and left the bar in the
+//! scrollback.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// The one display every bar is drawn in.
 fn multi() -> &'static MultiProgress {
     static MULTI: OnceLock<MultiProgress> = OnceLock::new();
-    MULTI.get_or_init(MultiProgress::new)
+    MULTI.get_or_init(|| {
+        MultiProgress::with_draw_target(ProgressDrawTarget::term_like_with_hz(
+            Box::new(BarTerminal(console::Term::buffered_stderr())),
+            20,
+        ))
+    })
+}
+
+/// Standard error as indicatif draws on it, except for the spaces indicatif
+/// writes after the last bar to put the cursor at the right edge. There, the
+/// next character the terminal prints (the `^C` it echoes when Ctrl-C is
+/// typed) goes to a new line that indicatif does not know of: the next
+/// clearing moves up from that line, clears it and leaves the bar above it.
+/// Without the spaces the echo lands on the bar's own line and goes with it.
+/// (Nothing else of reprofile writes to the terminal while a bar is drawn:
+/// every other write is [`suspend`]ed.)
+#[derive(Debug)]
+struct BarTerminal(console::Term);
+
+impl TermLike for BarTerminal {
+    fn width(&self) -> u16 {
+        self.0.size().1
+    }
+
+    fn height(&self) -> u16 {
+        self.0.size().0
+    }
+
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_up(n)
+    }
+
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_down(n)
+    }
+
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_right(n)
+    }
+
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_left(n)
+    }
+
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_line(s)
+    }
+
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        if is_edge_filler(s) {
+            return Ok(());
+        }
+        self.0.write_str(s)
+    }
+
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.0.clear_line()
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Whether indicatif writes `s` only to fill the last bar's line to the
+/// right edge: spaces alone (a bar's own text never is).
+fn is_edge_filler(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b == b' ')
 }
 
 /// Turns progress bars on for this process when stderr is a terminal (the CLI
