@@ -1,11 +1,12 @@
 //! `reprofile apply`: a saved plan or a fresh one, approved, then applied; and the approval and report both `apply` and `migrate` use.
 
+use anyhow::Context;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::engine::apply::{self, ApplyOptions};
-use crate::engine::orchestrate::{apply_plan, make_plan_to_apply};
+use crate::engine::orchestrate::{apply_plan, make_plan_to_apply, Stop};
 use crate::review::render;
 use crate::store::planfile::{self, PlanDocument};
 
@@ -43,6 +44,7 @@ pub(super) fn run(
             Approval {
                 auto_approve,
                 force,
+                stop: Some(&stop.stop),
             },
             opts,
         )
@@ -63,11 +65,13 @@ pub(super) fn require_approval_channel(auto_approve: bool) -> anyhow::Result<()>
 
 /// How an apply is approved (`apply`, `migrate`).
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Approval {
+pub(super) struct Approval<'a> {
     /// Apply without asking.
     pub(super) auto_approve: bool,
     /// Apply even above the safety threshold.
     pub(super) force: bool,
+    /// The command's stop (SIGINT, SIGTERM): a prompt under way is cancelled.
+    pub(super) stop: Option<&'a Stop>,
 }
 
 /// Shows the plan, asks for approval unless `auto_approve`, applies it and
@@ -80,12 +84,13 @@ pub(super) async fn approve_and_apply(
     doc: &PlanDocument,
     path: &Path,
     fresh: Option<&std::collections::BTreeMap<String, String>>,
-    approval: Approval,
+    approval: Approval<'_>,
     opts: ApplyOptions,
 ) -> anyhow::Result<Ending> {
     let Approval {
         auto_approve,
         force,
+        stop,
     } = approval;
     let mut ending = match fresh {
         Some(read_errors) => Ending {
@@ -112,14 +117,18 @@ pub(super) async fn approve_and_apply(
     apply::check_plan(config, doc, force, opts.planned_records.as_ref())?;
     if !auto_approve {
         require_approval_channel(auto_approve)?;
-        write!(
-            stdout,
-            "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
-        )?;
-        stdout.flush()?;
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if answer.trim() != "yes" {
+        // Stopped while planning: no question asked.
+        let answer = if stop.is_some_and(Stop::requested) {
+            None
+        } else {
+            write!(
+                stdout,
+                "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+            )?;
+            stdout.flush()?;
+            read_answer(stop).await?
+        };
+        if answer.as_deref().map(str::trim) != Some("yes") {
             writeln!(stdout, "\nApply cancelled: nothing was changed.")?;
             ending.problems = true;
             return Ok(ending);
@@ -132,6 +141,33 @@ pub(super) async fn approve_and_apply(
     ending.problems = !report.succeeded();
     ending.errors.extend(apply_errors(&report, path));
     Ok(ending)
+}
+
+/// The answer typed at the approval prompt, or `None` once `stop` is
+/// requested: Ctrl-C at the prompt cancels at once (the command's
+/// [`Stopping`](super::Stopping) requests the stop and makes the signal the
+/// exit code). The line is read on a thread of its own, left blocked on a
+/// cancelled read until the process ends.
+async fn read_answer(stop: Option<&Stop>) -> anyhow::Result<Option<String>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("approval".into())
+        .spawn(move || {
+            let mut answer = String::new();
+            let read = std::io::stdin().read_line(&mut answer).map(|_| answer);
+            let _ = tx.send(read);
+        })
+        .context("cannot start reading the answer")?;
+    let stopped = async {
+        match stop {
+            Some(stop) => stop.until_requested().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        read = rx => Ok(Some(read.context("the answer's reader ended")??)),
+        () = stopped => Ok(None),
+    }
 }
 
 /// What an apply that did not succeed says on stderr, once: what failed

@@ -55,6 +55,7 @@ pub(super) fn run(args: &ConfigArgs, dry_run: bool, auto_approve: bool) -> anyho
             Approval {
                 auto_approve,
                 force: false,
+                stop: Some(&stop.stop),
             },
             opts,
         )

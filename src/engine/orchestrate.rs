@@ -12,7 +12,7 @@
 //!
 //! The daemon (`reprofile run`) and the one-shot commands that change
 //! things (`apply`, `migrate`, `run --once`) listen for them
-//! ([`Stop::on_signals`]): without a handler, a command that is a
+//! ([`Signals`]): without a handler, a command that is a
 //! container's PID 1 would ignore SIGTERM and run on until SIGKILL. `plan`
 //! and `show` end at once, as any process does, and what they leave is true
 //! (a plan file is written atomically). The signal sets the stop flag and:
@@ -31,8 +31,14 @@
 //!    again;
 //! 5. the daemon waits for the tick at most `[schedule] shutdown_grace_secs`,
 //!    writes the tick's metrics (a stopped tick is not a success) and exits 0;
-//!    a one-shot command waits as long, then exits 1 (stopped before the end
-//!    is not a success), saying what was left.
+//!    a one-shot command says at once that it is stopping, waits as long,
+//!    says what was left and exits 130 (SIGINT) or 143 (SIGTERM), or 1 past
+//!    the grace;
+//! 6. a second signal ends the wait at once (as terraform does on a second
+//!    Ctrl-C): the events under way are left without their OK or read-back,
+//!    and the next run finishes them (a `published` journal line or the
+//!    relay's copy of the event keeps it from being sent twice). Ctrl-C at
+//!    an approval prompt cancels at once, nothing changed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -263,45 +269,73 @@ pub async fn apply_plan(
 }
 
 /// The stop signal: a flag, set once (by SIGTERM or SIGINT in the daemon, or
-/// by a test), that the apply reads between actions. Clones share the flag.
-#[derive(Debug, Clone, Default)]
-pub struct Stop(Arc<AtomicBool>);
+/// by a test), that the apply reads between actions, and that a wait (the
+/// approval prompt, the jitter) can await. Clones share it.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    flag: Arc<AtomicBool>,
+    requested: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for Stop {
+    fn default() -> Self {
+        Self {
+            flag: Arc::default(),
+            requested: Arc::new(tokio::sync::watch::Sender::new(false)),
+        }
+    }
+}
 
 impl Stop {
     /// True once a stop was requested.
     pub fn requested(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.flag.load(Ordering::SeqCst)
     }
 
     /// Requests the stop.
     pub fn request(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.flag.store(true, Ordering::SeqCst);
+        self.requested.send_replace(true);
+    }
+
+    /// Ends once the stop is requested (at once if it was).
+    pub async fn until_requested(&self) {
+        let mut requested = self.requested.subscribe();
+        // The sender lives as long as `self`: never an error.
+        let _ = requested.wait_for(|requested| *requested).await;
     }
 
     /// The flag itself, for [`ApplyOptions::stop`].
     pub fn flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.0)
+        Arc::clone(&self.flag)
+    }
+}
+
+/// SIGTERM and SIGINT as they arrive, from the moment of [`Signals::listen`]
+/// (each listener sees every signal that arrives after it was made).
+#[derive(Debug)]
+pub struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Starts listening (their default action, ending the process, is off
+    /// from then on). Needs a tokio runtime.
+    pub fn listen() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
     }
 
-    /// Listens for SIGTERM and SIGINT: the first one requests the stop, and
-    /// the returned task ends with the signal's name. Needs a tokio runtime.
-    pub fn on_signals(&self) -> anyhow::Result<tokio::task::JoinHandle<&'static str>> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-        let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-        let stop = self.clone();
-        Ok(tokio::spawn(async move {
-            let name = tokio::select! {
-                _ = terminate.recv() => "SIGTERM",
-                _ = interrupt.recv() => "SIGINT",
-            };
-            stop.request();
-            tracing::info!(
-                signal = name,
-                "stopping: no new ticks; the running tick finishes the actions under way"
-            );
-            name
-        }))
+    /// The next signal's name: `SIGTERM` or `SIGINT`.
+    pub async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
     }
 }
 

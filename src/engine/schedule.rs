@@ -28,7 +28,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use crate::config::Config;
 use crate::core::apply::Outcome;
 use crate::core::plan::{Action, SkipReason};
-use crate::engine::orchestrate::{tick_once, Daemon, Stop, TickReport};
+use crate::engine::orchestrate::{tick_once, Daemon, Signals, Stop, TickReport};
 use crate::store::planfile::{self, write_atomic};
 
 /// Counters kept across ticks.
@@ -272,8 +272,8 @@ fn label_value(text: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Waits a random delay of up to `jitter` before a tick, in short slices so
-/// that a stop request is seen at once. Returns false when asked to stop.
+/// Waits a random delay of up to `jitter` before a tick, or until a stop is
+/// requested. Returns false when asked to stop.
 async fn jitter_wait(jitter: Duration, stop: &Stop) -> bool {
     if jitter.is_zero() {
         return !stop.requested();
@@ -283,15 +283,10 @@ async fn jitter_wait(jitter: Duration, stop: &Stop) -> bool {
         delay_ms = delay.as_millis() as u64,
         "jitter before the tick"
     );
-    let until = tokio::time::Instant::now() + delay;
-    while tokio::time::Instant::now() < until {
-        if stop.requested() {
-            return false;
-        }
-        let slice = Duration::from_millis(100).min(until - tokio::time::Instant::now());
-        tokio::time::sleep(slice).await;
+    tokio::select! {
+        () = tokio::time::sleep(delay) => !stop.requested(),
+        () = stop.until_requested() => false,
     }
-    !stop.requested()
 }
 
 /// `run --once`: one tick now (after the configured jitter), its retention
@@ -369,7 +364,7 @@ pub async fn run_daemon(config: Config) -> anyhow::Result<()> {
         counters: std::sync::Mutex::new(Counters::default()),
         stop: Stop::default(),
     });
-    let signal = shared.stop.on_signals()?;
+    let mut signals = Signals::listen()?;
 
     let mut scheduler = JobScheduler::new()
         .await
@@ -393,14 +388,24 @@ pub async fn run_daemon(config: Config) -> anyhow::Result<()> {
         .context("cannot start the scheduler")?;
     tracing::info!(cron = cron.as_str(), timezone = %timezone, mode = ?mode, "scheduler started");
 
-    // The stop is requested (and logged) by the signal's task.
-    let _ = signal.await;
+    let first = signals.next().await;
+    shared.stop.request();
+    tracing::info!(
+        signal = first,
+        "stopping: no new ticks; the running tick finishes the actions under way (a second signal stops at once)"
+    );
     let _ = scheduler.shutdown().await;
-    match tokio::time::timeout(grace, shared.busy.lock()).await {
-        Ok(_) => tracing::info!("stopped"),
-        Err(_) => tracing::warn!(
-            grace_secs = grace.as_secs(),
-            "the running tick did not finish within the grace period; exiting (its journal is true so far)"
+    tokio::select! {
+        finished = tokio::time::timeout(grace, shared.busy.lock()) => match finished {
+            Ok(_) => tracing::info!("stopped"),
+            Err(_) => tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "the running tick did not finish within the grace period; exiting (its journal is true so far)"
+            ),
+        },
+        second = signals.next() => tracing::warn!(
+            signal = second,
+            "stopped at once by a second signal: the running tick's actions under way were left unfinished (its journal is true so far; the next run finishes the rest)"
         ),
     }
     Ok(())

@@ -202,6 +202,48 @@ async fn sigterm_in_apply_mode_stops_between_actions_and_the_event_in_flight_get
         .expect("the daemon released the store's lock");
 }
 
+/// A second SIGTERM while the tick waits for an OK that never comes ends
+/// the daemon at once, saying so (without it, the daemon waits for the OK or
+/// the grace, both ten minutes here); exit 0, as on any stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_stops_the_daemon_at_once() {
+    let (world, relay) = World::on_a_fake_relay(2, FakeBehaviour::NeverOk).await;
+    let config = std::fs::read_to_string(&world.config_path)
+        .unwrap()
+        .replace("publish_timeout_secs = 5", "publish_timeout_secs = 600");
+    std::fs::write(&world.config_path, config).unwrap();
+    world.append_config(
+        "[schedule]\ncron = \"* * * * * *\"\nmode = \"apply\"\nshutdown_grace_secs = 600\n[safety]\nmax_republish_fraction = 1.0",
+    );
+
+    let (mut child, rx) = tokio::task::block_in_place(|| spawn_daemon(&world));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while relay.event_ids().is_empty() {
+        assert!(Instant::now() < deadline, "no EVENT reached the relay");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sigterm(&child);
+    let mut lines = tokio::task::block_in_place(|| {
+        collect_until(&rx, Duration::from_secs(10), |l| {
+            l.iter().any(|x| message(x).starts_with("stopping: "))
+        })
+    });
+    sigterm(&child);
+    let status = tokio::task::block_in_place(|| wait_exit(&mut child, Duration::from_secs(20)));
+    assert_eq!(status.code(), Some(0));
+    lines.extend(tokio::task::block_in_place(|| {
+        collect_until(&rx, Duration::from_secs(5), |l| {
+            l.iter().any(|x| message(x).starts_with("stopped at once"))
+        })
+    }));
+    let stopped = lines
+        .iter()
+        .find(|l| message(l).starts_with("stopped at once by a second signal"))
+        .unwrap_or_else(|| panic!("said: {lines:?}"));
+    assert_eq!(stopped["level"], "WARN");
+    assert_eq!(relay.event_ids().len(), 1, "nothing sent after the signal");
+}
+
 /// `run --once` as a container's entrypoint (PID 1 of its own PID
 /// namespace, as `unshare --pid --fork` makes it): SIGTERM stops it between
 /// actions as it stops the daemon; the event in flight gets its OK and is

@@ -63,31 +63,42 @@ impl World {
         }
     }
 
-    /// A world of `n` generated agents on a fresh relay with no profiles: all
-    /// legacy records of the goose runtime, so each needs a backfill and a
-    /// republish. Keys are real (derived from the index).
     /// `n` generated agents (see [`World::generated`]) whose relay answers
     /// each EVENT after 1.5 s, one event in flight at a time: the world of
     /// the tests that stop an apply while an event awaits its OK.
     pub async fn on_a_slow_relay(n: usize) -> (World, crate::support::FakeRelay) {
-        use crate::support::{FakeBehaviour, FakeRelay};
+        World::on_a_fake_relay(
+            n,
+            crate::support::FakeBehaviour::SlowOk {
+                delay: std::time::Duration::from_millis(1500),
+                challenge: None,
+            },
+        )
+        .await
+    }
+
+    /// `n` generated agents (see [`World::generated`]) on a fake relay that
+    /// behaves as told, one event in flight at a time.
+    pub async fn on_a_fake_relay(
+        n: usize,
+        behaviour: crate::support::FakeBehaviour,
+    ) -> (World, crate::support::FakeRelay) {
         let world = World::generated(n).await;
-        let slow = FakeRelay::start(FakeBehaviour::SlowOk {
-            delay: std::time::Duration::from_millis(1500),
-            challenge: None,
-        })
-        .await;
+        let fake = crate::support::FakeRelay::start(behaviour).await;
         let text = std::fs::read_to_string(&world.config_path)
             .unwrap()
-            .replace(&world.relay_url, slow.url())
+            .replace(&world.relay_url, fake.url())
             .replace(
                 "publish_timeout_secs = 5",
                 "publish_timeout_secs = 5\nmax_publish_in_flight = 1",
             );
         std::fs::write(&world.config_path, text).unwrap();
-        (world, slow)
+        (world, fake)
     }
 
+    /// A world of `n` generated agents on a fresh relay with no profiles: all
+    /// legacy records of the goose runtime, so each needs a backfill and a
+    /// republish. Keys are real (derived from the index).
     pub async fn generated(n: usize) -> World {
         use nostr::nips::nip19::ToBech32;
         let relay = start_local_relay().await;
