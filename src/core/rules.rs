@@ -280,10 +280,7 @@ fn decide_all<'a>(
                     });
                     let backfill = match shared {
                         None => Backfill::Own,
-                        Some(shared) => Backfill::Shared {
-                            choice: &shared.choice,
-                            emit: shared.first == first + i,
-                        },
+                        Some(shared) => Backfill::Shared(&shared.choice),
                     };
                     decide(
                         a,
@@ -300,9 +297,26 @@ fn decide_all<'a>(
             .collect();
         (decisions, learned)
     };
-    if threads == 1 || agents.len() < PARALLEL_MIN_AGENTS {
-        return decide_part(0, agents);
+    let (mut decisions, learned) = if threads == 1 || agents.len() < PARALLEL_MIN_AGENTS {
+        decide_part(0, agents)
+    } else {
+        decide_in_parts(agents, threads, decide_part)
+    };
+    if !shared.is_empty() {
+        let copies = copies
+            .get_or_init(|| PubkeyCopies::of(snapshot.agents.iter().map(|agent| &agent.record)));
+        attach_shared_backfills(&mut decisions, agents, shared, copies);
     }
+    (decisions, learned)
+}
+
+/// [`decide_all`] on `threads` threads, each deciding a contiguous part.
+fn decide_in_parts(
+    agents: &[AgentSnapshot],
+    threads: usize,
+    decide_part: impl Fn(usize, &[AgentSnapshot]) -> (Vec<Decision>, Vec<(KeyHash, [u8; 32])>) + Sync,
+) -> (Vec<Decision>, Vec<(KeyHash, [u8; 32])>) {
+    let decide_part = &decide_part;
     let chunk = agents.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let parts: Vec<_> = agents
@@ -460,13 +474,56 @@ enum Backfill<'a> {
     /// From this entry's relay alone (an agent on one relay).
     Own,
     /// Once for an agent on several community relays, from all of them;
-    /// the backfill action goes with the agent's first entry only.
-    Shared {
-        /// The choice.
-        choice: &'a Chosen,
-        /// True for the entry that carries the backfill action.
-        emit: bool,
-    },
+    /// no entry carries the backfill action while it is decided: it goes
+    /// afterwards with the first entry not skipped
+    /// ([`attach_shared_backfills`]).
+    Shared(&'a Chosen),
+}
+
+/// Gives each record on several relays its one backfill (rule B2, decided
+/// across them): with its first entry that is not skipped, before that
+/// entry's republish (E1). A skip on one relay (its clock ahead, a tag it
+/// holds) is that relay's; the record's backfill still goes with the
+/// republishes of the others, which publish the avatar it writes. Skipped
+/// on every relay: no backfill (a skip means no action).
+fn attach_shared_backfills(
+    decisions: &mut [Decision],
+    agents: &[AgentSnapshot],
+    shared: &HashMap<usize, SharedBackfill>,
+    copies: &PubkeyCopies<'_>,
+) {
+    for backfill in shared.values() {
+        let record = &agents[backfill.first].record;
+        // Records rule A rejects were decided entry by entry (and skipped).
+        if !is_pubkey_hex(&record.pubkey) || copies.count(&record.pubkey) != 1 {
+            continue;
+        }
+        let Ok((source, avatar)) = &backfill.choice else {
+            continue;
+        };
+        let entries = agents[backfill.first..]
+            .iter()
+            .take_while(|a| a.record.index == record.index)
+            .count();
+        let action = Action::BackfillAvatar(BackfillAvatar {
+            agent: record.pubkey.clone(),
+            name: record.name.clone(),
+            index: record.index,
+            source: *source,
+            avatar_url: avatar.clone(),
+            before: record.avatar_url.clone(),
+        });
+        let carrier = decisions[backfill.first..backfill.first + entries]
+            .iter_mut()
+            .find(|decision| !matches!(decision, Decision::Skip(..)));
+        match carrier {
+            Some(Decision::Actions(actions) | Decision::AgentManaged { actions, .. }) => {
+                actions.insert(0, action);
+            }
+            Some(unchanged @ Decision::Unchanged) => *unchanged = Decision::Actions(vec![action]),
+            Some(Decision::Skip(..)) | None => {}
+        }
+    }
 }
 
 /// Rule B2's outcome: the source and avatar, or the skip and why.
@@ -497,7 +554,7 @@ fn before_key(
         None => {
             let (chosen, emit) = match backfill {
                 Backfill::Own => (choose_backfill(record, state, personas, policy), true),
-                Backfill::Shared { choice, emit } => (choice.clone(), emit),
+                Backfill::Shared(choice) => (choice.clone(), false),
             };
             match chosen {
                 Ok((source, avatar)) => {

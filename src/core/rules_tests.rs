@@ -1138,6 +1138,38 @@ fn communities_rule_b2_command_default_when_no_relay_has_a_picture() {
     assert_eq!(republish_relays(&plan), [COMMUNITY_A, COMMUNITY_B]);
 }
 
+/// The one backfill of a record on several relays goes with its first
+/// entry that is not skipped: a relay-specific skip on the first relay
+/// (its clock ahead) leaves the backfill the other relays' republishes
+/// publish (before: it went with the skipped entry, and apply found those
+/// republishes stale, the store still without the avatar).
+#[test]
+fn communities_rule_b2_the_backfill_survives_a_skip_on_the_first_relay() {
+    let tolerance = Policy::default().future_tolerance_secs;
+    let plan = on_both(
+        legacy(1, "Ada"),
+        event(NOW + tolerance, r#"{"display_name":"Ada"}"#),
+        RelayObservation::NoProfile,
+    );
+    assert_eq!(plan.skipped.len(), 1, "{:?}", plan.skipped);
+    assert_eq!(plan.skipped[0].reason, SkipReason::ClockSkew);
+    let b = backfill(&plan);
+    assert_eq!(
+        (b.source, b.avatar_url.as_str()),
+        (AvatarSource::Command, GOOSE)
+    );
+    assert!(
+        plan.actions[0].as_backfill().is_some(),
+        "E1: backfill first"
+    );
+    assert_eq!(republish_relays(&plan), [COMMUNITY_B]);
+    assert_eq!(republish(&plan).picture, GOOSE);
+    // Skipped on every relay: no backfill at all.
+    let skew = || event(NOW + tolerance, r#"{"display_name":"Ada"}"#);
+    let plan = on_both(legacy(1, "Ada"), skew(), skew());
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+}
+
 #[test]
 fn communities_rule_a4_an_empty_relay_url_says_to_set_communities() {
     let mut rec = record(1, "Ada");
