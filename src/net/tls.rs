@@ -1,18 +1,17 @@
-//! Whom `wss://` relay connections trust, and the websocket transport that
-//! connects with that trust.
+//! Whom `wss://` relay connections trust, and the websocket connection made
+//! with that trust.
 //!
-//! nostr-sdk's default transport trusts only the built-in web roots, so a
-//! relay behind a company CA fails with `UnknownIssuer`. This module owns:
+//! A client that trusts only the built-in web roots fails on a relay behind
+//! a company CA with `UnknownIssuer`. This module owns:
 //! - reading `[relay] ca_file` (a private CA, PEM) and refusing one that holds
 //!   no usable certificate ([`read_ca_file`]);
 //! - the root store: the built-in web roots (webpki-roots), the OS store
 //!   (rustls-native-certs, which reads `SSL_CERT_FILE` / `SSL_CERT_DIR`
 //!   instead when either is set) and the private CA; built once per [`Tls`]
 //!   (the first `wss://` connection builds it; every later one shares it);
-//! - [`Tls::websocket_transport`], a nostr-sdk `WebSocketTransport` that
-//!   connects `ws://` in the clear and `wss://` with that store (rustls with
-//!   the ring provider), within the connect timeout nostr-sdk passes.
-//!
+//! - [`Tls::open`], the websocket every relay connection of
+//!   [`crate::net::wire`] is: `ws://` in the clear and `wss://` with that
+//!   store (rustls with the ring provider), within the connect timeout;
 //! - the websocket limits of every relay connection, reads and writes alike:
 //!   a relay's message is at most [`MAX_MESSAGE_BYTES`].
 //!
@@ -24,20 +23,11 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use async_wsocket::{Message, WebSocket};
-use futures_util::stream::{FuturesUnordered, SplitSink};
-use futures_util::{Sink, SinkExt, StreamExt, TryStreamExt};
-use nostr_sdk::pool::transport::error::TransportError;
-use nostr_sdk::pool::transport::websocket::{
-    WebSocketSink, WebSocketStream as TransportStream, WebSocketTransport,
-};
-use nostr_sdk::pool::ConnectionMode;
-use nostr_sdk::util::BoxedFuture;
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
 use nostr_sdk::Url;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -181,11 +171,6 @@ impl Tls {
         }
     }
 
-    /// The nostr-sdk websocket transport that connects with this trust (for
-    /// `ClientBuilder::websocket_transport`).
-    pub fn websocket_transport(&self) -> Arc<dyn WebSocketTransport> {
-        self.transport.clone()
-    }
 }
 
 /// A bare websocket to a relay (`crate::net::wire`'s connections).
@@ -205,7 +190,7 @@ impl Tls {
         };
         match tokio::time::timeout(timeout, self.transport.open_socket(&parsed)).await {
             Ok(Ok(socket)) => Ok(socket),
-            Ok(Err(ConnectError::Timeout)) | Err(_) => Err(failed()),
+            Err(_) => Err(failed()),
             Ok(Err(error)) => Err(format!("connection failed: {error}")),
         }
     }
@@ -274,46 +259,7 @@ impl TlsTransport {
     }
 }
 
-impl WebSocketTransport for TlsTransport {
-    fn support_ping(&self) -> bool {
-        true
-    }
-
-    fn connect<'a>(
-        &'a self,
-        url: &'a Url,
-        mode: &'a ConnectionMode,
-        timeout: Duration,
-    ) -> BoxedFuture<'a, Result<(WebSocketSink, TransportStream), TransportError>> {
-        Box::pin(async move {
-            // Only direct connections exist in nostr-sdk as built here (no
-            // socks or tor features); anything else is refused, not ignored.
-            if !matches!(mode, ConnectionMode::Direct) {
-                return Err(TransportError::backend(ConnectError::Setup(
-                    "only direct connections are supported".to_string(),
-                )));
-            }
-            let socket = tokio::time::timeout(timeout, Box::pin(self.open(url)))
-                .await
-                .map_err(|_| TransportError::backend(ConnectError::Timeout))?
-                .map_err(TransportError::backend)?;
-            let (sink, stream) = socket.split();
-            let sink: WebSocketSink = Box::new(TransportSink(sink));
-            let stream: TransportStream = Box::pin(stream.map_err(TransportError::backend));
-            Ok((sink, stream))
-        })
-    }
-}
-
 impl TlsTransport {
-    /// TCP, then TLS for `wss://`, then the websocket handshake, as
-    /// async-wsocket's socket (what nostr-sdk's transport speaks).
-    async fn open(&self, url: &Url) -> Result<WebSocket, ConnectError> {
-        // async-wsocket's socket: it turns frames into the Message type
-        // nostr-sdk's transport speaks, as the default transport does.
-        Ok(WebSocket::Tokio(self.open_socket(url).await?))
-    }
-
     /// TCP, then TLS for `wss://`, then the websocket handshake.
     async fn open_socket(&self, url: &Url) -> Result<Socket, ConnectError> {
         let host = url.host_str().ok_or(ConnectError::NoHost)?;
@@ -422,10 +368,6 @@ fn interleave_families(addresses: Vec<SocketAddr>) -> Vec<SocketAddr> {
 /// Why a connection could not be opened.
 #[derive(Debug, thiserror::Error)]
 enum ConnectError {
-    /// The connect timeout passed. relay.rs recognizes the bare word, as
-    /// the default transport reports it.
-    #[error("timeout")]
-    Timeout,
     /// The URL has no host or port.
     #[error("the relay URL has no host")]
     NoHost,
@@ -456,32 +398,6 @@ impl ConnectError {
             }
         }
         ConnectError::Websocket(Box::new(error))
-    }
-}
-
-/// The websocket's sending half with nostr-sdk's error type. A struct, not
-/// `sink_map_err`, as nostr-sdk's own transport does (rust-nostr issue 984).
-struct TransportSink(SplitSink<WebSocket, Message>);
-
-impl Sink<Message> for TransportSink {
-    type Error = TransportError;
-
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready_unpin(cx).map_err(TransportError::backend)
-    }
-
-    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
-        self.0
-            .start_send_unpin(item)
-            .map_err(TransportError::backend)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_flush_unpin(cx).map_err(TransportError::backend)
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_close_unpin(cx).map_err(TransportError::backend)
     }
 }
 
