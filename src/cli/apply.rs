@@ -1,8 +1,9 @@
 //! `reprofile apply`: a saved plan or a fresh one, approved, then applied; and the approval and report both `apply` and `migrate` use.
 
-use anyhow::Context;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 
 use crate::config::Config;
 use crate::engine::apply::{self, ApplyOptions};

@@ -170,7 +170,6 @@ impl Tls {
             }),
         }
     }
-
 }
 
 /// A bare websocket to a relay (`crate::net::wire`'s connections).
