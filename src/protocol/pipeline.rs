@@ -7,7 +7,11 @@
 //!   `duplicate:`) and refused end the event; `rate-limited:` sends the
 //!   *same* signed event again (same id, never re-signed) after the core's
 //!   [`Backoff`], never sooner than the relay asked (`retry in Ns`,
-//!   [`retry_in`]); the retries used up fail it.
+//!   [`retry_in`]); the retries used up fail it. A `rate-limited:` NOTICE
+//!   (Buzz sheds load so, and answers the event it dropped with no OK) does
+//!   not say which event: every event awaiting its OK goes again the same
+//!   way, and no new EVENT is sent before the relay asked. An OK that comes
+//!   after all for an event waiting to go again is its answer.
 //! - **NIP-42.** An `auth-required:` answer makes the connection sign in
 //!   ([`Nip42`]) as the event's author, with its NIP-OA tag and the relay
 //!   connected to as the `relay` tag (the [`Identity`] the caller gives each
@@ -238,6 +242,8 @@ pub struct PipelinedPublish {
     accepted: VecDeque<usize>,
     /// Jitter for the backoffs, from the caller's seed.
     jitter: SplitMix64,
+    /// No new EVENT before this (a `rate-limited:` NOTICE asked so).
+    paused_until: Option<Instant>,
 }
 
 impl PipelinedPublish {
@@ -287,6 +293,7 @@ impl PipelinedPublish {
             stopping: false,
             accepted: VecDeque::new(),
             jitter: SplitMix64(jitter_seed),
+            paused_until: None,
         }
     }
 
@@ -461,6 +468,35 @@ impl PipelinedPublish {
             }
             PublishAnswer::AuthRequired(_) => self.auth_required(job, text, now),
         }
+    }
+
+    /// A `rate-limited:` NOTICE: the relay dropped an EVENT without an OK
+    /// and does not say which. Every event awaiting its OK is answered as by
+    /// a `rate-limited:` OK (sent again, unchanged, after the backoff and
+    /// never before the relay asked; a relay that kept it answers
+    /// `duplicate:`), and no new EVENT goes before the relay asked.
+    fn rate_limited_notice(&mut self, message: &str, now: Instant) {
+        let asked = now + retry_in(message).unwrap_or_default();
+        self.paused_until = Some(self.paused_until.map_or(asked, |until| until.max(asked)));
+        let mut waiting: Vec<usize> = self.in_flight.drain().map(|(_, job)| job).collect();
+        waiting.sort_unstable();
+        for job in waiting {
+            self.answered(job, false, message, now);
+        }
+        self.drop_stale_deadlines();
+    }
+
+    /// The job of an event waiting to go again after a `rate-limited:`
+    /// NOTICE (whose OK may still come).
+    fn waiting_again(&self, id: &EventId) -> Option<usize> {
+        self.jobs.iter().position(|job| {
+            job.event.id == *id && matches!(job.state, JobState::Backoff | JobState::Ready)
+        })
+    }
+
+    /// Whether a `rate-limited:` NOTICE holds new EVENTs back at `now`.
+    fn paused(&self, now: Instant) -> bool {
+        self.paused_until.is_some_and(|until| now < until)
     }
 
     /// A job's EVENT was answered `auth-required:`.

@@ -140,6 +140,24 @@ async fn a_rate_limited_event_is_resent_unchanged_until_accepted() {
     assert_connections_closed(&fake).await;
 }
 
+/// Buzz sheds load with a `rate-limited:` NOTICE and no OK: the events that
+/// awaited their OK are sent again, unchanged, until accepted (before: the
+/// NOTICE was only logged and each event failed at its OK's deadline).
+#[tokio::test]
+async fn a_rate_limited_notice_without_an_ok_has_the_events_sent_again_until_accepted() {
+    let fake = FakeRelay::start(FakeBehaviour::NoticeRateLimitFirst(1)).await;
+    let items = items_for(&agents(3));
+
+    let deliveries = publish_all(fake.url(), items.clone(), &fast_options()).await;
+
+    assert_all_accepted(&deliveries);
+    let distinct: HashSet<String> = fake.event_ids().into_iter().collect();
+    let expected: HashSet<String> = items.iter().map(|item| item.event.id.to_hex()).collect();
+    assert_eq!(distinct, expected, "the same events, never re-signed");
+    assert_eq!(fake.connections(), 1, "one connection for the batch");
+    assert_connections_closed(&fake).await;
+}
+
 #[tokio::test]
 async fn an_always_rate_limited_event_fails_after_the_bounded_retries() {
     let fake = FakeRelay::start(FakeBehaviour::AnswerOk {

@@ -35,6 +35,9 @@ impl Session for PipelinedPublish {
                 } else if let Some(job) = self.in_flight.remove(&event_id) {
                     self.answered(job, status, &message, now);
                     self.drop_stale_deadlines();
+                } else if let Some(job) = self.waiting_again(&event_id) {
+                    // Sent before a rate-limited NOTICE, answered after all.
+                    self.answered(job, status, &message, now);
                 } else {
                     tracing::debug!(id = %event_id, "OK for no event in flight ignored");
                 }
@@ -46,7 +49,11 @@ impl Session for PipelinedPublish {
                 self.link.challenge = Some(challenge.into_owned());
             }
             Input::Message(RelayMessage::Notice(message)) => {
-                tracing::debug!(notice = %relay_text(&message), "relay notice");
+                if message.starts_with("rate-limited:") {
+                    self.rate_limited_notice(&relay_text(&message), now);
+                } else {
+                    tracing::debug!(notice = %relay_text(&message), "relay notice");
+                }
             }
             Input::Message(_) | Input::Event { .. } | Input::Lagged(_) => {}
             Input::Lost(reason) => {
@@ -75,7 +82,7 @@ impl Session for PipelinedPublish {
             self.send_no_more();
             return frames;
         }
-        if self.link.holds_sending() {
+        if self.link.holds_sending() || self.paused(now) {
             return frames;
         }
         let room = self.max_in_flight().saturating_sub(self.in_flight.len());
@@ -115,12 +122,19 @@ impl Session for PipelinedPublish {
             .iter()
             .filter_map(|s| s.auth.poll_timeout())
             .min();
-        [flight, backoff, sign_in].into_iter().flatten().min()
+        let paused = self.paused_until.filter(|_| !self.ready.is_empty());
+        [flight, backoff, sign_in, paused]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         if self.link.lost {
             return;
+        }
+        if !self.paused(now) {
+            self.paused_until = None;
         }
         loop {
             self.drop_stale_deadlines();

@@ -217,6 +217,74 @@ fn a_rate_limited_event_goes_again_unchanged_after_the_backoff_or_the_relays_del
     );
 }
 
+fn notice(text: &str) -> Input {
+    Input::Message(RelayMessage::Notice(Cow::Owned(text.into())))
+}
+
+/// Buzz sheds load with a `rate-limited:` NOTICE and no OK for the event it
+/// dropped, without naming it: every event awaiting its OK goes again,
+/// unchanged, and nothing is sent before the relay asked; an OK that comes
+/// after all is the event's answer (before: the NOTICE was only logged, and
+/// the dropped event failed at its deadline).
+#[test]
+fn a_rate_limited_notice_sends_what_awaits_an_ok_again_and_nothing_new_before_the_relay_asked() {
+    let a = agents(4);
+    let t0 = Instant::now();
+    let mut s = session(&a, 2);
+    assert_eq!(events_sent(&mut s, t0), ids(&a, &[0, 1]));
+    s.handle_input(notice("rate-limited: too many events; retry in 2s"), t0);
+    let t1 = t0 + Duration::from_secs(1);
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(2)));
+    s.handle_timeout(t1);
+    assert!(
+        events_sent(&mut s, t1).is_empty(),
+        "not before the relay asked"
+    );
+    // Event 1 was kept after all: its OK is its answer.
+    s.handle_input(ok(a[1].event.id, true, ""), t1);
+    assert_eq!(accepted(&mut s), [1]);
+    let t2 = t0 + Duration::from_secs(2);
+    s.handle_timeout(t2);
+    // The new events, then event 0 again (the same signed event), as after
+    // a `rate-limited:` OK.
+    assert_eq!(events_sent(&mut s, t2), ids(&a, &[2, 3]));
+    s.handle_input(ok(a[2].event.id, true, ""), t2);
+    s.handle_input(ok(a[3].event.id, true, ""), t2);
+    assert_eq!(events_sent(&mut s, t2), ids(&a, &[0]));
+    s.handle_input(ok(a[0].event.id, true, "duplicate: already have it"), t2);
+    assert_eq!(ends(s), vec![delivered(Delivery::Accepted); 4]);
+}
+
+/// A NOTICE that is not `rate-limited:` changes nothing; the retries a
+/// NOTICE uses count as an OK's do, and used up fail the event.
+#[test]
+fn rate_limited_notices_use_the_events_retries() {
+    let a = agents(1);
+    let t0 = Instant::now();
+    let mut s = session(&a, 1);
+    assert_eq!(events_sent(&mut s, t0), ids(&a, &[0]));
+    s.handle_input(notice("the relay restarts at noon"), t0);
+    assert_eq!(
+        s.poll_timeout(),
+        Some(t0 + TIMEOUT),
+        "still awaiting its OK"
+    );
+    let mut now = t0;
+    for _ in 0..2 {
+        s.handle_input(notice("rate-limited: slow down"), now);
+        now = s.poll_timeout().expect("a backoff");
+        s.handle_timeout(now);
+        assert_eq!(events_sent(&mut s, now), ids(&a, &[0]));
+    }
+    s.handle_input(notice("rate-limited: slow down"), now);
+    assert_eq!(
+        ends(s),
+        vec![delivered(Delivery::Failed(
+            "rate-limited: slow down (gave up after 2 retries)".into()
+        ))]
+    );
+}
+
 #[test]
 fn an_event_without_an_ok_by_its_deadline_failed() {
     let a = agents(2);

@@ -202,6 +202,9 @@ pub enum FakeBehaviour {
     /// Answers the first `n` EVENTs carrying a given event id (counted over
     /// all connections) with `rate-limited: slow down`, later ones with OK true.
     RateLimitFirst(usize),
+    /// As [`FakeBehaviour::RateLimitFirst`], but sheds load as Buzz does: a
+    /// `["NOTICE", "rate-limited: …"]` and no OK for those first `n`.
+    NoticeRateLimitFirst(usize),
     /// On each connection, sends no OK until it has received `n` EVENTs; then
     /// answers all of them, and every later one at once, with OK true.
     HoldOksUntil(usize),
@@ -240,6 +243,7 @@ impl FakeBehaviour {
             FakeBehaviour::AnswerOk { .. }
                 | FakeBehaviour::NeverOk
                 | FakeBehaviour::RateLimitFirst(_)
+                | FakeBehaviour::NoticeRateLimitFirst(_)
                 | FakeBehaviour::HoldOksUntil(_)
                 | FakeBehaviour::DropFirstConnectionAfter { .. }
                 | FakeBehaviour::AuthAtConnect { .. }
@@ -597,6 +601,14 @@ impl PublishSession {
             FakeBehaviour::RateLimitFirst(n) => {
                 if seen_before < *n {
                     step.replies.push(ok(&id, false, "rate-limited: slow down"));
+                } else {
+                    step.replies.push(ok(&id, true, ""));
+                }
+            }
+            FakeBehaviour::NoticeRateLimitFirst(n) => {
+                if seen_before < *n {
+                    step.replies
+                        .push(json!(["NOTICE", "rate-limited: too many events"]).to_string());
                 } else {
                     step.replies.push(ok(&id, true, ""));
                 }
