@@ -1302,3 +1302,58 @@ async fn an_apply_after_a_crash_between_ok_and_read_back_finishes_the_plan_witho
     }
     assert!(journal.iter().any(|e| e.outcome == "published"));
 }
+
+/// A legacy agent on two community relays, the first of which holds a
+/// kind:0 dated beyond the future tolerance (that relay's clock ahead): the
+/// first relay is skipped (`clock_skew`), and the record's one backfill
+/// still goes with the second relay's republish, which apply does (before:
+/// the backfill went with the skipped entry, and apply found the second
+/// relay's republish stale).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn communities_a_clock_skew_on_the_first_relay_leaves_the_backfill_and_the_other_republish() {
+    use nostr::{EventBuilder, Keys, Kind, Timestamp};
+    use reprofile::core::plan::SkipReason;
+
+    let world = World::generated(1).await;
+    let other = crate::support::start_local_relay().await;
+    let other_url = other.url().await.to_string();
+    world.append_config(&format!(
+        "[buzz]\ncommunities = [\"{}\", \"{other_url}\"]\n[safety]\nmax_republish_fraction = 1.0",
+        world.relay_url
+    ));
+    // The generated agent 0's key (see World::generated).
+    let mut secret = [0u8; 32];
+    secret[..8].copy_from_slice(&1u64.to_be_bytes());
+    secret[31] = 7;
+    let keys = Keys::new(nostr::SecretKey::from_slice(&secret).unwrap());
+    let ahead = EventBuilder::new(Kind::Metadata, r#"{"name":"generated-00000"}"#)
+        .custom_created_at(Timestamp::from_secs(now_secs() + 3_600))
+        .sign_with_keys(&keys)
+        .unwrap();
+    crate::support::publish_events(&world.relay_url, &[ahead]).await;
+    let config = world.config();
+
+    let (doc, _, report) = plan_and_apply(&config).await;
+    let skips: Vec<(&str, SkipReason)> = doc
+        .plan
+        .skipped
+        .iter()
+        .map(|s| (s.relay.as_deref().unwrap_or_default(), s.reason))
+        .collect();
+    assert_eq!(skips, [(world.relay_url.as_str(), SkipReason::ClockSkew)]);
+    let kinds: Vec<&str> = doc.plan.actions.iter().map(Action::type_name).collect();
+    assert_eq!(kinds, ["backfill_avatar", "republish_profile"]);
+    assert!(report.succeeded(), "{report:#?}");
+    assert_eq!(report.count(Outcome::Applied), 2, "{report:#?}");
+
+    let store: Value =
+        serde_json::from_str(&std::fs::read_to_string(world.store_path()).unwrap()).unwrap();
+    let avatar = store[0]["avatar_url"].as_str().expect("backfilled");
+    let read = read_profiles(
+        BTreeMap::from([(other_url.clone(), vec![keys.public_key()])]),
+        &read_options(&config),
+    )
+    .await;
+    let on_other = content_of(&read[&other_url][&keys.public_key().to_hex()]);
+    assert_eq!(on_other["picture"], avatar);
+}
