@@ -469,7 +469,11 @@ pub(crate) fn clip(text: &str, max_chars: usize) -> String {
 pub fn render_report(report: &crate::core::apply::ApplyReport, style: Style) -> String {
     use crate::core::apply::Outcome;
     let mut out = String::new();
-    for result in &report.results {
+    // By name, then pubkey, as the plan shows them; an agent's results in
+    // plan order (its backfill first).
+    let mut in_order: Vec<&crate::core::apply::ActionResult> = report.results.iter().collect();
+    in_order.sort_by_cached_key(|r| (r.name.to_lowercase(), r.agent.clone()));
+    for result in in_order {
         let (paint, label) = match result.outcome {
             Outcome::Applied => (Paint::Add, "applied"),
             Outcome::AlreadyApplied => (Paint::Dim, "already applied"),
@@ -820,6 +824,61 @@ mod tests {
             text.ends_with(
                 "Apply finished with problems: 1 applied, 0 already applied, 0 stale, 1 failed.\n"
             ),
+            "{text}"
+        );
+    }
+
+    /// The report lists agents by name, then pubkey, as the plan does, an
+    /// agent's backfill before its republish (before: in plan order, by
+    /// pubkey: `generated-00001` above `generated-00000`).
+    #[test]
+    fn the_apply_report_lists_agents_by_name_then_pubkey() {
+        use crate::core::apply::{ActionResult, ApplyReport, Outcome};
+        let result = |kind: &'static str, agent: char, name: &str| ActionResult {
+            id: format!("{kind}:{}", agent.to_string().repeat(64)),
+            kind,
+            agent: agent.to_string().repeat(64),
+            name: name.into(),
+            relay: None,
+            outcome: Outcome::Applied,
+            reason: None,
+            event_id: None,
+        };
+        let report = ApplyReport {
+            results: vec![
+                result("backfill_avatar", 'a', "zed"),
+                result("backfill_avatar", 'b', "Ada"),
+                result("republish_profile", 'b', "Ada"),
+                result("republish_profile", 'c', "ada"),
+            ],
+            skipped: Vec::new(),
+            journal: "plans/p.journal.jsonl".into(),
+            backup: None,
+            not_begun: 0,
+            records_from_plan: false,
+            signatures_vouched: 0,
+        };
+        let text = render_report(&report, Style::default());
+        // Each line: `  applied  <kind> <name> (<pubkey>)`.
+        let lines: Vec<String> = text
+            .lines()
+            .take(4)
+            .map(|line| {
+                line.split_whitespace()
+                    .skip(1)
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "backfill_avatar Ada",
+                "republish_profile Ada",
+                "republish_profile ada",
+                "backfill_avatar zed",
+            ],
             "{text}"
         );
     }
