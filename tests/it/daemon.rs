@@ -147,11 +147,7 @@ async fn sigterm_in_apply_mode_stops_between_actions_and_the_event_in_flight_get
     );
 
     let (mut child, rx) = tokio::task::block_in_place(|| spawn_daemon(&world));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while slow.event_ids().is_empty() {
-        assert!(Instant::now() < deadline, "no EVENT reached the relay");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    slow.wait_for_an_event(Duration::from_secs(20)).await;
     sigterm(&child);
     let status = tokio::task::block_in_place(|| wait_exit(&mut child, Duration::from_secs(10)));
     assert_eq!(status.code(), Some(0));
@@ -217,11 +213,7 @@ async fn a_second_signal_stops_the_daemon_at_once() {
     );
 
     let (mut child, rx) = tokio::task::block_in_place(|| spawn_daemon(&world));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while relay.event_ids().is_empty() {
-        assert!(Instant::now() < deadline, "no EVENT reached the relay");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    relay.wait_for_an_event(Duration::from_secs(20)).await;
     sigterm(&child);
     let mut lines = tokio::task::block_in_place(|| {
         collect_until(&rx, Duration::from_secs(10), |l| {
@@ -269,11 +261,7 @@ async fn sigterm_to_a_pid_1_run_once_stops_it_between_actions() {
         .stderr(Stdio::null())
         .spawn()
         .expect("unshare runs (util-linux)");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while slow.event_ids().is_empty() {
-        assert!(Instant::now() < deadline, "no EVENT reached the relay");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    slow.wait_for_an_event(Duration::from_secs(20)).await;
     // reprofile is unshare's child: PID 1 in its namespace.
     let children =
         std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id())).unwrap();

@@ -119,11 +119,7 @@ async fn ctrl_c_during_apply_stops_between_actions_and_says_how_to_go_on() {
     world.append_config("[safety]\nmax_republish_fraction = 1.0");
 
     let pane = Pane::start(&world, &["apply", "--auto-approve"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while slow.event_ids().is_empty() {
-        assert!(Instant::now() < deadline, "no EVENT reached the relay");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    slow.wait_for_an_event(Duration::from_secs(30)).await;
     pane.ctrl_c();
     let screen = tokio::task::block_in_place(|| pane.when_done());
     assert!(screen.contains("__DONE__ 130"), "{screen}");
@@ -185,11 +181,7 @@ async fn a_second_ctrl_c_stops_at_once() {
     .unwrap();
 
     let pane = Pane::start(&world, &["apply", "--auto-approve"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while relay.event_ids().is_empty() {
-        assert!(Instant::now() < deadline, "no EVENT reached the relay");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    relay.wait_for_an_event(Duration::from_secs(30)).await;
     pane.ctrl_c();
     tokio::task::block_in_place(|| pane.when_shown("Ctrl-C again stops at once."));
     pane.ctrl_c();

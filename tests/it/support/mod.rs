@@ -374,6 +374,20 @@ impl FakeRelay {
         self.log.lock().unwrap().max_open_subscriptions
     }
 
+    /// Waits (at most `limit`, then panics) until an EVENT has reached the
+    /// relay: the moment tests stop a publishing run while its first event
+    /// awaits its OK.
+    pub async fn wait_for_an_event(&self, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while self.event_ids().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no EVENT reached the relay within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// The id (hex) of every EVENT received, in order, over all connections.
     pub fn event_ids(&self) -> Vec<String> {
         self.log.lock().unwrap().event_ids.clone()
